@@ -1,0 +1,75 @@
+"""The append-only, hash-chained audit log.
+
+Each event stores the SHA-256 of its canonical form chained to the previous event's hash, so
+editing, deleting or inserting a row behind Veil's back breaks the chain at that row. On
+PostgreSQL, triggers refuse UPDATE, DELETE and TRUNCATE outright. `audit` imports no other Veil app:
+callers describe actors and targets with plain values.
+"""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.db import models
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Web"
+    API = "api", "API"
+    SLACK = "slack", "Slack"
+    CLI = "cli", "Command line"
+    SYSTEM = "system", "System"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    SERVICE_ACCOUNT = "service_account", "Service account"
+    SYSTEM = "system", "System"
+    ANONYMOUS = "anonymous", "Anonymous"
+
+
+class AuditEvent(models.Model):
+    """One immutable fact: who did what to which object, when, through which channel."""
+
+    seq = models.BigIntegerField(unique=True, help_text="Position in the hash chain, from 1.")
+    occurred_at = models.DateTimeField(db_index=True)
+    actor_type = models.CharField(max_length=20, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=255, blank=True, db_index=True)
+    actor_name = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=255, blank=True)
+    target_repr = models.CharField(max_length=500, blank=True)
+    project = models.CharField(max_length=64, blank=True, db_index=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["action", "occurred_at"])]
+        triggers = [
+            pgtrigger.Protect(name="audit_no_update_delete", operation=pgtrigger.Update | pgtrigger.Delete),
+            # TRUNCATE fires no row trigger, so it needs a statement-level trigger of its own.
+            pgtrigger.Trigger(
+                name="audit_no_truncate",
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                when=pgtrigger.Before,
+                func="RAISE EXCEPTION 'audit log is append-only: TRUNCATE refused'; RETURN NULL;",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} by {self.actor_name or self.actor_type}"
+
+
+class ChainHead(models.Model):
+    """The single row that serialises writers: locked FOR UPDATE while an event is appended."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"head at #{self.seq}"

@@ -1,0 +1,76 @@
+"""What every Veil API shares: one error shape and serializers that refuse unknown fields.
+
+Every error leaves the API as
+`{"error": {"status": 400, "code": "invalid", "message": "...", "fields": {"a.b[0].c": ["..."]}}}`
+where `message` names the first offending field, so a client sees at a glance what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into `{"path.to[0].field": [messages]}`."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key == "non_field_errors":
+                path = prefix or "body"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(flatten_errors(value, path))
+    elif isinstance(detail, list) and detail and all(isinstance(d, (dict, list)) for d in detail):
+        for index, value in enumerate(detail):
+            if value:
+                flat.update(flatten_errors(value, f"{prefix}[{index}]"))
+    elif isinstance(detail, list):
+        flat[prefix or "body"] = [str(d) for d in detail]
+    else:
+        flat[prefix or "body"] = [str(detail)]
+    return flat
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        fields = flatten_errors(exc.detail)
+        first_field, messages = next(iter(fields.items()))
+        message = f"{first_field}: {messages[0]}"
+        code = "invalid"
+    else:
+        fields = {}
+        message = str(exc.detail)
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+    response.data = {
+        "error": {"status": response.status_code, "code": code, "message": message, "fields": fields}
+    }
+    return response
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that answers 400 for fields it does not know, instead of silently dropping them.
+
+    A typo in a field name (`"colums"`) must not turn into a request that does less than asked.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field."] for name in unknown}, code="unknown_field"
+                )
+        return super().to_internal_value(data)

@@ -1,0 +1,63 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest
+
+from audit.models import Channel
+from identity.models import ApiToken, Role, ServiceAccount, User
+from identity.services import token_revoke
+
+
+@admin.register(User)
+class VeilUserAdmin(UserAdmin):
+    list_display = ["username", "email", "display_name", "oidc_subject", "is_staff", "is_active"]
+    search_fields = ["username", "email", "display_name", "oidc_subject"]
+    fieldsets = (
+        *UserAdmin.fieldsets,
+        ("Identity provider", {"fields": ("oidc_subject", "email_verified", "display_name")}),
+    )
+    readonly_fields = ["oidc_subject", "email_verified"]
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "description"]
+    search_fields = ["name"]
+    filter_horizontal = ["users", "groups", "service_accounts"]
+
+
+class ApiTokenInline(admin.TabularInline):
+    """Tokens are listed, never edited: create them with `manage.py token create` (shown once)."""
+
+    model = ApiToken
+    extra = 0
+    can_delete = False
+    fields = ["name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "is_active", "created_at"]
+    search_fields = ["name", "description"]
+    inlines = [ApiTokenInline]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["service_account", "name", "prefix", "scopes", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    fields = ["service_account", "name", "prefix", "scopes", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at", "revoked_by"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        for token in queryset:
+            token_revoke(token=token, revoked_by=request.user, channel=Channel.WEB)  # type: ignore[arg-type]
+        messages.success(request, f"Revoked {queryset.count()} token(s).")

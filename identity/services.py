@@ -1,0 +1,141 @@
+"""Writes for identity: users from IdP claims, service-account tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import ActorType
+from audit.services import Actor, Target, record_event
+from identity.models import ApiToken, Scope, ServiceAccount, User
+
+TOKEN_PREFIX = "veil_"
+
+
+class TokenError(ValueError):
+    """A token request that cannot be honoured (unknown scope, inactive account)."""
+
+
+def actor_for(principal: User | ServiceAccount | None) -> Actor:
+    """Describe a principal for the audit log."""
+    if isinstance(principal, ServiceAccount):
+        return Actor(type=ActorType.SERVICE_ACCOUNT, id=f"sa:{principal.name}", name=principal.name)
+    if isinstance(principal, User):
+        return Actor(type=ActorType.USER, id=principal.canonical_subject, name=str(principal))
+    return Actor(type=ActorType.ANONYMOUS)
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_create(
+    *,
+    service_account: ServiceAccount,
+    name: str,
+    scopes: Iterable[str],
+    created_by: User | None,
+    channel: str,
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token and return it with its plaintext, which is never stored or shown again."""
+    scope_list = sorted(set(scopes))
+    unknown = [s for s in scope_list if s not in Scope.values]
+    if unknown:
+        raise TokenError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(Scope.values)}")
+    if not scope_list:
+        raise TokenError("a token needs at least one scope")
+    if not service_account.is_active:
+        raise TokenError(f"service account {service_account.name} is deactivated")
+    prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        service_account=service_account,
+        name=name,
+        prefix=prefix,
+        key_hash=_hash_secret(secret),
+        scopes=scope_list,
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    record_event(
+        action="token.created",
+        actor=actor_for(created_by),
+        channel=channel,
+        target=Target("api_token", str(token.pk), str(token)),
+        detail={"service_account": service_account.name, "scopes": scope_list, "expires_at": expires_at},
+    )
+    return token, f"{TOKEN_PREFIX}{prefix}_{secret}"
+
+
+@transaction.atomic
+def token_revoke(*, token: ApiToken, revoked_by: User | None, channel: str) -> ApiToken:
+    """Revoke a token; effective for the next request. Revoking twice changes nothing."""
+    locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if locked.revoked_at is not None:
+        return locked
+    locked.revoked_at, locked.revoked_by = timezone.now(), revoked_by
+    locked.save(update_fields=["revoked_at", "revoked_by"])
+    record_event(
+        action="token.revoked",
+        actor=actor_for(revoked_by),
+        channel=channel,
+        target=Target("api_token", str(locked.pk), str(locked)),
+        detail={"service_account": locked.service_account.name},
+    )
+    return locked
+
+
+def token_authenticate(raw: str) -> ApiToken | None:
+    """Return the live token for a plaintext, or None. Records last use at most once a minute."""
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    prefix, _, secret = raw[len(TOKEN_PREFIX) :].partition("_")
+    if not prefix or not secret:
+        return None
+    token = (
+        ApiToken.objects.select_related("service_account")
+        .filter(prefix=prefix, revoked_at__isnull=True, service_account__is_active=True)
+        .first()
+    )
+    if token is None or not hmac.compare_digest(token.key_hash, _hash_secret(secret)):
+        return None
+    now = timezone.now()
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    resolution = timedelta(seconds=settings.API_TOKEN_LAST_USED_RESOLUTION_S)
+    if token.last_used_at is None or now - token.last_used_at >= resolution:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def _claim_groups(claims: dict[str, Any]) -> list[str]:
+    raw = claims.get(settings.OIDC_GROUPS_CLAIM) or []
+    if isinstance(raw, str):
+        raw = [raw]
+    return sorted({str(g).strip() for g in raw if str(g).strip()})
+
+
+@transaction.atomic
+def user_sync_from_claims(*, user: User, claims: dict[str, Any]) -> User:
+    """Make the user match the IdP: subject, email, names, and IdP groups (replaced, not merged)."""
+    user.oidc_subject = claims["sub"]
+    user.email = claims.get("email", user.email) or ""
+    user.email_verified = bool(claims.get("email_verified", False))
+    user.first_name = (claims.get("given_name") or user.first_name)[:150]
+    user.last_name = (claims.get("family_name") or user.last_name)[:150]
+    user.display_name = (claims.get("name") or user.display_name)[:255]
+    user.save()
+    groups = [Group.objects.get_or_create(name=name[:150])[0] for name in _claim_groups(claims)]
+    user.groups.set(groups)
+    return user

@@ -1,0 +1,236 @@
+"""Catalog writes: upsert a whole instance's schema in one transaction.
+
+The same function serves the bulk API (a data-access layer or scanner pushes its schema) and
+`manage.py catalog sync` (Veil reads information_schema itself). It is idempotent: pushing the same
+catalog twice changes nothing and reports every column as unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from audit.services import Actor, Target, record_event
+from masking.classification import suggest_classification
+from masking.models import Column, Database, Instance, Project, Schema, SemanticType, Table
+
+
+class CatalogError(ValueError):
+    """A catalog push that cannot be applied; `field` names the offending input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class UpsertSummary:
+    instance: str
+    created: dict[str, int] = field(default_factory=lambda: {"databases": 0, "tables": 0, "columns": 0})
+    updated_columns: int = 0
+    unchanged_columns: int = 0
+    deleted_columns: int = 0
+    classification_changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "created": self.created,
+            "updated_columns": self.updated_columns,
+            "unchanged_columns": self.unchanged_columns,
+            "deleted_columns": self.deleted_columns,
+            "classification_changes": len(self.classification_changes),
+        }
+
+
+_COLUMN_FIELDS = ("data_type", "position", "classification_level", "tags", "semantic_type_id")
+_SUGGESTION_FIELDS = ("suggested_category", "suggested_level")
+
+
+def _upsert_instance(spec: dict[str, Any]) -> Instance:
+    instance, created = Instance.objects.get_or_create(
+        key=spec["id"],
+        defaults={"title": spec.get("title", ""), "engine": spec["engine"], "environment": spec["environment"]},
+    )
+    if not created:
+        changed = False
+        for attr, key in (("title", "title"), ("engine", "engine"), ("environment", "environment")):
+            if key in spec and getattr(instance, attr) != spec[key]:
+                setattr(instance, attr, spec[key])
+                changed = True
+        if changed:
+            instance.save()
+    return instance
+
+
+def _resolve_projects(databases: list[dict[str, Any]], instance: Instance) -> dict[str, Project]:
+    """Map each pushed database to its project; a new database must name an existing project."""
+    keys = {db["project"] for db in databases if db.get("project")}
+    projects = {p.key: p for p in Project.objects.filter(key__in=keys)}
+    existing = {d.name: d.project for d in Database.objects.filter(instance=instance).select_related("project")}
+    resolved: dict[str, Project] = {}
+    for index, db in enumerate(databases):
+        key = db.get("project")
+        if key:
+            if key not in projects:
+                raise CatalogError(f"databases[{index}].project", f"unknown project {key!r}")
+            resolved[db["name"]] = projects[key]
+        elif db["name"] in existing:
+            resolved[db["name"]] = existing[db["name"]]
+        else:
+            raise CatalogError(f"databases[{index}].project", "required for a database Veil does not know yet")
+    return resolved
+
+
+def _resolve_semantic_types(databases: list[dict[str, Any]]) -> dict[str, int]:
+    wanted = {
+        col["semantic_type"]
+        for db in databases
+        for schema in db["schemas"]
+        for table in schema["tables"]
+        for col in table["columns"]
+        if col.get("semantic_type")
+    }
+    found = dict(SemanticType.objects.filter(key__in=wanted).values_list("key", "id"))
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise CatalogError("semantic_type", f"unknown semantic type(s): {', '.join(missing)}")
+    return found
+
+
+@transaction.atomic
+def catalog_upsert(
+    *, instance_spec: dict[str, Any], databases: list[dict[str, Any]], prune: bool, actor: Actor, channel: str
+) -> UpsertSummary:
+    """Create or update an instance and the given databases, schemas, tables and columns.
+
+    Fields a push leaves out (`classification_level`, `tags`, `semantic_type`) keep their current
+    values, so a scanner that knows only names and types never erases an admin's classification.
+    With `prune`, columns and tables of the pushed databases that the push no longer lists are deleted.
+    Raises CatalogError (nothing written) when the push refers to unknown projects or semantic types.
+    """
+    instance = _upsert_instance(instance_spec)
+    projects = _resolve_projects(databases, instance)
+    semantic_types = _resolve_semantic_types(databases)
+    summary = UpsertSummary(instance=instance.key)
+
+    for db_spec in databases:
+        database, created = Database.objects.get_or_create(
+            instance=instance, name=db_spec["name"], defaults={"project": projects[db_spec["name"]]}
+        )
+        summary.created["databases"] += int(created)
+        if not created and database.project_id != projects[db_spec["name"]].id:
+            database.project = projects[db_spec["name"]]
+            database.save(update_fields=["project"])
+        _upsert_database_contents(database, db_spec["schemas"], semantic_types, prune, summary)
+
+    record_event(
+        action="catalog.upserted",
+        actor=actor,
+        channel=channel,
+        target=Target("instance", instance.key, instance.key),
+        detail={**summary.as_dict(), "prune": prune},
+    )
+    for change in summary.classification_changes:
+        record_event(
+            action="catalog.classification_changed",
+            actor=actor,
+            channel=channel,
+            target=Target("column", change["column"], change["column"]),
+            project=change["project"],
+            detail={"before": change["before"], "after": change["after"]},
+        )
+    return summary
+
+
+def _upsert_database_contents(
+    database: Database,
+    schema_specs: list[dict[str, Any]],
+    semantic_types: dict[str, int],
+    prune: bool,
+    summary: UpsertSummary,
+) -> None:
+    """Upsert one database's tables and columns with a constant number of queries per schema."""
+    for schema_spec in schema_specs:
+        schema, _ = Schema.objects.get_or_create(database=database, name=schema_spec["name"])
+        tables = {t.name: t for t in Table.objects.filter(schema=schema)}
+        new_tables = [Table(schema=schema, name=t["name"]) for t in schema_spec["tables"] if t["name"] not in tables]
+        for table in Table.objects.bulk_create(new_tables):
+            tables[table.name] = table
+        summary.created["tables"] += len(new_tables)
+
+        existing = {
+            (c.table_id, c.name): c for c in Column.objects.filter(table__schema=schema).select_related("table")
+        }
+        to_create: list[Column] = []
+        to_update: list[Column] = []
+        seen: set[tuple[int, str]] = set()
+        for table_spec in schema_spec["tables"]:
+            table = tables[table_spec["name"]]
+            for position, col_spec in enumerate(table_spec["columns"], start=1):
+                key = (table.pk, col_spec["name"])
+                seen.add(key)
+                wanted = _column_values(col_spec, position, semantic_types)
+                column = existing.get(key)
+                if column is None:
+                    to_create.append(Column(table=table, name=col_spec["name"], **_with_defaults(wanted)))
+                    continue
+                changed = [f for f, v in wanted.items() if getattr(column, f) != v]
+                if "classification_level" in changed:
+                    summary.classification_changes.append(
+                        {
+                            "column": f"{database}/{schema.name}.{table.name}.{column.name}",
+                            "project": database.project.key,
+                            "before": column.classification_level,
+                            "after": wanted["classification_level"],
+                        }
+                    )
+                if changed:
+                    for f in changed:
+                        setattr(column, f, wanted[f])
+                    if column.discovered_by_decision:
+                        column.discovered_by_decision = False
+                        changed.append("discovered_by_decision")
+                    to_update.append(column)
+                    if set(changed) - set(_SUGGESTION_FIELDS):
+                        summary.updated_columns += 1
+                    else:
+                        summary.unchanged_columns += 1
+                else:
+                    summary.unchanged_columns += 1
+        Column.objects.bulk_create(to_create, batch_size=1000)
+        if to_update:
+            Column.objects.bulk_update(
+                to_update, [*_COLUMN_FIELDS, *_SUGGESTION_FIELDS, "discovered_by_decision"], batch_size=1000
+            )
+        summary.created["columns"] += len(to_create)
+        if prune:
+            stale = [c.pk for key, c in existing.items() if key not in seen]
+            summary.deleted_columns += Column.objects.filter(pk__in=stale).delete()[0]
+            pushed = {t["name"] for t in schema_spec["tables"]}
+            Table.objects.filter(schema=schema).exclude(name__in=pushed).delete()
+
+
+def _column_values(spec: dict[str, Any], position: int, semantic_types: dict[str, int]) -> dict[str, Any]:
+    """The column fields a push sets; absent optional fields are left out so they are kept."""
+    suggestion = suggest_classification(spec["name"], spec.get("data_type", ""))
+    values: dict[str, Any] = {
+        "data_type": spec.get("data_type", ""),
+        "position": position,
+        "suggested_category": suggestion.category if suggestion else "",
+        "suggested_level": suggestion.level if suggestion else None,
+    }
+    if "classification_level" in spec:
+        values["classification_level"] = spec["classification_level"]
+    if "tags" in spec:
+        values["tags"] = sorted(set(spec["tags"]))
+    if "semantic_type" in spec:
+        values["semantic_type_id"] = semantic_types[spec["semantic_type"]] if spec["semantic_type"] else None
+    return values
+
+
+def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    return {"classification_level": None, "tags": [], "semantic_type_id": None, **values}

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real services and personas used across the suite.
+
+Tests run against the real PostgreSQL and Redis named by DATABASE_URL and REDIS_URL (see
+pyproject's pytest env). With VEIL_REQUIRE_SERVICES=1 (CI) a missing service fails the run
+instead of letting tests silently run on something else.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("VEIL_REQUIRE_SERVICES") != "1":
+        return
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(f"VEIL_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL ({engine})", returncode=3)
+    import psycopg
+    import redis
+
+    db = settings.DATABASES["default"]
+    try:
+        psycopg.connect(
+            host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"], connect_timeout=5
+        ).close()
+    except psycopg.Error as exc:
+        pytest.exit(f"PostgreSQL is unreachable: {exc}", returncode=3)
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis is unreachable at {settings.REDIS_URL}: {exc}", returncode=3)
