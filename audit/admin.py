@@ -7,7 +7,15 @@ from audit.models import AuditEvent
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the log is changed by nobody, including administrators."""
 
-    list_display = ["seq", "occurred_at", "action", "actor_name", "target_repr", "project", "channel"]
+    list_display = [
+        "seq",
+        "occurred_at",
+        "action",
+        "actor_name",
+        "target_repr",
+        "project",
+        "channel",
+    ]
     list_filter = ["action", "channel", "actor_type"]
     search_fields = ["actor_name", "actor_id", "target_repr", "target_id", "project"]
 

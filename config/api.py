@@ -23,6 +23,8 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
         for key, value in detail.items():
             if key == "non_field_errors":
                 path = prefix or "body"
+            elif isinstance(key, int):  # a ListSerializer reports item errors by index
+                path = f"{prefix}[{key}]"
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
             flat.update(flatten_errors(value, path))
@@ -55,7 +57,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = str(exc.detail)
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
     response.data = {
-        "error": {"status": response.status_code, "code": code, "message": message, "fields": fields}
+        "error": {
+            "status": response.status_code,
+            "code": code,
+            "message": message,
+            "fields": fields,
+        }
     }
     return response
 

@@ -49,7 +49,18 @@ class ServiceAccountAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["service_account", "name", "prefix", "scopes", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
-    fields = ["service_account", "name", "prefix", "scopes", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at", "revoked_by"]
+    fields = [
+        "service_account",
+        "name",
+        "prefix",
+        "scopes",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    ]
     readonly_fields = fields
     actions = ["revoke"]
 

@@ -6,4 +6,4 @@ class IdentityConfig(AppConfig):
     verbose_name = "Identity"
 
     def ready(self) -> None:
-        from identity import signals  # noqa: F401  (connects sign-in auditing)
+        from identity import schema, signals  # noqa: F401  (sign-in auditing, OpenAPI auth scheme)

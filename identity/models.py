@@ -36,7 +36,11 @@ class ServiceAccount(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     description = models.CharField(max_length=500, blank=True)
     owner = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_service_accounts"
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_service_accounts",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -18,7 +18,7 @@ from audit.models import ActorType
 from audit.services import Actor, Target, record_event
 from identity.models import ApiToken, Scope, ServiceAccount, User
 
-TOKEN_PREFIX = "veil_"
+TOKEN_PREFIX = "veil_"  # noqa: S105 - a public marker, not a secret
 
 
 class TokenError(ValueError):
@@ -72,7 +72,11 @@ def token_create(
         actor=actor_for(created_by),
         channel=channel,
         target=Target("api_token", str(token.pk), str(token)),
-        detail={"service_account": service_account.name, "scopes": scope_list, "expires_at": expires_at},
+        detail={
+            "service_account": service_account.name,
+            "scopes": scope_list,
+            "expires_at": expires_at,
+        },
     )
     return token, f"{TOKEN_PREFIX}{prefix}_{secret}"
 

@@ -25,7 +25,10 @@ def record_sign_in(sender: Any, request: HttpRequest | None, user: User, **kwarg
         action="auth.sign_in",
         actor=actor_for(user),
         channel=Channel.WEB,
-        detail={"method": _method(request), "groups": sorted(user.groups.values_list("name", flat=True))},
+        detail={
+            "method": _method(request),
+            "groups": sorted(user.groups.values_list("name", flat=True)),
+        },
     )
 
 
@@ -36,7 +39,9 @@ def record_sign_out(sender: Any, request: HttpRequest | None, user: User | None,
 
 
 @receiver(user_login_failed)
-def record_failed_sign_in(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+def record_failed_sign_in(
+    sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+) -> None:
     # The username tried is recorded (never the password: Django already masks it in credentials).
     record_event(
         action="auth.sign_in_failed",

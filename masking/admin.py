@@ -40,8 +40,19 @@ class TableAdmin(admin.ModelAdmin):
 
 @admin.register(Column)
 class ColumnAdmin(admin.ModelAdmin):
-    list_display = ["name", "table", "data_type", "classification_level", "suggested_category", "semantic_type"]
-    list_filter = ["classification_level", "suggested_category", "table__schema__database__instance__environment"]
+    list_display = [
+        "name",
+        "table",
+        "data_type",
+        "classification_level",
+        "suggested_category",
+        "semantic_type",
+    ]
+    list_filter = [
+        "classification_level",
+        "suggested_category",
+        "table__schema__database__instance__environment",
+    ]
     search_fields = ["name", "table__name"]
     raw_id_fields = ["table"]
 

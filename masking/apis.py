@@ -130,7 +130,8 @@ class CatalogUpsertApi(APIView):
         keys = {db.get("project") for db in payload["databases"] if db.get("project")}
         keys |= set(
             Database.objects.filter(
-                instance__key=payload["instance"]["id"], name__in=[db["name"] for db in payload["databases"]]
+                instance__key=payload["instance"]["id"],
+                name__in=[db["name"] for db in payload["databases"]],
             ).values_list("project__key", flat=True)
         )
         for project in Project.objects.filter(key__in=keys):

@@ -21,7 +21,12 @@ class Suggestion:
 
 # (category, level, name patterns over the joined tokens, allowed type fragments or None for any)
 _RULES: list[tuple[str, int, re.Pattern[str], tuple[str, ...] | None]] = [
-    ("ssn", 4, re.compile(r"(^|_)(ssn|social_security(_number)?|national_id|tax_id|sin|nino)($|_)"), None),
+    (
+        "ssn",
+        4,
+        re.compile(r"(^|_)(ssn|social_security(_number)?|national_id|tax_id|sin|nino)($|_)"),
+        None,
+    ),
     (
         "card_number",
         4,
@@ -29,7 +34,12 @@ _RULES: list[tuple[str, int, re.Pattern[str], tuple[str, ...] | None]] = [
         None,
     ),
     ("email", 3, re.compile(r"(^|_)e?mail(_address)?($|_)"), _TEXT_TYPES),
-    ("phone", 3, re.compile(r"(^|_)(phone|mobile|tel|telephone|msisdn|fax)(_number|_no)?($|_)"), None),
+    (
+        "phone",
+        3,
+        re.compile(r"(^|_)(phone|mobile|tel|telephone|msisdn|fax)(_number|_no)?($|_)"),
+        None,
+    ),
     (
         "birth_date",
         3,

@@ -24,8 +24,15 @@ def catalog(request: HttpRequest) -> HttpResponse:
     )
     columns = (
         Column.objects.filter(table__schema__database__project__in=projects)
-        .select_related("table__schema__database__instance", "table__schema__database__project", "semantic_type")
-        .order_by("table__schema__database__instance__key", "table__schema__database__name", "table__name", "position")
+        .select_related(
+            "table__schema__database__instance", "table__schema__database__project", "semantic_type"
+        )
+        .order_by(
+            "table__schema__database__instance__key",
+            "table__schema__database__name",
+            "table__name",
+            "position",
+        )
     )
     query = request.GET.get("q", "").strip()
     if query:

@@ -136,7 +136,9 @@ class Column(models.Model):
         SemanticType, null=True, blank=True, on_delete=models.SET_NULL, related_name="columns"
     )
     suggested_category = models.CharField(max_length=32, blank=True)
-    suggested_level = models.PositiveSmallIntegerField(choices=ClassificationLevel.choices, null=True, blank=True)
+    suggested_level = models.PositiveSmallIntegerField(
+        choices=ClassificationLevel.choices, null=True, blank=True
+    )
     discovered_by_decision = models.BooleanField(
         default=False, help_text="First seen in a decision request, not in a catalog push."
     )

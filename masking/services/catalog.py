@@ -53,7 +53,11 @@ _SUGGESTION_FIELDS = ("suggested_category", "suggested_level")
 def _upsert_instance(spec: dict[str, Any]) -> Instance:
     instance, created = Instance.objects.get_or_create(
         key=spec["id"],
-        defaults={"title": spec.get("title", ""), "engine": spec["engine"], "environment": spec["environment"]},
+        defaults={
+            "title": spec.get("title", ""),
+            "engine": spec["engine"],
+            "environment": spec["environment"],
+        },
     )
     if not created:
         changed = False
@@ -70,7 +74,9 @@ def _resolve_projects(databases: list[dict[str, Any]], instance: Instance) -> di
     """Map each pushed database to its project; a new database must name an existing project."""
     keys = {db["project"] for db in databases if db.get("project")}
     projects = {p.key: p for p in Project.objects.filter(key__in=keys)}
-    existing = {d.name: d.project for d in Database.objects.filter(instance=instance).select_related("project")}
+    existing = {
+        d.name: d.project for d in Database.objects.filter(instance=instance).select_related("project")
+    }
     resolved: dict[str, Project] = {}
     for index, db in enumerate(databases):
         key = db.get("project")
@@ -81,7 +87,9 @@ def _resolve_projects(databases: list[dict[str, Any]], instance: Instance) -> di
         elif db["name"] in existing:
             resolved[db["name"]] = existing[db["name"]]
         else:
-            raise CatalogError(f"databases[{index}].project", "required for a database Veil does not know yet")
+            raise CatalogError(
+                f"databases[{index}].project", "required for a database Veil does not know yet"
+            )
     return resolved
 
 
@@ -103,7 +111,12 @@ def _resolve_semantic_types(databases: list[dict[str, Any]]) -> dict[str, int]:
 
 @transaction.atomic
 def catalog_upsert(
-    *, instance_spec: dict[str, Any], databases: list[dict[str, Any]], prune: bool, actor: Actor, channel: str
+    *,
+    instance_spec: dict[str, Any],
+    databases: list[dict[str, Any]],
+    prune: bool,
+    actor: Actor,
+    channel: str,
 ) -> UpsertSummary:
     """Create or update an instance and the given databases, schemas, tables and columns.
 
@@ -157,13 +170,16 @@ def _upsert_database_contents(
     for schema_spec in schema_specs:
         schema, _ = Schema.objects.get_or_create(database=database, name=schema_spec["name"])
         tables = {t.name: t for t in Table.objects.filter(schema=schema)}
-        new_tables = [Table(schema=schema, name=t["name"]) for t in schema_spec["tables"] if t["name"] not in tables]
+        new_tables = [
+            Table(schema=schema, name=t["name"]) for t in schema_spec["tables"] if t["name"] not in tables
+        ]
         for table in Table.objects.bulk_create(new_tables):
             tables[table.name] = table
         summary.created["tables"] += len(new_tables)
 
         existing = {
-            (c.table_id, c.name): c for c in Column.objects.filter(table__schema=schema).select_related("table")
+            (c.table_id, c.name): c
+            for c in Column.objects.filter(table__schema=schema).select_related("table")
         }
         to_create: list[Column] = []
         to_update: list[Column] = []
@@ -204,7 +220,9 @@ def _upsert_database_contents(
         Column.objects.bulk_create(to_create, batch_size=1000)
         if to_update:
             Column.objects.bulk_update(
-                to_update, [*_COLUMN_FIELDS, *_SUGGESTION_FIELDS, "discovered_by_decision"], batch_size=1000
+                to_update,
+                [*_COLUMN_FIELDS, *_SUGGESTION_FIELDS, "discovered_by_decision"],
+                batch_size=1000,
             )
         summary.created["columns"] += len(to_create)
         if prune:

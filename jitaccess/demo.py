@@ -1,0 +1,230 @@
+"""A small, realistic company for the quick start and for trying Veil by hand.
+
+Idempotent: running it again changes nothing (passwords are set only when a user is created).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from guardian.shortcuts import assign_perm
+
+from audit.models import Channel
+from audit.services import SYSTEM
+from identity.models import Role, ServiceAccount, User
+from masking.models import ClassificationLevel as L
+from masking.models import Project, SemanticType
+from masking.services.catalog import catalog_upsert
+
+DEMO_PASSWORD = "veil-demo"  # noqa: S105 - demo-only, printed by the quick start
+
+SEMANTIC_TYPES = [
+    ("email", "Email address", {"type": "email"}),
+    ("phone", "Phone number", {"type": "show_last", "n": 2, "substitution": "*"}),
+    ("person-name", "Person name", {"type": "default_partial"}),
+    ("birth-date", "Birth date", {"type": "date_year"}),
+    ("card-number", "Card number", {"type": "show_last", "n": 4, "substitution": "*"}),
+    ("address", "Postal address", {"type": "full", "substitution": "******"}),
+    ("ip-address", "IP address", {"type": "md5", "salt": "demo-salt"}),
+]
+
+# table -> [(column, type, level, semantic type)]
+SHOP_TABLES: dict[str, list[tuple[str, str, int | None, str | None]]] = {
+    "customers": [
+        ("id", "bigint", L.INTERNAL, None),
+        ("email", "text", L.RESTRICTED, "email"),
+        ("phone", "text", L.RESTRICTED, "phone"),
+        ("first_name", "text", L.CONFIDENTIAL, "person-name"),
+        ("last_name", "text", L.CONFIDENTIAL, "person-name"),
+        ("birth_date", "date", L.RESTRICTED, "birth-date"),
+        ("address", "text", L.RESTRICTED, "address"),
+        ("created_at", "timestamp with time zone", L.INTERNAL, None),
+    ],
+    "orders": [
+        ("id", "bigint", L.INTERNAL, None),
+        ("customer_id", "bigint", L.INTERNAL, None),
+        ("total_cents", "integer", L.INTERNAL, None),
+        ("shipping_address", "text", L.RESTRICTED, "address"),
+        ("ip_address", "inet", L.CONFIDENTIAL, "ip-address"),
+        ("created_at", "timestamp with time zone", L.INTERNAL, None),
+    ],
+    "payments": [
+        ("id", "bigint", L.INTERNAL, None),
+        ("order_id", "bigint", L.INTERNAL, None),
+        ("card_number", "text", L.HIGHLY_RESTRICTED, "card-number"),
+        ("amount_cents", "integer", L.INTERNAL, None),
+        ("status", "text", L.PUBLIC, None),
+    ],
+    "support_notes": [
+        ("id", "bigint", L.INTERNAL, None),
+        ("customer_id", "bigint", L.INTERNAL, None),
+        ("body", "text", None, None),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    name: str
+    groups: tuple[str, ...]
+    is_superuser: bool = False
+
+
+PEOPLE = [
+    Person("admin", "Ada Admin", ("security",), is_superuser=True),
+    Person("alice", "Alice Engineer", ("engineering",)),
+    Person("bob", "Bob Lead", ("engineering", "approvers")),
+    Person("carol", "Carol Support", ("support",)),
+    Person("dave", "Dave Compliance", ("compliance",)),
+    Person("erin", "Erin Security", ("security", "approvers")),
+]
+
+# project -> group -> permissions
+PERMISSIONS = {
+    "shop": {
+        "engineering": ["request_unmask"],
+        "support": ["request_unmask"],
+        "approvers": ["approve_request"],
+        "security": ["administer_policy", "approve_request", "view_audit"],
+        "compliance": ["view_audit"],
+    },
+    "analytics": {
+        "engineering": ["request_unmask"],
+        "approvers": ["approve_request"],
+        "security": ["administer_policy", "view_audit"],
+        "compliance": ["view_audit"],
+    },
+}
+
+ROLES = {
+    "engineers": ("Engineers who debug production", ("engineering",)),
+    "support-agents": ("Customer support", ("support",)),
+    "pii-approvers": ("May approve unmask requests", ("approvers",)),
+    "security-oncall": ("Break-glass for incidents", ("security",)),
+    "compliance": ("Audit and exports", ("compliance",)),
+}
+
+
+@transaction.atomic
+def load_demo_data() -> list[str]:
+    """Create (or leave as is) the demo company. Returns the usernames of the demo people."""
+    projects = {
+        "shop": Project.objects.get_or_create(key="shop", defaults={"title": "Shop"})[0],
+        "analytics": Project.objects.get_or_create(key="analytics", defaults={"title": "Analytics"})[0],
+    }
+    for key, title, algorithm in SEMANTIC_TYPES:
+        SemanticType.objects.get_or_create(key=key, defaults={"title": title, "algorithm": algorithm})
+
+    for instance, environment in (("prod-pg", "prod"), ("staging-pg", "staging")):
+        catalog_upsert(
+            instance_spec={
+                "id": instance,
+                "title": f"{environment} PostgreSQL",
+                "engine": "postgresql",
+                "environment": environment,
+            },
+            databases=[_shop_database(), _analytics_database()],
+            prune=False,
+            actor=SYSTEM,
+            channel=Channel.CLI,
+        )
+
+    groups = {name: Group.objects.get_or_create(name=name)[0] for p in PEOPLE for name in p.groups}
+    for person in PEOPLE:
+        first, last = person.name.split(" ", 1)
+        user, created = User.objects.get_or_create(
+            username=person.username,
+            defaults={
+                "email": f"{person.username}@example.com",
+                "email_verified": True,
+                "first_name": first,
+                "last_name": last,
+                "display_name": person.name,
+                "is_staff": person.is_superuser,
+                "is_superuser": person.is_superuser,
+            },
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save(update_fields=["password"])
+            user.groups.set([groups[g] for g in person.groups])
+
+    for project_key, grants in PERMISSIONS.items():
+        for group_name, perms in grants.items():
+            group = groups.get(group_name) or Group.objects.get_or_create(name=group_name)[0]
+            for perm in perms:
+                assign_perm(f"masking.{perm}", group, projects[project_key])
+
+    for name, (description, group_names) in ROLES.items():
+        role, _ = Role.objects.get_or_create(name=name, defaults={"description": description})
+        role.groups.add(*[groups[g] for g in group_names])
+
+    ServiceAccount.objects.get_or_create(
+        name="sql-proxy", defaults={"description": "The SQL proxy in front of prod-pg"}
+    )
+    return [p.username for p in PEOPLE]
+
+
+def _shop_database() -> dict:
+    return {
+        "name": "shop",
+        "project": "shop",
+        "schemas": [
+            {
+                "name": "public",
+                "tables": [
+                    {
+                        "name": table,
+                        "columns": [
+                            {
+                                "name": name,
+                                "data_type": dtype,
+                                "classification_level": level,
+                                "semantic_type": st,
+                            }
+                            for name, dtype, level, st in columns
+                        ],
+                    }
+                    for table, columns in SHOP_TABLES.items()
+                ],
+            }
+        ],
+    }
+
+
+def _analytics_database() -> dict:
+    return {
+        "name": "warehouse",
+        "project": "analytics",
+        "schemas": [
+            {
+                "name": "marts",
+                "tables": [
+                    {
+                        "name": "customer_ltv",
+                        "columns": [
+                            {
+                                "name": "customer_id",
+                                "data_type": "bigint",
+                                "classification_level": L.INTERNAL,
+                            },
+                            {
+                                "name": "email",
+                                "data_type": "text",
+                                "classification_level": L.RESTRICTED,
+                                "semantic_type": "email",
+                            },
+                            {
+                                "name": "ltv_cents",
+                                "data_type": "bigint",
+                                "classification_level": L.INTERNAL,
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+    }

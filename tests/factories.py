@@ -1,0 +1,77 @@
+"""Small builders for test data. Plain functions: each names what it makes."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from guardian.shortcuts import assign_perm
+
+from audit.models import Channel
+from identity.models import ServiceAccount, User
+from identity.services import token_create
+from masking.models import Project
+
+_counter = itertools.count(1)
+
+
+def make_user(username: str | None = None, **fields: Any) -> User:
+    username = username or f"user{next(_counter)}"
+    fields.setdefault("email", f"{username}@example.com")
+    user = User.objects.create_user(username=username, password="pw-for-tests-only", **fields)
+    return user
+
+
+def make_project(key: str | None = None, **fields: Any) -> Project:
+    key = key or f"project-{next(_counter)}"
+    return Project.objects.create(key=key, title=fields.pop("title", key.title()), **fields)
+
+
+def grant_project_perm(user: User, perm: str, project: Project) -> None:
+    assign_perm(f"masking.{perm}", user, project)
+
+
+def make_token(scopes: list[str], account_name: str | None = None) -> tuple[ServiceAccount, str]:
+    account, _ = ServiceAccount.objects.get_or_create(name=account_name or f"svc-{next(_counter)}")
+    _, plaintext = token_create(
+        service_account=account, name="test", scopes=scopes, created_by=None, channel=Channel.CLI
+    )
+    return account, plaintext
+
+
+def catalog_payload(
+    *,
+    instance: str = "prod-pg",
+    environment: str = "prod",
+    project: str = "shop",
+    columns: list[dict] | None = None,
+) -> dict[str, Any]:
+    return {
+        "instance": {"id": instance, "engine": "postgresql", "environment": environment},
+        "databases": [
+            {
+                "name": "shop",
+                "project": project,
+                "schemas": [
+                    {
+                        "name": "public",
+                        "tables": [
+                            {
+                                "name": "customers",
+                                "columns": columns
+                                or [
+                                    {"name": "id", "data_type": "bigint"},
+                                    {
+                                        "name": "email",
+                                        "data_type": "text",
+                                        "classification_level": 3,
+                                    },
+                                    {"name": "phone", "data_type": "text"},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
