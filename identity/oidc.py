@@ -1,22 +1,49 @@
 """Sign-in through the company IdP with mozilla-django-oidc, keyed on the `sub` claim.
 
-mozilla-django-oidc verifies the ID token's signature against the IdP's JWKS, its audience, expiry
-and nonce, and the `state` round trip; this backend only decides which user a verified set of
-claims belongs to and keeps the user's IdP groups in step with the groups claim.
+mozilla-django-oidc verifies the ID token's signature against the IdP's JWKS, its expiry and nonce,
+and the `state` round trip (with PKCE). It does not check the ID token's issuer or audience, nor
+that userinfo (where it reads the claims from) describes the same subject as the ID token;
+`get_userinfo` below adds these checks (OpenID Connect Core 3.1.3.7 and 5.3.2). A refused sign-in
+is audited and sends the person back to the sign-in page instead of a bare 400. Otherwise this
+backend only decides which user a verified set of claims belongs to and keeps the user's IdP groups
+in step with the groups claim.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
+from audit.models import Channel
+from audit.services import ANONYMOUS, record_event
 from identity.models import User
 from identity.services import user_sync_from_claims
 
+logger = logging.getLogger(__name__)
+
 
 class VeilOIDCBackend(OIDCAuthenticationBackend):
+    def get_userinfo(self, access_token: str, id_token: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Userinfo claims, accepted only for the client and subject of the verified ID token."""
+        issuer = settings.OIDC_OP_ISSUER
+        if issuer and payload.get("iss") != issuer:
+            raise SuspiciousOperation("ID token was issued by another issuer (iss mismatch)")
+        audience = payload.get("aud")
+        audiences = [audience] if isinstance(audience, str) else list(audience or [])
+        if self.OIDC_RP_CLIENT_ID not in audiences:
+            raise SuspiciousOperation("ID token was not issued to this client (aud mismatch)")
+        claims: dict[str, Any] = super().get_userinfo(access_token, id_token, payload)
+        if not payload.get("sub") or claims.get("sub") != payload["sub"]:
+            raise SuspiciousOperation("userinfo sub does not match the ID token's sub")
+        return claims
+
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         return bool(claims.get("sub"))
 
@@ -24,7 +51,9 @@ class VeilOIDCBackend(OIDCAuthenticationBackend):
         return User.objects.filter(oidc_subject=claims.get("sub"))
 
     def create_user(self, claims: dict[str, Any]) -> User:
-        username = _free_username(claims.get("preferred_username") or claims.get("email") or "", claims["sub"])
+        username = _free_username(
+            claims.get("preferred_username") or claims.get("email") or "", claims["sub"]
+        )
         user = User.objects.create_user(username=username)
         user.set_unusable_password()
         return user_sync_from_claims(user=user, claims=claims)
@@ -39,3 +68,20 @@ def _free_username(wanted: str, subject: str) -> str:
     if wanted and not User.objects.filter(username=wanted).exists():
         return wanted
     return f"oidc-{subject}"[:150]
+
+
+class VeilOIDCCallbackView(OIDCAuthenticationCallbackView):
+    """The IdP callback; a forged state or an unverifiable token is audited and refused."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return super().get(request)
+        except SuspiciousOperation as exc:
+            logger.warning("OIDC sign-in refused: %s", exc)
+            record_event(
+                action="auth.sign_in_failed",
+                actor=ANONYMOUS,
+                channel=Channel.WEB,
+                detail={"method": "oidc", "reason": str(exc)[:200]},
+            )
+            return self.login_failure()
