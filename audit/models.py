@@ -73,3 +73,55 @@ class ChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"head at #{self.seq}"
+
+
+class DecisionRecord(models.Model):
+    """The unmask answers of one decision request, written before the answer is sent.
+
+    One row per request (one INSERT), so recording never multiplies the decision path's writes.
+    Mask answers are not recorded: masking is the default and reveals nothing.
+    """
+
+    recorded_at = models.DateTimeField(db_index=True)
+    service_account = models.CharField(max_length=64)
+    principal_type = models.CharField(max_length=20)
+    principal_id = models.CharField(max_length=255, db_index=True)
+    principal_name = models.CharField(max_length=255)
+    query_id = models.CharField(max_length=200, blank=True, db_index=True)
+    policy_version = models.BigIntegerField()
+    asserted_groups = models.JSONField(default=list, blank=True)
+    unmasked = models.JSONField(help_text="[{column, reason, id, expires_at, request}]")
+
+    class Meta:
+        ordering = ["-recorded_at"]
+        triggers = [
+            pgtrigger.Protect(
+                name="decisionrecord_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.principal_name}: {len(self.unmasked)} column(s) unmasked"
+
+
+class AccessEvent(models.Model):
+    """What a data-access layer reports it actually returned for one query."""
+
+    received_at = models.DateTimeField(db_index=True)
+    occurred_at = models.DateTimeField()
+    service_account = models.CharField(max_length=64)
+    principal_type = models.CharField(max_length=20)
+    principal = models.CharField(max_length=255, db_index=True)
+    query_id = models.CharField(max_length=200, blank=True, db_index=True)
+    unmasked_columns = models.JSONField(default=list)
+    masked_columns = models.JSONField(default=list)
+    row_count = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        triggers = [
+            pgtrigger.Protect(name="accessevent_append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.principal} query {self.query_id}: {self.row_count} rows"

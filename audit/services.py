@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.chain import canonical_event, chain_hash
-from audit.models import ActorType, AuditEvent, ChainHead
+from audit.models import AccessEvent, ActorType, AuditEvent, ChainHead, DecisionRecord
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,38 @@ def record_event(
     head.seq, head.hash = event.seq, digest
     head.save(update_fields=["seq", "hash"])
     return event
+
+
+def record_unmask_decisions(
+    *,
+    service_account: str,
+    principal_type: str,
+    principal_id: str,
+    principal_name: str,
+    query_id: str,
+    policy_version: int,
+    asserted_groups: list[str],
+    unmasked: list[dict[str, Any]],
+) -> DecisionRecord:
+    """One INSERT holding every unmask answer of one decision request. Raises if it cannot be
+    written; the caller must then answer mask (an unmask is never sent unrecorded)."""
+    return DecisionRecord.objects.create(
+        recorded_at=timezone.now(),
+        service_account=service_account,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        principal_name=principal_name[:255],
+        query_id=query_id,
+        policy_version=policy_version,
+        asserted_groups=asserted_groups,
+        unmasked=unmasked,
+    )
+
+
+def record_access_events(*, service_account: str, events: list[dict[str, Any]]) -> int:
+    """Store a batch of what a data-access layer returned, in one INSERT. Returns how many."""
+    now = timezone.now()
+    AccessEvent.objects.bulk_create(
+        [AccessEvent(received_at=now, service_account=service_account, **event) for event in events]
+    )
+    return len(events)

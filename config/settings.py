@@ -259,6 +259,13 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "veil@localhost")
 
 # Catalog API: how many columns one bulk upsert may carry.
 CATALOG_UPSERT_MAX_COLUMNS = envint("CATALOG_UPSERT_MAX_COLUMNS", 20000)
+# Decision API: batch size, how long clients may cache an answer, what counts as sensitive by default.
+DECISION_MAX_COLUMNS = envint("DECISION_MAX_COLUMNS", 1000)
+DECISION_TTL_S = envint("DECISION_TTL_S", 10)
+MASK_CLASSIFIED_FROM_LEVEL = envint("MASK_CLASSIFIED_FROM_LEVEL", 3)
+UNKNOWN_COLUMNS_MASKED = envbool("UNKNOWN_COLUMNS_MASKED", True)
+PRINCIPAL_CACHE_S = envint("PRINCIPAL_CACHE_S", 1)
+ACCESS_EVENTS_MAX_BATCH = envint("ACCESS_EVENTS_MAX_BATCH", 1000)
 # Service-account token use is recorded at most this often per token (keeps the hot path read-only).
 API_TOKEN_LAST_USED_RESOLUTION_S = envint("API_TOKEN_LAST_USED_RESOLUTION_S", 60)
 

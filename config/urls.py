@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from identity.views import LoginView
 from jitaccess.views import home
 from masking import apis as masking_apis
+from masking import decision_apis
 from masking import views as masking_views
 
 
@@ -24,6 +25,8 @@ api_v1 = [
         name="api-docs",
     ),
     path("catalog", masking_apis.CatalogUpsertApi.as_view(), name="catalog-upsert"),
+    path("decisions", decision_apis.DecisionsApi.as_view(), name="decisions"),
+    path("access-events", decision_apis.AccessEventsApi.as_view(), name="access-events"),
 ]
 
 masking_pages = (

@@ -65,6 +65,7 @@ class Scope(models.TextChoices):
     REQUESTS = "requests", "Create unmask requests on behalf of the owner"
     POLICY_WRITE = "policy:write", "Apply masking policy"
     AUDIT_READ = "audit:read", "Read and export the audit log"
+    ASSERT_GROUPS = "assert-groups", "Assert groups it verified for the users it asks about"
 
 
 class ApiToken(models.Model):

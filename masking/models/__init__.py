@@ -9,13 +9,18 @@ from masking.models.catalog import (
     SemanticType,
     Table,
 )
+from masking.models.policy import DecisionEpoch, Exemption, ExemptionKind, MaskingRule
 
 __all__ = [
     "ClassificationLevel",
     "Column",
     "Database",
+    "DecisionEpoch",
     "Engine",
+    "Exemption",
+    "ExemptionKind",
     "Instance",
+    "MaskingRule",
     "Project",
     "Schema",
     "SemanticType",

@@ -15,6 +15,7 @@ from django.db import transaction
 from audit.services import Actor, Target, record_event
 from masking.classification import suggest_classification
 from masking.models import Column, Database, Instance, Project, Schema, SemanticType, Table
+from masking.services.policy import bump_epoch
 
 
 class CatalogError(ValueError):
@@ -140,6 +141,8 @@ def catalog_upsert(
             database.save(update_fields=["project"])
         _upsert_database_contents(database, db_spec["schemas"], semantic_types, prune, summary)
 
+    if summary.created["columns"] or summary.updated_columns or summary.deleted_columns:
+        bump_epoch(policy=True)
     record_event(
         action="catalog.upserted",
         actor=actor,

@@ -1,0 +1,242 @@
+"""The decision and access-event APIs, called by data-access layers with a service token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.services import record_access_events
+from config.api import StrictSerializer
+from identity.authentication import ServiceTokenOnly
+from identity.models import ApiToken, Scope
+from masking.engine import DEGRADED, ColumnKey, Decision
+from masking.services.decisions import DecisionResult, decide_columns
+
+_NAME = {"max_length": 128}
+
+
+class PrincipalIn(StrictSerializer):
+    user = serializers.CharField(max_length=254, required=False)
+    service_account = serializers.SlugField(max_length=64, required=False)
+    groups = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, max_length=200
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("user" in attrs) == ("service_account" in attrs):
+            raise ValidationError("give exactly one of `user` or `service_account`")
+        if "groups" in attrs and "user" not in attrs:
+            raise ValidationError({"groups": ["groups can only be asserted for a user"]})
+        return attrs
+
+
+class ColumnRefIn(StrictSerializer):
+    instance = serializers.CharField(**_NAME)
+    database = serializers.CharField(**_NAME)
+    schema = serializers.CharField(max_length=128, allow_blank=True, default="")
+    table = serializers.CharField(**_NAME)
+    column = serializers.CharField(**_NAME)
+
+
+class ReasonOut(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=[
+            "rule",
+            "semantic_type",
+            "classification",
+            "exemption",
+            "grant",
+            "not_sensitive",
+            "unknown_column",
+            "unknown_principal",
+            "degraded",
+        ]
+    )
+    id = serializers.IntegerField(required=False)
+    title = serializers.CharField(required=False)
+    expires_at = serializers.DateTimeField(required=False)
+    request = serializers.CharField(required=False)
+
+
+class DecisionOut(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["mask", "unmask"])
+    semantic_type = serializers.CharField(allow_null=True)
+    algorithm = serializers.JSONField(
+        allow_null=True, help_text="Apply this to the value when action is mask"
+    )
+    reason = ReasonOut()
+    ttl_s = serializers.IntegerField(
+        help_text="Seconds this answer may be cached; never past an expiry it relied on"
+    )
+
+
+class DecisionsApi(APIView):
+    """Mask or unmask, per column, for one principal. Fail-closed: any doubt is a mask."""
+
+    permission_classes = [ServiceTokenOnly]
+    token_scope = Scope.DECISIONS
+
+    class InputSerializer(StrictSerializer):
+        principal = PrincipalIn()
+        query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        columns = ColumnRefIn(many=True, allow_empty=False)
+
+        def validate_columns(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
+            if len(value) > settings.DECISION_MAX_COLUMNS:
+                raise ValidationError(
+                    f"{len(value)} columns; at most {settings.DECISION_MAX_COLUMNS} per request"
+                )
+            return value
+
+    class OutputSerializer(serializers.Serializer):
+        policy_version = serializers.IntegerField(allow_null=True)
+        decisions = DecisionOut(many=True)
+        degraded = serializers.BooleanField(required=False)
+        record_id = serializers.IntegerField(required=False, help_text="The audit record of the unmasks")
+
+    @extend_schema(
+        operation_id="decisions_create",
+        request=InputSerializer,
+        responses={200: OutputSerializer},
+        examples=[
+            OpenApiExample(
+                "Two columns",
+                request_only=True,
+                value={
+                    "principal": {"user": "alice@example.com"},
+                    "query_id": "q-42",
+                    "columns": [
+                        {
+                            "instance": "prod-pg",
+                            "database": "shop",
+                            "schema": "public",
+                            "table": "customers",
+                            "column": "email",
+                        },
+                        {
+                            "instance": "prod-pg",
+                            "database": "shop",
+                            "schema": "public",
+                            "table": "customers",
+                            "column": "id",
+                        },
+                    ],
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        principal = dict(data["principal"])
+        asserted = principal.pop("groups", [])
+        token: ApiToken = request.auth  # type: ignore[assignment]
+        if asserted and Scope.ASSERT_GROUPS not in token.scopes:
+            raise ValidationError(
+                {
+                    "principal.groups": [
+                        f"this token may not assert groups (needs scope {Scope.ASSERT_GROUPS})"
+                    ]
+                }
+            )
+        columns = [
+            ColumnKey(c["instance"], c["database"], c["schema"], c["table"], c["column"])
+            for c in data["columns"]
+        ]
+        result = decide_columns(
+            service_account=token.service_account.name,
+            principal_spec=principal,
+            asserted_groups=asserted,
+            query_id=data["query_id"],
+            columns=columns,
+        )
+        return Response(result.as_json())
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """The database failing before the engine runs (token lookup) still answers mask."""
+        if isinstance(exc, DatabaseError):
+            columns = self.request.data.get("columns") if isinstance(self.request.data, dict) else None
+            if isinstance(columns, list) and 0 < len(columns) <= settings.DECISION_MAX_COLUMNS:
+                degraded: list[Decision] = [DEGRADED] * len(columns)
+                return Response(DecisionResult(None, degraded, 0.0).as_json())
+            return Response(
+                {
+                    "error": {
+                        "status": 503,
+                        "code": "unavailable",
+                        "message": "Veil cannot decide now; mask.",
+                        "fields": {},
+                    }
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        return super().handle_exception(exc)
+
+
+class AccessEventIn(StrictSerializer):
+    principal = PrincipalIn()
+    query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    occurred_at = serializers.DateTimeField()
+    unmasked_columns = ColumnRefIn(many=True, required=False, default=list)
+    masked_columns = ColumnRefIn(many=True, required=False, default=list)
+    row_count = serializers.IntegerField(min_value=0)
+
+
+class AccessEventsApi(APIView):
+    """Report what was actually returned (a batch of queries). Stored append-only for audit."""
+
+    permission_classes = [ServiceTokenOnly]
+    token_scope = Scope.ACCESS_EVENTS
+
+    class InputSerializer(StrictSerializer):
+        events = AccessEventIn(many=True, allow_empty=False)
+
+        def validate_events(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if len(value) > settings.ACCESS_EVENTS_MAX_BATCH:
+                raise ValidationError(
+                    f"{len(value)} events; at most {settings.ACCESS_EVENTS_MAX_BATCH} per request"
+                )
+            return value
+
+    class OutputSerializer(serializers.Serializer):
+        accepted = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="access_events_create", request=InputSerializer, responses={202: OutputSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token: ApiToken = request.auth  # type: ignore[assignment]
+        events = []
+        for event in serializer.validated_data["events"]:
+            principal = event["principal"]
+            kind = "user" if "user" in principal else "service_account"
+            events.append(
+                {
+                    "occurred_at": event["occurred_at"],
+                    "principal_type": kind,
+                    "principal": principal.get("user") or principal.get("service_account"),
+                    "query_id": event["query_id"],
+                    "unmasked_columns": [_label(c) for c in event["unmasked_columns"]],
+                    "masked_columns": [_label(c) for c in event["masked_columns"]],
+                    "row_count": event["row_count"],
+                }
+            )
+        accepted = record_access_events(service_account=token.service_account.name, events=events)
+        return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
+
+
+def _label(column: dict[str, str]) -> str:
+    return ColumnKey(
+        column["instance"], column["database"], column["schema"], column["table"], column["column"]
+    ).label()

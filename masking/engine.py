@@ -1,0 +1,324 @@
+"""The decision engine: mask or unmask, per column, for one principal. Pure: no ORM, no settings.
+
+`Policy` is an immutable snapshot of rules, semantic types, exemptions and the catalog, built by
+`masking.selectors.load_policy` and reused until the policy epoch moves. Evaluating CEL is the
+expensive part, so every (condition, column) answer is memoised on the snapshot, and each
+principal gets a table of finished decisions: a warm decision is two dictionary lookups and a
+comparison with the clock.
+
+Precedence: exemption or grant > rule (first match wins) > the column's own semantic type >
+classification default (a column classified at or above `mask_classified_from`, or unclassified
+but suggested at that level, with nothing else masking it is masked in full) > not sensitive. Any doubt is a mask: an unknown column, an unknown
+principal, a rule whose condition fails to evaluate.
+
+Time is passed in (`now`, seconds since the epoch), so expiry is exact to the instant the caller
+asks about and tests can freeze it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from masking import cel
+
+logger = logging.getLogger(__name__)
+
+FULL_MASK: dict[str, Any] = {"type": "full", "substitution": "******"}
+_NEVER = math.inf
+
+
+class ColumnKey(NamedTuple):
+    instance: str
+    database: str
+    schema: str
+    table: str
+    column: str
+
+    def label(self) -> str:
+        schema = f"{self.schema}." if self.schema else ""
+        return f"{self.instance}/{self.database}/{schema}{self.table}.{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogColumn:
+    key: ColumnKey
+    project: str
+    environment: str
+    classification_level: int | None
+    tags: tuple[str, ...]
+    semantic_type: str | None
+    suggested_level: int | None = None
+
+    def resource(self) -> dict[str, Any]:
+        """The CEL `resource` variable for this column, with Bytebase's names."""
+        level = self.classification_level
+        return {
+            "environment_id": self.environment,
+            "project_id": self.project,
+            "instance_id": self.key.instance,
+            "database_name": self.key.database,
+            "schema_name": self.key.schema,
+            "table_name": self.key.table,
+            "column_name": self.key.column,
+            "classification_level": "" if level is None else str(level),
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticTypeView:
+    key: str
+    title: str
+    algorithm: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    id: int
+    title: str
+    condition: str
+    semantic_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExemptionView:
+    """A standing exemption (members) or a grant (one principal); `expires_at` in epoch seconds."""
+
+    id: int
+    kind: str
+    project: str
+    condition: str
+    expires_at: float | None
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    service_accounts: frozenset[str] = frozenset()
+    request_ref: str = ""
+
+    def covers(self, principal: Principal) -> bool:
+        if principal.kind == "user":
+            return (
+                principal.id in self.users
+                or not self.groups.isdisjoint(principal.groups)
+                or not self.roles.isdisjoint(principal.roles)
+            )
+        return principal.id in self.service_accounts or not self.roles.isdisjoint(principal.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who the data is for. `id` is the user's primary key or the service account's name."""
+
+    kind: str
+    id: str
+    name: str
+    groups: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def cache_key(self) -> tuple[str, str, frozenset[str], frozenset[str]]:
+        return (self.kind, self.id, self.groups, self.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One column's answer. `valid_until` (epoch seconds) bounds how long it may be reused."""
+
+    action: str
+    semantic_type: str | None
+    algorithm: Mapping[str, Any] | None
+    reason_kind: str
+    reason_id: int | None = None
+    reason_title: str = ""
+    expires_at: float | None = None
+    request_ref: str = ""
+    valid_until: float = _NEVER
+
+    @property
+    def unmask(self) -> bool:
+        return self.action == "unmask"
+
+    def as_json(self, now: float, default_ttl_s: int) -> dict[str, Any]:
+        reason: dict[str, Any] = {"kind": self.reason_kind}
+        if self.reason_id is not None:
+            reason["id"] = self.reason_id
+        if self.reason_title:
+            reason["title"] = self.reason_title
+        if self.expires_at is not None:
+            reason["expires_at"] = _iso(self.expires_at)
+        if self.request_ref:
+            reason["request"] = self.request_ref
+        ttl = default_ttl_s if self.valid_until is _NEVER else min(default_ttl_s, self.valid_until - now)
+        return {
+            "action": self.action,
+            "semantic_type": self.semantic_type,
+            "algorithm": self.algorithm,
+            "reason": reason,
+            "ttl_s": max(0, int(ttl)),
+        }
+
+
+UNKNOWN_COLUMN = Decision("mask", None, FULL_MASK, "unknown_column")
+UNKNOWN_PRINCIPAL = Decision("mask", None, FULL_MASK, "unknown_principal")
+DEGRADED = Decision("mask", None, FULL_MASK, "degraded")
+
+
+@dataclass
+class Policy:
+    """A snapshot of everything decisions depend on except grants, which change more often and are
+    passed to `decide` per request."""
+
+    version: int
+    columns: Mapping[ColumnKey, CatalogColumn]
+    semantic_types: Mapping[str, SemanticTypeView]
+    rules: Sequence[RuleView]
+    exemptions: Sequence[ExemptionView]
+    mask_classified_from: int | None = 3
+    unknown_columns_masked: bool = True
+    max_principal_tables: int = 10000
+    _base: dict[ColumnKey, Decision] = field(default_factory=dict, repr=False)
+    _matches: dict[tuple[str, int, ColumnKey], bool] = field(default_factory=dict, repr=False)
+    _applicable: dict[tuple[Any, ...], tuple[ExemptionView, ...]] = field(default_factory=dict, repr=False)
+    _tables: dict[tuple[Any, ...], dict[ColumnKey, Decision]] = field(default_factory=dict, repr=False)
+
+    def decide(
+        self,
+        principal: Principal | None,
+        columns: Iterable[ColumnKey],
+        grants: Sequence[ExemptionView] = (),
+        *,
+        now: float,
+    ) -> list[Decision]:
+        """Decide every column, in order. `grants` are the principal's grants (any expiry)."""
+        if principal is None:
+            return [UNKNOWN_PRINCIPAL for _ in columns]
+        table_key = (principal.cache_key, tuple(g.id for g in grants))
+        table = self._tables.get(table_key)
+        if table is None:
+            if len(self._tables) >= self.max_principal_tables:
+                self._tables.clear()
+            table = self._tables[table_key] = {}
+        decisions = []
+        for key in columns:
+            decision = table.get(key)
+            if decision is None or decision.valid_until <= now:
+                decision = table[key] = self._decide_column(principal, key, grants, now)
+            decisions.append(decision)
+        return decisions
+
+    def _decide_column(
+        self, principal: Principal, key: ColumnKey, grants: Sequence[ExemptionView], now: float
+    ) -> Decision:
+        column = self.columns.get(key)
+        if column is None:
+            return (
+                UNKNOWN_COLUMN
+                if self.unknown_columns_masked
+                else Decision("unmask", None, None, "unknown_column")
+            )
+        base = self._base_decision(column)
+        if not base.unmask:
+            allowing = self._best_exemption(principal, column, grants, now)
+            if allowing is not None:
+                return _unmask_for(allowing, base)
+        return base
+
+    def _base_decision(self, column: CatalogColumn) -> Decision:
+        """The decision for a principal with no exemption; memoised per column."""
+        cached = self._base.get(column.key)
+        if cached is not None:
+            return cached
+        decision = self._compute_base(column)
+        self._base[column.key] = decision
+        return decision
+
+    def _compute_base(self, column: CatalogColumn) -> Decision:
+        resource = column.resource()
+        for rule in self.rules:
+            try:
+                matched = cel.evaluate(rule.condition, resource)
+            except Exception:
+                logger.warning(
+                    "masking rule %s failed to evaluate on %s; masking in full", rule.id, column.key
+                )
+                return Decision("mask", None, FULL_MASK, "rule", rule.id, rule.title)
+            if matched:
+                return self._mask_with(rule.semantic_type, "rule", rule.id, rule.title)
+        if column.semantic_type:
+            return self._mask_with(column.semantic_type, "semantic_type", None, column.semantic_type)
+        threshold = self.mask_classified_from
+        level = column.classification_level
+        if threshold is not None and level is not None and level >= threshold:
+            return Decision("mask", None, FULL_MASK, "classification", None, f"classified at level {level}")
+        suggested = column.suggested_level
+        if threshold is not None and level is None and suggested is not None and suggested >= threshold:
+            # Nobody has classified it yet, but it looks sensitive: doubt means mask.
+            return Decision(
+                "mask", None, FULL_MASK, "classification", None, f"unreviewed, looks like level {suggested}"
+            )
+        return Decision("unmask", None, None, "not_sensitive")
+
+    def _mask_with(self, semantic_type: str, kind: str, reason_id: int | None, title: str) -> Decision:
+        st = self.semantic_types.get(semantic_type)
+        algorithm = st.algorithm if st is not None else FULL_MASK
+        return Decision("mask", semantic_type, algorithm, kind, reason_id, title)
+
+    def _best_exemption(
+        self, principal: Principal, column: CatalogColumn, grants: Sequence[ExemptionView], now: float
+    ) -> ExemptionView | None:
+        """The live exemption or grant covering this column that lasts longest (standing first)."""
+        best: ExemptionView | None = None
+        for candidate in (*self._applicable_exemptions(principal), *grants):
+            expires = candidate.expires_at
+            if expires is not None and expires <= now:
+                continue
+            if candidate.project != column.project or not self._matches_column(candidate, column):
+                continue
+            if expires is None:
+                return candidate
+            if best is None or (best.expires_at or 0) < expires:
+                best = candidate
+        return best
+
+    def _applicable_exemptions(self, principal: Principal) -> tuple[ExemptionView, ...]:
+        key = principal.cache_key
+        found = self._applicable.get(key)
+        if found is None:
+            found = self._applicable[key] = tuple(e for e in self.exemptions if e.covers(principal))
+        return found
+
+    def _matches_column(self, exemption: ExemptionView, column: CatalogColumn) -> bool:
+        memo_key = (exemption.kind, exemption.id, column.key)
+        matched = self._matches.get(memo_key)
+        if matched is None:
+            try:
+                matched = cel.evaluate(exemption.condition, column.resource())
+            except Exception:
+                logger.warning(
+                    "%s %s failed to evaluate on %s; not applied", exemption.kind, exemption.id, column.key
+                )
+                matched = False
+            self._matches[memo_key] = matched
+        return matched
+
+
+def _unmask_for(exemption: ExemptionView, base: Decision) -> Decision:
+    return Decision(
+        action="unmask",
+        semantic_type=base.semantic_type,
+        algorithm=None,
+        reason_kind=exemption.kind,
+        reason_id=exemption.id,
+        expires_at=exemption.expires_at,
+        request_ref=exemption.request_ref,
+        valid_until=exemption.expires_at if exemption.expires_at is not None else _NEVER,
+    )
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,221 @@
+"""Reads for the decision path: the policy snapshot, the principal, the principal's grants.
+
+Each process keeps the snapshot and the grants it loaded, keyed by the `DecisionEpoch` counters it
+reads once per request, so a change committed anywhere is seen by the very next decision in every
+process. Principals are cached for `PRINCIPAL_CACHE_S` (group and role membership is not policy).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Q
+
+from identity.models import Role, ServiceAccount, User
+from masking.engine import (
+    CatalogColumn,
+    ColumnKey,
+    ExemptionView,
+    Policy,
+    Principal,
+    RuleView,
+    SemanticTypeView,
+)
+from masking.models import Column, DecisionEpoch, Exemption, ExemptionKind, MaskingRule, SemanticType
+
+
+@dataclass(frozen=True)
+class Epochs:
+    policy: int
+    grants: int
+
+
+def read_epochs() -> Epochs:
+    """One primary-key read; creates the row on first use."""
+    row = DecisionEpoch.objects.filter(id=1).values_list("policy", "grants").first()
+    if row is None:
+        epoch, _ = DecisionEpoch.objects.get_or_create(id=1)
+        return Epochs(epoch.policy, epoch.grants)
+    return Epochs(*row)
+
+
+def _epoch_seconds(value) -> float | None:  # type: ignore[no-untyped-def]
+    return value.timestamp() if value is not None else None
+
+
+def _exemption_views(queryset) -> list[ExemptionView]:  # type: ignore[no-untyped-def]
+    views = []
+    for e in queryset.select_related("project").prefetch_related(
+        "users", "groups", "roles", "service_accounts"
+    ):
+        users = {str(u.pk) for u in e.users.all()}
+        service_accounts = {sa.name for sa in e.service_accounts.all()}
+        if e.principal_key.startswith("user:"):
+            users.add(e.principal_key[5:])
+        elif e.principal_key.startswith("sa:"):
+            service_accounts.add(e.principal_key[3:])
+        views.append(
+            ExemptionView(
+                id=e.pk,
+                kind=e.kind,
+                project=e.project.key,
+                condition=e.condition,
+                expires_at=_epoch_seconds(e.expires_at),
+                users=frozenset(users),
+                groups=frozenset(g.name for g in e.groups.all()),
+                roles=frozenset(r.name for r in e.roles.all()),
+                service_accounts=frozenset(service_accounts),
+                request_ref=e.request_ref,
+            )
+        )
+    return views
+
+
+def load_policy(version: int) -> Policy:
+    """Build a snapshot from the database: catalog, semantic types, enabled rules, live exemptions."""
+    columns: dict[ColumnKey, CatalogColumn] = {}
+    rows = Column.objects.values_list(
+        "table__schema__database__instance__key",
+        "table__schema__database__name",
+        "table__schema__name",
+        "table__name",
+        "name",
+        "table__schema__database__project__key",
+        "table__schema__database__instance__environment",
+        "classification_level",
+        "tags",
+        "semantic_type__key",
+        "suggested_level",
+    )
+    for (
+        instance,
+        database,
+        schema,
+        table,
+        name,
+        project,
+        environment,
+        level,
+        tags,
+        st,
+        suggested,
+    ) in rows.iterator(chunk_size=5000):
+        key = ColumnKey(instance, database, schema, table, name)
+        columns[key] = CatalogColumn(key, project, environment, level, tuple(tags or ()), st, suggested)
+    semantic_types = {
+        st.key: SemanticTypeView(st.key, st.title, st.algorithm) for st in SemanticType.objects.all()
+    }
+    rules = [
+        RuleView(r.pk, r.title, r.condition, r.semantic_type.key)
+        for r in MaskingRule.objects.filter(enabled=True).select_related("semantic_type")
+    ]
+    exemptions = _exemption_views(
+        Exemption.objects.filter(kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
+    )
+    return Policy(
+        version=version,
+        columns=columns,
+        semantic_types=semantic_types,
+        rules=rules,
+        exemptions=exemptions,
+        mask_classified_from=settings.MASK_CLASSIFIED_FROM_LEVEL,
+        unknown_columns_masked=settings.UNKNOWN_COLUMNS_MASKED,
+    )
+
+
+def load_grants(principal: Principal) -> list[ExemptionView]:
+    """The principal's grants that are not revoked and not yet expired (one indexed query)."""
+    from django.utils import timezone
+
+    key = f"{'user' if principal.kind == 'user' else 'sa'}:{principal.id}"
+    return _exemption_views(
+        Exemption.objects.filter(
+            kind=ExemptionKind.GRANT,
+            principal_key=key,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+    )
+
+
+def resolve_principal(
+    spec: Mapping[str, str], asserted_groups: frozenset[str] = frozenset()
+) -> Principal | None:
+    """Find the principal a data-access layer names; None when Veil does not know it (or it is ambiguous).
+
+    Users are found by email (case-insensitive) or username; service accounts by name (active only).
+    Groups a trusted service asserts are added to the user's IdP groups and count for roles too.
+    """
+    if "service_account" in spec:
+        account = ServiceAccount.objects.filter(name=spec["service_account"], is_active=True).first()
+        if account is None:
+            return None
+        roles = frozenset(Role.objects.filter(service_accounts=account).values_list("name", flat=True))
+        return Principal("service_account", account.name, account.name, frozenset(), roles)
+    wanted = spec["user"]
+    users = list(User.objects.filter(Q(email__iexact=wanted) | Q(username=wanted), is_active=True)[:2])
+    if len(users) != 1:
+        return None
+    user = users[0]
+    groups = frozenset(user.groups.values_list("name", flat=True)) | asserted_groups
+    roles = frozenset(
+        Role.objects.filter(Q(users=user) | Q(groups__name__in=groups))
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    return Principal("user", str(user.pk), str(user), groups, roles)
+
+
+class DecisionCaches:
+    """Per-process caches for the decision path, invalidated by the epochs and a short clock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._policy: Policy | None = None
+        self._grants_epoch = -1
+        self._grants: dict[tuple[str, str], list[ExemptionView]] = {}
+        self._principals: dict[tuple[object, ...], tuple[float, Principal | None]] = {}
+
+    def policy(self, epochs: Epochs) -> Policy:
+        current = self._policy
+        if current is not None and current.version == epochs.policy:
+            return current
+        with self._lock:
+            if self._policy is None or self._policy.version != epochs.policy:
+                self._policy = load_policy(epochs.policy)
+            return self._policy
+
+    def grants(self, epochs: Epochs, principal: Principal) -> list[ExemptionView]:
+        if self._grants_epoch != epochs.grants or len(self._grants) > 10000:
+            self._grants = {}
+            self._grants_epoch = epochs.grants
+        key = (principal.kind, principal.id)
+        found = self._grants.get(key)
+        if found is None:
+            found = self._grants[key] = load_grants(principal)
+        return found
+
+    def principal(self, spec: Mapping[str, str], asserted_groups: frozenset[str]) -> Principal | None:
+        key = (tuple(sorted(spec.items())), asserted_groups)
+        now = time.monotonic()
+        cached = self._principals.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = resolve_principal(spec, asserted_groups)
+        if len(self._principals) > 10000:
+            self._principals.clear()
+        self._principals[key] = (now + settings.PRINCIPAL_CACHE_S, principal)
+        return principal
+
+    def clear(self) -> None:
+        with self._lock:
+            self._policy = None
+            self._grants = {}
+            self._principals.clear()
+
+
+decision_caches = DecisionCaches()

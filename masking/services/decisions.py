@@ -1,0 +1,94 @@
+"""The decision path: one request from a data-access layer, answered fail-closed.
+
+Contract: every column gets an answer; an unmask answer is recorded durably (one INSERT) before it
+is returned; any failure (database down, engine error, recording failed) turns every answer into a
+mask with reason `degraded`. Nothing here raises to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from audit.services import record_unmask_decisions
+from masking.engine import DEGRADED, ColumnKey, Decision
+from masking.selectors import decision_caches, read_epochs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    policy_version: int | None
+    decisions: list[Decision]
+    now: float
+    record_id: int | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.policy_version is None
+
+    def as_json(self) -> dict[str, Any]:
+        ttl = settings.DECISION_TTL_S
+        body: dict[str, Any] = {
+            "policy_version": self.policy_version,
+            "decisions": [d.as_json(self.now, ttl) for d in self.decisions],
+        }
+        if self.degraded:
+            body["degraded"] = True
+            for item in body["decisions"]:
+                item["ttl_s"] = 0
+        if self.record_id is not None:
+            body["record_id"] = self.record_id
+        return body
+
+
+def decide_columns(
+    *,
+    service_account: str,
+    principal_spec: Mapping[str, str],
+    asserted_groups: Sequence[str],
+    query_id: str,
+    columns: Sequence[ColumnKey],
+) -> DecisionResult:
+    """Decide every column for the principal and record the unmasks. Never raises."""
+    now = timezone.now().timestamp()
+    try:
+        epochs = read_epochs()
+        policy = decision_caches.policy(epochs)
+        principal = decision_caches.principal(principal_spec, frozenset(asserted_groups))
+        grants = decision_caches.grants(epochs, principal) if principal is not None else []
+        decisions = policy.decide(principal, columns, grants, now=now)
+        unmasked = [
+            {
+                "column": key.label(),
+                "reason": d.reason_kind,
+                "id": d.reason_id,
+                "expires_at": d.expires_at,
+                "request": d.request_ref,
+            }
+            for key, d in zip(columns, decisions, strict=True)
+            if d.unmask and d.reason_kind in ("exemption", "grant")
+        ]
+        record_id = None
+        if unmasked:
+            assert principal is not None
+            record_id = record_unmask_decisions(
+                service_account=service_account,
+                principal_type=principal.kind,
+                principal_id=principal.id,
+                principal_name=principal.name,
+                query_id=query_id,
+                policy_version=epochs.policy,
+                asserted_groups=sorted(asserted_groups),
+                unmasked=unmasked,
+            ).pk
+        return DecisionResult(epochs.policy, decisions, now, record_id)
+    except Exception:
+        logger.exception("decision failed; answering mask for all %d columns", len(columns))
+        return DecisionResult(None, [DEGRADED] * len(columns), now)

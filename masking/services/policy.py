@@ -1,0 +1,331 @@
+"""Policy writes: semantic types, masking rules, exemptions and grants.
+
+Each function validates before writing (raising `PolicyError` naming the field), writes, records its
+audit event with a before/after diff, and moves the decision epoch, all in one transaction: a
+change is seen by the next decision in every process, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from veil_sdk.algorithms import AlgorithmError
+from veil_sdk.algorithms import validate as validate_algorithm
+
+from audit.services import Actor, Target, record_event
+from identity.models import Role, ServiceAccount, User
+from masking.cel import ConditionError, check_condition
+from masking.models import DecisionEpoch, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
+
+
+class PolicyError(ValueError):
+    """A policy change refused before anything was written; `field` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def bump_epoch(*, policy: bool = False, grants: bool = False) -> None:
+    """Move the decision epoch in the caller's transaction (every decision process re-reads it)."""
+    DecisionEpoch.objects.get_or_create(id=1)
+    updates: dict[str, Any] = {}
+    if policy:
+        updates["policy"] = F("policy") + 1
+    if grants:
+        updates["grants"] = F("grants") + 1
+    DecisionEpoch.objects.filter(id=1).update(**updates)
+
+
+def _check_condition(condition: str, field: str = "condition") -> str:
+    try:
+        check_condition(condition)
+    except ConditionError as exc:
+        raise PolicyError(field, str(exc)) from exc
+    return condition.strip()
+
+
+def _snapshot(obj: SemanticType | MaskingRule | None) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    if isinstance(obj, SemanticType):
+        return {
+            "key": obj.key,
+            "title": obj.title,
+            "description": obj.description,
+            "algorithm": obj.algorithm,
+        }
+    return {
+        "title": obj.title,
+        "condition": obj.condition,
+        "semantic_type": obj.semantic_type.key,
+        "position": obj.position,
+        "enabled": obj.enabled,
+    }
+
+
+@transaction.atomic
+def semantic_type_save(
+    *, key: str, title: str, algorithm: dict[str, Any], description: str = "", actor: Actor, channel: str
+) -> SemanticType:
+    """Create or update a semantic type; its algorithm is validated before anything is saved."""
+    try:
+        validate_algorithm(algorithm)
+    except AlgorithmError as exc:
+        raise PolicyError("algorithm", str(exc)) from exc
+    existing = SemanticType.objects.select_for_update().filter(key=key).first()
+    before = _snapshot(existing)
+    semantic_type = existing or SemanticType(key=key)
+    semantic_type.title, semantic_type.algorithm, semantic_type.description = title, algorithm, description
+    semantic_type.save()
+    record_event(
+        action="semantic_type.updated" if existing else "semantic_type.created",
+        actor=actor,
+        channel=channel,
+        target=Target("semantic_type", key, title),
+        detail={"before": before, "after": _snapshot(semantic_type)},
+    )
+    bump_epoch(policy=True)
+    return semantic_type
+
+
+@transaction.atomic
+def rule_save(
+    *,
+    rule: MaskingRule | None = None,
+    title: str,
+    condition: str,
+    semantic_type: SemanticType,
+    position: int | None = None,
+    enabled: bool = True,
+    actor: Actor,
+    channel: str,
+) -> MaskingRule:
+    """Create (rule=None) or update a masking rule. The condition must compile and name only
+    known variables; a new rule goes last unless a position is given."""
+    if not title.strip():
+        raise PolicyError("title", "is required")
+    if not condition.strip():
+        raise PolicyError("condition", "is required (a rule that matches everything is `true`)")
+    condition = _check_condition(condition)
+    before = _snapshot(MaskingRule.objects.get(pk=rule.pk)) if rule is not None and rule.pk else None
+    if rule is None:
+        last = MaskingRule.objects.order_by("-position").values_list("position", flat=True).first()
+        rule = MaskingRule(position=(last + 1) if last is not None else 0)
+    if position is not None and position != rule.position:
+        # Insert before whatever holds that position: first match wins, so order is policy.
+        MaskingRule.objects.filter(position__gte=position).exclude(pk=rule.pk).update(
+            position=F("position") + 1
+        )
+        rule.position = position
+    rule.title, rule.condition, rule.semantic_type, rule.enabled = (
+        title.strip(),
+        condition,
+        semantic_type,
+        enabled,
+    )
+    rule.save()
+    record_event(
+        action="rule.updated" if before else "rule.created",
+        actor=actor,
+        channel=channel,
+        target=Target("masking_rule", str(rule.pk), rule.title),
+        detail={"before": before, "after": _snapshot(rule)},
+    )
+    bump_epoch(policy=True)
+    return rule
+
+
+@transaction.atomic
+def rule_delete(*, rule: MaskingRule, actor: Actor, channel: str) -> None:
+    before = _snapshot(rule)
+    rule_id = rule.pk
+    rule.delete()
+    record_event(
+        action="rule.deleted",
+        actor=actor,
+        channel=channel,
+        target=Target("masking_rule", str(rule_id), before["title"] if before else ""),
+        detail={"before": before, "after": None},
+    )
+    bump_epoch(policy=True)
+
+
+@transaction.atomic
+def exemption_create(
+    *,
+    project: Project,
+    reason: str,
+    condition: str = "",
+    users: Iterable[User] = (),
+    groups: Iterable[Group] = (),
+    roles: Iterable[Role] = (),
+    service_accounts: Iterable[ServiceAccount] = (),
+    expires_at: datetime | None = None,
+    created_by: User | None,
+    actor: Actor,
+    channel: str,
+) -> Exemption:
+    """A standing exemption: its members see unmasked values of the matching columns of `project`."""
+    members = {
+        "users": list(users),
+        "groups": list(groups),
+        "roles": list(roles),
+        "service_accounts": list(service_accounts),
+    }
+    if not any(members.values()):
+        raise PolicyError("members", "name at least one user, group, role or service account")
+    if not reason.strip():
+        raise PolicyError("reason", "is required")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise PolicyError("expires_at", "must be in the future")
+    exemption = Exemption.objects.create(
+        kind=ExemptionKind.EXEMPTION,
+        project=project,
+        condition=_check_condition(condition),
+        reason=reason.strip(),
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    for name, objects in members.items():
+        getattr(exemption, name).set(objects)
+    record_event(
+        action="exemption.created",
+        actor=actor,
+        channel=channel,
+        target=Target("exemption", str(exemption.pk), reason[:100]),
+        project=project.key,
+        detail={
+            "condition": exemption.condition,
+            "expires_at": expires_at,
+            "members": {
+                "users": [u.canonical_subject for u in members["users"]],
+                "groups": [g.name for g in members["groups"]],
+                "roles": [r.name for r in members["roles"]],
+                "service_accounts": [s.name for s in members["service_accounts"]],
+            },
+        },
+    )
+    bump_epoch(policy=True)
+    return exemption
+
+
+@transaction.atomic
+def exemption_revoke(*, exemption: Exemption, actor: Actor, channel: str) -> Exemption:
+    """End an exemption or a grant now; the next decision anywhere masks again. Idempotent."""
+    locked = Exemption.objects.select_for_update().get(pk=exemption.pk)
+    if locked.revoked_at is not None:
+        return locked
+    locked.revoked_at = timezone.now()
+    locked.save(update_fields=["revoked_at"])
+    record_event(
+        action=f"{locked.kind}.revoked",
+        actor=actor,
+        channel=channel,
+        target=Target(locked.kind, str(locked.pk), locked.reason[:100]),
+        project=locked.project.key,
+        detail={"request": locked.request_ref},
+    )
+    bump_epoch(policy=locked.kind == ExemptionKind.EXEMPTION, grants=locked.kind == ExemptionKind.GRANT)
+    return locked
+
+
+def grant_condition(
+    *,
+    instance: str,
+    database: str,
+    schema: str | None = None,
+    table: str | None = None,
+    columns: Iterable[str] = (),
+) -> str:
+    """The CEL condition for a grant's scope: a database, a table, or chosen columns of a table."""
+    parts = [
+        f"resource.instance_id == {_cel_string(instance)}",
+        f"resource.database_name == {_cel_string(database)}",
+    ]
+    if schema is not None:
+        parts.append(f"resource.schema_name == {_cel_string(schema)}")
+    if table is not None:
+        parts.append(f"resource.table_name == {_cel_string(table)}")
+    column_list = sorted(set(columns))
+    if column_list:
+        parts.append(f"resource.column_name in [{', '.join(_cel_string(c) for c in column_list)}]")
+    return " && ".join(parts)
+
+
+def _cel_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@transaction.atomic
+def grant_create(
+    *,
+    project: Project,
+    principal: User | ServiceAccount,
+    condition: str,
+    expires_at: datetime,
+    reason: str,
+    request_ref: str,
+    actor: Actor,
+    channel: str,
+) -> Exemption:
+    """A just-in-time grant: unmask for one principal until `expires_at`. Called by jitaccess."""
+    if expires_at <= timezone.now():
+        raise PolicyError("expires_at", "must be in the future")
+    key = f"user:{principal.pk}" if isinstance(principal, User) else f"sa:{principal.name}"
+    grant = Exemption.objects.create(
+        kind=ExemptionKind.GRANT,
+        project=project,
+        condition=_check_condition(condition),
+        reason=reason,
+        principal_key=key,
+        expires_at=expires_at,
+        request_ref=request_ref,
+        created_by=principal if isinstance(principal, User) else None,
+    )
+    record_event(
+        action="grant.created",
+        actor=actor,
+        channel=channel,
+        target=Target("grant", str(grant.pk), request_ref),
+        project=project.key,
+        detail={
+            "principal": key,
+            "condition": grant.condition,
+            "expires_at": expires_at,
+            "request": request_ref,
+        },
+    )
+    bump_epoch(grants=True)
+    return grant
+
+
+@transaction.atomic
+def exemption_record_admin_change(*, exemption: Exemption, created: bool, actor: Actor, channel: str) -> None:
+    """Audit and publish a standing exemption saved through the admin site (members included)."""
+    record_event(
+        action="exemption.created" if created else "exemption.updated",
+        actor=actor,
+        channel=channel,
+        target=Target("exemption", str(exemption.pk), exemption.reason[:100]),
+        project=exemption.project.key,
+        detail={
+            "condition": exemption.condition,
+            "expires_at": exemption.expires_at,
+            "revoked_at": exemption.revoked_at,
+            "members": {
+                "users": [u.canonical_subject for u in exemption.users.all()],
+                "groups": sorted(exemption.groups.values_list("name", flat=True)),
+                "roles": sorted(exemption.roles.values_list("name", flat=True)),
+                "service_accounts": sorted(exemption.service_accounts.values_list("name", flat=True)),
+            },
+        },
+    )
+    bump_epoch(policy=exemption.kind == ExemptionKind.EXEMPTION, grants=exemption.kind == ExemptionKind.GRANT)
