@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from django.utils import timezone
 from audit.models import AccessEvent, Channel, DecisionRecord
 from audit.services import SYSTEM
 from identity.models import Scope
-from masking.models import SemanticType
 from masking.selectors import decision_caches
 from masking.services.catalog import catalog_upsert
 from masking.services.policy import (
@@ -175,8 +173,9 @@ def test_if_the_unmask_cannot_be_recorded_the_answer_is_mask(world, proxy, shop)
     _give_alice_a_grant(world, shop)
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;"
-            " CREATE TRIGGER refuse BEFORE INSERT ON audit_decisionrecord FOR EACH ROW EXECUTE FUNCTION refuse();"
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+            " LANGUAGE plpgsql; CREATE TRIGGER refuse BEFORE INSERT ON audit_decisionrecord"
+            " FOR EACH ROW EXECUTE FUNCTION refuse();"
         )
 
     body = _decide(proxy, [_col("email"), _col("id")]).json()
@@ -269,8 +268,9 @@ def test_too_many_columns_is_refused(world, proxy, settings):
 
 
 def test_asserted_groups_need_their_scope_and_are_recorded(world, api_client, shop):
-    from masking.services.policy import exemption_create
     from django.contrib.auth.models import Group
+
+    from masking.services.policy import exemption_create
 
     exemption_create(
         project=shop,
