@@ -9,8 +9,8 @@ comparison with the clock.
 Precedence: exemption or grant > rule (first match wins) > the column's own semantic type >
 classification default (a column classified at or above `mask_classified_from`, or unclassified
 but suggested at that level, with nothing else masking it is masked in full) > not sensitive.
-Any doubt is a mask: an unknown column, an unknown
-principal, a rule whose condition fails to evaluate.
+Any doubt is a mask: an unknown column, an unknown principal, a rule whose condition fails to
+evaluate.
 
 Time is passed in (`now`, seconds since the epoch), so expiry is exact to the instant the caller
 asks about and tests can freeze it.
