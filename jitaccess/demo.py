@@ -15,8 +15,9 @@ from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import Role, ServiceAccount, User
 from masking.models import ClassificationLevel as L
-from masking.models import Project, SemanticType
+from masking.models import Exemption, ExemptionKind, MaskingRule, Project, SemanticType
 from masking.services.catalog import catalog_upsert
+from masking.services.policy import exemption_create, rule_save
 
 DEMO_PASSWORD = "veil-demo"  # noqa: S105 - demo-only, printed by the quick start
 
@@ -165,7 +166,37 @@ def load_demo_data() -> list[str]:
     ServiceAccount.objects.get_or_create(
         name="sql-proxy", defaults={"description": "The SQL proxy in front of prod-pg"}
     )
+    _load_policy(projects["shop"])
     return [p.username for p in PEOPLE]
+
+
+RULES = [
+    ("Email addresses anywhere", 'resource.column_name.matches("(^|_)email$")', "email"),
+    ("Card numbers", 'resource.column_name == "card_number"', "card-number"),
+]
+
+
+def _load_policy(shop: Project) -> None:
+    """Two masking rules and a standing exemption for support, created once."""
+    for title, condition, semantic_type in RULES:
+        if not MaskingRule.objects.filter(title=title).exists():
+            rule_save(
+                title=title,
+                condition=condition,
+                semantic_type=SemanticType.objects.get(key=semantic_type),
+                actor=SYSTEM,
+                channel=Channel.CLI,
+            )
+    if not Exemption.objects.filter(project=shop, kind=ExemptionKind.EXEMPTION).exists():
+        exemption_create(
+            project=shop,
+            reason="Support confirms callers by phone number",
+            condition='resource.table_name == "customers" && resource.column_name == "phone"',
+            roles=[Role.objects.get(name="support-agents")],
+            created_by=None,
+            actor=SYSTEM,
+            channel=Channel.CLI,
+        )
 
 
 def _shop_database() -> dict:

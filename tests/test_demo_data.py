@@ -1,0 +1,56 @@
+"""The demo company loads, loads again without change, and decides as the README says."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from audit.models import AuditEvent
+from audit.selectors import verify_chain
+from identity.models import User
+from masking.engine import ColumnKey
+from masking.models import Column, Exemption, MaskingRule
+from masking.selectors import load_policy, resolve_principal
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_data_is_idempotent_and_consistent(capsys):
+    call_command("demo_data")
+    counts = (
+        User.objects.count(),
+        Column.objects.count(),
+        MaskingRule.objects.count(),
+        Exemption.objects.count(),
+    )
+    events = AuditEvent.objects.exclude(action="catalog.upserted").count()
+
+    call_command("demo_data")
+
+    assert (
+        User.objects.count(),
+        Column.objects.count(),
+        MaskingRule.objects.count(),
+        Exemption.objects.count(),
+    ) == counts
+    assert AuditEvent.objects.exclude(action="catalog.upserted").count() == events, (
+        "nothing changed the second time"
+    )
+    assert verify_chain().ok
+    assert "alice" in capsys.readouterr().out
+
+
+def test_in_the_demo_support_sees_phone_numbers_and_engineers_do_not():
+    call_command("demo_data")
+    policy = load_policy(1)
+    phone = ColumnKey("prod-pg", "shop", "public", "customers", "phone")
+    email = ColumnKey("prod-pg", "shop", "public", "customers", "email")
+
+    carol_phone, carol_email = policy.decide(
+        resolve_principal({"user": "carol@example.com"}), [phone, email], now=0
+    )
+    (alice_phone,) = policy.decide(resolve_principal({"user": "alice"}), [phone], now=0)
+
+    assert (carol_phone.action, carol_phone.reason_kind) == ("unmask", "exemption")
+    assert (carol_email.action, carol_email.semantic_type) == ("mask", "email")
+    assert alice_phone.action == "mask"
