@@ -78,7 +78,8 @@ def _exemption_views(queryset) -> list[ExemptionView]:  # type: ignore[no-untype
 def load_policy(version: int) -> Policy:
     """Build a snapshot from the database: catalog, semantic types, enabled rules, live exemptions."""
     columns: dict[ColumnKey, CatalogColumn] = {}
-    rows = Column.objects.values_list(
+    # Discovered columns stay unknown (masked by default) until a catalog push confirms them.
+    rows = Column.objects.filter(discovered_by_decision=False).values_list(
         "table__schema__database__instance__key",
         "table__schema__database__name",
         "table__schema__name",

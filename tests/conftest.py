@@ -69,3 +69,16 @@ def _flush_past_the_audit_truncate_guard() -> None:
 
 
 _flush_past_the_audit_truncate_guard()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_decision_caches():
+    """Each test starts with an empty database, so its epochs restart at 1: the per-process
+    decision caches (keyed by epoch) must not carry a previous test's policy over."""
+    from masking.selectors import decision_caches
+    from masking.services import decisions
+
+    decision_caches.clear()
+    decisions._reported_unknown.clear()
+    yield
+    decision_caches.clear()

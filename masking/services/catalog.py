@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from audit.services import Actor, Target, record_event
+from masking.engine import ColumnKey
 from masking.classification import suggest_classification
 from masking.models import Column, Database, Instance, Project, Schema, SemanticType, Table
 from masking.services.policy import bump_epoch
@@ -255,3 +256,39 @@ def _column_values(spec: dict[str, Any], position: int, semantic_types: dict[str
 
 def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
     return {"classification_level": None, "tags": [], "semantic_type_id": None, **values}
+
+
+def catalog_record_discovered(keys: list[ColumnKey]) -> int:
+    """Add columns a decision request named but the catalog lacks, as unclassified discoveries.
+
+    They stay `discovered_by_decision` (and keep being decided as unknown columns, masked by
+    default) until a catalog push or sync confirms them. Columns of instances or databases Veil
+    does not know are skipped: a database needs a project, which only a person can choose.
+    Returns how many columns were added.
+    """
+    added = 0
+    databases = {
+        (d.instance.key, d.name): d
+        for d in Database.objects.select_related("instance").filter(
+            instance__key__in={k.instance for k in keys}, name__in={k.database for k in keys}
+        )
+    }
+    for key in keys:
+        database = databases.get((key.instance, key.database))
+        if database is None:
+            continue
+        with transaction.atomic():
+            schema, _ = Schema.objects.get_or_create(database=database, name=key.schema)
+            table, _ = Table.objects.get_or_create(schema=schema, name=key.table)
+            suggestion = suggest_classification(key.column)
+            _, created = Column.objects.get_or_create(
+                table=table,
+                name=key.column,
+                defaults={
+                    "discovered_by_decision": True,
+                    "suggested_category": suggestion.category if suggestion else "",
+                    "suggested_level": suggestion.level if suggestion else None,
+                },
+            )
+        added += int(created)
+    return added

@@ -18,6 +18,7 @@ from django.utils import timezone
 from audit.services import record_unmask_decisions
 from masking.engine import DEGRADED, ColumnKey, Decision
 from masking.selectors import decision_caches, read_epochs
+from masking.services.catalog import catalog_record_discovered
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,30 @@ def decide_columns(
                 asserted_groups=sorted(asserted_groups),
                 unmasked=unmasked,
             ).pk
+        _report_unknown_columns(columns, decisions)
         return DecisionResult(epochs.policy, decisions, now, record_id)
     except Exception:
         logger.exception("decision failed; answering mask for all %d columns", len(columns))
         return DecisionResult(None, [DEGRADED] * len(columns), now)
+
+
+_reported_unknown: set[ColumnKey] = set()
+
+
+def _report_unknown_columns(columns: Sequence[ColumnKey], decisions: Sequence[Decision]) -> None:
+    """Put columns the catalog lacks into it as unclassified discoveries, once per process.
+
+    Best effort and after the answer is decided: a failure here never changes an answer.
+    """
+    unknown = [k for k, d in zip(columns, decisions, strict=True) if d.reason_kind == "unknown_column"]
+    fresh = [k for k in unknown if k not in _reported_unknown]
+    if not fresh:
+        return
+    try:
+        catalog_record_discovered(fresh)
+    except Exception:
+        logger.warning("could not record %d unknown column(s) in the catalog", len(fresh), exc_info=True)
+        return
+    if len(_reported_unknown) > 100_000:
+        _reported_unknown.clear()
+    _reported_unknown.update(fresh)

@@ -350,3 +350,16 @@ def test_bad_access_events_are_refused_naming_the_field(world, proxy, event_patc
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
     assert not AccessEvent.objects.exists()
+
+
+def test_unknown_columns_show_up_in_the_catalog_as_unclassified_and_stay_masked(world, proxy):
+    from masking.models import Column
+
+    _decide(proxy, [_col("ssn", table="customers"), _col("x", table="new_table")])
+
+    ssn = Column.objects.get(name="ssn")
+    assert ssn.discovered_by_decision and ssn.classification_level is None
+    assert ssn.suggested_category == "ssn"
+    assert Column.objects.filter(table__name="new_table", name="x").exists()
+    again = _decide(proxy, [_col("ssn")]).json()["decisions"][0]
+    assert (again["action"], again["reason"]["kind"]) == ("mask", "unknown_column")
