@@ -13,8 +13,8 @@ from typing import Any
 from django.db import transaction
 
 from audit.services import Actor, Target, record_event
-from masking.engine import ColumnKey
 from masking.classification import suggest_classification
+from masking.engine import ColumnKey
 from masking.models import Column, Database, Instance, Project, Schema, SemanticType, Table
 from masking.services.policy import bump_epoch
 
