@@ -240,13 +240,20 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(VAR_DIR / "celery-control"),
         "store_processed": False,
     }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 # The one place periodic work is declared; one beat process runs it (see docs/operations.md).
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "jitaccess-sweep": {"task": "jitaccess.tasks.sweep_requests", "schedule": 60.0},
+    "jitaccess-deliver-pending": {"task": "jitaccess.tasks.deliver_pending_notifications", "schedule": 60.0},
+}
+# A publish that cannot reach the broker fails fast instead of stalling a web request.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 
 # Slack: off unless a bot token is configured. SLACK_API_URL lets tests point slack-sdk at a fake.
 SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN")
@@ -254,6 +261,7 @@ SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET")
 SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
 SLACK_ENABLED = bool(SLACK_BOT_TOKEN)
 
+NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", False)
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "veil@localhost")
 
@@ -277,3 +285,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Audit
+# Owned by audit/ (see docs/audit.md). Retention bounds what `manage.py audit archive` may remove;
+# the intervals are the Celery beat periods of the sealing and checkpoint tasks, which `audit verify`
+# also uses to warn when they have stopped. Exports and archives are files under VAR_DIR.
+AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 7 * 366)
+AUDIT_SEAL_INTERVAL_S = envint("AUDIT_SEAL_INTERVAL_S", 60)
+AUDIT_CHECKPOINT_INTERVAL_S = envint("AUDIT_CHECKPOINT_INTERVAL_S", 300)
+# Checkpoints, archive boundaries and export manifests are signed with an Ed25519 key derived from
+# VEIL_SIGNING_KEY; keys listed here (comma-separated, old first) are still accepted when verifying.
+AUDIT_PREVIOUS_SIGNING_KEYS = envlist("AUDIT_PREVIOUS_SIGNING_KEYS")
+AUDIT_EXPORT_DIR = Path(env("AUDIT_EXPORT_DIR", str(VAR_DIR / "audit-exports")))
+AUDIT_ARCHIVE_DIR = Path(env("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive")))

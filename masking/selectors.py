@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Q
 
-from identity.models import Role, ServiceAccount, User
+from identity.models import ServiceAccount, User
+from identity.selectors import role_names_of_service_account, role_names_of_user
 from masking.engine import (
     CatalogColumn,
     ColumnKey,
@@ -155,20 +156,16 @@ def resolve_principal(
         account = ServiceAccount.objects.filter(name=spec["service_account"], is_active=True).first()
         if account is None:
             return None
-        roles = frozenset(Role.objects.filter(service_accounts=account).values_list("name", flat=True))
-        return Principal("service_account", account.name, account.name, frozenset(), roles)
+        return Principal(
+            "service_account", account.name, account.name, frozenset(), role_names_of_service_account(account)
+        )
     wanted = spec["user"]
     users = list(User.objects.filter(Q(email__iexact=wanted) | Q(username=wanted), is_active=True)[:2])
     if len(users) != 1:
         return None
     user = users[0]
     groups = frozenset(user.groups.values_list("name", flat=True)) | asserted_groups
-    roles = frozenset(
-        Role.objects.filter(Q(users=user) | Q(groups__name__in=groups))
-        .values_list("name", flat=True)
-        .distinct()
-    )
-    return Principal("user", str(user.pk), str(user), groups, roles)
+    return Principal("user", str(user.pk), str(user), groups, role_names_of_user(user, asserted_groups))
 
 
 class DecisionCaches:

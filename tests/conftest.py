@@ -72,6 +72,12 @@ _flush_past_the_audit_truncate_guard()
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Test users' passwords protect nothing; a slow hash would only slow the suite down."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_decision_caches():
     """Each test starts with an empty database, so its epochs restart at 1: the per-process
     decision caches (keyed by epoch) must not carry a previous test's policy over."""

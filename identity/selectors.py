@@ -1,0 +1,33 @@
+"""Reads about principals: which roles a person or a service account holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Q, QuerySet
+
+from identity.models import Role, ServiceAccount, User
+
+
+def role_names_of_user(user: User, extra_groups: Iterable[str] = ()) -> frozenset[str]:
+    """Roles held directly or through an IdP group (including groups a trusted service asserts)."""
+    groups = set(user.groups.values_list("name", flat=True)) | set(extra_groups)
+    return frozenset(
+        Role.objects.filter(Q(users=user) | Q(groups__name__in=groups))
+        .values_list("name", flat=True)
+        .distinct()
+    )
+
+
+def role_names_of_service_account(account: ServiceAccount) -> frozenset[str]:
+    return frozenset(Role.objects.filter(service_accounts=account).values_list("name", flat=True))
+
+
+def users_in_roles(role_names: Iterable[str]) -> QuerySet[User]:
+    """Active people who hold any of the roles, directly or through a group."""
+    names = list(role_names)
+    return (
+        User.objects.filter(is_active=True)
+        .filter(Q(veil_roles__name__in=names) | Q(groups__veil_roles__name__in=names))
+        .distinct()
+    )

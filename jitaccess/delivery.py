@@ -1,0 +1,100 @@
+"""Delivering outbox notifications: claim, send, mark — at most one sender per notification.
+
+A notification is claimed with a conditional UPDATE (pending and not claimed, or its claim lapsed),
+so a task delivered twice, or the periodic retry sweep racing the first task, sends it once. A
+failed send backs off exponentially (`next_attempt_at`); the sweep retries it, so no task ever
+waits on a long countdown in the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import F, Q
+from django.utils import timezone
+
+from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
+
+logger = logging.getLogger(__name__)
+CLAIM = timedelta(seconds=60)
+MAX_ATTEMPTS = 10
+
+
+class DeliveryFailed(Exception):
+    """The channel refused or could not be reached; worth another try later."""
+
+
+def deliver(notification_id: int) -> bool:
+    """Send one notification if it is still pending and nobody else holds it. True when sent."""
+    now = timezone.now()
+    claimed = Notification.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        pk=notification_id,
+        state=DeliveryState.PENDING,
+    ).update(next_attempt_at=now + CLAIM, attempts=F("attempts") + 1)
+    if not claimed:
+        return False
+    notification = Notification.objects.select_related(
+        "request__requester", "request__project", "recipient"
+    ).get(pk=notification_id)
+    try:
+        _send(notification)
+    except Exception as exc:  # any channel failure: back off and let the sweep retry
+        failed = notification.attempts >= MAX_ATTEMPTS
+        Notification.objects.filter(pk=notification_id).update(
+            state=DeliveryState.FAILED if failed else DeliveryState.PENDING,
+            next_attempt_at=now + timedelta(seconds=min(2**notification.attempts * 5, 3600)),
+            last_error=f"{type(exc).__name__}: {exc}"[:500],
+        )
+        logger.warning(
+            "notification %s not delivered (attempt %s): %s", notification_id, notification.attempts, exc
+        )
+        return False
+    Notification.objects.filter(pk=notification_id).update(
+        state=DeliveryState.SENT, sent_at=timezone.now(), last_error=""
+    )
+    return True
+
+
+def due_notification_ids(limit: int = 500) -> list[int]:
+    """Pending notifications nobody holds and whose back-off has passed (what the sweep retries)."""
+    now = timezone.now()
+    return list(
+        Notification.objects.filter(state=DeliveryState.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def _send(notification: Notification) -> None:
+    if notification.channel == NotificationChannel.WEB:
+        return  # the web inbox reads the outbox itself; delivery only marks it sent
+    if notification.channel == NotificationChannel.EMAIL:
+        subject, body = message_text(notification)
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [notification.destination])
+        return
+    raise DeliveryFailed(f"no sender for channel {notification.channel!r}")
+
+
+def message_text(notification: Notification) -> tuple[str, str]:
+    """Subject and plain-text body. Names, scope and reason only: never a column value."""
+    request = notification.request
+    link = f"{settings.SITE_URL}/requests/{request.pk}/"
+    when = f" until {request.expires_at:%Y-%m-%d %H:%M %Z}" if request.expires_at else ""
+    lines = {
+        NotificationKind.APPROVAL_NEEDED: f"{request.requester} asks to unmask {request.scope_label}",
+        NotificationKind.APPROVED: f"Your request to unmask {request.scope_label} was approved{when}",
+        NotificationKind.DENIED: f"Your request for {request.scope_label} was denied: {request.deny_reason}",
+        NotificationKind.EXPIRING: f"Your access to {request.scope_label} expires{when}; extend it if needed",
+        NotificationKind.EXPIRED: f"Your access to {request.scope_label} has expired",
+        NotificationKind.REVOKED: f"Your access to {request.scope_label} was revoked",
+        NotificationKind.TIMED_OUT: f"Nobody decided on {request.scope_label} in time; the request closed",
+        NotificationKind.BREAKGLASS: f"BREAK-GLASS: {request.requester} took access to {request.scope_label}",
+    }
+    headline = lines[NotificationKind(notification.kind)]
+    body = f"{headline}\n\nReason: {request.reason}\nRequest: {request.ref}\n{link}\n"
+    return f"[Veil] {headline}"[:200], body

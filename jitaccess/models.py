@@ -1,0 +1,206 @@
+"""Just-in-time unmask requests, the policies that route their approval, and their notifications."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+
+from identity.models import Role, ServiceAccount, User
+from jitaccess.states import State
+from masking.models import Database, Exemption, Project
+
+
+class ProjectAccessSettings(models.Model):
+    """Per-project limits for requests and break-glass."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="access_settings")
+    max_duration = models.DurationField(default=timedelta(days=7), help_text="Cap on any request's duration")
+    pending_timeout = models.DurationField(
+        default=timedelta(hours=24), help_text="Undecided requests time out"
+    )
+    breakglass_roles = models.ManyToManyField(Role, blank=True, related_name="+")
+    breakglass_max_duration = models.DurationField(default=timedelta(hours=1))
+    security_emails = models.TextField(
+        blank=True, help_text="Comma-separated addresses alerted on break-glass"
+    )
+
+    class Meta:
+        verbose_name_plural = "project access settings"
+
+    def __str__(self) -> str:
+        return f"access settings of {self.project}"
+
+
+class ApprovalPolicy(models.Model):
+    """Who must approve a request, chosen by a CEL condition over the request; first match wins.
+
+    Condition variables: `request.environment_id`, `request.project_id`, `request.instance_id`,
+    `request.database_name`, `request.table_name`, `request.classification_level` (the highest
+    level in scope, an int, -1 when unclassified), `request.duration_hours` (a double),
+    `request.requester_roles` and `request.requester_groups` (lists of strings).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="approval_policies")
+    title = models.CharField(max_length=200)
+    condition = models.TextField(default="true")
+    position = models.PositiveIntegerField(default=0)
+    approver_roles = models.ManyToManyField(Role, blank=True, related_name="approval_policies")
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    auto_approve = models.BooleanField(default=False, help_text="Grant at once, no approver needed")
+    max_duration = models.DurationField(null=True, blank=True, help_text="Tighter cap than the project's")
+    slack_channel = models.CharField(
+        max_length=100, blank=True, help_text="Channel id or #name for approvals"
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["project", "position", "id"]
+        verbose_name_plural = "approval policies"
+
+    def __str__(self) -> str:
+        return f"{self.project.key}: {self.title}"
+
+
+class AccessRequest(models.Model):
+    """A request to unmask a scope (a database, a table, or columns of a table) for a while."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="access_requests")
+    requester = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_requests")
+    service_account = models.ForeignKey(
+        ServiceAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="access_requests",
+        help_text="Set when the grant is for an agent the requester owns",
+    )
+    database = models.ForeignKey(Database, on_delete=models.PROTECT, related_name="access_requests")
+    # NULL means "every schema / every table"; "" is a real name (engines without schemas).
+    schema_name = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    table_name = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    column_names = models.JSONField(default=list, blank=True)
+    classification_level = models.SmallIntegerField(default=-1, help_text="Highest level in scope")
+    duration = models.DurationField()
+    reason = models.TextField()
+    ticket_url = models.URLField(blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
+    policy = models.ForeignKey(
+        ApprovalPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    policy_title = models.CharField(max_length=200, blank=True)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approver_roles = models.JSONField(
+        default=list, blank=True, help_text="Snapshot when the request was made"
+    )
+    pending_until = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    deny_reason = models.TextField(blank=True)
+    grant = models.OneToOneField(
+        Exemption, null=True, blank=True, on_delete=models.SET_NULL, related_name="request"
+    )
+    extends = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="extensions"
+    )
+    is_breakglass = models.BooleanField(default=False)
+    reviewed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "expires_at"]),
+            models.Index(fields=["state", "pending_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ref} {self.scope_label}"
+
+    @property
+    def ref(self) -> str:
+        return f"REQ-{self.pk}"
+
+    @property
+    def scope_label(self) -> str:
+        label = str(self.database)
+        if self.table_name:
+            label += f"/{self.schema_name + '.' if self.schema_name else ''}{self.table_name}"
+        if self.column_names:
+            label += f" ({', '.join(self.column_names)})"
+        return label
+
+
+class Approval(models.Model):
+    """One person's approval; counted once per IdP subject whatever the account or channel."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    approver_subject = models.CharField(max_length=255)
+    channel = models.CharField(max_length=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver_subject"], name="one_approval_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver} approved {self.request.ref}"
+
+
+class NotificationKind(models.TextChoices):
+    APPROVAL_NEEDED = "approval_needed", "Approval needed"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    EXPIRING = "expiring", "Expires soon"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+    TIMED_OUT = "timed_out", "Timed out"
+    BREAKGLASS = "breakglass", "Break-glass alert"
+
+
+class NotificationChannel(models.TextChoices):
+    WEB = "web", "Web inbox"
+    EMAIL = "email", "Email"
+    SLACK = "slack", "Slack"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed (will not retry)"
+
+
+class Notification(models.Model):
+    """The outbox: written in the transaction of the state change it announces, delivered by Celery
+    with retries. `dedupe_key` is unique, so announcing the same thing twice stores it once, and a
+    delivery is claimed by a conditional update, so a redelivered task sends nothing twice."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=NotificationKind.choices)
+    channel = models.CharField(max_length=10, choices=NotificationChannel.choices)
+    recipient = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    destination = models.CharField(max_length=255, blank=True, help_text="Email address or Slack channel")
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    state = models.CharField(max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Claimed or backing off until")
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} via {self.channel} for {self.request.ref}"

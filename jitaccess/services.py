@@ -1,0 +1,587 @@
+"""Writes for just-in-time access: create, approve, deny, cancel, revoke, relinquish, sweep, break-glass.
+
+Every function follows one pattern: check (raise `RequestError` naming the field, or
+`InvalidTransition` naming the current state), then in one transaction lock the request row
+(`SELECT ... FOR UPDATE`), apply the state machine, write the grant through `masking`, the audit
+event and the outbox notifications. Two approvers clicking at once therefore serialise on the row:
+the second sees the first's result and either adds its approval or is told the request's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from guardian.shortcuts import get_users_with_perms
+
+from audit.models import Channel
+from audit.services import SYSTEM, Target, record_event
+from identity.models import ServiceAccount, User
+from identity.selectors import role_names_of_user, users_in_roles
+from identity.services import actor_for
+from jitaccess.models import (
+    AccessRequest,
+    Approval,
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    ProjectAccessSettings,
+)
+from jitaccess.policies import match_approval_policy
+from jitaccess.states import Action, State, next_state
+from masking.engine import ColumnKey
+from masking.models import Column, Database, Project
+from masking.selectors import decision_caches, read_epochs
+from masking.services.policy import exemption_revoke, grant_condition, grant_create
+
+EXPIRY_NOTICE = timedelta(minutes=15)
+
+
+class RequestError(ValueError):
+    """A request refused before anything was written; `field` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotAllowed(PermissionError):
+    """The person may not do this to this request (the message says why, for them to read)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    database: Database
+    schema_name: str | None = None
+    table_name: str | None = None
+    column_names: tuple[str, ...] = ()
+
+
+def access_settings(project: Project) -> ProjectAccessSettings:
+    return ProjectAccessSettings.objects.get_or_create(project=project)[0]
+
+
+def _scope_columns(scope: Scope) -> list[Column]:
+    """The catalog columns a scope covers; refuses a table or column the catalog does not have."""
+    columns = Column.objects.filter(table__schema__database=scope.database, discovered_by_decision=False)
+    if scope.schema_name is not None:
+        columns = columns.filter(table__schema__name=scope.schema_name)
+    if scope.table_name:
+        columns = columns.filter(table__name=scope.table_name)
+        if not columns.exists():
+            raise RequestError("table", f"no table {scope.table_name!r} in {scope.database}")
+    if scope.column_names:
+        if not scope.table_name:
+            raise RequestError("columns", "choose a table for the columns")
+        found = set(columns.filter(name__in=scope.column_names).values_list("name", flat=True))
+        missing = [c for c in scope.column_names if c not in found]
+        if missing:
+            raise RequestError("columns", f"unknown column(s) in {scope.table_name}: {', '.join(missing)}")
+        columns = columns.filter(name__in=scope.column_names)
+    found_columns = list(columns.select_related("table__schema__database__instance"))
+    if not found_columns:
+        raise RequestError("scope", f"{scope.database} has no catalogued columns to unmask")
+    return found_columns
+
+
+def _masked_for(principal_spec: dict[str, str], columns: Sequence[Column]) -> list[Column]:
+    """The columns of the scope that the principal would see masked right now."""
+    epochs = read_epochs()
+    policy = decision_caches.policy(epochs)
+    principal = decision_caches.principal(principal_spec, frozenset())
+    if principal is None:
+        return list(columns)
+    grants = decision_caches.grants(epochs, principal)
+    keys = [
+        ColumnKey(
+            c.table.schema.database.instance.key,
+            c.table.schema.database.name,
+            c.table.schema.name,
+            c.table.name,
+            c.name,
+        )
+        for c in columns
+    ]
+    decisions = policy.decide(principal, keys, grants, now=timezone.now().timestamp())
+    return [c for c, d in zip(columns, decisions, strict=True) if not d.unmask]
+
+
+def request_create(
+    *,
+    requester: User,
+    scope: Scope,
+    duration: timedelta,
+    reason: str,
+    ticket_url: str = "",
+    service_account: ServiceAccount | None = None,
+    extends: AccessRequest | None = None,
+    channel: str,
+) -> AccessRequest:
+    """Ask to unmask a scope. Auto-approved when the matching policy says so."""
+    project = scope.database.project
+    if not requester.has_perm("masking.request_unmask", project):
+        raise NotAllowed(f"You cannot request unmask in project {project.key}.")
+    if service_account is not None and service_account.owner_id != requester.pk:
+        raise RequestError("service_account", f"you do not own service account {service_account.name}")
+    if not reason.strip():
+        raise RequestError("reason", "is required: say why you need to see these values")
+    if duration <= timedelta(0):
+        raise RequestError("duration", "must be positive")
+    columns = _scope_columns(scope)
+    principal_spec = (
+        {"service_account": service_account.name} if service_account else {"user": requester.username}
+    )
+    if extends is None and not _masked_for(principal_spec, columns):
+        raise RequestError("scope", "nothing in this scope is masked for you; there is nothing to request")
+    level = _highest_level(columns)
+    policy = match_approval_policy(
+        project=project,
+        variables={
+            "environment_id": scope.database.instance.environment,
+            "project_id": project.key,
+            "instance_id": scope.database.instance.key,
+            "database_name": scope.database.name,
+            "table_name": scope.table_name or "",
+            "classification_level": level,
+            "duration_hours": duration.total_seconds() / 3600,
+            "requester_roles": sorted(role_names_of_user(requester)),
+            "requester_groups": sorted(requester.groups.values_list("name", flat=True)),
+        },
+    )
+    project_settings = access_settings(project)
+    cap = min(d for d in (project_settings.max_duration, policy.max_duration if policy else None) if d)
+    if duration > cap:
+        raise RequestError("duration", f"at most {_human(cap)} in this project (asked {_human(duration)})")
+
+    with transaction.atomic():
+        request = AccessRequest.objects.create(
+            project=project,
+            requester=requester,
+            service_account=service_account,
+            database=scope.database,
+            schema_name=scope.schema_name,
+            table_name=scope.table_name,
+            column_names=list(scope.column_names),
+            classification_level=level,
+            duration=duration,
+            reason=reason.strip(),
+            ticket_url=ticket_url,
+            policy=policy,
+            policy_title=policy.title if policy else "No policy matched: a project administrator approves",
+            approvals_required=policy.approvals_required if policy else 1,
+            approver_roles=sorted(policy.approver_roles.values_list("name", flat=True)) if policy else [],
+            pending_until=timezone.now() + project_settings.pending_timeout,
+            extends=extends,
+        )
+        record_event(
+            action="request.created",
+            actor=actor_for(requester),
+            channel=channel,
+            target=_target(request),
+            project=project.key,
+            detail={
+                "scope": request.scope_label,
+                "duration_s": int(duration.total_seconds()),
+                "reason": request.reason,
+                "ticket": ticket_url,
+                "policy": request.policy_title,
+                "approvals_required": request.approvals_required,
+                "extends": extends.ref if extends else None,
+                "service_account": service_account.name if service_account else None,
+            },
+        )
+        if policy is not None and policy.auto_approve:
+            _approve(request, approver=None, channel=Channel.SYSTEM)
+        else:
+            _notify(request, NotificationKind.APPROVAL_NEEDED, eligible_approvers(request))
+    return request
+
+
+def eligible_approvers(request: AccessRequest) -> list[User]:
+    """Who may approve: members of the policy's approver roles; without roles, people with
+    `approve_request` on the project; with no policy, the project's administrators. Never the
+    requester."""
+    if request.approver_roles:
+        people = users_in_roles(request.approver_roles)
+    else:
+        perm = "approve_request" if request.policy_id else "administer_policy"
+        people = get_users_with_perms(
+            request.project, only_with_perms_in=[perm], with_group_users=True, with_superusers=False
+        )
+    return [p for p in people if p.is_active and p.canonical_subject != request.requester.canonical_subject]
+
+
+def can_approve(request: AccessRequest, user: User) -> bool:
+    return user.canonical_subject != request.requester.canonical_subject and any(
+        p.pk == user.pk for p in eligible_approvers(request)
+    )
+
+
+@transaction.atomic
+def request_approve(*, request_id: int, approver: User, channel: str) -> AccessRequest:
+    """Record one person's approval; grant when the quorum of distinct people is reached.
+
+    Locking contract: takes the request row FOR UPDATE first. Idempotent per person: a second
+    click by the same person (or their second account with the same IdP subject) adds nothing.
+    """
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project")
+        .get(pk=request_id)
+    )
+    if request.state != State.PENDING:
+        next_state(request.state, Action.APPROVE)  # raises InvalidTransition naming the current state
+    if approver.canonical_subject == request.requester.canonical_subject:
+        raise NotAllowed("You cannot approve your own request.")
+    if not can_approve(request, approver):
+        raise NotAllowed("You are not an approver for this request.")
+    _, created = Approval.objects.get_or_create(
+        request=request,
+        approver_subject=approver.canonical_subject,
+        defaults={"approver": approver, "channel": channel},
+    )
+    if created:
+        count = request.approvals.count()
+        record_event(
+            action="request.approval_recorded",
+            actor=actor_for(approver),
+            channel=channel,
+            target=_target(request),
+            project=request.project.key,
+            detail={"approvals": count, "required": request.approvals_required},
+        )
+        if count >= request.approvals_required:
+            _approve(request, approver=approver, channel=channel)
+    return request
+
+
+def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> None:
+    """pending -> approved: create the grant (an exemption with an expiry) and announce it."""
+    request.state = next_state(request.state, Action.APPROVE)
+    now = timezone.now()
+    start = max(now, request.extends.expires_at) if request.extends and request.extends.expires_at else now
+    request.expires_at = start + request.duration
+    request.decided_at = now
+    principal: User | ServiceAccount = request.service_account or request.requester
+    request.grant = grant_create(
+        project=request.project,
+        principal=principal,
+        condition=grant_condition(
+            instance=request.database.instance.key,
+            database=request.database.name,
+            schema=request.schema_name,
+            table=request.table_name,
+            columns=request.column_names,
+        ),
+        expires_at=request.expires_at,
+        reason=request.reason,
+        request_ref=request.ref,
+        actor=actor_for(approver) if approver else SYSTEM,
+        channel=channel,
+    )
+    request.save(update_fields=["state", "expires_at", "decided_at", "grant"])
+    approvers = [a.approver_subject for a in request.approvals.all()]
+    record_event(
+        action="request.approved",
+        actor=actor_for(approver) if approver else SYSTEM,
+        channel=channel,
+        target=_target(request),
+        project=request.project.key,
+        detail={
+            "approvers": approvers,
+            "auto_approved": approver is None,
+            "expires_at": request.expires_at,
+            "grant": request.grant.pk,
+        },
+    )
+    _notify(request, NotificationKind.APPROVED, [request.requester])
+
+
+@transaction.atomic
+def request_deny(*, request_id: int, approver: User, reason: str, channel: str) -> AccessRequest:
+    if not reason.strip():
+        raise RequestError("reason", "say why the request is denied")
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project")
+        .get(pk=request_id)
+    )
+    if request.state != State.PENDING:
+        next_state(request.state, Action.DENY)
+    if approver.canonical_subject == request.requester.canonical_subject:
+        raise NotAllowed("You cannot decide your own request; cancel it instead.")
+    if not can_approve(request, approver):
+        raise NotAllowed("You are not an approver for this request.")
+    request.state = next_state(request.state, Action.DENY)
+    request.deny_reason, request.decided_at, request.ended_by = reason.strip(), timezone.now(), approver
+    request.save(update_fields=["state", "deny_reason", "decided_at", "ended_by"])
+    record_event(
+        action="request.denied",
+        actor=actor_for(approver),
+        channel=channel,
+        target=_target(request),
+        project=request.project.key,
+        detail={"reason": request.deny_reason},
+    )
+    _notify(request, NotificationKind.DENIED, [request.requester])
+    return request
+
+
+@transaction.atomic
+def request_cancel(*, request_id: int, requester: User, channel: str) -> AccessRequest:
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project")
+        .get(pk=request_id)
+    )
+    if request.requester_id != requester.pk:
+        raise NotAllowed("Only the requester can cancel a request.")
+    request.state = next_state(request.state, Action.CANCEL)
+    request.ended_at, request.ended_by = timezone.now(), requester
+    request.save(update_fields=["state", "ended_at", "ended_by"])
+    record_event(
+        action="request.cancelled",
+        actor=actor_for(requester),
+        channel=channel,
+        target=_target(request),
+        project=request.project.key,
+    )
+    return request
+
+
+@transaction.atomic
+def grant_end(*, request_id: int, user: User, action: str, channel: str) -> AccessRequest:
+    """Revoke (an approver or a project administrator) or relinquish (the requester) a grant.
+
+    Effective at once: the grant's exemption is revoked in the same transaction, which moves the
+    grants epoch that every decision reads.
+    """
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project", "grant")
+        .get(pk=request_id)
+    )
+    if action == Action.RELINQUISH and request.requester_id != user.pk:
+        raise NotAllowed("Only the requester can relinquish a grant.")
+    if action == Action.REVOKE and not (
+        can_approve(request, user) or user.has_perm("masking.administer_policy", request.project)
+    ):
+        raise NotAllowed("Only an approver or a project administrator can revoke a grant.")
+    request.state = next_state(request.state, action)
+    request.ended_at, request.ended_by = timezone.now(), user
+    request.save(update_fields=["state", "ended_at", "ended_by"])
+    if request.grant is not None:
+        exemption_revoke(exemption=request.grant, actor=actor_for(user), channel=channel)
+    record_event(
+        action=f"request.{request.state}",
+        actor=actor_for(user),
+        channel=channel,
+        target=_target(request),
+        project=request.project.key,
+    )
+    if action == Action.REVOKE:
+        _notify(request, NotificationKind.REVOKED, [request.requester])
+    return request
+
+
+@dataclass
+class SweepResult:
+    expired: int = 0
+    timed_out: int = 0
+    expiry_notices: int = 0
+
+
+def requests_sweep(*, now: datetime | None = None) -> SweepResult:
+    """Expire grants past their time, time out undecided requests, warn 15 minutes before expiry.
+
+    Idempotent and safe to run concurrently: each request is claimed FOR UPDATE SKIP LOCKED and
+    re-checked; notices are deduplicated by key. The decision path never waits for this: it
+    compares `expires_at` with the clock itself.
+    """
+    now = now or timezone.now()
+    result = SweepResult()
+    for pk in AccessRequest.objects.filter(state=State.APPROVED, expires_at__lte=now).values_list(
+        "pk", flat=True
+    ):
+        result.expired += _sweep_one(pk, State.APPROVED, Action.EXPIRE, now)
+    for pk in AccessRequest.objects.filter(state=State.PENDING, pending_until__lte=now).values_list(
+        "pk", flat=True
+    ):
+        result.timed_out += _sweep_one(pk, State.PENDING, Action.TIME_OUT, now)
+    soon = AccessRequest.objects.filter(
+        state=State.APPROVED, expires_at__gt=now, expires_at__lte=now + EXPIRY_NOTICE
+    ).select_related("requester", "project")
+    for request in soon:
+        with transaction.atomic():
+            result.expiry_notices += _notify(request, NotificationKind.EXPIRING, [request.requester])
+    return result
+
+
+@transaction.atomic
+def _sweep_one(pk: int, expected: str, action: str, now: datetime) -> int:
+    request = (
+        AccessRequest.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("requester", "project")
+        .filter(pk=pk, state=expected)
+        .first()
+    )
+    if request is None:
+        return 0  # another sweeper has it, or it changed meanwhile
+    request.state = next_state(request.state, action)
+    request.ended_at = now
+    request.save(update_fields=["state", "ended_at"])
+    kind = NotificationKind.EXPIRED if action == Action.EXPIRE else NotificationKind.TIMED_OUT
+    record_event(
+        action="grant.expired" if action == Action.EXPIRE else "request.timed_out",
+        actor=SYSTEM,
+        channel=Channel.SYSTEM,
+        target=_target(request),
+        project=request.project.key,
+        detail={"expires_at": request.expires_at} if action == Action.EXPIRE else {},
+    )
+    _notify(request, kind, [request.requester])
+    return 1
+
+
+def breakglass_take(
+    *, requester: User, scope: Scope, duration: timedelta, reason: str, channel: str
+) -> AccessRequest:
+    """Immediate access for an incident: no approver, a short cap, security alerted at once, and
+    a review owed by someone else afterwards."""
+    project = scope.database.project
+    project_settings = access_settings(project)
+    allowed = set(project_settings.breakglass_roles.values_list("name", flat=True))
+    if not allowed or allowed.isdisjoint(role_names_of_user(requester)):
+        raise NotAllowed(f"You are not in a break-glass role of project {project.key}.")
+    if not reason.strip():
+        raise RequestError("reason", "is required for break-glass: name the incident")
+    if duration <= timedelta(0) or duration > project_settings.breakglass_max_duration:
+        raise RequestError(
+            "duration", f"break-glass lasts at most {_human(project_settings.breakglass_max_duration)}"
+        )
+    columns = _scope_columns(scope)
+    with transaction.atomic():
+        request = AccessRequest.objects.create(
+            project=project,
+            requester=requester,
+            database=scope.database,
+            schema_name=scope.schema_name,
+            table_name=scope.table_name,
+            column_names=list(scope.column_names),
+            classification_level=_highest_level(columns),
+            duration=duration,
+            reason=reason.strip(),
+            policy_title="Break-glass",
+            approvals_required=0,
+            pending_until=timezone.now(),
+            is_breakglass=True,
+        )
+        record_event(
+            action="breakglass.taken",
+            actor=actor_for(requester),
+            channel=channel,
+            target=_target(request),
+            project=project.key,
+            detail={
+                "scope": request.scope_label,
+                "duration_s": int(duration.total_seconds()),
+                "reason": reason,
+            },
+        )
+        _approve(request, approver=None, channel=channel)
+        admins = get_users_with_perms(
+            project, only_with_perms_in=["administer_policy"], with_group_users=True
+        )
+        emails = [e.strip() for e in project_settings.security_emails.split(",") if e.strip()]
+        _notify(
+            request, NotificationKind.BREAKGLASS, [u for u in admins if u.pk != requester.pk], emails=emails
+        )
+    return request
+
+
+@transaction.atomic
+def breakglass_review(*, request_id: int, reviewer: User, notes: str, channel: str) -> AccessRequest:
+    request = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project")
+        .get(pk=request_id)
+    )
+    if not request.is_breakglass:
+        raise RequestError("request", "is not a break-glass grant")
+    if request.reviewed_at is not None:
+        raise RequestError("request", f"was already reviewed by {request.reviewed_by}")
+    if reviewer.canonical_subject == request.requester.canonical_subject:
+        raise NotAllowed("Someone other than the person who broke the glass must review it.")
+    if not reviewer.has_perm("masking.administer_policy", request.project):
+        raise NotAllowed("Only a project administrator can review break-glass access.")
+    if not notes.strip():
+        raise RequestError("notes", "say what the review found")
+    request.reviewed_by, request.reviewed_at, request.review_notes = reviewer, timezone.now(), notes.strip()
+    request.save(update_fields=["reviewed_by", "reviewed_at", "review_notes"])
+    record_event(
+        action="breakglass.reviewed",
+        actor=actor_for(reviewer),
+        channel=channel,
+        target=_target(request),
+        project=request.project.key,
+        detail={"notes": request.review_notes},
+    )
+    return request
+
+
+def _notify(
+    request: AccessRequest, kind: str, recipients: Iterable[User], *, emails: Iterable[str] = ()
+) -> int:
+    """Write the outbox rows for one announcement, in the caller's transaction, and hand them to
+    Celery once it commits. Returns how many were new (a repeated announcement adds none)."""
+    rows: list[tuple[str, User | None, str]] = []
+    for user in recipients:
+        rows.append((NotificationChannel.WEB, user, ""))
+        if settings.NOTIFY_BY_EMAIL and user.email:
+            rows.append((NotificationChannel.EMAIL, user, user.email))
+    rows.extend((NotificationChannel.EMAIL, None, address) for address in emails)
+    suffix = (
+        f":{int(request.expires_at.timestamp())}"
+        if kind == NotificationKind.EXPIRING and request.expires_at
+        else ""
+    )
+    created_ids = []
+    for channel, user, destination in rows:
+        who = f"user{user.pk}" if user else destination
+        notification, created = Notification.objects.get_or_create(
+            dedupe_key=f"{request.pk}:{kind}{suffix}:{channel}:{who}",
+            defaults={
+                "request": request,
+                "kind": kind,
+                "channel": channel,
+                "recipient": user,
+                "destination": destination,
+            },
+        )
+        if created:
+            created_ids.append(notification.pk)
+    if created_ids:
+        from jitaccess.tasks import enqueue_deliveries
+
+        transaction.on_commit(lambda: enqueue_deliveries(created_ids), robust=True)
+    return len(created_ids)
+
+
+def _highest_level(columns: Sequence[Column]) -> int:
+    return max((c.classification_level for c in columns if c.classification_level is not None), default=-1)
+
+
+def _target(request: AccessRequest) -> Target:
+    return Target("request", str(request.pk), f"{request.ref} {request.scope_label}")
+
+
+def _human(duration: timedelta) -> str:
+    hours = duration.total_seconds() / 3600
+    if hours >= 24 and hours % 24 == 0:
+        return f"{int(hours // 24)} day(s)"
+    return f"{hours:g} hour(s)"

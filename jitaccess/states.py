@@ -1,0 +1,68 @@
+"""The request lifecycle as an explicit state machine. Pure: no ORM.
+
+    pending --approve (quorum reached)--> approved --expire------> expired
+       |                                     |-----revoke------> revoked
+       |                                     '-----relinquish--> relinquished
+       |--deny--> denied
+       |--cancel--> cancelled
+       '--time_out--> timed_out
+
+`approve` below quorum records an approval and leaves the request pending. Every other pair is
+refused with the request's current state, so a late click on a decided request changes nothing.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class State(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved (grant active)"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+    RELINQUISHED = "relinquished", "Relinquished"
+    DENIED = "denied", "Denied"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Timed out"
+
+
+class Action(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    DENY = "deny", "Deny"
+    CANCEL = "cancel", "Cancel"
+    TIME_OUT = "time_out", "Time out"
+    EXPIRE = "expire", "Expire"
+    REVOKE = "revoke", "Revoke"
+    RELINQUISH = "relinquish", "Relinquish"
+
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (State.PENDING, Action.APPROVE): State.APPROVED,
+    (State.PENDING, Action.DENY): State.DENIED,
+    (State.PENDING, Action.CANCEL): State.CANCELLED,
+    (State.PENDING, Action.TIME_OUT): State.TIMED_OUT,
+    (State.APPROVED, Action.EXPIRE): State.EXPIRED,
+    (State.APPROVED, Action.REVOKE): State.REVOKED,
+    (State.APPROVED, Action.RELINQUISH): State.RELINQUISHED,
+}
+FINAL_STATES = frozenset(State) - {State.PENDING, State.APPROVED}
+
+
+class InvalidTransition(Exception):
+    """The action does not apply in the request's current state (which the message names)."""
+
+    def __init__(self, state: str, action: str) -> None:
+        super().__init__(
+            f"cannot {Action(action).label.lower()}: the request is {State(state).label.lower()}"
+        )
+        self.state = state
+        self.action = action
+
+
+def next_state(state: str, action: str) -> str:
+    """The state after `action`, or InvalidTransition naming the current state."""
+    try:
+        return TRANSITIONS[(state, action)]
+    except KeyError:
+        raise InvalidTransition(state, action) from None
