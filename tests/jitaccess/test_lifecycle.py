@@ -114,7 +114,7 @@ def test_approving_a_decided_request_is_refused_with_its_state(world, ending):
     else:
         request_cancel(request_id=request.pk, requester=world.alice, channel=Channel.WEB)
 
-    with pytest.raises(InvalidTransition, match="denied|cancelled"):
+    with pytest.raises(InvalidTransition, match=r"denied|cancelled"):
         request_approve(request_id=request.pk, approver=world.bob, channel=Channel.WEB)
 
 
