@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from identity.views import LoginView
+from jitaccess import apis as jit_apis
 from jitaccess.views import home
 from masking import apis as masking_apis
 from masking import decision_apis
@@ -27,6 +28,12 @@ api_v1 = [
     path("catalog", masking_apis.CatalogUpsertApi.as_view(), name="catalog-upsert"),
     path("decisions", decision_apis.DecisionsApi.as_view(), name="decisions"),
     path("access-events", decision_apis.AccessEventsApi.as_view(), name="access-events"),
+    path("requests", jit_apis.RequestListCreateApi.as_view(), name="requests"),
+    path("requests/<int:request_id>", jit_apis.RequestDetailApi.as_view(), name="request-detail"),
+    path(
+        "requests/<int:request_id>/<str:action>", jit_apis.RequestActionApi.as_view(), name="request-action"
+    ),
+    path("breakglass", jit_apis.BreakGlassApi.as_view(), name="breakglass"),
 ]
 
 masking_pages = (

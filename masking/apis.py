@@ -78,7 +78,7 @@ class CatalogUpsertApi(APIView):
     permission_classes = [TokenScope]
     token_scope = Scope.CATALOG_WRITE
 
-    class InputSerializer(StrictSerializer):
+    class CatalogUpsertInputSerializer(StrictSerializer):
         instance = InstanceIn()
         databases = DatabaseIn(many=True, allow_empty=False)
         prune = serializers.BooleanField(default=False)
@@ -92,7 +92,7 @@ class CatalogUpsertApi(APIView):
                 )
             return value
 
-    class OutputSerializer(serializers.Serializer):
+    class CatalogUpsertOutputSerializer(serializers.Serializer):
         instance = serializers.CharField()
         created = serializers.DictField(child=serializers.IntegerField())
         updated_columns = serializers.IntegerField()
@@ -102,12 +102,12 @@ class CatalogUpsertApi(APIView):
 
     @extend_schema(
         operation_id="catalog_upsert",
-        request=InputSerializer,
-        responses={200: OutputSerializer},
+        request=CatalogUpsertInputSerializer,
+        responses={200: CatalogUpsertOutputSerializer},
         description="Push an instance's schema. Omitted classification, tags and semantic type are kept.",
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.CatalogUpsertInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         payload = serializer.validated_data
         self._check_object_permissions(request, payload)
@@ -121,7 +121,7 @@ class CatalogUpsertApi(APIView):
             )
         except CatalogError as exc:
             raise ValidationError({exc.field: [exc.message]}) from exc
-        return Response(self.OutputSerializer(summary.as_dict()).data, status=status.HTTP_200_OK)
+        return Response(self.CatalogUpsertOutputSerializer(summary.as_dict()).data, status=status.HTTP_200_OK)
 
     def _check_object_permissions(self, request: Request, payload: dict) -> None:
         """People need `administer_policy` on every project the push touches; tokens need the scope."""

@@ -84,7 +84,7 @@ class DecisionsApi(APIView):
     permission_classes = [ServiceTokenOnly]
     token_scope = Scope.DECISIONS
 
-    class InputSerializer(StrictSerializer):
+    class DecisionsInputSerializer(StrictSerializer):
         principal = PrincipalIn()
         query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         columns = ColumnRefIn(many=True, allow_empty=False)
@@ -96,7 +96,7 @@ class DecisionsApi(APIView):
                 )
             return value
 
-    class OutputSerializer(serializers.Serializer):
+    class DecisionsOutputSerializer(serializers.Serializer):
         policy_version = serializers.IntegerField(allow_null=True)
         decisions = DecisionOut(many=True)
         degraded = serializers.BooleanField(required=False)
@@ -104,8 +104,8 @@ class DecisionsApi(APIView):
 
     @extend_schema(
         operation_id="decisions_create",
-        request=InputSerializer,
-        responses={200: OutputSerializer},
+        request=DecisionsInputSerializer,
+        responses={200: DecisionsOutputSerializer},
         examples=[
             OpenApiExample(
                 "Two columns",
@@ -134,7 +134,7 @@ class DecisionsApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.DecisionsInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         principal = dict(data["principal"])
@@ -197,7 +197,7 @@ class AccessEventsApi(APIView):
     permission_classes = [ServiceTokenOnly]
     token_scope = Scope.ACCESS_EVENTS
 
-    class InputSerializer(StrictSerializer):
+    class AccessEventsInputSerializer(StrictSerializer):
         events = AccessEventIn(many=True, allow_empty=False)
 
         def validate_events(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -207,14 +207,16 @@ class AccessEventsApi(APIView):
                 )
             return value
 
-    class OutputSerializer(serializers.Serializer):
+    class AccessEventsOutputSerializer(serializers.Serializer):
         accepted = serializers.IntegerField()
 
     @extend_schema(
-        operation_id="access_events_create", request=InputSerializer, responses={202: OutputSerializer}
+        operation_id="access_events_create",
+        request=AccessEventsInputSerializer,
+        responses={202: AccessEventsOutputSerializer},
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.AccessEventsInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token: ApiToken = request.auth  # type: ignore[assignment]
         events = []

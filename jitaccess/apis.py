@@ -1,0 +1,231 @@
+"""The JIT API under /api/v1/: one view per operation, each object-permission checked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import Channel
+from config.api import StrictSerializer
+from identity.authentication import TokenScope
+from identity.models import ApiToken, Scope, ServiceAccount, User
+from jitaccess import selectors, services
+from jitaccess.models import AccessRequest
+from jitaccess.states import Action, InvalidTransition
+from masking.models import Database
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class RequestOut(serializers.ModelSerializer):
+    ref = serializers.CharField()
+    project = serializers.CharField(source="project.key")
+    requester = serializers.CharField(source="requester.username")
+    service_account = serializers.CharField(source="service_account.name", allow_null=True, default=None)
+    instance = serializers.CharField(source="database.instance.key")
+    database = serializers.CharField(source="database.name")
+    schema = serializers.CharField(source="schema_name", allow_null=True)
+    table = serializers.CharField(source="table_name", allow_null=True)
+    columns = serializers.ListField(source="column_names", child=serializers.CharField())
+    duration_minutes = serializers.SerializerMethodField()
+    approvals = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "ref",
+            "project",
+            "requester",
+            "service_account",
+            "instance",
+            "database",
+            "schema",
+            "table",
+            "columns",
+            "classification_level",
+            "duration_minutes",
+            "reason",
+            "ticket_url",
+            "state",
+            "policy_title",
+            "approvals_required",
+            "approvals",
+            "created_at",
+            "pending_until",
+            "decided_at",
+            "expires_at",
+            "ended_at",
+            "deny_reason",
+            "is_breakglass",
+            "reviewed_at",
+        ]
+
+    def get_duration_minutes(self, obj: AccessRequest) -> int:
+        return int(obj.duration.total_seconds() // 60)
+
+    def get_approvals(self, obj: AccessRequest) -> list[str]:
+        return [a.approver.username for a in obj.approvals.all()]
+
+
+class ScopeIn(StrictSerializer):
+    instance = serializers.SlugField(max_length=64)
+    database = serializers.CharField(max_length=128)
+    schema = serializers.CharField(
+        max_length=128, required=False, allow_blank=True, allow_null=True, default=None
+    )
+    table = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+    columns = serializers.ListField(
+        child=serializers.CharField(max_length=128), required=False, default=list, max_length=500
+    )
+    duration_minutes = serializers.IntegerField(min_value=1, max_value=60 * 24 * 365)
+    reason = serializers.CharField(max_length=2000)
+
+
+def _scope_from(data: dict[str, Any]) -> services.Scope:
+    database = (
+        Database.objects.select_related("project", "instance")
+        .filter(instance__key=data["instance"], name=data["database"])
+        .first()
+    )
+    if database is None:
+        raise ValidationError(
+            {"database": [f"no database {data['database']!r} on instance {data['instance']!r}"]}
+        )
+    return services.Scope(database, data["schema"], data["table"], tuple(data["columns"]))
+
+
+class JitApiView(APIView):
+    """Maps the service errors onto the API's one error shape."""
+
+    permission_classes = [TokenScope]
+    token_scope = Scope.REQUESTS
+
+    def person(self, request: Request) -> User:
+        """The accountable person: the signed-in user, or the owner of the calling agent's account."""
+        if isinstance(request.auth, ApiToken):
+            owner = request.auth.service_account.owner
+            if owner is None:
+                raise PermissionDenied("This service account has no owner to act for.")
+            return owner
+        return request.user  # type: ignore[return-value]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, services.RequestError):
+            exc = ValidationError({exc.field: [exc.message]})
+        elif isinstance(exc, services.NotAllowed):
+            exc = PermissionDenied(str(exc))
+        elif isinstance(exc, InvalidTransition):
+            exc = Conflict(f"{exc} (state: {exc.state})")
+        elif isinstance(exc, AccessRequest.DoesNotExist):
+            exc = NotFound("No such request.")
+        return super().handle_exception(exc)
+
+
+class RequestListCreateApi(JitApiView):
+    class RequestCreateInputSerializer(ScopeIn):
+        ticket_url = serializers.URLField(required=False, allow_blank=True, default="")
+        extends = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    @extend_schema(operation_id="requests_list", responses={200: RequestOut(many=True)})
+    def get(self, request: Request) -> Response:
+        queryset = selectors.requests_visible_to(self.person(request)).prefetch_related("approvals__approver")
+        if state := request.query_params.get("state"):
+            queryset = queryset.filter(state=state)
+        return Response(RequestOut(queryset[:200], many=True).data)
+
+    @extend_schema(
+        operation_id="requests_create", request=RequestCreateInputSerializer, responses={201: RequestOut}
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.RequestCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        person = self.person(request)
+        extends = selectors.request_for(person, data["extends"]) if data["extends"] else None
+        agent: ServiceAccount | None = (
+            request.auth.service_account if isinstance(request.auth, ApiToken) else None
+        )
+        created = services.request_create(
+            requester=person,
+            scope=_scope_from(data),
+            duration=timedelta(minutes=data["duration_minutes"]),
+            reason=data["reason"],
+            ticket_url=data["ticket_url"],
+            service_account=agent,
+            extends=extends,
+            channel=Channel.API,
+        )
+        return Response(RequestOut(created).data, status=status.HTTP_201_CREATED)
+
+
+class RequestDetailApi(JitApiView):
+    @extend_schema(operation_id="requests_retrieve", responses={200: RequestOut})
+    def get(self, request: Request, request_id: int) -> Response:
+        return Response(RequestOut(selectors.request_for(self.person(request), request_id)).data)
+
+
+class RequestActionApi(JitApiView):
+    """approve, deny (reason), cancel, revoke, relinquish, review (break-glass, notes)."""
+
+    class RequestActionInputSerializer(StrictSerializer):
+        reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+        notes = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        operation_id="requests_action", request=RequestActionInputSerializer, responses={200: RequestOut}
+    )
+    def post(self, request: Request, request_id: int, action: str) -> Response:
+        serializer = self.RequestActionInputSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        if isinstance(request.auth, ApiToken) and action != "cancel":
+            raise PermissionDenied("Agents may create and cancel requests; decisions are made by people.")
+        person = self.person(request)
+        target = selectors.request_for(person, request_id)
+        data = serializer.validated_data
+        if action == "approve":
+            result = services.request_approve(request_id=target.pk, approver=person, channel=Channel.API)
+        elif action == "deny":
+            result = services.request_deny(
+                request_id=target.pk, approver=person, reason=data["reason"], channel=Channel.API
+            )
+        elif action == "cancel":
+            result = services.request_cancel(request_id=target.pk, requester=person, channel=Channel.API)
+        elif action in (Action.REVOKE, Action.RELINQUISH):
+            result = services.grant_end(request_id=target.pk, user=person, action=action, channel=Channel.API)
+        elif action == "review":
+            result = services.breakglass_review(
+                request_id=target.pk, reviewer=person, notes=data["notes"], channel=Channel.API
+            )
+        else:
+            raise NotFound(f"Unknown action {action!r}.")
+        result.refresh_from_db()
+        return Response(RequestOut(result).data)
+
+
+class BreakGlassApi(JitApiView):
+    @extend_schema(operation_id="breakglass_create", request=ScopeIn, responses={201: RequestOut})
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiToken):
+            raise PermissionDenied("Break-glass is for people, not agents.")
+        serializer = ScopeIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        taken = services.breakglass_take(
+            requester=self.person(request),
+            scope=_scope_from(data),
+            duration=timedelta(minutes=data["duration_minutes"]),
+            reason=data["reason"],
+            channel=Channel.API,
+        )
+        return Response(RequestOut(taken).data, status=status.HTTP_201_CREATED)
