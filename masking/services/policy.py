@@ -174,13 +174,13 @@ def exemption_create(
     channel: str,
 ) -> Exemption:
     """A standing exemption: its members see unmasked values of the matching columns of `project`."""
-    members = {
-        "users": list(users),
-        "groups": list(groups),
-        "roles": list(roles),
-        "service_accounts": list(service_accounts),
-    }
-    if not any(members.values()):
+    user_list, group_list, role_list, account_list = (
+        list(users),
+        list(groups),
+        list(roles),
+        list(service_accounts),
+    )
+    if not (user_list or group_list or role_list or account_list):
         raise PolicyError("members", "name at least one user, group, role or service account")
     if not reason.strip():
         raise PolicyError("reason", "is required")
@@ -194,24 +194,17 @@ def exemption_create(
         expires_at=expires_at,
         created_by=created_by,
     )
-    for name, objects in members.items():
-        getattr(exemption, name).set(objects)
+    exemption.users.set(user_list)
+    exemption.groups.set(group_list)
+    exemption.roles.set(role_list)
+    exemption.service_accounts.set(account_list)
     record_event(
         action="exemption.created",
         actor=actor,
         channel=channel,
         target=Target("exemption", str(exemption.pk), reason[:100]),
         project=project.key,
-        detail={
-            "condition": exemption.condition,
-            "expires_at": expires_at,
-            "members": {
-                "users": [u.canonical_subject for u in members["users"]],
-                "groups": [g.name for g in members["groups"]],
-                "roles": [r.name for r in members["roles"]],
-                "service_accounts": [s.name for s in members["service_accounts"]],
-            },
-        },
+        detail=_exemption_detail(exemption),
     )
     bump_epoch(policy=True)
     return exemption
@@ -316,16 +309,21 @@ def exemption_record_admin_change(*, exemption: Exemption, created: bool, actor:
         channel=channel,
         target=Target("exemption", str(exemption.pk), exemption.reason[:100]),
         project=exemption.project.key,
-        detail={
-            "condition": exemption.condition,
-            "expires_at": exemption.expires_at,
-            "revoked_at": exemption.revoked_at,
-            "members": {
-                "users": [u.canonical_subject for u in exemption.users.all()],
-                "groups": sorted(exemption.groups.values_list("name", flat=True)),
-                "roles": sorted(exemption.roles.values_list("name", flat=True)),
-                "service_accounts": sorted(exemption.service_accounts.values_list("name", flat=True)),
-            },
-        },
+        detail=_exemption_detail(exemption),
     )
     bump_epoch(policy=exemption.kind == ExemptionKind.EXEMPTION, grants=exemption.kind == ExemptionKind.GRANT)
+
+
+def _exemption_detail(exemption: Exemption) -> dict[str, Any]:
+    """What an audit event says about an exemption: scope, expiry and every member."""
+    return {
+        "condition": exemption.condition,
+        "expires_at": exemption.expires_at,
+        "revoked_at": exemption.revoked_at,
+        "members": {
+            "users": [u.canonical_subject for u in exemption.users.all()],
+            "groups": sorted(exemption.groups.values_list("name", flat=True)),
+            "roles": sorted(exemption.roles.values_list("name", flat=True)),
+            "service_accounts": sorted(exemption.service_accounts.values_list("name", flat=True)),
+        },
+    }
