@@ -248,9 +248,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 # The one place periodic work is declared; one beat process runs it (see docs/operations.md).
+SWEEP_INTERVAL_S = envint("SWEEP_INTERVAL_S", 60)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "jitaccess-sweep": {"task": "jitaccess.tasks.sweep_requests", "schedule": 60.0},
-    "jitaccess-deliver-pending": {"task": "jitaccess.tasks.deliver_pending_notifications", "schedule": 60.0},
+    "jitaccess-sweep": {"task": "jitaccess.tasks.sweep_requests", "schedule": float(SWEEP_INTERVAL_S)},
+    "jitaccess-deliver-pending": {
+        "task": "jitaccess.tasks.deliver_pending_notifications",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
 }
 # A publish that cannot reach the broker fails fast instead of stalling a web request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -263,6 +267,9 @@ SLACK_ENABLED = bool(SLACK_BOT_TOKEN)
 
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", False)
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "veil@localhost")
 
 # Catalog API: how many columns one bulk upsert may carry.
