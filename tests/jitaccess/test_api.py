@@ -15,8 +15,16 @@ URL = "/api/v1/requests"
 
 
 def _body(**overrides):
-    return {"instance": "prod-pg", "database": "shop", "schema": "public", "table": "customers",
-            "columns": ["email"], "duration_minutes": 120, "reason": "INC-4711", **overrides}
+    return {
+        "instance": "prod-pg",
+        "database": "shop",
+        "schema": "public",
+        "table": "customers",
+        "columns": ["email"],
+        "duration_minutes": 120,
+        "reason": "INC-4711",
+        **overrides,
+    }
 
 
 def test_request_approve_and_see_the_grant(world, api_client):
