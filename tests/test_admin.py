@@ -22,7 +22,7 @@ def admin_client(client):
 
 
 def test_every_registered_model_lists_and_opens(admin_client):
-    for model, model_admin in admin.site._registry.items():
+    for model in admin.site._registry:
         opts = model._meta
         changelist = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
         assert changelist.status_code == 200, f"{opts.label} changelist"
