@@ -75,3 +75,30 @@ def catalog_payload(
             }
         ],
     }
+
+
+def make_shop_policy() -> None:
+    """prod-pg/shop/public.customers (id; email classified 3; phone) and a rule masking emails."""
+    from audit.models import Channel as AuditChannel
+    from audit.services import SYSTEM
+    from masking.services.catalog import catalog_upsert
+    from masking.services.policy import rule_save, semantic_type_save
+
+    payload = catalog_payload()
+    catalog_upsert(
+        instance_spec=payload["instance"],
+        databases=payload["databases"],
+        prune=False,
+        actor=SYSTEM,
+        channel=AuditChannel.CLI,
+    )
+    email = semantic_type_save(
+        key="email", title="Email", algorithm={"type": "email"}, actor=SYSTEM, channel=AuditChannel.CLI
+    )
+    rule_save(
+        title="emails",
+        condition='resource.column_name == "email"',
+        semantic_type=email,
+        actor=SYSTEM,
+        channel=AuditChannel.CLI,
+    )

@@ -9,14 +9,11 @@ import pytest
 from django.contrib.auth.models import Group
 
 from audit.models import Channel
-from audit.services import SYSTEM
 from identity.models import Role, User
 from jitaccess.models import ApprovalPolicy
 from jitaccess.services import Scope, request_create
 from masking.models import Database, Project
-from masking.services.catalog import catalog_upsert
-from masking.services.policy import rule_save, semantic_type_save
-from tests.factories import catalog_payload, grant_project_perm, make_user
+from tests.factories import grant_project_perm, make_shop_policy, make_user
 
 
 @dataclass
@@ -46,24 +43,7 @@ class World:
 
 @pytest.fixture
 def world(db, shop) -> World:
-    payload = catalog_payload()
-    catalog_upsert(
-        instance_spec=payload["instance"],
-        databases=payload["databases"],
-        prune=False,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
-    email = semantic_type_save(
-        key="email", title="Email", algorithm={"type": "email"}, actor=SYSTEM, channel=Channel.CLI
-    )
-    rule_save(
-        title="emails",
-        condition='resource.column_name == "email"',
-        semantic_type=email,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
+    make_shop_policy()
     alice = make_user("alice", display_name="Alice Engineer")
     bob, carol = make_user("bob", display_name="Bob"), make_user("carol", display_name="Carol")
     dave, eve = make_user("dave"), make_user("eve")

@@ -26,7 +26,7 @@ from masking.services.policy import (
     rule_save,
     semantic_type_save,
 )
-from tests.factories import catalog_payload, make_token, make_user
+from tests.factories import catalog_payload, make_shop_policy, make_token, make_user
 
 URL = "/api/v1/decisions"
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,24 +39,7 @@ def _col(column: str, table: str = "customers") -> dict[str, str]:
 @pytest.fixture
 def world(db, shop):
     """prod-pg/shop/public.customers (id, email level 3, phone level 3) and an email rule."""
-    payload = catalog_payload()
-    catalog_upsert(
-        instance_spec=payload["instance"],
-        databases=payload["databases"],
-        prune=False,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
-    email = semantic_type_save(
-        key="email", title="Email", algorithm={"type": "email"}, actor=SYSTEM, channel=Channel.CLI
-    )
-    rule_save(
-        title="emails",
-        condition='resource.column_name == "email"',
-        semantic_type=email,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
+    make_shop_policy()
     decision_caches.clear()
     return make_user("alice", email="alice@example.com")
 
