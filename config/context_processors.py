@@ -7,8 +7,23 @@ from typing import Any
 from django.http import HttpRequest
 
 NAVIGATION: list[tuple[str, list[tuple[str, str]]]] = [
-    ("Engineer", [("My access", "home")]),
-    ("Policy admin", [("Catalog", "masking:catalog"), ("Admin site", "admin:index")]),
+    (
+        "Engineer",
+        [
+            ("My access", "home"),
+            ("Request access", "jitaccess:request-new"),
+            ("My requests", "jitaccess:requests"),
+        ],
+    ),
+    ("Approver", [("Approvals", "jitaccess:approvals")]),
+    (
+        "Policy admin",
+        [
+            ("Catalog", "masking:catalog"),
+            ("Break-glass review", "jitaccess:breakglass-reviews"),
+            ("Admin site", "admin:index"),
+        ],
+    ),
     ("Developers", [("API docs", "api-docs")]),
 ]
 

@@ -50,4 +50,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("policy/", include(masking_pages)),
+    path("", include("jitaccess.urls")),
 ]

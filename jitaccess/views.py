@@ -1,18 +1,59 @@
-"""Web pages for engineers and approvers."""
+"""Web pages for engineers, approvers and admins: thin views over `services` and `selectors`.
+
+Every request is read through `selectors`, so one the person may not see is a 404, never a 403.
+Every write is one service call; its errors become something a person can read: a
+`RequestError` next to the field it names, `NotAllowed` a 403 page saying why, and
+`InvalidTransition` a message naming the request's current state.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, cast
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_objects_for_user
 
-from masking.models import Project
+from audit.models import AuditEvent, Channel
+from identity.models import User
+from identity.selectors import role_names_of_user
+from jitaccess import selectors, services
+from jitaccess.forms import BreakGlassForm, DenyForm, ReviewForm, ScopeForm, UnmaskRequestForm
+from jitaccess.models import AccessRequest, ProjectAccessSettings
+from jitaccess.states import Action, InvalidTransition, State
+from jitaccess.templatetags.jitaccess_tags import duration_label
+from masking.models import Database, Project
+
+TIMELINE_LABELS = {
+    "request.created": "Requested",
+    "request.approval_recorded": "Approval recorded",
+    "request.approved": "Approved",
+    "request.denied": "Denied",
+    "request.cancelled": "Cancelled",
+    "request.revoked": "Revoked",
+    "request.relinquished": "Relinquished",
+    "request.timed_out": "Timed out",
+    "grant.created": "Grant created",
+    "grant.expired": "Grant expired",
+    "grant.revoked": "Grant revoked",
+    "breakglass.taken": "Break-glass taken",
+    "breakglass.reviewed": "Break-glass reviewed",
+}
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page: what the signed-in person can do, per project."""
+    """The landing page: what waits for the person, their live grants, and what they can do."""
+    user = _person(request)
     perms = {
         "request": "masking.request_unmask",
         "approve": "masking.approve_request",
@@ -20,7 +61,376 @@ def home(request: HttpRequest) -> HttpResponse:
         "audit": "masking.view_audit",
     }
     projects = {
-        key: get_objects_for_user(request.user, perm, klass=Project, accept_global_perms=True)
+        key: get_objects_for_user(user, perm, klass=Project, accept_global_perms=True)
         for key, perm in perms.items()
     }
-    return render(request, "jitaccess/home.html", {"projects": projects})
+    unreviewed = None
+    if projects["administer"]:
+        unreviewed = selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]).count()
+    context = {
+        "projects": projects,
+        "pending_approvals": len(selectors.approval_queue(user)),
+        "active_grants": _active_grants(user),
+        "unreviewed_breakglass": unreviewed,
+        "can_break_glass": _breakglass_databases(user).exists(),
+    }
+    return render(request, "jitaccess/home.html", context)
+
+
+@login_required
+def request_list(request: HttpRequest) -> HttpResponse:
+    """The person's own requests and grants, and their web inbox."""
+    user = _person(request)
+    mine = selectors.requests_visible_to(user).filter(requester=user).prefetch_related("approvals")[:100]
+    context = {
+        "active_grants": _active_grants(user),
+        "requests": mine,
+        "inbox": selectors.inbox(user),
+        "now": timezone.now(),
+    }
+    return render(request, "jitaccess/request_list.html", context)
+
+
+@login_required
+def request_new(request: HttpRequest) -> HttpResponse:
+    """Ask to unmask: pick a database (GET), then a scope, a duration and a reason (POST).
+
+    `?extends=<id>` asks for more time on one of the person's active grants, same scope."""
+    user = _person(request)
+    databases = _databases_with(user, "masking.request_unmask")
+    extended = None
+    if raw_extends := request.GET.get("extends"):
+        extended = _visible(user, raw_extends)
+        if extended.requester_id != user.pk:
+            return _forbidden(request, "Only the requester can extend a grant.")
+        if extended.state != State.APPROVED:
+            messages.error(
+                request,
+                f"{extended.ref} is {extended.get_state_display().lower()}: only an active grant "
+                "can be extended. Ask for access anew.",
+            )
+            return redirect("jitaccess:request-detail", pk=extended.pk)
+        database: Database | None = extended.database
+    else:
+        database = _chosen_database(databases, request.GET.get("database"))
+    form = None
+    if database is not None:
+        form = UnmaskRequestForm(
+            request.POST or None,
+            database=database,
+            fixed_scope=_scope_of(extended) if extended else None,
+        )
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                created = services.request_create(
+                    requester=user,
+                    scope=data["scope"],
+                    duration=data["duration"],
+                    reason=data["reason"],
+                    ticket_url=data["ticket_url"],
+                    extends=extended,
+                    channel=Channel.WEB,
+                )
+            except services.RequestError as error:
+                form.add_service_error(error)
+            except services.NotAllowed as error:
+                return _forbidden(request, str(error))
+            else:
+                messages.success(request, _created_message(created))
+                return redirect("jitaccess:request-detail", pk=created.pk)
+    return render(
+        request,
+        "jitaccess/request_new.html",
+        {
+            **_picker_context(request, form, databases, database),
+            "extended": extended,
+            "duration_help": _duration_help(database),
+            "can_break_glass": _breakglass_databases(user).exists(),
+        },
+    )
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _render_detail(request, _visible(_person(request), pk))
+
+
+@login_required
+@require_POST
+def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """approve, deny (reason), cancel, relinquish, revoke, review (break-glass notes)."""
+    user = _person(request)
+    target = _visible(user, pk)
+    deny_form = DenyForm(request.POST) if action == Action.DENY else None
+    review_form = ReviewForm(request.POST) if action == "review" else None
+    action_form = deny_form or review_form
+    if action_form is not None and not action_form.is_valid():
+        return _render_detail(request, target, deny_form=deny_form, review_form=review_form)
+    try:
+        if action == Action.APPROVE:
+            result = services.request_approve(request_id=target.pk, approver=user, channel=Channel.WEB)
+        elif action == Action.DENY and deny_form is not None:
+            result = services.request_deny(
+                request_id=target.pk,
+                approver=user,
+                reason=deny_form.cleaned_data["reason"],
+                channel=Channel.WEB,
+            )
+        elif action == Action.CANCEL:
+            result = services.request_cancel(request_id=target.pk, requester=user, channel=Channel.WEB)
+        elif action in (Action.RELINQUISH, Action.REVOKE):
+            result = services.grant_end(request_id=target.pk, user=user, action=action, channel=Channel.WEB)
+        elif action == "review" and review_form is not None:
+            result = services.breakglass_review(
+                request_id=target.pk,
+                reviewer=user,
+                notes=review_form.cleaned_data["notes"],
+                channel=Channel.WEB,
+            )
+        else:
+            raise Http404(f"Unknown action {action!r}.")
+    except services.NotAllowed as error:
+        return _forbidden(request, str(error))
+    except InvalidTransition as error:
+        messages.error(request, f"{target.ref}: {error}.")
+        return redirect("jitaccess:request-detail", pk=target.pk)
+    except services.RequestError as error:
+        if action_form is not None and error.field in action_form.fields:
+            action_form.add_error(error.field, error.message)
+            return _render_detail(request, target, deny_form=deny_form, review_form=review_form)
+        messages.error(request, f"{target.ref}: {error.field} {error.message}.")
+        return redirect("jitaccess:request-detail", pk=target.pk)
+    messages.success(request, _action_message(action, result))
+    return _redirect_back(request, reverse("jitaccess:request-detail", args=[target.pk]))
+
+
+@login_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    """The approver's queue. Deciding here never needs Slack."""
+    return render(request, "jitaccess/approvals.html", {"queue": selectors.approval_queue(_person(request))})
+
+
+@login_required
+def breakglass_new(request: HttpRequest) -> HttpResponse:
+    """Immediate access in an incident, for the project's break-glass roles; security is alerted."""
+    user = _person(request)
+    databases = _breakglass_databases(user)
+    database = _chosen_database(databases, request.GET.get("database"))
+    form = None
+    if database is not None:
+        cap = _access_settings(database.project).breakglass_max_duration
+        form = BreakGlassForm(request.POST or None, database=database, cap=cap)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                taken = services.breakglass_take(
+                    requester=user,
+                    scope=data["scope"],
+                    duration=data["duration"],
+                    reason=data["reason"],
+                    channel=Channel.WEB,
+                )
+            except services.RequestError as error:
+                form.add_service_error(error)
+            except services.NotAllowed as error:
+                return _forbidden(request, str(error))
+            else:
+                messages.warning(
+                    request,
+                    f"Break-glass {taken.ref} is active until {_when(taken.expires_at)}. "
+                    "Security has been alerted and an administrator will review it.",
+                )
+                return redirect("jitaccess:request-detail", pk=taken.pk)
+    return render(
+        request,
+        "jitaccess/breakglass.html",
+        {
+            **_picker_context(request, form, databases, database),
+            "duration_help": _duration_help(database, breakglass=True),
+        },
+    )
+
+
+@login_required
+def breakglass_reviews(request: HttpRequest) -> HttpResponse:
+    """Break-glass grants nobody has reviewed yet, oldest first."""
+    user = _person(request)
+    pending = list(selectors.unreviewed_breakglass(user).order_by("created_at"))
+    reviewable = {
+        r.pk
+        for r in pending
+        if r.requester_id != user.pk and user.has_perm("masking.administer_policy", r.project)
+    }
+    return render(
+        request, "jitaccess/breakglass_reviews.html", {"pending": pending, "reviewable": reviewable}
+    )
+
+
+def _render_detail(
+    request: HttpRequest,
+    target: AccessRequest,
+    *,
+    deny_form: DenyForm | None = None,
+    review_form: ReviewForm | None = None,
+) -> HttpResponse:
+    user = _person(request)
+    is_requester = target.requester_id == user.pk
+    pending, approved = target.state == State.PENDING, target.state == State.APPROVED
+    may_approve = (pending or approved) and services.can_approve(target, user)
+    actions = {
+        "decide": pending and may_approve,
+        "cancel": pending and is_requester,
+        "relinquish": approved and is_requester,
+        "extend": approved and is_requester,
+        "revoke": approved and (may_approve or user.has_perm("masking.administer_policy", target.project)),
+        "review": target.is_breakglass
+        and target.reviewed_at is None
+        and target.requester.canonical_subject != user.canonical_subject
+        and user.has_perm("masking.administer_policy", target.project),
+    }
+    approvals = list(target.approvals.select_related("approver"))
+    context = {
+        "r": target,
+        "now": timezone.now(),
+        "approvals": approvals,
+        "approvers": sorted(str(p) for p in services.eligible_approvers(target)) if pending else [],
+        "timeline": [(event, TIMELINE_LABELS.get(event.action, event.action)) for event in _timeline(target)],
+        "notifications": target.notifications.select_related("recipient").order_by("created_at"),
+        "actions": actions,
+        "deny_form": deny_form or DenyForm(),
+        "review_form": review_form or ReviewForm(),
+    }
+    return render(request, "jitaccess/request_detail.html", context)
+
+
+def _picker_context(
+    request: HttpRequest, form: ScopeForm | None, databases: QuerySet[Database], database: Database | None
+) -> dict[str, Any]:
+    query = request.GET.get("q", "")
+    return {
+        "form": form,
+        "databases": databases,
+        "database": database,
+        "query": query,
+        "picker": form.picker(query) if form is not None and form.fixed_scope is None else None,
+    }
+
+
+def _timeline(target: AccessRequest) -> QuerySet[AuditEvent]:
+    """The request's audit events, and those of its grant (which name the request in `detail`)."""
+    return AuditEvent.objects.filter(
+        Q(target_type="request", target_id=str(target.pk))
+        | Q(target_type="grant", detail__request=target.ref)
+    ).order_by("seq")
+
+
+def _active_grants(user: User) -> QuerySet[AccessRequest]:
+    return (
+        selectors.requests_visible_to(user)
+        .filter(requester=user, state=State.APPROVED, expires_at__gt=timezone.now())
+        .order_by("expires_at")
+    )
+
+
+def _databases_with(user: User, perm: str) -> QuerySet[Database]:
+    projects = get_objects_for_user(user, perm, klass=Project, accept_global_perms=True)
+    return _databases(Database.objects.filter(project__in=projects))
+
+
+def _breakglass_databases(user: User) -> QuerySet[Database]:
+    """Databases of the projects where the person holds a break-glass role."""
+    roles = role_names_of_user(user)
+    return _databases(Database.objects.filter(project__access_settings__breakglass_roles__name__in=roles))
+
+
+def _databases(queryset: QuerySet[Database]) -> QuerySet[Database]:
+    return (
+        queryset.select_related("instance", "project")
+        .order_by("project__key", "instance__key", "name")
+        .distinct()
+    )
+
+
+def _chosen_database(databases: QuerySet[Database], raw: str | None) -> Database | None:
+    """The database named in the query string if the person may use it; the only one if there is one."""
+    if raw:
+        return databases.filter(pk=raw).first() if raw.isdigit() else None
+    candidates = list(databases[:2])
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _access_settings(project: Project) -> ProjectAccessSettings:
+    """The project's limits, without creating a row on a read (an unsaved row carries the defaults)."""
+    saved = ProjectAccessSettings.objects.filter(project=project).first()
+    return saved or ProjectAccessSettings(project=project)
+
+
+def _duration_help(database: Database | None, *, breakglass: bool = False) -> str:
+    if database is None:
+        return ""
+    limits = _access_settings(database.project)
+    if breakglass:
+        cap = duration_label(limits.breakglass_max_duration)
+        return f"Break-glass lasts at most {cap} in {database.project}."
+    return (
+        f"At most {duration_label(limits.max_duration)} in {database.project}; "
+        "an approval policy may allow less."
+    )
+
+
+def _scope_of(extended: AccessRequest) -> services.Scope:
+    return services.Scope(
+        extended.database, extended.schema_name, extended.table_name, tuple(extended.column_names)
+    )
+
+
+def _visible(user: User, pk: int | str) -> AccessRequest:
+    try:
+        return selectors.request_for(user, int(pk))
+    except (AccessRequest.DoesNotExist, ValueError):
+        raise Http404("No such request.") from None
+
+
+def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(request, "jitaccess/forbidden.html", {"reason": reason}, status=403)
+
+
+def _redirect_back(request: HttpRequest, default: str) -> HttpResponse:
+    """To the page the form came from (`next`, same site only), else to `default`."""
+    target = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return redirect(target if safe else default)
+
+
+def _created_message(created: AccessRequest) -> str:
+    if created.state == State.APPROVED:
+        return f"{created.ref} was approved by policy: the grant runs until {_when(created.expires_at)}."
+    return f"{created.ref} is waiting for approval."
+
+
+def _action_message(action: str, result: AccessRequest) -> str:
+    if action == Action.APPROVE:
+        if result.state == State.APPROVED:
+            return f"{result.ref} approved: the grant runs until {_when(result.expires_at)}."
+        count = result.approvals.count()
+        return f"Your approval of {result.ref} is recorded ({count} of {result.approvals_required})."
+    messages_by_action: dict[str, str] = {
+        Action.DENY: f"{result.ref} denied.",
+        Action.CANCEL: f"{result.ref} cancelled.",
+        Action.RELINQUISH: f"You gave up the grant of {result.ref}: its columns are masked again.",
+        Action.REVOKE: f"{result.ref} revoked: its columns are masked again.",
+        "review": f"Break-glass {result.ref} reviewed.",
+    }
+    return messages_by_action[action]
+
+
+def _when(moment: datetime | None) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else ""
+
+
+def _person(request: HttpRequest) -> User:
+    """The signed-in person (every view here is `login_required`)."""
+    return cast(User, request.user)

@@ -32,6 +32,8 @@ def _embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "SESSION_COOKIE_SECURE",
         "CSRF_COOKIE_SECURE",
         "SECURE_HSTS_SECONDS",
+        "STATIC_MANIFEST",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
     ):
         env.pop(key, None)
     env.update(VEIL_VAR_DIR=str(tmp_path / "var"), **extra)

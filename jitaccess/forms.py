@@ -1,0 +1,240 @@
+"""Forms of the JIT web pages. They validate what a person typed; the services decide the rest.
+
+A `RequestError` from a service names an input (`duration`, `columns`, ...): `add_service_error`
+puts its message next to the matching field, or at the top of the form when no field matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from django import forms
+
+from jitaccess.services import RequestError, Scope
+from jitaccess.templatetags.jitaccess_tags import duration_label
+from masking.models import Column, Database, Table
+
+WHOLE_DATABASE = "database"
+PICKER_LIMIT = 500  # columns listed at once; a filter narrows bigger databases
+DURATION_PRESETS = [("1", "1 hour"), ("4", "4 hours"), ("24", "1 day"), ("168", "7 days")]
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class PickerColumn:
+    value: str
+    column: Column
+    checked: bool
+
+
+@dataclass(frozen=True)
+class PickerTable:
+    value: str
+    label: str
+    checked: bool
+    columns: list[PickerColumn]
+
+
+@dataclass(frozen=True)
+class Picker:
+    """What the scope picker lists: `shown` of the `matched` columns, grouped by table."""
+
+    whole_database: bool
+    tables: list[PickerTable]
+    matched: int
+
+    @property
+    def shown(self) -> int:
+        return sum(len(t.columns) for t in self.tables)
+
+
+class PlainForm(forms.Form):
+    """Labels without Django's trailing colon, like the rest of Veil's pages."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class ScopeForm(PlainForm):
+    """What to unmask in one database: the whole database, one table, or columns of one table.
+
+    Choices are catalog ids (`table:<id>`, `column:<id>`) of the given database only, so a forged
+    id from elsewhere is an invalid choice. `cleaned_data["scope"]` is a `Scope`. With
+    `fixed_scope` (an extension of a grant) there is nothing to pick.
+    """
+
+    # The picker's messages for the services' names of its inputs.
+    service_fields = {"scope": "scope", "table": "scope", "columns": "scope"}
+
+    scope = forms.MultipleChoiceField(
+        label="What to unmask",
+        error_messages={"required": "Choose columns, a whole table or the whole database."},
+    )
+
+    def __init__(self, *args: Any, database: Database, fixed_scope: Scope | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.database = database
+        self.fixed_scope = fixed_scope
+        self.columns: list[Column] = []
+        if fixed_scope is not None:
+            del self.fields["scope"]
+            return
+        self.columns = list(
+            Column.objects.filter(table__schema__database=database, discovered_by_decision=False)
+            .select_related("table__schema")
+            .order_by("table__schema__name", "table__name", "position", "name")
+        )
+        tables = {column.table_id: column.table for column in self.columns}
+        cast(forms.ChoiceField, self.fields["scope"]).choices = (
+            [(WHOLE_DATABASE, f"Whole database {database}")]
+            + [(f"table:{pk}", f"Whole table {_table_label(t)}") for pk, t in tables.items()]
+            + [(f"column:{c.pk}", f"{_table_label(c.table)}.{c.name}") for c in self.columns]
+        )
+
+    def clean_scope(self) -> Scope:
+        picked: list[str] = self.cleaned_data["scope"]
+        if WHOLE_DATABASE in picked:
+            if len(picked) > 1:
+                raise forms.ValidationError(
+                    "The whole database already covers every table: untick the tables and columns, "
+                    "or the whole database."
+                )
+            return Scope(self.database)
+        by_value = {f"column:{c.pk}": c for c in self.columns}
+        tables: dict[int, Table] = {}
+        for value in picked:
+            table = by_value[value].table if value in by_value else self._table(value)
+            tables[table.pk] = table
+        if len(tables) > 1:
+            names = ", ".join(sorted(_table_label(t) for t in tables.values()))
+            raise forms.ValidationError(
+                f"One table per request: you chose {names}. Ask for each table separately, "
+                "or for the whole database."
+            )
+        (table,) = tables.values()
+        if f"table:{table.pk}" in picked:
+            return Scope(self.database, table.schema.name, table.name)
+        names_in_order = tuple(c.name for c in self.columns if f"column:{c.pk}" in picked)
+        return Scope(self.database, table.schema.name, table.name, names_in_order)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.fixed_scope is not None:
+            cleaned["scope"] = self.fixed_scope
+        return cleaned
+
+    def add_service_error(self, error: RequestError) -> None:
+        field = self.service_fields.get(error.field, error.field)
+        if field in self.fields:
+            self.add_error(field, _sentence(error.message))
+        else:
+            self.add_error(None, _sentence(f"{error.field} {error.message}"))
+
+    def picker(self, query: str = "") -> Picker:
+        """The tables and columns to list: those matching `query`, at most PICKER_LIMIT columns.
+
+        A table whose name matches lists all its columns; chosen columns are always listed."""
+        query = query.strip().lower()
+        picked = set(self["scope"].value() or ())
+        tables: dict[int, PickerTable] = {}
+        matched = 0
+        for column in self.columns:
+            label = _table_label(column.table)
+            value, table_value = f"column:{column.pk}", f"table:{column.table_id}"
+            shown = not query or query in label.lower() or query in column.name.lower()
+            if not (shown or value in picked or table_value in picked):
+                continue
+            matched += 1
+            if matched > PICKER_LIMIT:
+                continue
+            if column.table_id not in tables:
+                tables[column.table_id] = PickerTable(table_value, label, table_value in picked, [])
+            tables[column.table_id].columns.append(PickerColumn(value, column, value in picked))
+        return Picker(WHOLE_DATABASE in picked, list(tables.values()), matched)
+
+    def _table(self, value: str) -> Table:
+        pk = int(value.removeprefix("table:"))
+        return next(c.table for c in self.columns if c.table_id == pk)
+
+
+class UnmaskRequestForm(ScopeForm):
+    duration = forms.ChoiceField(
+        choices=[*DURATION_PRESETS, (CUSTOM, "Custom")],
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose how long you need access."},
+    )
+    custom_hours = forms.IntegerField(
+        label="Custom duration in hours", required=False, min_value=1, max_value=24 * 366
+    )
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Say why you need to see these values; approvers and auditors read this.",
+        error_messages={"required": "Say why you need to see these values."},
+    )
+    ticket_url = forms.URLField(
+        label="Ticket link", required=False, max_length=200, assume_scheme="https", help_text="Optional."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        preset = cleaned.get("duration")
+        if preset == CUSTOM:
+            hours = cleaned.get("custom_hours")
+            if hours is not None:
+                cleaned["duration"] = timedelta(hours=hours)
+            elif "custom_hours" not in self.errors:
+                self.add_error("custom_hours", "Enter the number of hours.")
+        elif preset:
+            cleaned["duration"] = timedelta(hours=int(preset))
+        return cleaned
+
+
+class BreakGlassForm(ScopeForm):
+    duration = forms.TypedChoiceField(label="Duration", coerce=int, widget=forms.RadioSelect)
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Name the incident and what you need to see. Security reads this now.",
+        error_messages={"required": "Name the incident: break-glass needs a reason."},
+    )
+
+    def __init__(self, *args: Any, cap: timedelta, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        cap_minutes = int(cap.total_seconds() // 60)
+        minutes = sorted({m for m in (15, 30, 60) if m <= cap_minutes} | {cap_minutes})
+        cast(forms.ChoiceField, self.fields["duration"]).choices = [
+            (m, duration_label(timedelta(minutes=m))) for m in minutes
+        ]
+        self.fields["duration"].initial = minutes[-1]
+
+    def clean_duration(self) -> timedelta:
+        return timedelta(minutes=self.cleaned_data["duration"])
+
+
+class DenyForm(PlainForm):
+    reason = forms.CharField(
+        label="Reason for denying",
+        max_length=2000,
+        error_messages={"required": "Say why the request is denied; the requester reads it."},
+    )
+
+
+class ReviewForm(PlainForm):
+    notes = forms.CharField(
+        label="Review notes",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={"required": "Say what the review found."},
+    )
+
+
+def _table_label(table: Table) -> str:
+    return f"{table.schema.name}.{table.name}" if table.schema.name else table.name
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]

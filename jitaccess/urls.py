@@ -1,0 +1,16 @@
+"""The JIT web pages (the API's routes are in config/urls.py)."""
+
+from django.urls import path
+
+from jitaccess import views
+
+app_name = "jitaccess"
+urlpatterns = [
+    path("requests/", views.request_list, name="requests"),
+    path("requests/new/", views.request_new, name="request-new"),
+    path("requests/<int:pk>/", views.request_detail, name="request-detail"),
+    path("requests/<int:pk>/<slug:action>/", views.request_action, name="request-action"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("breakglass/", views.breakglass_new, name="breakglass"),
+    path("breakglass/reviews/", views.breakglass_reviews, name="breakglass-reviews"),
+]

@@ -1,0 +1,453 @@
+"""The JIT web pages, as each persona uses them, through Django's test client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from audit.models import Channel
+from audit.services import SYSTEM
+from identity.models import Role
+from jitaccess.models import AccessRequest, ProjectAccessSettings
+from jitaccess.services import breakglass_take, grant_end, request_approve, request_deny
+from jitaccess.states import Action, State
+from masking.models import Column, Database
+from masking.services.catalog import catalog_upsert
+from tests.factories import catalog_payload, grant_project_perm, make_project, make_user
+
+pytestmark = pytest.mark.django_db
+NEW = "/requests/new/"
+
+
+def _as(client: Client, user) -> Client:
+    client.force_login(user)
+    return client
+
+
+def _column(name: str) -> Column:
+    """A column of prod-pg/shop/public.customers."""
+    return Column.objects.get(name=name, table__schema__database__instance__key="prod-pg")
+
+
+def _form(*scope: str, **overrides) -> dict:
+    return {"scope": list(scope), "duration": "4", "reason": "INC-4711 refund mismatch", **overrides}
+
+
+def _approved(world) -> AccessRequest:
+    request = world.request("email")
+    return request_approve(request_id=request.pk, approver=world.bob, channel=Channel.WEB)
+
+
+def _action(client: Client, request: AccessRequest, action: str, **data):
+    return client.post(f"/requests/{request.pk}/{action}/", data)
+
+
+def _state(request: AccessRequest) -> str:
+    return AccessRequest.objects.get(pk=request.pk).state
+
+
+@pytest.fixture
+def billing(world) -> Database:
+    """Another project's database, with a stranger who approves and administers there."""
+    make_project("billing")
+    payload = catalog_payload(instance="billing-pg", project="billing")
+    catalog_upsert(
+        instance_spec=payload["instance"],
+        databases=payload["databases"],
+        prune=False,
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+    return Database.objects.get(instance__key="billing-pg")
+
+
+# The request form
+
+
+def test_the_request_form_offers_only_databases_the_person_may_request_in(world, billing, client):
+    page = _as(client, world.alice).get(NEW)
+
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "prod-pg/shop" in body and "billing-pg" not in body
+    assert f'value="column:{_column("email").pk}"' in body, "the only database is chosen at once"
+    assert "3 · Restricted (PII)" in body and "unclassified" in body
+    assert 'value="database"' in body and f'value="table:{_column("email").table_id}"' in body
+
+
+def test_a_database_of_another_project_cannot_be_chosen(world, billing, client):
+    foreign = Column.objects.get(table__schema__database=billing, name="email")
+    _as(client, world.alice)
+
+    page = client.get(NEW, {"database": billing.pk})
+    client.post(f"{NEW}?database={billing.pk}", _form(f"column:{foreign.pk}"))
+
+    assert page.context["form"] is None and f"column:{foreign.pk}" not in page.content.decode()
+    assert not AccessRequest.objects.exists()
+
+
+def test_someone_without_the_permission_is_told_they_cannot_request(world, client):
+    page = _as(client, world.eve).get(NEW)
+
+    assert "You cannot request unmask in any project yet" in page.content.decode()
+
+
+def test_the_filter_narrows_the_column_list_without_javascript(world, client):
+    page = _as(client, world.alice).get(NEW, {"q": "pho"})
+
+    body = page.content.decode()
+    assert f'value="column:{_column("phone").pk}"' in body
+    assert f'value="column:{_column("email").pk}"' not in body
+
+
+def test_a_big_database_lists_a_capped_number_of_columns_and_says_so(world, client, monkeypatch):
+    monkeypatch.setattr("jitaccess.forms.PICKER_LIMIT", 2)
+
+    page = _as(client, world.alice).get(NEW)
+
+    assert "Showing 2 of 3 columns: filter to narrow the list." in page.content.decode()
+
+
+def test_requesting_columns_creates_a_pending_request_and_shows_who_can_approve(world, client):
+    response = _as(client, world.alice).post(
+        NEW,
+        _form(
+            f"column:{_column('email').pk}",
+            f"column:{_column('phone').pk}",
+            duration="custom",
+            custom_hours="2",
+            ticket_url="https://tickets.example.com/INC-4711",
+        ),
+        follow=True,
+    )
+
+    request = AccessRequest.objects.get()
+    assert response.redirect_chain[-1][0] == f"/requests/{request.pk}/"
+    assert (request.column_names, request.duration) == (["email", "phone"], timedelta(hours=2))
+    assert request.ticket_url == "https://tickets.example.com/INC-4711"
+    body = response.content.decode()
+    assert f"{request.ref} is waiting for approval" in body
+    assert "Who can approve: Bob, Carol" in body
+    assert "0 of 1" in body
+
+
+@pytest.mark.parametrize(
+    ("pick", "expected"), [("table", ("public", "customers")), ("database", (None, None))]
+)
+def test_a_whole_table_or_the_whole_database_can_be_requested(world, client, pick, expected):
+    value = f"table:{_column('email').table_id}" if pick == "table" else "database"
+
+    _as(client, world.alice).post(NEW, _form(value))
+
+    request = AccessRequest.objects.get()
+    assert (request.schema_name, request.table_name, request.column_names) == (*expected, [])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"scope": []}, "Choose columns, a whole table or the whole database."),
+        ({"reason": "  "}, "Say why you need to see these values."),
+        ({"duration": ""}, "Choose how long you need access."),
+        ({"duration": "custom"}, "Enter the number of hours."),
+        ({"duration": "custom", "custom_hours": "720"}, "At most 7 day(s) in this project (asked 30 day(s))"),
+        ({"scope": ["column:ID"]}, "Nothing in this scope is masked for you"),
+        ({"scope": ["database", "column:EMAIL"]}, "The whole database already covers every table"),
+        ({"scope": ["column:999999"]}, "Select a valid choice."),
+        ({"ticket_url": "not a url"}, "Enter a valid URL."),
+    ],
+)
+def test_bad_input_shows_the_error_next_to_the_field_and_writes_nothing(world, client, overrides, message):
+    data = _form(f"column:{_column('email').pk}")
+    data.update(overrides)
+    data["scope"] = [
+        v.replace("ID", str(_column("id").pk)).replace("EMAIL", str(_column("email").pk))
+        for v in data["scope"]
+    ]
+
+    page = _as(client, world.alice).post(NEW, data)
+
+    assert page.status_code == 200
+    assert message in page.content.decode()
+    assert 'class="errorlist' in page.content.decode()
+    assert not AccessRequest.objects.exists()
+
+
+def test_an_extension_keeps_the_scope_and_names_the_grant_it_extends(world, client):
+    grant = _approved(world)
+    _as(client, world.alice)
+
+    page = client.get(NEW, {"extends": grant.pk})
+    client.post(f"{NEW}?extends={grant.pk}", {"duration": "1", "reason": "still digging"})
+
+    assert f"Extend {grant.ref}" in page.content.decode()
+    extension = AccessRequest.objects.exclude(pk=grant.pk).get()
+    assert (extension.extends, extension.column_names, extension.state) == (grant, ["email"], State.PENDING)
+
+
+def test_only_the_requester_extends_an_active_grant(world, client):
+    grant = _approved(world)
+
+    assert _as(client, world.bob).get(NEW, {"extends": grant.pk}).status_code == 403
+    assert _as(client, world.eve).get(NEW, {"extends": grant.pk}).status_code == 404
+    grant_end(request_id=grant.pk, user=world.alice, action=Action.RELINQUISH, channel=Channel.WEB)
+    ended = _as(client, world.alice).get(NEW, {"extends": grant.pk}, follow=True)
+    assert "only an active grant can be extended" in ended.content.decode()
+
+
+# My requests, details and actions
+
+
+def test_my_requests_show_a_countdown_on_active_grants_and_the_inbox(world, client):
+    grant = _approved(world)
+
+    page = _as(client, world.alice).get("/requests/")
+
+    body = page.content.decode()
+    assert "data-countdown" in body and grant.expires_at.isoformat()[:19] in body
+    assert "Approved (grant active)" in body
+    assert f"?extends={grant.pk}" in body
+    assert 'class="kind kind-approved"' in body, "the inbox shows the approval"
+
+
+def test_the_detail_shows_scope_policy_timeline_and_notifications(world, client):
+    grant = _approved(world)
+    grant_end(request_id=grant.pk, user=world.dave, action=Action.REVOKE, channel=Channel.WEB)
+
+    body = _as(client, world.alice).get(f"/requests/{grant.pk}/").content.decode()
+
+    assert "prod-pg/shop/public.customers (email)" in body and "prod PII" in body
+    assert "1 of 1" in body
+    for label in ("Requested", "Approval recorded", "Grant created", "Approved", "Grant revoked", "Revoked"):
+        assert f"<strong>{label}</strong>" in body
+    assert "Approval needed" in body and "Web inbox" in body
+
+
+@pytest.mark.parametrize(
+    ("persona", "state", "shown", "hidden"),
+    [
+        ("alice", "pending", ["Cancel request"], ["Approve</button>", "Revoke", "Relinquish now"]),
+        ("bob", "pending", ["Approve</button>", "Deny</button>"], ["Cancel request"]),
+        ("alice", "approved", ["Relinquish now", "Extend</a>"], ["Revoke", "Cancel request"]),
+        ("dave", "approved", ["Revoke"], ["Relinquish now", "Extend</a>", "Approve</button>"]),
+        ("bob", "approved", ["Revoke"], ["Relinquish now"]),
+    ],
+)
+def test_action_buttons_show_only_to_whom_they_apply(world, client, persona, state, shown, hidden):
+    request = _approved(world) if state == "approved" else world.request("email")
+
+    body = _as(client, getattr(world, persona)).get(f"/requests/{request.pk}/").content.decode()
+
+    assert all(text in body for text in shown), shown
+    assert not any(text in body for text in hidden), hidden
+
+
+def test_someone_who_may_not_see_a_request_gets_404_and_changes_nothing(world, billing, client):
+    request = world.request("email")
+    stranger = make_user("stranger")
+    grant_project_perm(stranger, "approve_request", billing.project)
+    grant_project_perm(stranger, "administer_policy", billing.project)
+
+    for person in (stranger, world.eve):
+        _as(client, person)
+        assert client.get(f"/requests/{request.pk}/").status_code == 404
+        assert _action(client, request, "approve").status_code == 404
+        assert _action(client, request, "deny", reason="no").status_code == 404
+        assert client.get(NEW, {"extends": request.pk}).status_code == 404
+    assert _state(request) == State.PENDING
+
+
+def test_an_approver_approves_from_the_queue(world, client):
+    request = world.request("email")
+    _as(client, world.bob)
+
+    queue = client.get("/approvals/")
+    response = client.post(f"/requests/{request.pk}/approve/", {"next": "/approvals/"}, follow=True)
+
+    assert "INC-4711 refund mismatch" in queue.content.decode()
+    assert response.redirect_chain[-1][0] == "/approvals/"
+    assert _state(request) == State.APPROVED
+    assert f"{request.ref} approved: the grant runs until" in response.content.decode()
+    assert "Nothing waits for your decision" in response.content.decode()
+
+
+def test_the_queue_never_offers_someone_their_own_request(world, client):
+    world.alice.groups.first().veil_roles.add(world.policy.approver_roles.first())
+    world.request("email")
+
+    assert "Nothing waits for your decision" in _as(client, world.alice).get("/approvals/").content.decode()
+
+
+def test_an_outside_redirect_after_an_action_is_ignored(world, client):
+    request = world.request("email")
+
+    response = _action(_as(client, world.bob), request, "approve", next="https://evil.example.com/")
+
+    assert response["Location"] == f"/requests/{request.pk}/"
+
+
+def test_a_denial_needs_a_reason_and_the_requester_reads_it(world, client):
+    request = world.request("email")
+    _as(client, world.bob)
+
+    refused = _action(client, request, "deny", reason="")
+    assert "the requester reads it" in refused.content.decode() and _state(request) == State.PENDING
+
+    _action(client, request, "deny", reason="Use the staging copy")
+    assert _state(request) == State.DENIED
+    mine = _as(client, world.alice).get("/requests/").content.decode()
+    assert "Use the staging copy" in mine and "Denied" in mine
+
+
+def test_the_requester_cannot_approve_their_own_request(world, client):
+    request = world.request("email")
+
+    response = _action(_as(client, world.alice), request, "approve")
+
+    assert response.status_code == 403
+    assert "You cannot approve your own request." in response.content.decode()
+    assert _state(request) == State.PENDING
+
+
+def test_a_late_click_names_the_current_state(world, client):
+    request = world.request("email")
+    request_deny(request_id=request.pk, approver=world.carol, reason="no", channel=Channel.WEB)
+
+    response = _action(_as(client, world.bob), request, "approve", next="/approvals/")
+
+    assert response["Location"] == f"/requests/{request.pk}/"
+    page = client.get(response["Location"]).content.decode()
+    assert f"{request.ref}: cannot approve: the request is denied." in page
+
+
+def test_the_requester_cancels_a_pending_request_and_an_approver_cannot(world, client):
+    request = world.request("email")
+
+    assert _action(_as(client, world.bob), request, "cancel").status_code == 403
+    _action(_as(client, world.alice), request, "cancel")
+
+    assert _state(request) == State.CANCELLED
+
+
+def test_the_requester_relinquishes_and_cannot_revoke(world, client):
+    grant = _approved(world)
+    _as(client, world.alice)
+
+    assert _action(client, grant, "revoke").status_code == 403
+    _action(client, grant, "relinquish")
+
+    assert _state(grant) == State.RELINQUISHED
+
+
+@pytest.mark.parametrize("persona", ["bob", "dave"])
+def test_an_approver_or_a_project_admin_revokes(world, client, persona):
+    grant = _approved(world)
+
+    _action(_as(client, getattr(world, persona)), grant, "revoke")
+
+    assert _state(grant) == State.REVOKED
+
+
+def test_an_unknown_action_is_404(world, client):
+    request = world.request("email")
+
+    assert _action(_as(client, world.bob), request, "delete").status_code == 404
+
+
+def test_every_action_needs_the_csrf_token(world):
+    request = world.request("email")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.bob)
+
+    assert client.post(f"/requests/{request.pk}/approve/").status_code == 403
+    assert client.post(NEW, _form(f"column:{_column('email').pk}")).status_code == 403
+    assert _state(request) == State.PENDING and AccessRequest.objects.count() == 1
+
+
+def test_pages_need_a_signed_in_person(world, client):
+    for url in ("/requests/", NEW, "/approvals/", "/breakglass/", "/breakglass/reviews/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/login/"), url
+
+
+# Break-glass
+
+
+@pytest.fixture
+def oncall(world) -> ProjectAccessSettings:
+    role = Role.objects.create(name="oncall")
+    role.users.add(world.alice)
+    settings, _ = ProjectAccessSettings.objects.get_or_create(project=world.project)
+    settings.breakglass_roles.add(role)
+    return settings
+
+
+def test_break_glass_warns_grants_at_once_and_asks_for_review(world, oncall, client):
+    _as(client, world.alice)
+    page = client.get("/breakglass/")
+    response = client.post(
+        "/breakglass/",
+        {"scope": [f"column:{_column('email').pk}"], "duration": "30", "reason": "INC-9 outage"},
+        follow=True,
+    )
+
+    assert "Security is alerted at once" in page.content.decode()
+    taken = AccessRequest.objects.get()
+    assert (taken.is_breakglass, taken.state, taken.duration) == (True, State.APPROVED, timedelta(minutes=30))
+    assert "Security has been alerted" in response.content.decode()
+
+
+def test_break_glass_refuses_more_than_the_cap_and_a_missing_reason(world, oncall, client):
+    _as(client, world.alice)
+    column = f"column:{_column('email').pk}"
+
+    too_long = client.post("/breakglass/", {"scope": [column], "duration": "120", "reason": "INC-9"})
+    no_reason = client.post("/breakglass/", {"scope": [column], "duration": "60", "reason": ""})
+
+    assert "Select a valid choice" in too_long.content.decode()
+    assert "break-glass needs a reason" in no_reason.content.decode()
+    assert not AccessRequest.objects.exists()
+
+
+def test_someone_without_a_break_glass_role_is_told_so(world, oncall, client):
+    page = _as(client, world.bob).get("/breakglass/")
+
+    assert "You are not in a break-glass role of any project" in page.content.decode()
+
+
+def test_an_admin_reviews_break_glass_and_the_taker_cannot(world, oncall, client):
+    taken = breakglass_take(
+        requester=world.alice,
+        scope=world.scope("email"),
+        duration=timedelta(minutes=30),
+        reason="INC-9",
+        channel=Channel.WEB,
+    )
+
+    assert _action(_as(client, world.alice), taken, "review", notes="fine").status_code == 403
+    _as(client, world.dave)
+    home = client.get("/").content.decode()
+    queue = client.get("/breakglass/reviews/").content.decode()
+    _action(client, taken, "review", notes="Incident confirmed", next="/breakglass/reviews/")
+
+    assert "1</strong> break-glass grant to review" in home
+    assert taken.ref in queue and "Record the review" in queue
+    taken.refresh_from_db()
+    assert (taken.reviewed_by, taken.review_notes) == (world.dave, "Incident confirmed")
+    assert "No break-glass access waits for review" in client.get("/breakglass/reviews/").content.decode()
+
+
+# Home
+
+
+def test_home_shows_what_waits_and_what_is_live(world, client):
+    world.request("phone")
+    _approved(world)
+
+    bob_home = _as(client, world.bob).get("/").content.decode()
+    alice_home = _as(client, world.alice).get("/").content.decode()
+
+    assert "1</strong> request waits for your decision" in bob_home
+    assert "Your active grants" in alice_home and "data-countdown" in alice_home
