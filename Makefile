@@ -34,5 +34,6 @@ test: test-deps lint
 	$(PY) manage.py makemigrations --check --dry-run
 	.venv/bin/pytest
 
-bench: install
+bench: $(UV)
+	$(UV) sync --frozen --python python3.11 --group bench
 	$(PY) -m bench

@@ -1,12 +1,23 @@
 from django.contrib import admin
 
-from audit.models import AuditEvent
+from audit.models import ArchiveBoundary, AuditEvent, Checkpoint, ExportJob
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Read-only: the log and its signatures are changed by nobody, including administrators."""
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: the log is changed by nobody, including administrators."""
-
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = [
         "seq",
         "occurred_at",
@@ -19,11 +30,18 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ["action", "channel", "actor_type"]
     search_fields = ["actor_name", "actor_id", "target_repr", "target_id", "project"]
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdmin):
+    list_display = ["seq", "signed_at", "key_id", "hash"]
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+
+@admin.register(ArchiveBoundary)
+class ArchiveBoundaryAdmin(ReadOnlyAdmin):
+    list_display = ["first_seq", "archived_before", "archived_at", "key_id"]
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "requested_by", "report", "format", "state", "rows"]
+    list_filter = ["state", "format", "report"]

@@ -13,7 +13,7 @@ GENESIS_HASH = "0" * 64
 def canonical_event(
     *,
     seq: int,
-    occurred_at: datetime,
+    occurred_at: datetime | str,
     actor_type: str,
     actor_id: str,
     actor_name: str,
@@ -25,10 +25,15 @@ def canonical_event(
     channel: str,
     detail: Any,
 ) -> bytes:
-    """Serialise the hashed fields deterministically (sorted keys, no whitespace, UTC ISO time)."""
+    """Serialise the hashed fields deterministically (sorted keys, no whitespace, UTC ISO time).
+
+    `occurred_at` may come already as that ISO text (the verifier has the database format it).
+    """
     body = {
         "seq": seq,
-        "occurred_at": occurred_at.isoformat(timespec="microseconds"),
+        "occurred_at": occurred_at
+        if isinstance(occurred_at, str)
+        else occurred_at.isoformat(timespec="microseconds"),
         "actor_type": actor_type,
         "actor_id": actor_id,
         "actor_name": actor_name,
@@ -45,3 +50,61 @@ def canonical_event(
 
 def chain_hash(prev_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
+
+
+def canonical_event_around_seq(**fields: Any) -> tuple[str, str]:
+    """The canonical form of an event whose seq is not known yet, as the text before and after it:
+    `prefix + str(seq) + suffix == canonical_event(seq=seq, **fields).decode()`.
+
+    Lets the database, which assigns the seq under the chain-head lock, finish the hash in the same
+    statement (see `audit.services.record_event`). Sorted keys put `seq` between `project` and
+    `target_id`, so both halves are never empty.
+    """
+    body = json.loads(canonical_event(seq=0, **fields))
+    del body["seq"]
+    before = {k: v for k, v in body.items() if k < "seq"}
+    after = {k: v for k, v in body.items() if k > "seq"}
+    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+    return dumps(before)[:-1] + ',"seq":', "," + dumps(after)[1:]
+
+
+# Decision records and access events are sealed into the chain in batches (see
+# `audit.services.seal_decisions`): their canonical forms, in id order, are digested with SHA-256.
+DECISION_RECORD_FIELDS = (
+    "id",
+    "recorded_at",
+    "service_account",
+    "principal_type",
+    "principal_id",
+    "principal_name",
+    "query_id",
+    "policy_version",
+    "asserted_groups",
+    "unmasked",
+)
+ACCESS_EVENT_FIELDS = (
+    "id",
+    "received_at",
+    "occurred_at",
+    "service_account",
+    "principal_type",
+    "principal",
+    "query_id",
+    "unmasked_columns",
+    "masked_columns",
+    "row_count",
+)
+
+
+def canonical_row(fields: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
+    """A row's canonical form: the named fields as sorted-key JSON, times as UTC ISO microseconds."""
+    body = {
+        name: value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
+        for name, value in zip(fields, values, strict=True)
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical_json(value: Any) -> bytes:
+    """What is signed: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -47,7 +47,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["seq"]
-        indexes = [models.Index(fields=["action", "occurred_at"])]
+        indexes = [
+            models.Index(fields=["action", "occurred_at"]),
+            # "the latest event of this kind" (the last seal, the last archive) without a sort.
+            models.Index(fields=["action", "seq"]),
+        ]
         triggers = [
             pgtrigger.Protect(name="audit_no_update_delete", operation=pgtrigger.Update | pgtrigger.Delete),
             # TRUNCATE fires no row trigger, so it needs a statement-level trigger of its own.
@@ -125,3 +129,102 @@ class AccessEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal} query {self.query_id}: {self.row_count} rows"
+
+
+class Checkpoint(models.Model):
+    """A signed statement that the chain reached event `seq` with hash `hash` at `signed_at`.
+
+    Signed with Veil's key, which is kept outside the database, so someone who can rewrite the
+    database (and roll back both the events and the chain head) still cannot move a checkpoint:
+    `audit verify` finds a checkpoint naming an event that is no longer there.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=128, help_text="Base64 Ed25519 signature.")
+
+    class Meta:
+        ordering = ["seq"]
+        triggers = [
+            pgtrigger.Protect(name="checkpoint_append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.seq}"
+
+
+class ArchiveBoundary(models.Model):
+    """Where the chain starts after `audit archive` removed the events before `first_seq`.
+
+    `prev_hash` is the hash the first remaining event links to; the `*_after_id` fields are the last
+    decision record and access event ids removed with the archived seals. Signed, so a boundary
+    cannot be invented to hide a deleted prefix; the matching `audit.archived` event is in the chain.
+    """
+
+    first_seq = models.BigIntegerField(unique=True)
+    prev_hash = models.CharField(max_length=64)
+    decisions_after_id = models.BigIntegerField(default=0)
+    access_events_after_id = models.BigIntegerField(default=0)
+    archived_before = models.DateTimeField()
+    archived_at = models.DateTimeField()
+    export_sha256 = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=32)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["first_seq"]
+        verbose_name_plural = "archive boundaries"
+        triggers = [
+            pgtrigger.Protect(
+                name="archiveboundary_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"chain starts at #{self.first_seq} (archived before {self.archived_before:%Y-%m-%d})"
+
+
+class ExportState(models.TextChoices):
+    PENDING = "pending", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class ExportFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    JSONL = "jsonl", "JSON Lines"
+    PDF = "pdf", "PDF summary"
+
+
+class ExportJob(models.Model):
+    """One export asked for from the web, written to a file by a Celery worker.
+
+    The requester is kept as plain values (no foreign key): `audit` sits below the app that owns
+    users, and a job must outlive the account that asked for it, as the evidence does.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    requested_by_pk = models.BigIntegerField(null=True, blank=True)
+    requested_by = models.CharField(max_length=255, blank=True)
+    actor_id = models.CharField(max_length=255, blank=True)
+    report = models.CharField(max_length=20)
+    format = models.CharField(max_length=10, choices=ExportFormat.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=ExportState.choices, default=ExportState.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows = models.BigIntegerField(null=True, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    manifest = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk}: {self.report} as {self.format} ({self.state})"

@@ -20,9 +20,17 @@ NAVIGATION: list[tuple[str, list[tuple[str, str]]]] = [
         "Policy admin",
         [
             ("Catalog", "masking:catalog"),
+            ("Policy", "policy:overview"),
+            ("Rules", "policy:rules"),
+            ("Policy versions", "policy:versions"),
+            ("Policy insights", "policy:insights"),
             ("Break-glass review", "jitaccess:breakglass-reviews"),
             ("Admin site", "admin:index"),
         ],
+    ),
+    (
+        "Compliance",
+        [("Audit", "audit:dashboard"), ("Audit events", "audit:events"), ("Audit exports", "audit:exports")],
     ),
     ("Developers", [("API docs", "api-docs")]),
 ]

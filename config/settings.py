@@ -255,6 +255,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "jitaccess.tasks.deliver_pending_notifications",
         "schedule": float(SWEEP_INTERVAL_S),
     },
+    "jitaccess-slack-reminders": {
+        "task": "jitaccess.slack.tasks.remind_pending_requests",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
+    "jitaccess-slack-resume": {
+        "task": "jitaccess.slack.tasks.resume_slack_deliveries",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
 }
 # A publish that cannot reach the broker fails fast instead of stalling a web request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -264,6 +272,24 @@ SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN")
 SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET")
 SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
 SLACK_ENABLED = bool(SLACK_BOT_TOKEN)
+# Where approval requests go when neither the request's policy nor its project names a channel
+# (a channel ID such as C0123ABCD, or #name). No channel anywhere: the approvers get DMs.
+SLACK_APPROVAL_CHANNEL = env("SLACK_APPROVAL_CHANNEL")
+# A Slack click is bound to a Slack identity, not to an IdP session with MFA: scopes classified at
+# or above this level (and wholly unclassified ones) are approved in the web UI after IdP sign-in.
+SLACK_WEB_CONFIRM_LEVEL = envint("SLACK_WEB_CONFIRM_LEVEL", 4)
+# A pending request is re-announced after the first delay and escalated after the second (0: never).
+SLACK_REMINDER_AFTER_S = envint("SLACK_REMINDER_AFTER_S", 3600)
+SLACK_ESCALATION_AFTER_S = envint("SLACK_ESCALATION_AFTER_S", 4 * 3600)
+SLACK_ESCALATION_CHANNEL = env("SLACK_ESCALATION_CHANNEL")
+# Whom the escalation mentions, in Slack syntax: <!subteam^S0123ABCD> for a user group, <@U0123> a person.
+SLACK_ESCALATION_MENTION = env("SLACK_ESCALATION_MENTION")
+# Per Web API call. Short, because interaction replies must fit in Slack's 3-second window.
+SLACK_API_TIMEOUT_S = envint("SLACK_API_TIMEOUT_S", 5)
+# A 429 asking to wait up to this long is retried inside the call; a longer wait goes back to the outbox.
+SLACK_RATE_LIMIT_MAX_WAIT_S = envint("SLACK_RATE_LIMIT_MAX_WAIT_S", 5)
+# jitaccess/slack/tasks.py is not an app's `tasks` module, so Celery's autodiscovery would miss it.
+CELERY_IMPORTS = ["jitaccess.slack.tasks"]
 
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", False)
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

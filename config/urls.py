@@ -51,4 +51,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("policy/", include(masking_pages)),
     path("", include("jitaccess.urls")),
+    path("audit/", include("audit.urls")),
+    path("", include("jitaccess.policy_urls")),
+    path("slack/", include("jitaccess.slack.urls")),
 ]

@@ -1,45 +1,23 @@
-from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from jitaccess.models import AccessRequest, Approval, ApprovalPolicy, Notification, ProjectAccessSettings
-from jitaccess.policies import PolicyConditionError, check_request_condition
-
-
-class ApprovalPolicyForm(forms.ModelForm):
-    class Meta:
-        model = ApprovalPolicy
-        fields = [
-            "project",
-            "title",
-            "condition",
-            "position",
-            "approver_roles",
-            "approvals_required",
-            "auto_approve",
-            "max_duration",
-            "slack_channel",
-            "enabled",
-        ]
-
-    def clean_condition(self) -> str:
-        condition = self.cleaned_data["condition"]
-        try:
-            check_request_condition(condition)
-        except PolicyConditionError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return condition
-
-    def clean_approvals_required(self) -> int:
-        required = self.cleaned_data["approvals_required"]
-        if required < 1:
-            raise forms.ValidationError("At least one approval (use auto-approve for none).")
-        return required
+from jitaccess.models import (
+    AccessRequest,
+    Approval,
+    ApprovalPolicy,
+    Notification,
+    ProjectAccessSettings,
+    SlackMessage,
+    SlackRoute,
+    SlackUserLink,
+)
 
 
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(admin.ModelAdmin):
-    form = ApprovalPolicyForm
+    """Read-only here: approval policies are part of the versioned policy, edited on the policy
+    pages (/policy/approval-policies/) or applied as code, so every change is reviewed and versioned."""
+
     list_display = [
         "project",
         "position",
@@ -50,7 +28,15 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
         "enabled",
     ]
     list_filter = ["project", "enabled"]
-    filter_horizontal = ["approver_roles"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(ProjectAccessSettings)
@@ -90,6 +76,31 @@ class NotificationAdmin(admin.ModelAdmin):
     list_display = ["request", "kind", "channel", "recipient", "destination", "state", "attempts", "sent_at"]
     list_filter = ["state", "channel", "kind"]
     readonly_fields = [f.name for f in Notification._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(SlackRoute)
+class SlackRouteAdmin(admin.ModelAdmin):
+    list_display = ["project", "channel", "dm_approvers", "escalation_channel"]
+
+
+@admin.register(SlackUserLink)
+class SlackUserLinkAdmin(admin.ModelAdmin):
+    """Links are made by email match or `manage.py slack link`; here they can be reviewed and removed."""
+
+    list_display = ["slack_user_id", "user", "verified_via", "email", "created_at"]
+    readonly_fields = ["slack_user_id", "user", "verified_via", "email", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(SlackMessage)
+class SlackMessageAdmin(admin.ModelAdmin):
+    list_display = ["request", "destination", "channel", "ts", "posted_at"]
+    readonly_fields = ["request", "destination", "channel", "ts", "claimed_until", "posted_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -77,6 +77,11 @@ def _send(notification: Notification) -> None:
         subject, body = message_text(notification)
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [notification.destination])
         return
+    if notification.channel == NotificationChannel.SLACK:
+        from jitaccess.slack import delivery as slack_delivery
+
+        slack_delivery.send(notification)
+        return
     raise DeliveryFailed(f"no sender for channel {notification.channel!r}")
 
 

@@ -163,6 +163,10 @@ class NotificationKind(models.TextChoices):
     REVOKED = "revoked", "Revoked"
     TIMED_OUT = "timed_out", "Timed out"
     BREAKGLASS = "breakglass", "Break-glass alert"
+    # Slack only: refresh every stored message of the request; re-announce; escalate.
+    STATE_CHANGED = "state_changed", "State changed"
+    REMINDER = "reminder", "Reminder"
+    ESCALATION = "escalation", "Escalation"
 
 
 class NotificationChannel(models.TextChoices):
@@ -204,3 +208,69 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} via {self.channel} for {self.request.ref}"
+
+
+class SlackRoute(models.Model):
+    """Where a project's requests are announced in Slack. The matching approval policy's own
+    `slack_channel` wins over `channel`; with no channel anywhere the approvers get DMs."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="slack_route")
+    channel = models.CharField(max_length=100, blank=True, help_text="Channel ID (C0123ABCD) or #name")
+    dm_approvers = models.BooleanField(default=False, help_text="Also send each approver a DM")
+    escalation_channel = models.CharField(
+        max_length=100, blank=True, help_text="Where still-pending requests escalate"
+    )
+
+    def __str__(self) -> str:
+        return f"Slack route of {self.project}"
+
+
+class SlackMessage(models.Model):
+    """One interactive message of a request in one Slack conversation, so that it can be updated in
+    place after any restart. The row is the idempotency key of the post: it is claimed (inserted,
+    `claimed_until` set) before chat.postMessage and holds the `ts` afterwards, so a redelivered
+    task finds it and posts nothing twice."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="slack_messages")
+    destination = models.CharField(max_length=100, help_text="What was posted to: channel or Slack user ID")
+    channel = models.CharField(max_length=32, blank=True, help_text="Conversation ID that chat.update needs")
+    ts = models.CharField(max_length=32, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True, help_text="A worker is posting it until")
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "destination"], name="one_slack_message_per_destination"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request.ref} in {self.destination}"
+
+
+class SlackLinkMethod(models.TextChoices):
+    EMAIL = "email", "Slack email matches the IdP-verified email"
+    ADMIN = "admin", "Linked by an administrator"
+
+
+class SlackUserLink(models.Model):
+    """Which Veil user a Slack account acts as. A Slack click is only ever attributed through a
+    link; an email link stays valid only while the user's verified email is the one it matched."""
+
+    slack_user_id = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="slack_links")
+    verified_via = models.CharField(max_length=10, choices=SlackLinkMethod.choices)
+    email = models.EmailField(blank=True, help_text="The email matched, for email links")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.slack_user_id} -> {self.user}"
+
+    @property
+    def is_valid(self) -> bool:
+        if not self.user.is_active:
+            return False
+        if self.verified_via == SlackLinkMethod.EMAIL:
+            return self.user.email_verified and self.user.email.lower() == self.email.lower()
+        return True

@@ -198,7 +198,7 @@ def request_create(
         if policy is not None and policy.auto_approve:
             _approve(request, approver=None, channel=Channel.SYSTEM)
         else:
-            _notify(request, NotificationKind.APPROVAL_NEEDED, eligible_approvers(request))
+            notify(request, NotificationKind.APPROVAL_NEEDED, eligible_approvers(request))
     return request
 
 
@@ -257,6 +257,7 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
         )
         if count >= request.approvals_required:
             _approve(request, approver=approver, channel=channel)
+    notify(request, NotificationKind.STATE_CHANGED, [])
     return request
 
 
@@ -299,7 +300,7 @@ def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> 
             "grant": request.grant.pk,
         },
     )
-    _notify(request, NotificationKind.APPROVED, [request.requester])
+    notify(request, NotificationKind.APPROVED, [request.requester])
 
 
 @transaction.atomic
@@ -328,7 +329,8 @@ def request_deny(*, request_id: int, approver: User, reason: str, channel: str) 
         project=request.project.key,
         detail={"reason": request.deny_reason},
     )
-    _notify(request, NotificationKind.DENIED, [request.requester])
+    notify(request, NotificationKind.DENIED, [request.requester])
+    notify(request, NotificationKind.STATE_CHANGED, [])
     return request
 
 
@@ -351,6 +353,7 @@ def request_cancel(*, request_id: int, requester: User, channel: str) -> AccessR
         target=_target(request),
         project=request.project.key,
     )
+    notify(request, NotificationKind.STATE_CHANGED, [])
     return request
 
 
@@ -385,7 +388,8 @@ def grant_end(*, request_id: int, user: User, action: str, channel: str) -> Acce
         project=request.project.key,
     )
     if action == Action.REVOKE:
-        _notify(request, NotificationKind.REVOKED, [request.requester])
+        notify(request, NotificationKind.REVOKED, [request.requester])
+    notify(request, NotificationKind.STATE_CHANGED, [])
     return request
 
 
@@ -418,7 +422,7 @@ def requests_sweep(*, now: datetime | None = None) -> SweepResult:
     ).select_related("requester", "project")
     for request in soon:
         with transaction.atomic():
-            result.expiry_notices += _notify(request, NotificationKind.EXPIRING, [request.requester])
+            result.expiry_notices += notify(request, NotificationKind.EXPIRING, [request.requester])
     return result
 
 
@@ -444,7 +448,8 @@ def _sweep_one(pk: int, expected: str, action: str, now: datetime) -> int:
         project=request.project.key,
         detail={"expires_at": request.expires_at} if action == Action.EXPIRE else {},
     )
-    _notify(request, kind, [request.requester])
+    notify(request, kind, [request.requester])
+    notify(request, NotificationKind.STATE_CHANGED, [])
     return 1
 
 
@@ -498,7 +503,7 @@ def breakglass_take(
             project, only_with_perms_in=["administer_policy"], with_group_users=True
         )
         emails = [e.strip() for e in project_settings.security_emails.split(",") if e.strip()]
-        _notify(
+        notify(
             request, NotificationKind.BREAKGLASS, [u for u in admins if u.pk != requester.pk], emails=emails
         )
     return request
@@ -534,22 +539,29 @@ def breakglass_review(*, request_id: int, reviewer: User, notes: str, channel: s
     return request
 
 
-def _notify(
+def notify(
     request: AccessRequest, kind: str, recipients: Iterable[User], *, emails: Iterable[str] = ()
 ) -> int:
     """Write the outbox rows for one announcement, in the caller's transaction, and hand them to
     Celery once it commits. Returns how many were new (a repeated announcement adds none)."""
+    people = list(recipients)
     rows: list[tuple[str, User | None, str]] = []
-    for user in recipients:
+    for user in people:
         rows.append((NotificationChannel.WEB, user, ""))
         if settings.NOTIFY_BY_EMAIL and user.email:
             rows.append((NotificationChannel.EMAIL, user, user.email))
     rows.extend((NotificationChannel.EMAIL, None, address) for address in emails)
-    suffix = (
-        f":{int(request.expires_at.timestamp())}"
-        if kind == NotificationKind.EXPIRING and request.expires_at
-        else ""
-    )
+    if settings.SLACK_ENABLED:
+        from jitaccess.slack.routing import slack_destinations
+
+        rows.extend(slack_destinations(request, kind, people))
+    if kind == NotificationKind.EXPIRING and request.expires_at:
+        suffix = f":{int(request.expires_at.timestamp())}"
+    elif kind == NotificationKind.STATE_CHANGED:
+        # Once per visible change: the new state, and within `pending` each added approval.
+        suffix = f":{request.state}:{request.approvals.count()}"
+    else:
+        suffix = ""
     created_ids = []
     for channel, user, destination in rows:
         who = f"user{user.pk}" if user else destination

@@ -1,6 +1,15 @@
+"""The Django admin site for the catalog and the policy.
+
+Policy saves go through the audited services, so each becomes a policy version. While a project
+has the two-person rule on, its policy is read-only here: changes then go through the policy pages,
+which hold them for a second person (global rules and semantic types are read-only while any
+project has the rule on).
+"""
+
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 from guardian.admin import GuardedModelAdmin
 from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
@@ -16,17 +25,41 @@ from masking.models import (
     Instance,
     MaskingRule,
     Project,
+    ProjectPolicySettings,
     Schema,
     SemanticType,
     Table,
 )
 from masking.services.policy import (
-    exemption_record_admin_change,
+    exemption_create,
     exemption_revoke,
+    exemption_update,
     rule_delete,
     rule_save,
+    semantic_type_delete,
     semantic_type_save,
 )
+
+
+def _two_person_rule_in_force(project: Project | None = None) -> bool:
+    guarded = ProjectPolicySettings.objects.filter(two_person_rule=True)
+    return (guarded.filter(project=project) if project is not None else guarded).exists()
+
+
+class GuardedPolicyAdmin(admin.ModelAdmin):
+    """Read-only while the two-person rule is in force for what the object touches."""
+
+    def _guarded(self, obj: object = None) -> bool:
+        return _two_person_rule_in_force()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not self._guarded() and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return not self._guarded(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return not self._guarded(obj) and super().has_delete_permission(request, obj)
 
 
 @admin.register(Project)
@@ -109,9 +142,15 @@ class MaskingRuleForm(forms.ModelForm):
             raise forms.ValidationError(str(exc)) from exc
         return condition
 
+    def clean_title(self) -> str:
+        title = self.cleaned_data["title"].strip()
+        if MaskingRule.objects.filter(title=title).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("Another rule has this title; titles identify rules in policy files.")
+        return title
+
 
 @admin.register(MaskingRule)
-class MaskingRuleAdmin(admin.ModelAdmin):
+class MaskingRuleAdmin(GuardedPolicyAdmin):
     """Saves go through `rule_save`, so they are audited and reach every decision at once."""
 
     form = MaskingRuleForm
@@ -141,6 +180,8 @@ class MaskingRuleAdmin(admin.ModelAdmin):
 
 
 class ExemptionForm(forms.ModelForm):
+    """Checks what the services would refuse, so the admin shows it next to the field."""
+
     class Meta:
         model = Exemption
         fields = [
@@ -162,11 +203,26 @@ class ExemptionForm(forms.ModelForm):
             raise forms.ValidationError(str(exc)) from exc
         return condition
 
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        if not any(data.get(name) for name in ("users", "groups", "roles", "service_accounts")):
+            raise forms.ValidationError("Name at least one user, group, role or service account.")
+        expires_at = data.get("expires_at")
+        if not self.instance.pk and expires_at is not None and expires_at <= timezone.now():
+            self.add_error("expires_at", "Must be in the future.")
+        project, reason = data.get("project"), (data.get("reason") or "").strip()
+        clash = Exemption.objects.filter(
+            kind=ExemptionKind.EXEMPTION, project=project, revoked_at__isnull=True, reason=reason
+        ).exclude(pk=self.instance.pk)
+        if project is not None and clash.exists():
+            self.add_error("reason", "Another exemption of this project has this reason; make it specific.")
+        return data
+
 
 @admin.register(Exemption)
-class ExemptionAdmin(admin.ModelAdmin):
+class ExemptionAdmin(GuardedPolicyAdmin):
     """Standing exemptions are edited here; grants are created by approved requests and only
-    revoked here. Every save is audited and published to the decision path."""
+    revoked here. Saves go through `exemption_create` / `exemption_update` (audited, versioned)."""
 
     form = ExemptionForm
     list_display = ["id", "kind", "project", "reason", "principal_key", "expires_at", "revoked_at"]
@@ -177,22 +233,47 @@ class ExemptionAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
         return super().get_queryset(request).select_related("project")
 
-    def has_change_permission(self, request: HttpRequest, obj: Exemption | None = None) -> bool:
-        if obj is not None and obj.kind == ExemptionKind.GRANT:
+    def _guarded(self, obj: object = None) -> bool:
+        project = obj.project if isinstance(obj, Exemption) else None
+        return _two_person_rule_in_force(project)
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        if isinstance(obj, Exemption) and (obj.kind == ExemptionKind.GRANT or obj.revoked_at is not None):
             return False
         return super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Exemption | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # revoke instead: the record of who was exempt stays
 
+    def save_model(self, request: HttpRequest, obj: Exemption, form: forms.ModelForm, change: bool) -> None:
+        """Saved in `save_related`, where the members are known, in one service call."""
+
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets, change: bool) -> None:  # type: ignore[no-untyped-def]
-        super().save_related(request, form, formsets, change)
-        exemption_record_admin_change(
-            exemption=form.instance,
-            created=not change,
-            actor=actor_for(request.user),
-            channel=Channel.WEB,  # type: ignore[arg-type]
-        )
+        data = form.cleaned_data
+        members = {name: data[name] for name in ("users", "groups", "roles", "service_accounts")}
+        actor = actor_for(request.user)  # type: ignore[arg-type]
+        if change:
+            exemption_update(
+                exemption=form.instance,
+                reason=data["reason"],
+                condition=data["condition"],
+                expires_at=data["expires_at"],
+                actor=actor,
+                channel=Channel.WEB,
+                **members,
+            )
+        else:
+            saved = exemption_create(
+                project=data["project"],
+                reason=data["reason"],
+                condition=data["condition"],
+                expires_at=data["expires_at"],
+                created_by=request.user,  # type: ignore[arg-type]
+                actor=actor,
+                channel=Channel.WEB,
+                **members,
+            )
+            form.instance.pk = saved.pk
 
     @admin.action(description="Revoke now")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
@@ -201,7 +282,7 @@ class ExemptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(SemanticType)
-class SemanticTypeAdmin(admin.ModelAdmin):
+class SemanticTypeAdmin(GuardedPolicyAdmin):
     """Saves go through `semantic_type_save` (validated, audited, published)."""
 
     form = SemanticTypeForm
@@ -220,3 +301,10 @@ class SemanticTypeAdmin(admin.ModelAdmin):
             channel=Channel.WEB,
         )
         obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: SemanticType) -> None:
+        semantic_type_delete(semantic_type=obj, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        for semantic_type in queryset:
+            self.delete_model(request, semantic_type)

@@ -10,8 +10,16 @@ from masking.models.catalog import (
     Table,
 )
 from masking.models.policy import DecisionEpoch, Exemption, ExemptionKind, MaskingRule
+from masking.models.versions import (
+    ChangeState,
+    PolicyChange,
+    PolicyHead,
+    PolicyVersion,
+    ProjectPolicySettings,
+)
 
 __all__ = [
+    "ChangeState",
     "ClassificationLevel",
     "Column",
     "Database",
@@ -21,7 +29,11 @@ __all__ = [
     "ExemptionKind",
     "Instance",
     "MaskingRule",
+    "PolicyChange",
+    "PolicyHead",
+    "PolicyVersion",
     "Project",
+    "ProjectPolicySettings",
     "Schema",
     "SemanticType",
     "Table",

@@ -1,8 +1,10 @@
-"""Policy writes: semantic types, masking rules, exemptions and grants.
+"""Policy writes: semantic types, masking rules, roles, exemptions, project settings and grants.
 
 Each function validates before writing (raising `PolicyError` naming the field), writes, records its
 audit event with a before/after diff, and moves the decision epoch, all in one transaction: a
-change is seen by the next decision in every process, or not at all.
+change is seen by the next decision in every process, or not at all. Every write except a grant
+runs inside `policy_change`, so it also becomes a policy version (grants are not policy: they come
+and go with requests).
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from veil_sdk.algorithms import validate as validate_algorithm
 from audit.services import Actor, Target, record_event
 from identity.models import Role, ServiceAccount, User
 from masking.cel import ConditionError, check_condition
-from masking.models import DecisionEpoch, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
+from masking.models import (
+    Column,
+    DecisionEpoch,
+    Exemption,
+    ExemptionKind,
+    MaskingRule,
+    Project,
+    ProjectPolicySettings,
+    SemanticType,
+)
+from masking.services.versions import policy_change
 
 
 class PolicyError(ValueError):
@@ -80,20 +92,50 @@ def semantic_type_save(
         validate_algorithm(algorithm)
     except AlgorithmError as exc:
         raise PolicyError("algorithm", str(exc)) from exc
-    existing = SemanticType.objects.select_for_update().filter(key=key).first()
-    before = _snapshot(existing)
-    semantic_type = existing or SemanticType(key=key)
-    semantic_type.title, semantic_type.algorithm, semantic_type.description = title, algorithm, description
-    semantic_type.save()
-    record_event(
-        action="semantic_type.updated" if existing else "semantic_type.created",
-        actor=actor,
-        channel=channel,
-        target=Target("semantic_type", key, title),
-        detail={"before": before, "after": _snapshot(semantic_type)},
-    )
-    bump_epoch(policy=True)
+    if not title.strip():
+        raise PolicyError("title", "is required")
+    with policy_change(actor=actor, channel=channel, message=f"Semantic type {key} saved"):
+        existing = SemanticType.objects.select_for_update().filter(key=key).first()
+        before = _snapshot(existing)
+        semantic_type = existing or SemanticType(key=key)
+        semantic_type.title, semantic_type.algorithm, semantic_type.description = (
+            title.strip(),
+            algorithm,
+            description.strip(),
+        )
+        semantic_type.save()
+        record_event(
+            action="semantic_type.updated" if existing else "semantic_type.created",
+            actor=actor,
+            channel=channel,
+            target=Target("semantic_type", key, title),
+            detail={"before": before, "after": _snapshot(semantic_type)},
+        )
+        bump_epoch(policy=True)
     return semantic_type
+
+
+@transaction.atomic
+def semantic_type_delete(*, semantic_type: SemanticType, actor: Actor, channel: str) -> None:
+    """Delete a semantic type no rule uses. Columns that named it lose it (their classification
+    still masks them by default); the audit event lists how many."""
+    users = list(MaskingRule.objects.filter(semantic_type=semantic_type).values_list("title", flat=True))
+    if users:
+        raise PolicyError("semantic_type", f"is used by rule(s) {', '.join(sorted(users))}")
+    with policy_change(actor=actor, channel=channel, message=f"Semantic type {semantic_type.key} deleted"):
+        before = _snapshot(semantic_type)
+        columns = Column.objects.filter(semantic_type=semantic_type).count()
+        semantic_type.delete()
+        record_event(
+            action="semantic_type.deleted",
+            actor=actor,
+            channel=channel,
+            target=Target(
+                "semantic_type", before["key"] if before else "", before["title"] if before else ""
+            ),
+            detail={"before": before, "after": None, "columns_unassigned": columns},
+        )
+        bump_epoch(policy=True)
 
 
 @transaction.atomic
@@ -115,47 +157,101 @@ def rule_save(
     if not condition.strip():
         raise PolicyError("condition", "is required (a rule that matches everything is `true`)")
     condition = _check_condition(condition)
-    before = _snapshot(MaskingRule.objects.get(pk=rule.pk)) if rule is not None and rule.pk else None
-    if rule is None:
-        last = MaskingRule.objects.order_by("-position").values_list("position", flat=True).first()
-        rule = MaskingRule(position=(last + 1) if last is not None else 0)
-    if position is not None and position != rule.position:
-        # Insert before whatever holds that position: first match wins, so order is policy.
-        MaskingRule.objects.filter(position__gte=position).exclude(pk=rule.pk).update(
-            position=F("position") + 1
+    namesakes = MaskingRule.objects.filter(title=title.strip())
+    if rule is not None and rule.pk:
+        namesakes = namesakes.exclude(pk=rule.pk)
+    if namesakes.exists():
+        raise PolicyError("title", "another rule has this title (titles identify rules in policy files)")
+    with policy_change(actor=actor, channel=channel, message=f"Rule {title.strip()!r} saved"):
+        before = _snapshot(MaskingRule.objects.get(pk=rule.pk)) if rule is not None and rule.pk else None
+        if rule is None:
+            last = MaskingRule.objects.order_by("-position").values_list("position", flat=True).first()
+            rule = MaskingRule(position=(last + 1) if last is not None else 0)
+        if position is not None and position != rule.position:
+            # Insert before whatever holds that position: first match wins, so order is policy.
+            MaskingRule.objects.filter(position__gte=position).exclude(pk=rule.pk).update(
+                position=F("position") + 1
+            )
+            rule.position = position
+        rule.title, rule.condition, rule.semantic_type, rule.enabled = (
+            title.strip(),
+            condition,
+            semantic_type,
+            enabled,
         )
-        rule.position = position
-    rule.title, rule.condition, rule.semantic_type, rule.enabled = (
-        title.strip(),
-        condition,
-        semantic_type,
-        enabled,
-    )
-    rule.save()
-    record_event(
-        action="rule.updated" if before else "rule.created",
-        actor=actor,
-        channel=channel,
-        target=Target("masking_rule", str(rule.pk), rule.title),
-        detail={"before": before, "after": _snapshot(rule)},
-    )
-    bump_epoch(policy=True)
+        rule.save()
+        record_event(
+            action="rule.updated" if before else "rule.created",
+            actor=actor,
+            channel=channel,
+            target=Target("masking_rule", str(rule.pk), rule.title),
+            detail={"before": before, "after": _snapshot(rule)},
+        )
+        bump_epoch(policy=True)
     return rule
 
 
 @transaction.atomic
 def rule_delete(*, rule: MaskingRule, actor: Actor, channel: str) -> None:
-    before = _snapshot(rule)
-    rule_id = rule.pk
-    rule.delete()
-    record_event(
-        action="rule.deleted",
-        actor=actor,
-        channel=channel,
-        target=Target("masking_rule", str(rule_id), before["title"] if before else ""),
-        detail={"before": before, "after": None},
+    with policy_change(actor=actor, channel=channel, message=f"Rule {rule.title!r} deleted"):
+        before = _snapshot(rule)
+        rule_id = rule.pk
+        rule.delete()
+        record_event(
+            action="rule.deleted",
+            actor=actor,
+            channel=channel,
+            target=Target("masking_rule", str(rule_id), before["title"] if before else ""),
+            detail={"before": before, "after": None},
+        )
+        bump_epoch(policy=True)
+
+
+@transaction.atomic
+def rules_reorder(*, order: list[int], actor: Actor, channel: str) -> None:
+    """Set the evaluation order of every rule (first match wins). `order` names each rule once."""
+    with policy_change(actor=actor, channel=channel, message="Rules reordered"):
+        rules = {r.pk: r for r in MaskingRule.objects.select_for_update()}
+        if sorted(order) != sorted(rules):
+            raise PolicyError("order", "must name every rule exactly once")
+        before = [rules[pk].title for pk in sorted(rules, key=lambda pk: (rules[pk].position, pk))]
+        for position, pk in enumerate(order):
+            if rules[pk].position != position:
+                MaskingRule.objects.filter(pk=pk).update(position=position)
+        record_event(
+            action="rule.reordered",
+            actor=actor,
+            channel=channel,
+            target=Target("masking_rule", "order", "rule order"),
+            detail={"before": before, "after": [rules[pk].title for pk in order]},
+        )
+        bump_epoch(policy=True)
+
+
+def _exemption_members(
+    users: Iterable[User],
+    groups: Iterable[Group],
+    roles: Iterable[Role],
+    service_accounts: Iterable[ServiceAccount],
+) -> tuple[list[User], list[Group], list[Role], list[ServiceAccount]]:
+    members = (list(users), list(groups), list(roles), list(service_accounts))
+    if not any(members):
+        raise PolicyError("members", "name at least one user, group, role or service account")
+    return members
+
+
+def _check_exemption_reason(project: Project, reason: str, exclude: int | None = None) -> str:
+    """The reason is required and, within a project, names the exemption in policy files."""
+    if not reason.strip():
+        raise PolicyError("reason", "is required")
+    clash = Exemption.objects.filter(
+        kind=ExemptionKind.EXEMPTION, project=project, revoked_at__isnull=True, reason=reason.strip()
     )
-    bump_epoch(policy=True)
+    if exclude is not None:
+        clash = clash.exclude(pk=exclude)
+    if clash.exists():
+        raise PolicyError("reason", f"another exemption of {project.key} has this reason; make it specific")
+    return reason.strip()
 
 
 @transaction.atomic
@@ -174,45 +270,95 @@ def exemption_create(
     channel: str,
 ) -> Exemption:
     """A standing exemption: its members see unmasked values of the matching columns of `project`."""
-    user_list, group_list, role_list, account_list = (
-        list(users),
-        list(groups),
-        list(roles),
-        list(service_accounts),
+    user_list, group_list, role_list, account_list = _exemption_members(
+        users, groups, roles, service_accounts
     )
-    if not (user_list or group_list or role_list or account_list):
-        raise PolicyError("members", "name at least one user, group, role or service account")
-    if not reason.strip():
-        raise PolicyError("reason", "is required")
     if expires_at is not None and expires_at <= timezone.now():
         raise PolicyError("expires_at", "must be in the future")
-    exemption = Exemption.objects.create(
-        kind=ExemptionKind.EXEMPTION,
-        project=project,
-        condition=_check_condition(condition),
-        reason=reason.strip(),
-        expires_at=expires_at,
-        created_by=created_by,
-    )
-    exemption.users.set(user_list)
-    exemption.groups.set(group_list)
-    exemption.roles.set(role_list)
-    exemption.service_accounts.set(account_list)
-    record_event(
-        action="exemption.created",
-        actor=actor,
-        channel=channel,
-        target=Target("exemption", str(exemption.pk), reason[:100]),
-        project=project.key,
-        detail=_exemption_detail(exemption),
-    )
-    bump_epoch(policy=True)
+    condition = _check_condition(condition)
+    with policy_change(actor=actor, channel=channel, message=f"Exemption in {project.key} created"):
+        exemption = Exemption.objects.create(
+            kind=ExemptionKind.EXEMPTION,
+            project=project,
+            condition=condition,
+            reason=_check_exemption_reason(project, reason),
+            expires_at=expires_at,
+            created_by=created_by,
+        )
+        exemption.users.set(user_list)
+        exemption.groups.set(group_list)
+        exemption.roles.set(role_list)
+        exemption.service_accounts.set(account_list)
+        record_event(
+            action="exemption.created",
+            actor=actor,
+            channel=channel,
+            target=Target("exemption", str(exemption.pk), exemption.reason[:100]),
+            project=project.key,
+            detail=_exemption_detail(exemption),
+        )
+        bump_epoch(policy=True)
     return exemption
 
 
 @transaction.atomic
+def exemption_update(
+    *,
+    exemption: Exemption,
+    reason: str,
+    condition: str,
+    users: Iterable[User] = (),
+    groups: Iterable[Group] = (),
+    roles: Iterable[Role] = (),
+    service_accounts: Iterable[ServiceAccount] = (),
+    expires_at: datetime | None,
+    actor: Actor,
+    channel: str,
+) -> Exemption:
+    """Change a standing exemption's scope, members, expiry or reason. An expiry in the past ends
+    it now (like revoking, but kept as the date it ended)."""
+    if exemption.kind != ExemptionKind.EXEMPTION:
+        raise PolicyError("exemption", "grants come from requests and cannot be edited")
+    user_list, group_list, role_list, account_list = _exemption_members(
+        users, groups, roles, service_accounts
+    )
+    condition = _check_condition(condition)
+    with policy_change(actor=actor, channel=channel, message=f"Exemption in {exemption.project.key} updated"):
+        locked = Exemption.objects.select_for_update().select_related("project").get(pk=exemption.pk)
+        if locked.revoked_at is not None:
+            raise PolicyError("exemption", "was revoked; create a new one")
+        before = _exemption_detail(locked)
+        locked.reason = _check_exemption_reason(locked.project, reason, exclude=locked.pk)
+        locked.condition, locked.expires_at = condition, expires_at
+        locked.save(update_fields=["reason", "condition", "expires_at"])
+        locked.users.set(user_list)
+        locked.groups.set(group_list)
+        locked.roles.set(role_list)
+        locked.service_accounts.set(account_list)
+        record_event(
+            action="exemption.updated",
+            actor=actor,
+            channel=channel,
+            target=Target("exemption", str(locked.pk), locked.reason[:100]),
+            project=locked.project.key,
+            detail={"before": before, "after": _exemption_detail(locked)},
+        )
+        bump_epoch(policy=True)
+    return locked
+
+
+@transaction.atomic
 def exemption_revoke(*, exemption: Exemption, actor: Actor, channel: str) -> Exemption:
-    """End an exemption or a grant now; the next decision anywhere masks again. Idempotent."""
+    """End an exemption or a grant now; the next decision anywhere masks again. Idempotent.
+
+    Revoking a standing exemption is a policy change (a version); revoking a grant is not."""
+    if exemption.kind == ExemptionKind.GRANT:
+        return _revoke(exemption, actor, channel)
+    with policy_change(actor=actor, channel=channel, message=f"Exemption #{exemption.pk} revoked"):
+        return _revoke(exemption, actor, channel)
+
+
+def _revoke(exemption: Exemption, actor: Actor, channel: str) -> Exemption:
     locked = Exemption.objects.select_for_update().get(pk=exemption.pk)
     if locked.revoked_at is not None:
         return locked
@@ -228,6 +374,27 @@ def exemption_revoke(*, exemption: Exemption, actor: Actor, channel: str) -> Exe
     )
     bump_epoch(policy=locked.kind == ExemptionKind.EXEMPTION, grants=locked.kind == ExemptionKind.GRANT)
     return locked
+
+
+@transaction.atomic
+def project_policy_settings_save(
+    *, project: Project, two_person_rule: bool, actor: Actor, channel: str
+) -> None:
+    """Turn the two-person rule on or off for a project's policy changes."""
+    with policy_change(actor=actor, channel=channel, message=f"Policy settings of {project.key} saved"):
+        settings, _ = ProjectPolicySettings.objects.select_for_update().get_or_create(project=project)
+        if settings.two_person_rule == two_person_rule:
+            return
+        settings.two_person_rule = two_person_rule
+        settings.save(update_fields=["two_person_rule"])
+        record_event(
+            action="project.policy_settings_updated",
+            actor=actor,
+            channel=channel,
+            target=Target("project", project.key, project.title),
+            project=project.key,
+            detail={"two_person_rule": two_person_rule},
+        )
 
 
 def grant_condition(
@@ -298,20 +465,6 @@ def grant_create(
     )
     bump_epoch(grants=True)
     return grant
-
-
-@transaction.atomic
-def exemption_record_admin_change(*, exemption: Exemption, created: bool, actor: Actor, channel: str) -> None:
-    """Audit and publish a standing exemption saved through the admin site (members included)."""
-    record_event(
-        action="exemption.created" if created else "exemption.updated",
-        actor=actor,
-        channel=channel,
-        target=Target("exemption", str(exemption.pk), exemption.reason[:100]),
-        project=exemption.project.key,
-        detail=_exemption_detail(exemption),
-    )
-    bump_epoch(policy=exemption.kind == ExemptionKind.EXEMPTION, grants=exemption.kind == ExemptionKind.GRANT)
 
 
 def _exemption_detail(exemption: Exemption) -> dict[str, Any]:

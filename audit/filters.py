@@ -1,0 +1,197 @@
+"""The filters every audit page, report and export shares, and who may see which projects.
+
+A filter is a plain value (`AuditFilter`), parsed once from a query string, a command line or a
+stored export job, so the web, the CLI and the Celery export run the very same selector code.
+`AuditScope` is not a filter the user chooses: it is the set of projects the reader may audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.utils.dateparse import parse_date, parse_datetime
+
+from audit.models import AuditEvent
+
+# Global policy objects (masking rules, semantic types) apply to every project, so they belong to
+# every project's policy history; other events without a project (sign-ins, tokens) do not.
+GLOBAL_POLICY_PREFIXES = ("rule.", "semantic_type.")
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be understood; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the reader asked for. Empty strings and None mean "any".
+
+    `date_to` is exclusive; a bare date given as `to` means the end of that day. `at` is the moment
+    the "in force" report reconstructs (default: the end of the period, else now). Text filters
+    match case-insensitively; `instance`, `database` and `column` match any part of a column label
+    `instance/database/schema.table.column` or of the event detail; `action` is an event type, or a
+    prefix when it ends with "." or has no "." (`grant` matches `grant.created` and `grant.revoked`).
+    `through_seq` bounds the events to the chain as it was when an export started.
+    """
+
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    at: datetime | None = None
+    person: str = ""
+    role: str = ""
+    project: str = ""
+    instance: str = ""
+    database: str = ""
+    column: str = ""
+    action: str = ""
+    through_seq: int | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AuditFilter:
+        """Parse `from`, `to`, `at` (ISO date or date-time) and the text filters."""
+        text = {
+            name: str(data.get(name) or "").strip()
+            for name in ("person", "role", "project", "instance", "database", "column", "action")
+        }
+        return cls(
+            date_from=_parse_moment("from", data.get("from") or data.get("date_from"), end_of_day=False),
+            date_to=_parse_moment("to", data.get("to") or data.get("date_to"), end_of_day=True),
+            at=_parse_moment("at", data.get("at"), end_of_day=True),
+            through_seq=int(data["through_seq"]) if str(data.get("through_seq") or "").isdigit() else None,
+            **text,
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        """The non-empty filters as strings (stored on export jobs and written into manifests)."""
+        names = {"date_from": "from", "date_to": "to"}
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value:
+                out[names.get(f.name, f.name)] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+    @property
+    def moment(self) -> datetime | None:
+        return self.at or self.date_to
+
+    def action_q(self, field: str = "action") -> Q:
+        if not self.action:
+            return Q()
+        if self.action.endswith(".") or "." not in self.action:
+            prefix = self.action.rstrip(".")
+            return Q(**{field: prefix}) | Q(**{f"{field}__startswith": f"{prefix}."})
+        return Q(**{field: self.action})
+
+    def column_label_matches(self, label: str) -> bool:
+        """For reports that hold column labels (`instance/database/schema.table.column`)."""
+        instance, _, rest = label.partition("/")
+        database, _, rest = rest.partition("/")
+        if self.instance and self.instance.lower() != instance.lower():
+            return False
+        if self.database and self.database.lower() != database.lower():
+            return False
+        return not self.column or self.column.lower() in rest.lower()
+
+
+def _parse_moment(name: str, raw: Any, *, end_of_day: bool) -> datetime | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    if isinstance(raw, date):
+        day = raw
+    else:
+        value = str(raw).strip()
+        try:
+            day_only = parse_date(value) if len(value) == 10 else None
+            moment = None if day_only else parse_datetime(value)
+        except ValueError:
+            day_only = moment = None
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if day_only is None:
+            raise FilterError(name, f"{value!r} is not a date (YYYY-MM-DD) or an ISO date-time")
+        day = day_only
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start + timedelta(days=1) if end_of_day else start
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """The projects a reader may audit. `projects=None` means every project and the global events."""
+
+    projects: frozenset[str] | None = None
+
+    @property
+    def is_everything(self) -> bool:
+        return self.projects is None
+
+    def allows_project(self, project: str) -> bool:
+        return self.projects is None or project in self.projects
+
+    def events_q(self) -> Q:
+        if self.projects is None:
+            return Q()
+        global_policy = Q(project="")
+        prefix_q = Q()
+        for prefix in GLOBAL_POLICY_PREFIXES:
+            prefix_q |= Q(action__startswith=prefix)
+        return Q(project__in=sorted(self.projects)) | (global_policy & prefix_q)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"projects": sorted(self.projects) if self.projects is not None else "all"}
+
+
+EVERYTHING = AuditScope()
+
+
+def _json_text_contains(value: str) -> Q:
+    return Q(detail_text__icontains=value)
+
+
+def events_matching(flt: AuditFilter, scope: AuditScope) -> QuerySet[AuditEvent]:
+    """The events the filter selects, within the reader's scope, in chain order."""
+    events = AuditEvent.objects.filter(scope.events_q())
+    if flt.date_from:
+        events = events.filter(occurred_at__gte=flt.date_from)
+    if flt.date_to:
+        events = events.filter(occurred_at__lt=flt.date_to)
+    if flt.project:
+        events = events.filter(project=flt.project)
+    if flt.through_seq is not None:
+        events = events.filter(seq__lte=flt.through_seq)
+    events = events.filter(flt.action_q())
+    needs_text = any((flt.person, flt.role, flt.instance, flt.database, flt.column))
+    if needs_text:
+        events = events.annotate(detail_text=Cast("detail", TextField()))
+    if flt.person:
+        events = events.filter(
+            Q(actor_id__iexact=flt.person)
+            | Q(actor_name__icontains=flt.person)
+            | _json_text_contains(f'"{flt.person}"')
+        )
+    if flt.role:
+        events = events.filter(
+            Q(detail__members__roles__icontains=f'"{flt.role}"')
+            | Q(detail__roles__icontains=f'"{flt.role}"')
+            | Q(detail__role__iexact=flt.role)
+        )
+    for value in (flt.instance, flt.database, flt.column):
+        if value:
+            events = events.filter(Q(target_id__icontains=value) | _json_text_contains(value))
+    return events.order_by("seq")
+
+
+def describe(flt: AuditFilter) -> str:
+    parts = [f"{k}={v}" for k, v in flt.as_dict().items()]
+    return ", ".join(parts) if parts else "no filter"

@@ -1,0 +1,213 @@
+"""The PDF summary for auditors (reportlab): one page of scope, counts and the chain verification,
+then one section per report, each starting on a new page.
+
+Tables are capped (`MAX_ROWS`) so the PDF stays small and its memory bounded; the CSV and JSON
+Lines exports hold every row, and the summary says how many rows each table left out.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from audit import signing
+from audit.filters import AuditFilter, AuditScope, describe, events_matching
+from audit.models import AccessEvent, DecisionRecord
+from audit.reports import breakglass_rows, denied_rows, in_force_rows, policy_rows, unmask_summary
+from audit.selectors import ChainVerification
+
+MAX_ROWS = 60
+SECTIONS = (
+    "Who saw unmasked data",
+    "Grants and exemptions in force",
+    "Policy changes",
+    "Break-glass reviews",
+    "Denied and unauthorized attempts",
+)
+
+
+def _styles() -> dict[str, ParagraphStyle]:
+    base = getSampleStyleSheet()
+    return {
+        "title": base["Title"],
+        "h2": base["Heading2"],
+        "body": base["BodyText"],
+        "cell": ParagraphStyle("cell", parent=base["BodyText"], fontSize=7.5, leading=9),
+        "small": ParagraphStyle("small", parent=base["BodyText"], fontSize=8, textColor=colors.grey),
+    }
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_text(v)}" for k, v in value.items() if v not in (None, "", [], {}))
+    return str(value)
+
+
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], styles: dict[str, ParagraphStyle]
+) -> list[Any]:
+    """A capped table, followed by a note of how many rows it left out."""
+    rows_iter = iter(rows)
+    shown = list(itertools.islice(rows_iter, MAX_ROWS))
+    more = sum(1 for _ in rows_iter)
+    if not shown:
+        return [Paragraph("None in this period.", styles["body"])]
+    cell = styles["cell"]
+    data = [[Paragraph(f"<b>{escape(h)}</b>", cell) for h in headers]]
+    data += [[Paragraph(escape(_text(v))[:600], cell) for v in row] for row in shown]
+    table = Table(data, repeatRows=1, hAlign="LEFT")
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.lightgrey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
+    flowables: list[Any] = [table]
+    if more:
+        flowables.append(
+            Paragraph(f"… and {more} more rows: see the CSV or JSON Lines export.", styles["small"])
+        )
+    return flowables
+
+
+def render_summary(
+    *,
+    flt: AuditFilter,
+    scope: AuditScope,
+    verification: ChainVerification,
+    generated_at: datetime,
+    generated_by: str,
+) -> tuple[bytes, int]:
+    """Render the summary PDF; returns its bytes and its number of pages."""
+    styles = _styles()
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=landscape(A4),
+        leftMargin=12 * mm,
+        rightMargin=12 * mm,
+        topMargin=12 * mm,
+        bottomMargin=14 * mm,
+        title="Veil audit summary",
+        author="Veil",
+        invariant=1,
+    )
+    period = f"{_text(flt.date_from) or 'the beginning'} to {_text(flt.date_to) or 'now'}"
+    story: list[Any] = [
+        Paragraph("Veil audit summary", styles["title"]),
+        Paragraph(f"<b>Period:</b> {escape(period)}", styles["body"]),
+        Paragraph(f"<b>Filters:</b> {escape(describe(flt))}", styles["body"]),
+        Paragraph(f"<b>Projects:</b> {escape(_text(scope.as_dict()['projects']))}", styles["body"]),
+        Paragraph(
+            f"<b>Generated:</b> {generated_at:%Y-%m-%d %H:%M:%S} UTC by {escape(generated_by)}; "
+            f"signing key {signing.current_key().key_id}",
+            styles["body"],
+        ),
+        Spacer(1, 4 * mm),
+        Paragraph("Chain verification", styles["h2"]),
+        Paragraph(
+            f"<b>{'INTACT' if verification.ok else 'BROKEN'}</b>: {escape(verification.summary())}",
+            styles["body"],
+        ),
+        Paragraph(
+            f"Events #{verification.first_seq} to #{verification.last_seq}; last hash "
+            f"{verification.last_hash}; unsealed rows: {escape(_text(verification.unsealed))}",
+            styles["small"],
+        ),
+    ]
+    story += [Paragraph(f"Warning: {escape(w)}", styles["small"]) for w in verification.warnings]
+    story += [Spacer(1, 4 * mm), Paragraph("Counts in the period", styles["h2"])]
+    story += _table(["What", "Count"], _counts(flt, scope), styles)
+
+    story += [PageBreak(), Paragraph(SECTIONS[0], styles["h2"])]
+    summary = unmask_summary(flt, scope)
+    story += _table(["Person", "Decisions", "Columns", "Rows returned", "First", "Last"], summary, styles)
+
+    moment = flt.moment
+    story += [PageBreak(), Paragraph(f"{SECTIONS[1]} at {_text(moment) or 'now'}", styles["h2"])]
+    story += _table(
+        [
+            "Kind",
+            "Id",
+            "Project",
+            "Principal",
+            "Members",
+            "Condition",
+            "Reason",
+            "Request",
+            "Since",
+            "Expires",
+        ],
+        ((r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[10]) for r in in_force_rows(flt, scope)),
+        styles,
+    )
+
+    story += [PageBreak(), Paragraph(SECTIONS[2], styles["h2"])]
+    story += _table(
+        ["#", "When", "Action", "By", "Target", "Project", "Before", "After"],
+        ((r[0], r[1], r[2], r[3], r[6] or r[5], r[7], r[8], r[9] or r[10]) for r in policy_rows(flt, scope)),
+        styles,
+    )
+
+    story += [PageBreak(), Paragraph(SECTIONS[3], styles["h2"])]
+    story += _table(
+        ["Break-glass", "Opened", "Person", "Project", "Reason", "Status", "Reviewed", "Reviewer", "Outcome"],
+        (r[:9] for r in breakglass_rows(flt, scope)),
+        styles,
+    )
+    story += [Spacer(1, 6 * mm), Paragraph(SECTIONS[4], styles["h2"])]
+    story += _table(
+        ["#", "When", "Action", "Actor", "Target", "Project", "Channel", "Detail"],
+        ((r[0], r[1], r[2], r[5] or r[4] or r[3], r[6], r[7], r[8], r[9]) for r in denied_rows(flt, scope)),
+        styles,
+    )
+    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    return buffer.getvalue(), doc.page
+
+
+def _counts(flt: AuditFilter, scope: AuditScope) -> list[tuple[str, int]]:
+    families: Counter[str] = Counter()
+    for action in events_matching(flt, scope).values_list("action", flat=True).iterator(chunk_size=5000):
+        families[action.split(".", 1)[0]] += 1
+    rows = [(f"{family}.* events", n) for family, n in sorted(families.items())]
+    if scope.is_everything:
+        decisions = DecisionRecord.objects.all()
+        accesses = AccessEvent.objects.all()
+        if flt.date_from:
+            decisions = decisions.filter(recorded_at__gte=flt.date_from)
+            accesses = accesses.filter(occurred_at__gte=flt.date_from)
+        if flt.date_to:
+            decisions = decisions.filter(recorded_at__lt=flt.date_to)
+            accesses = accesses.filter(occurred_at__lt=flt.date_to)
+        rows += [("unmask decision records", decisions.count()), ("access events reported", accesses.count())]
+    return rows
+
+
+def _footer(canvas: Any, doc: Any) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 7)
+    canvas.drawString(
+        12 * mm, 7 * mm, "Veil audit summary. The signed manifest next to this file holds its SHA-256."
+    )
+    canvas.drawRightString(doc.pagesize[0] - 12 * mm, 7 * mm, f"Page {doc.page}")
+    canvas.restoreState()

@@ -1,0 +1,64 @@
+"""Celery tasks: interfaces only (ids in, one service call). Schedules live in settings
+(CELERY_BEAT_SCHEDULE); docs/audit.md lists the ones audit needs."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from audit import services
+from audit.exports import export_job_run, jobs_to_sweep
+from audit.selectors import verify_chain
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def seal_decisions(max_batches: int = 20) -> int:
+    """Every AUDIT_SEAL_INTERVAL_S (60 s): seal new decision records and access events into the
+    chain. Idempotency key: the last sealed ids in the chain, so overlapping runs seal nothing twice.
+    Returns how many seal events were appended (one per batch of at most 50,000 rows per table)."""
+    sealed = 0
+    while sealed < max_batches and services.seal_decisions() is not None:
+        sealed += 1
+    return sealed
+
+
+@shared_task(ignore_result=True)
+def checkpoint() -> int | None:
+    """Every AUDIT_CHECKPOINT_INTERVAL_S (300 s): sign the chain head. Idempotent: nothing is
+    signed when the head has not moved. Returns the seq signed, if any."""
+    made = services.checkpoint_create()
+    return made.seq if made else None
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def run_export(job_id: int) -> str:
+    """Write one export job's file and manifest. Idempotency key: the job row, claimed from
+    `pending` by a conditional update, so a redelivered message does nothing."""
+    return export_job_run(job_id=job_id).state
+
+
+@shared_task(ignore_result=True)
+def run_pending_exports() -> int:
+    """Every minute: run the export jobs no worker has (never enqueued because the broker was down,
+    or stuck after a worker died). Idempotency key: the job row's conditional claim."""
+    swept = jobs_to_sweep()
+    for job_id in swept:
+        export_job_run(job_id=job_id)
+    return len(swept)
+
+
+@shared_task(ignore_result=True)
+def verify_log() -> bool:
+    """Daily (optional): verify the whole log and log an error naming the first break, so an alert
+    on error logs catches tampering between audits."""
+    result = verify_chain()
+    if result.ok:
+        logger.info("%s", result.summary())
+    else:
+        logger.error("%s", result.summary())
+    for warning in result.warnings:
+        logger.warning("audit: %s", warning)
+    return result.ok

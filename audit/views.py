@@ -1,0 +1,199 @@
+"""Web pages for compliance: dashboard, event search and detail, reports, exports.
+
+Every page goes through `audit_reader`, which works out the reader's scope (the projects they may
+audit) once and refuses everyone else with 403. The pages only call selectors and services.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from audit.access import audit_scope_for
+from audit.exports import ExportError, export_job_create, export_path
+from audit.filters import AuditFilter, AuditScope, FilterError, events_matching
+from audit.models import ExportFormat, ExportJob, ExportState
+from audit.reports import REPORTS
+from audit.reports.dashboard import dashboard as dashboard_counts
+from audit.selectors import event_position, latest_checkpoint
+
+PAGE_SIZE = 50
+REPORT_PREVIEW_ROWS = 200
+FILTER_NAMES = ("from", "to", "at", "person", "role", "project", "instance", "database", "column", "action")
+
+View = Callable[..., HttpResponseBase]
+
+
+def audit_reader(view: View) -> View:
+    """Sign-in required; then staff, a global `view_audit`, or `view_audit` on some project."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        scope = audit_scope_for(request.user)
+        if scope is None:
+            raise PermissionDenied("You may not read the audit log.")
+        return view(request, scope, *args, **kwargs)
+
+    return wrapper
+
+
+def _filter_from(request: HttpRequest) -> tuple[AuditFilter, str]:
+    try:
+        return AuditFilter.from_mapping(request.GET), ""
+    except FilterError as exc:
+        return AuditFilter(), str(exc)
+
+
+def _context(request: HttpRequest, scope: AuditScope, **extra: Any) -> dict[str, Any]:
+    values = {name: request.GET.get(name, "") for name in FILTER_NAMES}
+    return {
+        "scope": scope,
+        "projects": sorted(scope.projects) if scope.projects is not None else None,
+        "filter_values": values,
+        "reports": REPORTS.values(),
+        "formats": ExportFormat.choices,
+        **extra,
+    }
+
+
+@audit_reader
+def dashboard(request: HttpRequest, scope: AuditScope) -> HttpResponse:
+    checkpoint, checkpoint_ok = latest_checkpoint()
+    return render(
+        request,
+        "audit/dashboard.html",
+        _context(
+            request,
+            scope,
+            board=dashboard_counts(scope),
+            checkpoint=checkpoint,
+            checkpoint_ok=checkpoint_ok,
+            section="dashboard",
+        ),
+    )
+
+
+@audit_reader
+def events(request: HttpRequest, scope: AuditScope) -> HttpResponse:
+    """Newest first, a page at a time by sequence number (no COUNT over the whole log)."""
+    flt, error = _filter_from(request)
+    found = events_matching(flt, scope).order_by("-seq")
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        found = found.filter(seq__lt=int(before))
+    page = list(found[: PAGE_SIZE + 1])
+    more = len(page) > PAGE_SIZE
+    page = page[:PAGE_SIZE]
+    query = request.GET.copy()
+    query.pop("before", None)
+    next_url = ""
+    if more:
+        query["before"] = str(page[-1].seq)
+        next_url = f"?{query.urlencode()}"
+    return render(
+        request,
+        "audit/events.html",
+        _context(
+            request, scope, page=page, next_url=next_url, error=error, report_key="events", section="events"
+        ),
+    )
+
+
+@audit_reader
+def event_detail(request: HttpRequest, scope: AuditScope, seq: int) -> HttpResponse:
+    if not events_matching(AuditFilter(), scope).filter(seq=seq).exists():
+        raise Http404("No such event in the projects you audit.")
+    position = event_position(seq)
+    if position is None:
+        raise Http404("No such event.")
+    detail_json = json.dumps(position.event.detail, indent=2, sort_keys=True, ensure_ascii=False)
+    return render(
+        request,
+        "audit/event_detail.html",
+        _context(request, scope, pos=position, detail_json=detail_json, section="events"),
+    )
+
+
+@audit_reader
+def report(request: HttpRequest, scope: AuditScope, key: str) -> HttpResponse:
+    spec = REPORTS.get(key)
+    if spec is None or key == "events":
+        raise Http404("No such report.")
+    flt, error = _filter_from(request)
+    rows = [] if error else list(itertools.islice(spec.rows(flt, scope), REPORT_PREVIEW_ROWS + 1))
+    return render(
+        request,
+        "audit/report.html",
+        _context(
+            request,
+            scope,
+            spec=spec,
+            rows=rows[:REPORT_PREVIEW_ROWS],
+            truncated=len(rows) > REPORT_PREVIEW_ROWS,
+            preview_rows=REPORT_PREVIEW_ROWS,
+            error=error,
+            report_key=key,
+            section=key,
+        ),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@audit_reader
+def exports(request: HttpRequest, scope: AuditScope) -> HttpResponse:
+    """POST queues an export (written by a Celery worker); GET lists the reader's exports."""
+    if request.method == "POST":
+        try:
+            flt = AuditFilter.from_mapping(request.POST)
+            job = export_job_create(
+                user=request.user,
+                report=request.POST.get("report", "events"),
+                fmt=request.POST.get("format", ""),
+                flt=flt,
+            )
+        except (FilterError, ExportError) as exc:
+            messages.error(request, f"Export not started: {exc}")
+        else:
+            messages.success(request, f"Export {job.pk} queued. It appears below when ready.")
+        return redirect(reverse("audit:exports"))
+    jobs = ExportJob.objects.filter(requested_by_pk=request.user.pk)[:50]
+    return render(request, "audit/exports.html", _context(request, scope, jobs=jobs, section="exports"))
+
+
+def _finished_job(request: HttpRequest, pk: int) -> ExportJob:
+    job = ExportJob.objects.filter(pk=pk, requested_by_pk=request.user.pk, state=ExportState.DONE).first()
+    if job is None:
+        raise Http404("No such finished export of yours.")
+    return job
+
+
+@audit_reader
+def export_download(request: HttpRequest, scope: AuditScope, pk: int) -> FileResponse:
+    """Streams the file from disk in chunks (FileResponse is a StreamingHttpResponse)."""
+    job = _finished_job(request, pk)
+    path = export_path(job)
+    if not path.exists():
+        raise Http404("The export file is no longer on disk.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=job.file_name)
+
+
+@audit_reader
+def export_manifest(request: HttpRequest, scope: AuditScope, pk: int) -> FileResponse:
+    job = _finished_job(request, pk)
+    path = export_path(job).with_name(job.file_name + ".manifest.json")
+    if not path.exists():
+        raise Http404("The manifest is no longer on disk.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

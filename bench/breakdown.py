@@ -1,0 +1,228 @@
+"""Where one decision request's time goes, measured in process (no network, no load generator).
+
+Calls Veil's WSGI application directly with the environ gunicorn would build, on the bench
+database, and reports:
+- wall time per request for a body that unmasks (writes a DecisionRecord) and one that does not;
+- the SQL each request runs (count and time, timed with a connection execute_wrapper);
+- components timed alone: input validation, the engine, building and rendering the response;
+- a cProfile of the same requests, as shares of the request's time (cProfile inflates Python-heavy
+  parts, so read it for proportions; the wall-time figures above are the unprofiled ones).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import pstats
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import django_setup
+from bench.http import BODIES, request_body
+from bench.policy_fixture import Fixture
+from bench.timing import fmt_us, measure, table
+
+# (label, file suffix, function): cumulative time of these in the profile.
+PROFILE_POINTS = [
+    ("whole request (WSGIHandler.__call__)", "django/core/handlers/wsgi.py", "__call__"),
+    ("DRF APIView.dispatch", "rest_framework/views.py", "dispatch"),
+    ("  authentication: token_authenticate", "identity/services.py", "token_authenticate"),
+    ("  input validation: serializer.is_valid", "rest_framework/serializers.py", "is_valid"),
+    ("  decide_columns", "masking/services/decisions.py", "decide_columns"),
+    ("    read_epochs (SELECT)", "masking/selectors.py", "read_epochs"),
+    ("    principal (cached 1 s)", "masking/selectors.py", "principal"),
+    ("    Policy.decide (engine)", "masking/engine.py", "decide"),
+    ("    record_unmask_decisions (INSERT)", "audit/services.py", "record_unmask_decisions"),
+    ("  DecisionResult.as_json", "masking/services/decisions.py", "as_json"),
+    ("  render JSON (Response.rendered_content)", "rest_framework/response.py", "rendered_content"),
+    ("SQL execution (cursor.execute)", "django/db/backends/utils.py", "execute"),
+]
+
+
+def _environ(body: bytes, token: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/decisions",
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+
+def _caller(token: str, body: bytes) -> Callable[[], bytes]:
+    from config.wsgi import application
+
+    def call() -> bytes:
+        status: list[str] = []
+        result = application(_environ(body, token), lambda s, h, *a: status.append(s))
+        try:
+            out = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close:
+                close()
+        if not status or not status[0].startswith("200"):
+            raise SystemExit(f"in-process request failed: {status} {out[:200]!r}")
+        return out
+
+    return call
+
+
+class _SqlTimer:
+    def __init__(self) -> None:
+        self.by_kind: dict[str, list[float]] = {}
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.by_kind.setdefault(_sql_kind(sql), []).append(time.perf_counter() - t0)
+
+
+def _sql_kind(sql: str) -> str:
+    verb = sql.split(None, 1)[0].upper()
+    table_match = re.search(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', sql)
+    return f"{verb} {table_match.group(1) if table_match else ''}".strip()
+
+
+def _profile(calls: list[Callable[[], bytes]], n: int) -> dict[str, float]:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for i in range(n):
+        calls[i % len(calls)]()
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    found: dict[str, float] = {}
+    for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for label, suffix, name in PROFILE_POINTS:
+            if func == name and filename.endswith(suffix):
+                found[label] = found.get(label, 0.0) + ct / n
+    return found
+
+
+def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
+    django_setup()
+    from django.db import connection
+    from rest_framework.renderers import JSONRenderer
+
+    from masking.decision_apis import DecisionsApi
+    from masking.engine import ColumnKey
+    from masking.selectors import decision_caches, read_epochs
+    from masking.services.decisions import DecisionResult
+
+    print("\n== where a request's time goes (in process, WSGI app called directly) ==")
+    payloads = {p: request_body(fx, p, t) for p, t in BODIES}
+    raw = {p: json.dumps(b).encode() for p, b in payloads.items()}
+    calls = {p: _caller(world.token, raw[p]) for p in raw}
+    n = 300 if quick else 1500
+    for call in calls.values():
+        for _ in range(100):
+            call()
+
+    # 1. Wall time, unprofiled.
+    wall = {p: measure(calls[p], target_s=0.3 if quick else 1.0, repeats=5) for p in ("alice", "hank")}
+
+    # 2. SQL per request.
+    timer = _SqlTimer()
+    with connection.execute_wrapper(timer):
+        for i in range(n):
+            calls[BODIES[i % len(BODIES)][0]]()
+    sql_rows = []
+    sql_total = 0.0
+    for kind, samples in sorted(timer.by_kind.items(), key=lambda kv: -sum(kv[1])):
+        per_request = sum(samples) / n
+        sql_total += per_request
+        sql_rows.append(
+            [kind, f"{len(samples) / n:.2f}", fmt_us(statistics.median(samples)), fmt_us(per_request)]
+        )
+    queries_per_request = sum(len(s) for s in timer.by_kind.values()) / n
+
+    # 3. Components alone.
+    body = payloads["alice"]
+    keys = [ColumnKey(**c) for c in body["columns"]]
+
+    input_serializer = next(
+        v for k, v in vars(DecisionsApi).items() if isinstance(v, type) and k.endswith("InputSerializer")
+    )
+
+    def validate() -> Any:
+        serializer = input_serializer(data=body)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    epochs = read_epochs()
+    policy = decision_caches.policy(epochs)
+    principal = decision_caches.principal({"user": "alice@example.com"}, frozenset())
+    assert principal is not None
+    grants = decision_caches.grants(epochs, principal)
+    now = time.time()
+    decisions = policy.decide(principal, keys, grants, now=now)
+    result = DecisionResult(epochs.policy, decisions, now, 1)
+    renderer = JSONRenderer()
+
+    def select_one() -> Any:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone()
+
+    components = {
+        "PostgreSQL round trip (SELECT 1, for scale)": measure(select_one),
+        "input validation (InputSerializer, 20 columns)": measure(validate),
+        "read_epochs (one SELECT)": measure(read_epochs),
+        "Policy.decide (engine, warm)": measure(lambda: policy.decide(principal, keys, grants, now=now)),
+        "DecisionResult.as_json": measure(result.as_json),
+        "JSONRenderer.render": measure(lambda: renderer.render(result.as_json())),
+    }
+
+    # 4. Profile shares.
+    profiled = _profile(list(calls.values()), 400 if quick else 2000)
+
+    total_alice, total_hank = wall["alice"].median, wall["hank"].median
+    print(
+        f"  wall per request: {fmt_us(total_alice)} with unmasks (alice: INSERT DecisionRecord), "
+        f"{fmt_us(total_hank)} without (hank); SQL {queries_per_request:.2f} queries, "
+        f"{fmt_us(sql_total)} per request (all four bodies)"
+    )
+    print(table(["SQL statement", "per request", "median", "time per request"], sql_rows))
+    print()
+    comp_rows = [
+        [name, fmt_us(t.median), f"{t.median / total_alice * 100:.0f}%"] for name, t in components.items()
+    ]
+    print(table(["component, timed alone", "time", "of alice's request"], comp_rows))
+    print()
+    whole = profiled.get(PROFILE_POINTS[0][0], 0.0) or 1.0
+    prof_rows = [
+        [label, fmt_us(profiled.get(label, 0.0)), f"{profiled.get(label, 0.0) / whole * 100:.0f}%"]
+        for label, _s, _f in PROFILE_POINTS
+    ]
+    print(
+        table(["cProfile, cumulative per request (all four bodies)", "time (profiled)", "share"], prof_rows)
+    )
+    return {
+        "wall": {p: t.median for p, t in wall.items()},
+        "sql": {"rows": sql_rows, "queries": queries_per_request, "total": sql_total},
+        "components": {name: t.median for name, t in components.items()},
+        "profile": {label: profiled.get(label, 0.0) for label, _s, _f in PROFILE_POINTS},
+        "profile_rows": prof_rows,
+        "comp_rows": comp_rows,
+    }

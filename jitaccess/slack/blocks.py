@@ -1,0 +1,261 @@
+"""Block Kit for requests: the approval message, the requester's notices, the deny modal.
+
+Pure: a `Card` in, dicts out. Every text a person typed (reason, ticket, names) is escaped, so a
+reason cannot say `<!channel>` or fake a link. Times are Slack date tokens, shown in each reader's
+own time zone, with a UTC fallback.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jitaccess.models import NotificationKind
+from jitaccess.slack.selectors import Card, level_label
+from jitaccess.states import State
+
+Block = dict[str, Any]
+APPROVE, APPROVE_IN_WEB, DENY, OPEN_IN_WEB, EXTEND = (
+    "approve",
+    "approve_in_web",
+    "deny",
+    "open_in_web",
+    "extend",
+)
+DENY_MODAL = "deny_modal"
+REASON_LIMIT = 1500
+
+
+def escape(text: str) -> str:
+    """Slack's mrkdwn escaping: only &, < and > are control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def when(moment: datetime) -> str:
+    fallback = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def duration_text(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    for size, unit in ((24 * 60, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0 and minutes >= size:
+            count = minutes // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{minutes} minutes"
+
+
+def scope_text(card: Card) -> str:
+    scope = f"{card.instance}/{card.database}"
+    if card.table:
+        scope += f"/{card.table}"
+    if not card.all_columns:
+        scope += f" ({', '.join(c.name for c in card.columns)})"
+    return escape(scope)
+
+
+def status_text(card: Card) -> str:
+    """One line saying where the request stands, who decided, when, and until when."""
+    approvers = escape(", ".join(card.approvers))
+    ended_by = escape(card.ended_by)
+    if card.state == State.PENDING:
+        line = f":hourglass_flowing_sand: Waiting for approval: {approval_count(card)}"
+        if card.approvers:
+            line += f" ({approvers})"
+        if card.web_confirm:
+            line += f". {_web_confirm_reason(card)}: approve in Veil after signing in"
+        return f"{line}. Closes {when(card.pending_until)} if nobody decides."
+    decided = when(card.decided_at) if card.decided_at else "?"
+    if card.state == State.APPROVED and card.expires_at:
+        who = f"by {approvers}" if card.approvers else "automatically"
+        return f":white_check_mark: Approved {who} at {decided}; access until {when(card.expires_at)}."
+    if card.state == State.DENIED:
+        return f":no_entry: Denied by {ended_by} at {decided}: {escape(_truncate(card.deny_reason))}"
+    ended = when(card.ended_at) if card.ended_at else "?"
+    endings = {
+        State.EXPIRED: f":lock: Expired {ended}; values are masked again.",
+        State.REVOKED: f":lock: Revoked by {ended_by} at {ended}; values are masked again.",
+        State.RELINQUISHED: f":lock: Given up by {ended_by} at {ended}; values are masked again.",
+        State.CANCELLED: f":heavy_multiplication_x: Cancelled by {ended_by} at {ended}.",
+        State.TIMED_OUT: f":zzz: Timed out: nobody decided by {ended}. The request is closed.",
+    }
+    line = endings.get(State(card.state), f"{State(card.state).label}.")
+    if card.approvers and card.state in (State.EXPIRED, State.REVOKED, State.RELINQUISHED):
+        line = f"Approved by {approvers}. {line}"
+    return line
+
+
+def approval_count(card: Card) -> str:
+    """ "1 of 2 approvals": how far the request is towards its quorum."""
+    plural = "s" if card.approvals_required != 1 else ""
+    return f"{len(card.approvers)} of {card.approvals_required} approval{plural}"
+
+
+def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
+    """The approval message: fallback text and blocks. Buttons only while the request is pending;
+    above the web-confirmation level Approve is a link to the request in Veil."""
+    for_agent = f" for agent `{escape(card.service_account)}`" if card.service_account else ""
+    mention = f" (<@{card.requester_slack_id}>)" if card.requester_slack_id else ""
+    ticket = f"<{_url(card.ticket_url)}|{escape(card.ticket_url)}>" if card.ticket_url else "none"
+    blocks: list[Block] = []
+    if banner:
+        blocks.append(_section(banner))
+    blocks += [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Unmask request {card.ref}"[:150]}},
+        _section(f"*{escape(card.requester)}*{mention} asks to see unmasked values{for_agent}"),
+        {
+            "type": "section",
+            "fields": [
+                _text(f"*Instance*\n{escape(card.instance)} ({escape(card.environment)})"),
+                _text(f"*Database*\n{escape(card.database)}"),
+                _text(f"*Table*\n{escape(card.table) or 'every table'}"),
+                _text(f"*Duration*\n{duration_text(card.duration)}"),
+                _text(
+                    f"*Policy*\n{escape(card.policy_title)} · "
+                    f"{card.approvals_required} approval{'s' if card.approvals_required != 1 else ''} needed"
+                ),
+                _text(f"*Ticket*\n{ticket}"),
+            ],
+        },
+        _section(f"*Columns*\n{_columns_text(card)}"),
+        _section(
+            "*Reason*\n" + "\n".join(f">{line}" for line in escape(_truncate(card.reason)).splitlines())
+        ),
+        {
+            "type": "context",
+            "elements": [_text(f"{status_text(card)}  <{_url(card.link)}|Open {card.ref} in Veil>")],
+        },
+    ]
+    if card.state == State.PENDING:
+        blocks.append({"type": "actions", "block_id": f"request:{card.pk}", "elements": _buttons(card)})
+    text = f"{card.ref}: {card.requester} asks to unmask {scope_text(card)}. {status_text(card)}"
+    return text, blocks
+
+
+def notice_message(kind: str, card: Card) -> tuple[str, list[Block]]:
+    """A DM to the requester (or, for break-glass, to the project's administrators)."""
+    scope = scope_text(card)
+    headlines = {
+        NotificationKind.APPROVED: f":white_check_mark: Your request {card.ref} for {scope} is approved.",
+        NotificationKind.DENIED: f":no_entry: Your request {card.ref} for {scope} is denied.",
+        NotificationKind.EXPIRING: f":hourglass: Your access to {scope} ({card.ref}) ends within 15 minutes.",
+        NotificationKind.EXPIRED: f":lock: Your access to {scope} ({card.ref}) has ended.",
+        NotificationKind.REVOKED: f":lock: Your access to {scope} ({card.ref}) was revoked.",
+        NotificationKind.TIMED_OUT: f":zzz: Nobody decided on {card.ref} ({scope}) in time.",
+        NotificationKind.BREAKGLASS: (
+            f":rotating_light: Break-glass: *{escape(card.requester)}* took access to {scope} "
+            f"for {duration_text(card.duration)}. Reason: {escape(_truncate(card.reason))}. "
+            "It must be reviewed."
+        ),
+    }
+    headline = headlines[NotificationKind(kind)]
+    blocks: list[Block] = [
+        _section(headline),
+        {"type": "context", "elements": [_text(f"{status_text(card)}  <{_url(card.link)}|Open in Veil>")]},
+    ]
+    if kind == NotificationKind.EXPIRING:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [_button("Extend", EXTEND, url=card.extend_link, style="primary")],
+            }
+        )
+    return f"{headline} {status_text(card)}", blocks
+
+
+def reminder_text(card: Card) -> str:
+    return f":bell: Reminder: {card.ref} is still waiting for approval ({approval_count(card)})."
+
+
+def escalation_banner(card: Card, mention: str) -> str:
+    """`mention` is configuration (Slack syntax such as <!subteam^S0123>), so it is not escaped."""
+    waited = f":rotating_light: *Escalated*: {card.ref} has waited since {when(card.created_at)}."
+    return f"{waited} {mention}".strip()
+
+
+def deny_modal(card: Card, private_metadata: str) -> Block:
+    return {
+        "type": "modal",
+        "callback_id": DENY_MODAL,
+        "private_metadata": private_metadata,
+        "title": {"type": "plain_text", "text": f"Deny {card.ref}"[:24]},
+        "submit": {"type": "plain_text", "text": "Deny"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(f"*{escape(card.requester)}* asks to unmask {scope_text(card)}."),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Why is it denied? The requester will read this."},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 1000,
+                },
+            },
+        ],
+    }
+
+
+def _buttons(card: Card) -> list[Block]:
+    if card.web_confirm:
+        approve = _button("Approve in Veil", APPROVE_IN_WEB, url=card.link, style="primary")
+    else:
+        approve = _button("Approve", APPROVE, value=str(card.pk), style="primary")
+        approve["confirm"] = {
+            "title": {"type": "plain_text", "text": f"Approve {card.ref}?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{escape(card.requester)} will see unmasked values of {scope_text(card)} "
+                f"for {duration_text(card.duration)}.",
+            },
+            "confirm": {"type": "plain_text", "text": "Approve"},
+            "deny": {"type": "plain_text", "text": "Back"},
+        }
+    return [
+        approve,
+        _button("Deny", DENY, value=str(card.pk), style="danger"),
+        _button("Open in Veil", OPEN_IN_WEB, url=card.link),
+    ]
+
+
+def _button(label: str, action_id: str, *, value: str = "", url: str = "", style: str = "") -> Block:
+    button: Block = {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id}
+    if value:
+        button["value"] = value
+    if url:
+        button["url"] = url
+    if style:
+        button["style"] = style
+    return button
+
+
+def _columns_text(card: Card) -> str:
+    if not card.table:
+        return f"every column of every table; the most sensitive is {card.level_label}"
+    lines = [f"`{escape(c.name)}` · {level_label(c.level)}" for c in card.columns]
+    if card.all_columns:
+        lines.insert(0, "every column of the table:")
+    return "\n".join(lines)
+
+
+def _web_confirm_reason(card: Card) -> str:
+    return "Unclassified data" if card.level < 0 else f"Level {card.level_label}"
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": _text(text)}
+
+
+def _text(text: str) -> Block:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+def _url(url: str) -> str:
+    """A URL inside <url|label>: escaped, and `|` (which would end the URL) percent-encoded."""
+    return escape(url).replace("|", "%7C")

@@ -1,0 +1,188 @@
+"""Sending the Slack outbox rows; called by `jitaccess.delivery` for `channel=slack`.
+
+The outbox row is already claimed when this runs (one sender per row). Posting a request's
+message has a second idempotency key, the `SlackMessage` row for (request, destination): it is
+inserted and claimed before chat.postMessage and holds the `ts` afterwards, so a redelivered task,
+a retry after the outbox row failed to be marked sent, or an escalation into a channel that already
+has the message, posts nothing twice. The message is rendered after the claim, from the request
+as committed then; a state change that commits meanwhile finds the claim and waits for the `ts` to
+update it (`_update_messages`), so no message is left showing a stale state.
+
+Slack has no idempotent post: if a call times out after sending, Slack may have posted. The claim
+then lapses and the next attempt posts again. A duplicate is harmless (every click is judged on
+the locked request row) but not updated; a lost message would be worse.
+
+An outage longer than the outbox's attempts leaves rows failed with `SlackUnavailable`;
+`resume_after_outage` (every minute) puts them back once Slack answers, so nothing queued is lost
+however long Slack was away, and the state updates among them bring stale messages up to date.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from jitaccess.delivery import DeliveryFailed
+from jitaccess.models import (
+    AccessRequest,
+    DeliveryState,
+    Notification,
+    NotificationChannel,
+    NotificationKind,
+    SlackMessage,
+)
+from jitaccess.slack import blocks
+from jitaccess.slack.client import slack_client, slack_error, slack_unreachable, surely_not_delivered
+from jitaccess.slack.linking import slack_user_id_for
+from jitaccess.slack.selectors import card_for
+from jitaccess.states import State
+
+logger = logging.getLogger(__name__)
+CLAIM = timedelta(seconds=60)
+# chat.update answers these when the message or its channel is gone: nothing left to update.
+GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
+
+
+class SlackUnavailable(DeliveryFailed):
+    """Slack was down or overloaded: the row is worth sending whenever Slack is back."""
+
+
+def send(notification: Notification) -> None:
+    """Deliver one Slack outbox row. Raises on anything worth another try; the outbox backs off."""
+    if not settings.SLACK_ENABLED:
+        raise DeliveryFailed("Slack is off (SLACK_BOT_TOKEN is empty)")
+    try:
+        _send(notification)
+    except Exception as exc:
+        if slack_unreachable(exc):
+            raise SlackUnavailable(f"{slack_error(exc) or type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def resume_after_outage() -> int:
+    """Put Slack rows that ran out of attempts during an outage back in the outbox, once Slack
+    answers auth.test again. Failed rows are never claimed, so resetting them races no sender."""
+    stranded = Notification.objects.filter(
+        channel=NotificationChannel.SLACK,
+        state=DeliveryState.FAILED,
+        last_error__startswith=f"{SlackUnavailable.__name__}:",
+    )
+    if not settings.SLACK_ENABLED or not stranded.exists():
+        return 0
+    try:
+        slack_client().auth_test()
+    except Exception as exc:
+        logger.info("Slack still unavailable (%s); %s row(s) wait", exc, stranded.count())
+        return 0
+    return stranded.update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=None, last_error="")
+
+
+def _send(notification: Notification) -> None:
+    request, kind = notification.request, notification.kind
+    if kind == NotificationKind.STATE_CHANGED:
+        _update_messages(request)
+    elif kind == NotificationKind.REMINDER:
+        _remind(request, notification.destination)
+    elif kind == NotificationKind.ESCALATION:
+        if request.state == State.PENDING:
+            banner = blocks.escalation_banner(card_for(request.pk), settings.SLACK_ESCALATION_MENTION)
+            _post_request_message(request, notification.destination, banner=banner)
+    elif kind == NotificationKind.APPROVAL_NEEDED:
+        destination = notification.destination or _dm_destination(notification)
+        if destination:
+            _post_request_message(request, destination)
+    else:
+        _send_notice(notification)
+
+
+def _post_request_message(request: AccessRequest, destination: str, *, banner: str = "") -> None:
+    now = timezone.now()
+    message, _ = SlackMessage.objects.get_or_create(request=request, destination=destination)
+    if message.ts:
+        return
+    claimed = (
+        SlackMessage.objects.filter(pk=message.pk, ts="")
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+        .update(claimed_until=now + CLAIM)
+    )
+    if not claimed:
+        raise DeliveryFailed(f"{request.ref} is being posted to {destination} by another worker")
+    text, message_blocks = blocks.request_message(card_for(request.pk), banner=banner)
+    try:
+        response = slack_client().chat_postMessage(
+            channel=destination, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
+        )
+    except Exception as exc:
+        if surely_not_delivered(exc):
+            SlackMessage.objects.filter(pk=message.pk).update(claimed_until=None)
+        raise
+    SlackMessage.objects.filter(pk=message.pk).update(
+        channel=response["channel"], ts=response["ts"], claimed_until=None, posted_at=timezone.now()
+    )
+
+
+def _update_messages(request: AccessRequest) -> None:
+    """chat.update every posted message of the request to its current state. Waits (by failing
+    for a retry) for a message another worker is posting right now: it may show the old state."""
+    now = timezone.now()
+    messages = list(SlackMessage.objects.filter(request=request))
+    text, message_blocks = blocks.request_message(card_for(request.pk))
+    for message in messages:
+        if not message.ts:
+            continue
+        try:
+            slack_client().chat_update(
+                channel=message.channel, ts=message.ts, text=text, blocks=message_blocks
+            )
+        except Exception as exc:
+            if slack_error(exc) not in GONE:
+                raise
+            logger.info("%s: message in %s is gone (%s)", request.ref, message.destination, slack_error(exc))
+    posting = [m for m in messages if not m.ts and m.claimed_until and m.claimed_until > now]
+    if posting:
+        raise DeliveryFailed(
+            f"{request.ref}: {len(posting)} message(s) still being posted; update them after"
+        )
+
+
+def _remind(request: AccessRequest, destination: str) -> None:
+    if request.state != State.PENDING:
+        return
+    message = SlackMessage.objects.filter(request=request, destination=destination).exclude(ts="").first()
+    if message is None:
+        return
+    slack_client().chat_postMessage(
+        channel=message.channel,
+        thread_ts=message.ts,
+        reply_broadcast=True,
+        text=blocks.reminder_text(card_for(request.pk)),
+    )
+
+
+def _send_notice(notification: Notification) -> None:
+    """A DM about the request to one person (the requester's notices, break-glass alerts)."""
+    request = notification.request
+    if notification.kind == NotificationKind.EXPIRING and not (
+        request.state == State.APPROVED and request.expires_at and request.expires_at > timezone.now()
+    ):
+        return  # delivered late (Slack was down): the grant has ended, the "expired" notice says so
+    slack_user_id = _dm_destination(notification)
+    if not slack_user_id:
+        return
+    text, message_blocks = blocks.notice_message(notification.kind, card_for(request.pk))
+    slack_client().chat_postMessage(
+        channel=slack_user_id, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
+    )
+
+
+def _dm_destination(notification: Notification) -> str:
+    """The recipient's Slack user ID; "" (nothing to send) when they are not on Slack."""
+    recipient = notification.recipient
+    slack_user_id = slack_user_id_for(recipient) if recipient is not None else ""
+    if not slack_user_id:
+        logger.info("notification %s: %s has no linked Slack account", notification.pk, recipient)
+    return slack_user_id

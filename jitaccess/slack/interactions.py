@@ -1,0 +1,264 @@
+"""What happens when someone clicks in a Veil message or submits the deny modal (slack-bolt).
+
+Slack wants an answer within 3 seconds, so every listener acknowledges first and decides after,
+in a lazy listener (the Django adapter runs it on a worker thread with its own database
+connection). Only the deny modal is opened inside the window, because its trigger ID expires
+with it. Decisions go through `jitaccess.services`, which locks the request row: double clicks,
+Slack retries, replayed payloads and two approvers at once serialise there, and the second one
+is told the outcome of the first. Messages are updated through the outbox, not from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from slack_bolt import Ack, App
+from slack_bolt.adapter.django import SlackRequestHandler
+
+from audit.models import Channel
+from identity.models import User
+from jitaccess.models import AccessRequest
+from jitaccess.services import NotAllowed, RequestError, can_approve, request_approve, request_deny
+from jitaccess.slack.blocks import (
+    APPROVE,
+    APPROVE_IN_WEB,
+    DENY,
+    DENY_MODAL,
+    EXTEND,
+    OPEN_IN_WEB,
+    approval_count,
+    deny_modal,
+    when,
+)
+from jitaccess.slack.client import slack_client
+from jitaccess.slack.linking import clicker
+from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation
+from jitaccess.slack.services import click_refused_record
+from jitaccess.states import Action, InvalidTransition, State
+
+logger = logging.getLogger(__name__)
+NOTHING_CHANGED = "Nothing changed."
+
+
+@dataclass(frozen=True)
+class Click:
+    """Who clicked what, and where to answer them privately."""
+
+    slack_user_id: str
+    request_id: int | None
+    channel_id: str
+    message_ts: str
+
+    @classmethod
+    def from_action(cls, body: dict[str, Any]) -> Click:
+        value = str(body["actions"][0].get("value", ""))
+        container = body.get("container") or {}
+        return cls(
+            slack_user_id=body["user"]["id"],
+            request_id=int(value) if value.isdigit() else None,
+            channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id", ""),
+            message_ts=container.get("message_ts", ""),
+        )
+
+    @classmethod
+    def from_submission(cls, body: dict[str, Any]) -> Click:
+        """The modal carries the request and the clicked message in its private metadata."""
+        meta = json.loads(body["view"].get("private_metadata") or "{}")
+        request_id = meta.get("request")
+        return cls(
+            slack_user_id=body["user"]["id"],
+            request_id=request_id if isinstance(request_id, int) else None,
+            channel_id=str(meta.get("channel", "")),
+            message_ts=str(meta.get("ts", "")),
+        )
+
+    def metadata(self) -> str:
+        return json.dumps({"request": self.request_id, "channel": self.channel_id, "ts": self.message_ts})
+
+
+def request_handler() -> SlackRequestHandler:
+    return _handler(settings.SLACK_BOT_TOKEN, settings.SLACK_SIGNING_SECRET, settings.SLACK_API_URL)
+
+
+@functools.cache
+def _handler(token: str, signing_secret: str, api_url: str) -> SlackRequestHandler:
+    """One Bolt app per configuration (the arguments only key the cache; settings are read inside)."""
+    app = App(
+        client=slack_client(),
+        signing_secret=signing_secret,
+        # Ack functions run on the request thread and return the HTTP answer; lazy ones run after.
+        process_before_response=True,
+        # The view verifies signatures itself, so that forgeries are audited.
+        request_verification_enabled=False,
+        token_verification_enabled=False,
+    )
+    app.action(APPROVE)(ack=acknowledge, lazy=[approve_clicked])
+    app.action(DENY)(ack=open_deny_modal, lazy=[explain_deny_refusal])
+    app.action(re.compile(f"^({APPROVE_IN_WEB}|{OPEN_IN_WEB}|{EXTEND})$"))(acknowledge)  # links
+    app.view(DENY_MODAL)(ack=check_deny_reason, lazy=[deny_submitted])
+    app.action(re.compile(".*"))(ack=acknowledge, lazy=[unknown_action])  # last: the first match wins
+    return SlackRequestHandler(app)
+
+
+def acknowledge(ack: Ack) -> None:
+    ack()
+
+
+def approve_clicked(body: dict[str, Any]) -> None:
+    click = Click.from_action(body)
+    _reply(click, approve(click))
+
+
+def approve(click: Click) -> str:
+    """Record the clicker's approval; the reply says what happened."""
+    request = _request(click)
+    if request is None:
+        return f"This request is no longer in Veil. {NOTHING_CHANGED}"
+    if request.state != State.PENDING:
+        return _already(request, Action.APPROVE)
+    user = clicker(click.slack_user_id, request)
+    if user is None:
+        return _unlinked(request, click, Action.APPROVE)
+    if needs_web_confirmation(request):
+        level = (
+            "unclassified data"
+            if request.classification_level < 0
+            else f"level {request.classification_level}"
+        )
+        return (
+            f"{request.ref} covers {level}: approve it in Veil after signing in, "
+            f"<{settings.SITE_URL}/requests/{request.pk}/|here>. {NOTHING_CHANGED}"
+        )
+    try:
+        request = request_approve(request_id=request.pk, approver=user, channel=Channel.SLACK)
+    except NotAllowed as exc:
+        return _refused(request, user, click, Action.APPROVE, str(exc))
+    except InvalidTransition:
+        return _already(AccessRequest.objects.get(pk=request.pk), Action.APPROVE)
+    if request.state == State.APPROVED and request.expires_at:
+        return f":white_check_mark: You approved {request.ref}: access until {when(request.expires_at)}."
+    card = card_for(request.pk)
+    return f":white_check_mark: Your approval of {request.ref} is recorded: {approval_count(card)}."
+
+
+def open_deny_modal(ack: Ack, body: dict[str, Any]) -> None:
+    """Inside the 3-second window: the trigger ID dies with it. Database reads only."""
+    ack()
+    click = Click.from_action(body)
+    if click.request_id is None or _deny_refusal(click):
+        return
+    view = deny_modal(card_for(click.request_id), click.metadata())
+    slack_client().views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def explain_deny_refusal(body: dict[str, Any]) -> None:
+    click = Click.from_action(body)
+    refusal = _deny_refusal(click)
+    if refusal:
+        _reply(click, refusal)
+
+
+def _deny_refusal(click: Click) -> str:
+    """Why the deny modal does not open, or "". A clicker not linked yet gets the modal: who they
+    are is worked out (with Slack's help) when they submit it."""
+    request = _request(click)
+    if request is None:
+        return f"This request is no longer in Veil. {NOTHING_CHANGED}"
+    if request.state != State.PENDING:
+        return _already(request, Action.DENY)
+    user = linked_user(click.slack_user_id)
+    if user is not None and user.canonical_subject == request.requester.canonical_subject:
+        return f"You cannot decide your own request; cancel it in Veil instead. {NOTHING_CHANGED}"
+    if user is not None and not can_approve(request, user):
+        return f"You are not an approver for this request. {NOTHING_CHANGED}"
+    return ""
+
+
+def check_deny_reason(ack: Ack, body: dict[str, Any]) -> None:
+    if not _submitted_reason(body):
+        ack(response_action="errors", errors={"reason": "Say why the request is denied."})
+        return
+    ack()
+
+
+def deny_submitted(body: dict[str, Any]) -> None:
+    reason = _submitted_reason(body)
+    if reason:
+        click = Click.from_submission(body)
+        _reply(click, deny(click, reason))
+
+
+def deny(click: Click, reason: str) -> str:
+    request = _request(click)
+    if request is None:
+        return f"This request is no longer in Veil. {NOTHING_CHANGED}"
+    user = clicker(click.slack_user_id, request)
+    if user is None:
+        return _unlinked(request, click, Action.DENY)
+    try:
+        request_deny(request_id=request.pk, approver=user, reason=reason, channel=Channel.SLACK)
+    except NotAllowed as exc:
+        return _refused(request, user, click, Action.DENY, str(exc))
+    except InvalidTransition:
+        return _already(AccessRequest.objects.get(pk=request.pk), Action.DENY)
+    except RequestError as exc:
+        return f"{exc.message}. {NOTHING_CHANGED}"
+    return f":no_entry: You denied {request.ref}. {request.requester} is told why."
+
+
+def unknown_action(body: dict[str, Any]) -> None:
+    click = Click.from_action(body)
+    logger.warning(
+        "unknown Slack action %r from %s", body["actions"][0].get("action_id"), click.slack_user_id
+    )
+    _reply(click, f"Veil does not know this button. {NOTHING_CHANGED}")
+
+
+def _request(click: Click) -> AccessRequest | None:
+    if click.request_id is None:
+        return None
+    return AccessRequest.objects.select_related("requester", "project").filter(pk=click.request_id).first()
+
+
+def _already(request: AccessRequest, action: str) -> str:
+    return f"{request.ref}: {InvalidTransition(request.state, action)}. {NOTHING_CHANGED}"
+
+
+def _unlinked(request: AccessRequest, click: Click, action: str) -> str:
+    click_refused_record(
+        request=request, user=None, slack_user_id=click.slack_user_id, action=action, reason="unlinked"
+    )
+    return (
+        "Veil cannot tell which Veil account is yours: your Slack email must be the verified email "
+        "of your Veil account (from the company sign-in), or an administrator links the two. "
+        f"You can decide in Veil: <{settings.SITE_URL}/requests/{request.pk}/|{request.ref}>. "
+        + NOTHING_CHANGED
+    )
+
+
+def _refused(request: AccessRequest, user: User, click: Click, action: str, reason: str) -> str:
+    click_refused_record(
+        request=request, user=user, slack_user_id=click.slack_user_id, action=action, reason=reason
+    )
+    return f"{reason} {NOTHING_CHANGED}"
+
+
+def _submitted_reason(body: dict[str, Any]) -> str:
+    values = body["view"]["state"]["values"]
+    return str((values.get("reason") or {}).get("reason", {}).get("value") or "").strip()
+
+
+def _reply(click: Click, text: str) -> None:
+    """An ephemeral answer to the clicker. Best effort: the decision already stands."""
+    if not click.channel_id:
+        return
+    try:
+        slack_client().chat_postEphemeral(channel=click.channel_id, user=click.slack_user_id, text=text)
+    except Exception:
+        logger.warning("could not answer %s in %s", click.slack_user_id, click.channel_id, exc_info=True)

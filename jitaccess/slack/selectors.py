@@ -1,0 +1,138 @@
+"""Reads for Slack: what a request's message shows, and who a Slack account is in Veil."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from identity.models import User
+from jitaccess.models import AccessRequest, SlackUserLink
+from masking.models import ClassificationLevel, Column
+
+MAX_COLUMNS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class ColumnLine:
+    name: str
+    level: int | None
+
+
+@dataclass(frozen=True)
+class Card:
+    """Everything a request's Slack message shows, loaded in one place so the blocks stay pure."""
+
+    pk: int
+    ref: str
+    state: str
+    requester: str
+    requester_slack_id: str
+    service_account: str
+    instance: str
+    environment: str
+    database: str
+    table: str  # "" for every table of the database
+    columns: tuple[ColumnLine, ...]  # the named columns, or every column of the table
+    all_columns: bool
+    level: int
+    duration: timedelta
+    reason: str
+    ticket_url: str
+    policy_title: str
+    approvals_required: int
+    approvers: tuple[str, ...]
+    created_at: datetime
+    pending_until: datetime
+    decided_at: datetime | None
+    expires_at: datetime | None
+    ended_at: datetime | None
+    ended_by: str
+    deny_reason: str
+    web_confirm: bool
+    link: str
+    extend_link: str
+
+    @property
+    def level_label(self) -> str:
+        return level_label(self.level if self.level >= 0 else None)
+
+
+def level_label(level: int | None) -> str:
+    return ClassificationLevel(level).label if level is not None else "unclassified"
+
+
+def needs_web_confirmation(request: AccessRequest) -> bool:
+    """A Slack click proves a Slack identity, not an IdP session with MFA: from
+    `SLACK_WEB_CONFIRM_LEVEL` up, and for scopes with no classification at all, the approver
+    confirms in the web UI."""
+    return (
+        request.classification_level < 0 or request.classification_level >= settings.SLACK_WEB_CONFIRM_LEVEL
+    )
+
+
+def card_for(request_id: int) -> Card:
+    """Loads the request afresh, so a message rendered now shows the state committed now."""
+    request = AccessRequest.objects.select_related(
+        "requester", "service_account", "database__instance", "ended_by"
+    ).get(pk=request_id)
+    columns = Column.objects.filter(table__schema__database=request.database, discovered_by_decision=False)
+    if request.schema_name is not None:
+        columns = columns.filter(table__schema__name=request.schema_name)
+    if request.table_name:
+        columns = columns.filter(table__name=request.table_name)
+    if request.column_names:
+        columns = columns.filter(name__in=request.column_names)
+    table = ""
+    lines: tuple[ColumnLine, ...] = ()
+    if request.table_name:
+        table = f"{request.schema_name}.{request.table_name}" if request.schema_name else request.table_name
+        shown = columns.order_by("name").values_list("name", "classification_level")[:MAX_COLUMNS_SHOWN]
+        lines = tuple(ColumnLine(name, level) for name, level in shown)
+    approvers = tuple(str(a.approver) for a in request.approvals.select_related("approver"))
+    return Card(
+        pk=request.pk,
+        ref=request.ref,
+        state=request.state,
+        requester=str(request.requester),
+        requester_slack_id=linked_slack_id(request.requester),
+        service_account=request.service_account.name if request.service_account else "",
+        instance=request.database.instance.key,
+        environment=request.database.instance.environment,
+        database=request.database.name,
+        table=table,
+        columns=lines,
+        all_columns=not request.column_names,
+        level=request.classification_level,
+        duration=request.duration,
+        reason=request.reason,
+        ticket_url=request.ticket_url,
+        policy_title=request.policy_title,
+        approvals_required=request.approvals_required,
+        approvers=approvers,
+        created_at=request.created_at,
+        pending_until=request.pending_until,
+        decided_at=request.decided_at,
+        expires_at=request.expires_at,
+        ended_at=request.ended_at,
+        ended_by=str(request.ended_by) if request.ended_by else "",
+        deny_reason=request.deny_reason,
+        web_confirm=needs_web_confirmation(request),
+        link=f"{settings.SITE_URL}/requests/{request.pk}/",
+        extend_link=f"{settings.SITE_URL}/requests/new/?extends={request.pk}",
+    )
+
+
+def linked_user(slack_user_id: str) -> User | None:
+    """The Veil user a Slack account is linked to, if the link still holds. Database only."""
+    link = SlackUserLink.objects.select_related("user").filter(slack_user_id=slack_user_id).first()
+    return link.user if link is not None and link.is_valid else None
+
+
+def linked_slack_id(user: User) -> str:
+    """The newest valid link of a user's, or "". Database only."""
+    for link in SlackUserLink.objects.select_related("user").filter(user=user).order_by("-created_at"):
+        if link.is_valid:
+            return link.slack_user_id
+    return ""

@@ -1,0 +1,191 @@
+"""Forms of the policy pages. Each turns into one document item (`item()`); checking the item
+against the rest of the policy is the review's job (`policy_views.review`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import Group
+from veil_sdk.algorithms import ALGORITHM_TYPES, AlgorithmError
+from veil_sdk.algorithms import validate as validate_algorithm
+
+from identity.models import Role, ServiceAccount, User
+from masking.cel import ConditionError, check_condition
+from masking.models import SemanticType
+from masking.policy_document import canonical_mapping, format_timestamp
+
+
+class ConditionField(forms.CharField):
+    """A CEL condition over `resource`, checked like the services check it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "code"}))
+        super().__init__(**kwargs)
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        try:
+            check_condition(value or "")
+        except ConditionError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class SemanticTypeForm(forms.Form):
+    key = forms.SlugField(max_length=64, help_text="Stable id used by rules and columns")
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    algorithm = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "code"}),
+        help_text='JSON, e.g. {"type": "show_last", "n": 4}. Types: ' + ", ".join(ALGORITHM_TYPES),
+    )
+
+    def clean_algorithm(self) -> dict[str, Any]:
+        try:
+            algorithm = json.loads(self.cleaned_data["algorithm"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not JSON: {exc}") from exc
+        try:
+            validate_algorithm(algorithm)
+        except AlgorithmError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return canonical_mapping(algorithm)
+
+    def item(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "key": data["key"],
+            "title": data["title"].strip(),
+            "description": data["description"].strip(),
+            "algorithm": data["algorithm"],
+        }
+
+    @staticmethod
+    def initial_for(item: dict[str, Any]) -> dict[str, Any]:
+        return {**item, "algorithm": json.dumps(item["algorithm"])}
+
+
+class RuleForm(forms.Form):
+    title = forms.CharField(max_length=200, help_text="Names the rule in diffs and policy files")
+    condition = ConditionField(help_text='CEL over resource, e.g. resource.column_name == "email"')
+    semantic_type = forms.ChoiceField()
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        types = SemanticType.objects.order_by("key")
+        set_choices(self, "semantic_type", [(st.key, f"{st.title} ({st.key})") for st in types])
+
+    def item(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "title": data["title"].strip(),
+            "condition": data["condition"].strip(),
+            "semantic_type": data["semantic_type"],
+            "enabled": data["enabled"],
+        }
+
+
+def set_choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> None:
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = choices
+
+
+def _names(queryset: Any, field: str) -> list[tuple[str, str]]:
+    return [(name, name) for name in queryset.order_by(field).values_list(field, flat=True)]
+
+
+class ExemptionForm(forms.Form):
+    project = forms.ChoiceField(help_text="The exemption covers columns of this project only")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), help_text="Why; it also names the exemption in files"
+    )
+    condition = ConditionField(required=False, help_text="Scope within the project; empty means every column")
+    users = forms.MultipleChoiceField(required=False)
+    groups = forms.MultipleChoiceField(required=False, help_text="IdP groups")
+    roles = forms.MultipleChoiceField(required=False)
+    service_accounts = forms.MultipleChoiceField(required=False)
+    expires_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Empty: until revoked",
+    )
+
+    def __init__(self, *args: Any, projects: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        set_choices(self, "project", [(key, key) for key in projects])
+        set_choices(self, "users", _names(User.objects.filter(is_active=True), "username"))
+        set_choices(self, "groups", _names(Group.objects.all(), "name"))
+        set_choices(self, "roles", _names(Role.objects.all(), "name"))
+        set_choices(self, "service_accounts", _names(ServiceAccount.objects.filter(is_active=True), "name"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not any(data.get(name) for name in ("users", "groups", "roles", "service_accounts")):
+            raise forms.ValidationError("Name at least one user, group, role or service account.")
+        return data
+
+    def item(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "project": data["project"],
+            "reason": data["reason"].strip(),
+            "condition": data["condition"].strip(),
+            "users": sorted(data["users"]),
+            "groups": sorted(data["groups"]),
+            "roles": sorted(data["roles"]),
+            "service_accounts": sorted(data["service_accounts"]),
+            "expires_at": format_timestamp(data["expires_at"]) if data["expires_at"] else None,
+        }
+
+
+class PolicySourceForm(forms.Form):
+    source = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code"}),
+        help_text="A policy document as `manage.py policy export` writes it",
+    )
+    upload = forms.FileField(required=False, help_text="…or a file")
+    source_format = forms.ChoiceField(
+        choices=[("veil", "Veil YAML"), ("bytebase", "Bytebase export (semantic types and masking rules)")],
+        initial="veil",
+        label="Format",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("upload")
+        if upload is not None:
+            data["source"] = upload.read(2_000_000).decode("utf-8", "replace")
+        if not (data.get("source") or "").strip():
+            raise forms.ValidationError("Paste a policy document or choose a file.")
+        return data
+
+
+class ProjectSettingsForm(forms.Form):
+    """One checkbox per project the person administers: the two-person rule."""
+
+    def __init__(self, *args: Any, projects: list[str], enabled: set[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key in projects:
+            self.fields[key] = forms.BooleanField(
+                required=False, initial=key in enabled, label=f"{key}: policy changes need a second person"
+            )
+
+    def enabled(self) -> set[str]:
+        return {key for key, on in self.cleaned_data.items() if on}
+
+
+class ReviewForm(forms.Form):
+    message = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        help_text="Why this change: recorded on the version and in the audit log",
+    )
+    payload = forms.CharField(widget=forms.HiddenInput)
+
+
+class DecisionNoteForm(forms.Form):
+    note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))

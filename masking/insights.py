@@ -1,0 +1,104 @@
+"""What the policy does to the catalog and how it is used: matching columns, dead rules, idle exemptions.
+
+Reads the decision path's snapshot (`decision_caches`), so evaluating a condition as an admin types
+costs CEL evaluations only, never a catalog query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from masking import cel
+from masking.engine import CatalogColumn, Policy, RuleView
+from masking.models import Exemption, ExemptionKind
+from masking.selectors import decision_caches, read_epochs
+
+
+def live_policy() -> Policy:
+    return decision_caches.policy(read_epochs())
+
+
+@dataclass(frozen=True)
+class ColumnMatch:
+    column: CatalogColumn
+    taken_by: str  # title of an earlier rule that masks it first, or ""
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "column": self.column.key.label(),
+            "environment": self.column.environment,
+            "taken_by": self.taken_by,
+        }
+
+
+def columns_matching(
+    condition: str, *, earlier_rules: list[RuleView] | None = None, project: str = ""
+) -> list[ColumnMatch]:
+    """Catalog columns a (checked) condition matches; with `earlier_rules`, which of them a rule
+    before it takes first (first match wins). Columns of other projects are left out if `project`."""
+    policy = live_policy()
+    matches = []
+    for column in sorted(policy.columns.values(), key=lambda c: c.key):
+        if project and column.project != project:
+            continue
+        resource = column.resource()
+        if not _matches(condition, resource):
+            continue
+        taken = next((r.title for r in earlier_rules or () if _matches(r.condition, resource)), "")
+        matches.append(ColumnMatch(column, taken))
+    return matches
+
+
+def _matches(condition: str, resource: dict[str, object]) -> bool:
+    try:
+        return cel.evaluate(condition, resource)
+    except Exception:  # a runtime error matches nothing, as on the decision path
+        return False
+
+
+@dataclass(frozen=True)
+class RuleUsage:
+    rule: RuleView
+    matches: int
+    wins: int
+
+    @property
+    def status(self) -> str:
+        if not self.matches:
+            return "matches no column"
+        if not self.wins:
+            return "every column it matches is taken by an earlier rule"
+        return ""
+
+
+def rule_usage(policy: Policy | None = None) -> list[RuleUsage]:
+    """For each enabled rule: how many catalog columns it matches and how many it decides."""
+    policy = policy or live_policy()
+    counts = {rule.id: [0, 0] for rule in policy.rules}
+    for column in policy.columns.values():
+        resource = column.resource()
+        decided = False
+        for rule in policy.rules:
+            if _matches(rule.condition, resource):
+                counts[rule.id][0] += 1
+                if not decided:
+                    counts[rule.id][1] += 1
+                    decided = True
+    return [RuleUsage(rule, *counts[rule.id]) for rule in policy.rules]
+
+
+def exemptions_never_used(since: datetime) -> list[Exemption]:
+    """Live standing exemptions that no recorded unmask decision cited since `since`."""
+    from audit.models import DecisionRecord
+
+    used: set[int] = set()
+    records = DecisionRecord.objects.filter(recorded_at__gte=since).values_list("unmasked", flat=True)
+    for unmasked in records.iterator(chunk_size=2000):
+        used.update(entry.get("id") for entry in unmasked if entry.get("reason") == "exemption")
+    return list(
+        Exemption.objects.filter(kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
+        .exclude(pk__in=used)
+        .select_related("project")
+        .order_by("created_at")
+    )

@@ -1,0 +1,221 @@
+"""Policy-as-code API for pipelines: export, plan, apply, and the coverage and drift gates.
+
+Service-account tokens need the `policy:write` scope. People (session) need `administer_policy`:
+on at least one project to read, and on whatever a change touches to apply it. Errors use the one
+error shape; a file's mistakes are reported under their document path (`rules[2].condition`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import Channel
+from config.api import StrictSerializer
+from identity.authentication import TokenScope
+from identity.models import ApiToken, Scope, ServiceAccount, User
+from identity.services import actor_for
+from masking.checks import DEFAULT_SENSITIVE_TAGS, coverage, drift
+from masking.policy_access import administers_any
+from masking.policy_diff import plan_against_live
+from masking.policy_document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
+from masking.selectors import load_policy, read_epochs
+from masking.services.policy_changes import NotAllowed, StalePolicy, policy_submit
+from masking.services.versions import current_version
+
+
+class PolicyConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class PolicyApi(APIView):
+    permission_classes = [TokenScope]
+    token_scope = Scope.POLICY_WRITE
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if not isinstance(request.auth, ApiToken) and not administers_any(cast(User, request.user)):
+            raise PermissionDenied("You do not administer masking policy in any project.")
+
+
+class PolicySourceInputSerializer(StrictSerializer):
+    policy = serializers.CharField(
+        max_length=5_000_000, trim_whitespace=False, help_text="The policy file's text"
+    )
+    source_format = serializers.ChoiceField(
+        choices=SOURCE_FORMATS, default="veil", help_text="veil (YAML) or bytebase (an export)"
+    )
+
+
+def _document(data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return load_source(data["policy"], data["source_format"])
+    except DocumentError as error:
+        raise ValidationError({error.path: [error.message]}) from error
+
+
+class PolicyPlanOutputSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The live policy version the plan was made against")
+    has_changes = serializers.BooleanField()
+    summary = serializers.DictField(child=serializers.IntegerField())
+    changes = serializers.ListField(child=serializers.DictField())
+    warnings = serializers.ListField(child=serializers.CharField())
+    unmanaged_sections = serializers.ListField(child=serializers.CharField())
+    projects = serializers.ListField(child=serializers.CharField())
+    text = serializers.CharField(help_text="The plan as `manage.py policy plan` prints it")
+
+
+class PolicyExportApi(PolicyApi):
+    class PolicyExportOutputSerializer(serializers.Serializer):
+        version = serializers.IntegerField()
+        yaml = serializers.CharField()
+
+    @extend_schema(operation_id="policy_export", responses={200: PolicyExportOutputSerializer})
+    def get(self, request: Request) -> Response:
+        """The whole live policy as YAML, in the stable order `manage.py policy export` writes."""
+        return Response({"version": current_version(), "yaml": dump_yaml(export_document())})
+
+
+class PolicyPlanApi(PolicyApi):
+    @extend_schema(
+        operation_id="policy_plan",
+        request=PolicySourceInputSerializer,
+        responses={200: PolicyPlanOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        """What applying the file would change; nothing is written. `has_changes` is the CI signal."""
+        serializer = PolicySourceInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            plan = plan_against_live(_document(serializer.validated_data))
+        except DocumentError as error:
+            raise ValidationError({error.path: [error.message]}) from error
+        return Response({"version": current_version(), **plan.as_json(), "text": plan.text()})
+
+
+class PolicyApplyApi(PolicyApi):
+    class PolicyApplyInputSerializer(PolicySourceInputSerializer):
+        message = serializers.CharField(max_length=2000, help_text="Why: recorded on the version")
+        expected_version = serializers.IntegerField(
+            required=False, help_text="Refuse (409) unless the live policy is still at this version"
+        )
+
+    class PolicyApplyOutputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["applied", "pending", "unchanged"])
+        version = serializers.IntegerField(allow_null=True)
+        change = serializers.IntegerField(allow_null=True, help_text="Pending change id (two-person rule)")
+        plan = PolicyPlanOutputSerializer()
+
+    @extend_schema(
+        operation_id="policy_apply",
+        request=PolicyApplyInputSerializer,
+        responses={200: PolicyApplyOutputSerializer, 202: PolicyApplyOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        """Apply the file in one transaction as one version, or hold it for a second person (202)."""
+        serializer = self.PolicyApplyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        document = _document(data)
+        is_token = isinstance(request.auth, ApiToken)
+        principal = cast("User | ServiceAccount", request.user)
+        try:
+            submission = policy_submit(
+                document=document,
+                message=data["message"],
+                actor=actor_for(principal),
+                channel=Channel.API,
+                author=None if isinstance(principal, ServiceAccount) else principal,
+                authorize=not is_token,
+                base_version=data.get("expected_version"),
+            )
+        except DocumentError as error:
+            raise ValidationError({error.path: [error.message]}) from error
+        except StalePolicy as stale:
+            raise PolicyConflict(str(stale)) from stale
+        except NotAllowed as refusal:
+            raise PermissionDenied(str(refusal)) from refusal
+        plan = submission.plan
+        body = {
+            "status": submission.status,
+            "version": submission.version.number if submission.version else current_version(),
+            "change": submission.change.pk if submission.change else None,
+            "plan": {"version": current_version(), **plan.as_json(), "text": plan.text()},
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED if submission.status == "pending" else 200)
+
+
+class PolicyCoverageApi(PolicyApi):
+    class PolicyCoverageOutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        uncovered = serializers.ListField(child=serializers.DictField())
+        unreviewed = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        operation_id="policy_coverage",
+        parameters=[
+            OpenApiParameter("min_level", int, description="Default: MASK_CLASSIFIED_FROM_LEVEL"),
+            OpenApiParameter("sensitive_tags", str, description="Comma-separated; default sensitive,pii"),
+            OpenApiParameter("require_rule", bool),
+            OpenApiParameter("environment", str, description="Comma-separated environments"),
+        ],
+        responses={200: PolicyCoverageOutputSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        """`manage.py masking check` over HTTP; `ok` is false when a sensitive column is unmasked."""
+        params = request.query_params
+        try:
+            default_level = (
+                settings.MASK_CLASSIFIED_FROM_LEVEL if settings.MASK_CLASSIFIED_FROM_LEVEL is not None else 3
+            )
+            min_level = int(params.get("min_level", default_level))
+        except ValueError as exc:
+            raise ValidationError({"min_level": ["must be an integer"]}) from exc
+        report = coverage(
+            load_policy(read_epochs().policy),
+            min_level=min_level,
+            sensitive_tags=_csv(params.get("sensitive_tags")) or DEFAULT_SENSITIVE_TAGS,
+            require_rule=params.get("require_rule", "").lower() in ("1", "true", "yes"),
+            environments=_csv(params.get("environment")),
+            now=timezone.now().timestamp(),
+        )
+        return Response(
+            {
+                "ok": report.ok,
+                "uncovered": [f.as_json() for f in report.uncovered],
+                "unreviewed": [f.as_json() for f in report.unreviewed],
+            }
+        )
+
+
+class PolicyDriftApi(PolicyApi):
+    class PolicyDriftOutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        drift = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        operation_id="policy_drift",
+        parameters=[OpenApiParameter("environments", str, description="Comma-separated; default all")],
+        responses={200: PolicyDriftOutputSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        """`manage.py masking drift` over HTTP; `ok` is false when environments disagree."""
+        found = drift(
+            load_policy(read_epochs().policy),
+            environments=_csv(request.query_params.get("environments")),
+            now=timezone.now().timestamp(),
+        )
+        return Response({"ok": not found, "drift": [d.as_json() for d in found]})
+
+
+def _csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]

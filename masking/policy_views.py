@@ -1,0 +1,365 @@
+"""Policy admin pages: review and confirm, versions, pending changes, policy as code, settings.
+
+Every edit, whichever page it starts on, ends here: `review` diffs the proposed document against
+the live policy and shows it with a message box; `review_confirm` submits it through
+`policy_submit` (applied as one version, or held for a second person). The proposed document
+travels between the two signed, so the diff confirmed is the diff reviewed; if the policy moved in
+between, the review is shown again with the new diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, cast
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from audit.models import Channel
+from identity.models import User
+from identity.services import actor_for
+from masking.forms import DecisionNoteForm, PolicySourceForm, ProjectSettingsForm, ReviewForm
+from masking.models import ChangeState, PolicyChange, PolicyVersion, ProjectPolicySettings
+from masking.policy_access import administered_projects, administers_any, may_administer, needs_second_person
+from masking.policy_diff import diff_documents, plan_against_live
+from masking.policy_document import DocumentError, dump_yaml, export_document, load_source, parse_document
+from masking.services.policy_changes import (
+    ChangeError,
+    NotAllowed,
+    StalePolicy,
+    policy_change_approve,
+    policy_change_reject,
+    policy_submit,
+)
+from masking.services.versions import current_version
+
+REVIEW_SALT = "veil.policy.review"
+REVIEW_MAX_AGE_S = 24 * 3600
+
+
+def person(request: HttpRequest) -> User:
+    return cast(User, request.user)
+
+
+def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
+
+
+def policy_admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Signed in and administering policy in at least one project (each change is checked again,
+    for what it touches, when it is submitted)."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not administers_any(person(request)):
+            return forbidden(request, "You do not administer masking policy in any project.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def can_edit_global(user: User) -> bool:
+    return may_administer(user, (), is_global=True)
+
+
+# --- Review and confirm ------------------------------------------------------------------------
+
+
+def review(
+    request: HttpRequest,
+    document: dict[str, Any],
+    *,
+    heading: str,
+    back: str,
+    rollback_of: int | None = None,
+    form: forms.Form | None = None,
+    form_page: tuple[str, dict[str, Any]] | None = None,
+    notice: str = "",
+    message: str = "",
+) -> HttpResponse:
+    """Show the diff of `document` against the live policy and ask for a message to confirm.
+
+    An invalid document goes back to the form it came from, the error next to the field its path
+    names (`rules[2].condition` -> `condition`), or, without a form, to `back` with a message.
+    """
+    live = export_document()
+    try:
+        parsed = parse_document(document)
+        plan = plan_against_live(parsed)
+    except DocumentError as error:
+        if form is not None and form_page is not None:
+            field = error.path.rsplit(".", 1)[-1]
+            form.add_error(field if field in form.fields else None, error.message)
+            return render(request, form_page[0], {**form_page[1], "form": form})
+        messages.error(request, str(error))
+        return redirect(back)
+    payload = signing.dumps(
+        {
+            "document": parsed,
+            "base": current_version(),
+            "rollback_of": rollback_of,
+            "back": back,
+            "heading": heading,
+        },
+        salt=REVIEW_SALT,
+        compress=True,
+    )
+    review_form = ReviewForm(initial={"payload": payload, "message": message})
+    if request.method == "POST" and message:
+        review_form = ReviewForm({"payload": payload, "message": message})
+    return render(
+        request,
+        "masking/review.html",
+        {
+            "heading": heading,
+            "plan": plan,
+            "back": back,
+            "review_form": review_form,
+            "notice": notice,
+            "yaml_diff": yaml_diff(live, {**live, **parsed}),
+            "held": plan.has_changes and needs_second_person(plan.projects, is_global=plan.is_global),
+        },
+    )
+
+
+@policy_admin_required
+@require_POST
+def review_confirm(request: HttpRequest) -> HttpResponse:
+    """Submit a reviewed change: applied as one version, or held for a second person."""
+    form = ReviewForm(request.POST)
+    try:
+        payload = signing.loads(request.POST.get("payload", ""), salt=REVIEW_SALT, max_age=REVIEW_MAX_AGE_S)
+    except signing.BadSignature:
+        return HttpResponseBadRequest("This review expired or was altered; start the change again.")
+    again = {"heading": payload["heading"], "back": payload["back"], "rollback_of": payload["rollback_of"]}
+    if not form.is_valid():
+        messages.error(request, "Say what the change is for.")
+        return review(request, payload["document"], **again)
+    user = person(request)
+    try:
+        submission = policy_submit(
+            document=payload["document"],
+            message=form.cleaned_data["message"],
+            actor=actor_for(user),
+            channel=Channel.WEB,
+            author=user,
+            base_version=payload["base"],
+            rollback_of=payload["rollback_of"],
+        )
+    except StalePolicy as stale:
+        notice = f"The policy changed while you reviewed ({stale}). Here is the diff against it now."
+        return review(
+            request, payload["document"], notice=notice, message=form.cleaned_data["message"], **again
+        )
+    except DocumentError as error:
+        messages.error(request, str(error))
+        return redirect(payload["back"])
+    except NotAllowed as refusal:
+        return forbidden(request, str(refusal))
+    if submission.status == "pending" and submission.change is not None:
+        messages.warning(
+            request,
+            f"Change #{submission.change.pk} waits for a second person's approval; "
+            "it has no effect until then.",
+        )
+        return redirect("policy:change", pk=submission.change.pk)
+    if submission.status == "applied" and submission.version is not None:
+        messages.success(request, f"Saved as policy version {submission.version.number}.")
+    else:
+        messages.info(request, "Nothing changed.")
+    return redirect(payload["back"])
+
+
+def yaml_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """A unified diff of the two documents as YAML, for readers who prefer the file view."""
+    lines = difflib.unified_diff(
+        dump_yaml(before).splitlines(), dump_yaml(after).splitlines(), "before", "after", lineterm="", n=2
+    )
+    return "\n".join(list(lines)[2:])
+
+
+# --- Overview, versions, changes -------------------------------------------------------------
+
+
+@policy_admin_required
+def overview(request: HttpRequest) -> HttpResponse:
+    user = person(request)
+    return render(
+        request,
+        "masking/overview.html",
+        {
+            "version": PolicyVersion.objects.first(),
+            "pending": PolicyChange.objects.filter(state=ChangeState.PENDING).count(),
+            "guarded": list(
+                ProjectPolicySettings.objects.filter(two_person_rule=True).values_list(
+                    "project__key", flat=True
+                )
+            ),
+            "projects": sorted(administered_projects(user)),
+            "can_edit_global": can_edit_global(user),
+        },
+    )
+
+
+@policy_admin_required
+def versions(request: HttpRequest) -> HttpResponse:
+    rows = PolicyVersion.objects.defer("snapshot")[:200]
+    return render(request, "masking/versions.html", {"versions": rows})
+
+
+@policy_admin_required
+def version_detail(request: HttpRequest, number: int) -> HttpResponse:
+    version = get_object_or_404(PolicyVersion, number=number)
+    return render(
+        request,
+        "masking/version_detail.html",
+        {"version": version, "yaml": dump_yaml(version.snapshot), "latest": current_version()},
+    )
+
+
+@policy_admin_required
+def version_compare(request: HttpRequest) -> HttpResponse:
+    numbers = list(PolicyVersion.objects.values_list("number", flat=True))
+    try:
+        a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        a, b = (numbers[1], numbers[0]) if len(numbers) > 1 else (0, 0)
+    older = PolicyVersion.objects.filter(number=a).first()
+    newer = PolicyVersion.objects.filter(number=b).first()
+    plan = diff_documents(older.snapshot, newer.snapshot) if older and newer else None
+    return render(
+        request,
+        "masking/compare.html",
+        {
+            "numbers": numbers,
+            "a": a,
+            "b": b,
+            "plan": plan,
+            "yaml_diff": yaml_diff(older.snapshot, newer.snapshot) if older and newer else "",
+        },
+    )
+
+
+@policy_admin_required
+@require_POST
+def version_rollback(request: HttpRequest, number: int) -> HttpResponse:
+    """Restoring a version is a new change: reviewed, confirmed and versioned like any other."""
+    version = get_object_or_404(PolicyVersion, number=number)
+    return review(
+        request,
+        version.snapshot,
+        heading=f"Roll back to version {number}",
+        back=reverse("policy:versions"),
+        rollback_of=number,
+        message=f"Roll back to version {number}",
+    )
+
+
+@policy_admin_required
+def changes(request: HttpRequest) -> HttpResponse:
+    pending = PolicyChange.objects.filter(state=ChangeState.PENDING).order_by("created_at")
+    decided = PolicyChange.objects.exclude(state=ChangeState.PENDING).select_related("decided_by", "version")[
+        :50
+    ]
+    return render(request, "masking/changes.html", {"pending": pending, "decided": decided})
+
+
+@policy_admin_required
+def change_detail(request: HttpRequest, pk: int, note_form: DecisionNoteForm | None = None) -> HttpResponse:
+    change = get_object_or_404(PolicyChange.objects.select_related("decided_by", "version"), pk=pk)
+    user = person(request)
+    is_author = user.canonical_subject == change.author_subject
+    pending = change.state == ChangeState.PENDING
+    return render(
+        request,
+        "masking/change_detail.html",
+        {
+            "change": change,
+            "is_author": is_author,
+            "may_decide": pending
+            and not is_author
+            and may_administer(user, change.projects, is_global=change.is_global),
+            "may_withdraw": pending and is_author,
+            "note_form": note_form or DecisionNoteForm(),
+        },
+    )
+
+
+@policy_admin_required
+@require_POST
+def change_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    """approve (the second person) or reject (with a note; the author withdrawing needs none)."""
+    user = person(request)
+    form = DecisionNoteForm(request.POST)
+    if not form.is_valid():
+        return change_detail(request, pk, note_form=form)
+    try:
+        if decision == "approve":
+            change = policy_change_approve(change_id=pk, approver=user, channel=Channel.WEB)
+        elif decision == "reject":
+            change = policy_change_reject(
+                change_id=pk, user=user, note=form.cleaned_data["note"], channel=Channel.WEB
+            )
+        else:
+            return HttpResponseBadRequest("Unknown decision.")
+    except NotAllowed as refusal:
+        return forbidden(request, str(refusal))
+    except ChangeError as error:
+        messages.error(request, str(error))
+        return redirect("policy:change", pk=pk)
+    except PolicyChange.DoesNotExist:
+        return HttpResponseBadRequest("No such change.")
+    if change.state == ChangeState.APPLIED and change.version is not None:
+        messages.success(request, f"Change #{pk} approved and applied as version {change.version.number}.")
+    elif change.state == ChangeState.SUPERSEDED:
+        messages.error(request, f"Change #{pk} no longer applies: the policy changed since it was submitted.")
+    else:
+        messages.info(request, f"Change #{pk} {change.get_state_display().lower()}.")
+    return redirect("policy:change", pk=pk)
+
+
+# --- Policy as code and settings ---------------------------------------------------------------
+
+
+@policy_admin_required
+def code(request: HttpRequest) -> HttpResponse:
+    """Plan and apply a policy file from the browser, the same way `manage.py policy` does."""
+    form = PolicySourceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            document = load_source(form.cleaned_data["source"], form.cleaned_data["source_format"])
+        except DocumentError as error:
+            form.add_error("source", str(error))
+        else:
+            return review(request, document, heading="Apply a policy file", back=reverse("policy:code"))
+    return render(request, "masking/code.html", {"form": form})
+
+
+@policy_admin_required
+def export_yaml(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(dump_yaml(export_document()), content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="veil-policy-v{current_version()}.yaml"'
+    return response
+
+
+@policy_admin_required
+def settings_page(request: HttpRequest) -> HttpResponse:
+    user = person(request)
+    projects = sorted(administered_projects(user))
+    live = export_document()
+    enabled = {item["key"] for item in live["projects"]}
+    form = ProjectSettingsForm(request.POST or None, projects=projects, enabled=enabled)
+    if request.method == "POST" and form.is_valid():
+        wanted = (enabled - set(projects)) | form.enabled()
+        document = {**live, "projects": [{"key": key, "two_person_rule": True} for key in sorted(wanted)]}
+        return review(request, document, heading="Project policy settings", back=reverse("policy:settings"))
+    return render(request, "masking/settings.html", {"form": form})

@@ -1,0 +1,111 @@
+// Policy pages: check a CEL condition as it is typed, preview a masking algorithm on sample values.
+// Both ask the server (the checks and maskers are the Python ones); the pages work without this file.
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function post(url, fields) {
+    var body = new FormData();
+    Object.keys(fields).forEach(function (name) { body.append(name, fields[name]); });
+    return fetch(url, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken() },
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("HTTP " + response.status); }
+      return response.json();
+    });
+  }
+
+  function text(tag, content, className) {
+    var node = document.createElement(tag);
+    node.textContent = content;
+    if (className) { node.className = className; }
+    return node;
+  }
+
+  function showMatches(result) {
+    var summary = document.querySelector("[data-match-summary]");
+    var list = document.querySelector("[data-match-list]");
+    if (!summary || !list) { return; }
+    list.replaceChildren();
+    if (!result.ok) { summary.textContent = "—"; return; }
+    var shown = result.matches.length;
+    summary.textContent = result.count + (result.count === 1 ? " column" : " columns") +
+      (result.count > shown ? " (first " + shown + " shown)" : "") +
+      (result.taken ? "; " + result.taken + " taken first by an earlier rule" : "") + ".";
+    result.matches.forEach(function (match) {
+      var item = document.createElement("li");
+      item.appendChild(text("code", match.column));
+      item.appendChild(document.createTextNode(" "));
+      item.appendChild(text("span", match.environment, "muted"));
+      if (match.taken_by) {
+        item.appendChild(document.createTextNode(" "));
+        item.appendChild(text("span", "taken first by \u201c" + match.taken_by + "\u201d", "warn"));
+      }
+      list.appendChild(item);
+    });
+  }
+
+  document.querySelectorAll("textarea[data-check-url]").forEach(function (area) {
+    var status = document.getElementById(area.getAttribute("aria-describedby"));
+    var timer = null;
+    var sent = 0;
+    function check() {
+      var ticket = ++sent;
+      var fields = { condition: area.value, kind: area.dataset.checkKind, rule: area.dataset.rule || "" };
+      if (area.dataset.projectField) {
+        var project = document.querySelector(area.dataset.projectField);
+        fields.project = project ? project.value : "";
+      }
+      post(area.dataset.checkUrl, fields).then(function (result) {
+        if (ticket !== sent) { return; } // an answer to an older keystroke
+        status.className = "check-status " + (result.ok ? "ok" : "error");
+        status.textContent = result.ok ? "\u2713 Valid condition" : "\u2717 " + result.error;
+        area.setAttribute("aria-invalid", result.ok ? "false" : "true");
+        if (area.dataset.checkKind !== "approval") { showMatches(result); }
+      }).catch(function () {
+        status.className = "check-status";
+        status.textContent = "Could not check the condition right now.";
+      });
+    }
+    area.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(check, 300);
+    });
+    if (area.value.trim()) { check(); }
+  });
+
+  document.querySelectorAll("[data-preview-url]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var algorithm = document.querySelector(button.dataset.algorithm);
+      var samples = document.querySelector(button.dataset.samples);
+      var results = document.querySelector(button.dataset.results);
+      post(button.dataset.previewUrl, { algorithm: algorithm.value, samples: samples.value }).then(function (result) {
+        results.replaceChildren();
+        if (!result.ok) { results.appendChild(text("p", result.error, "error")); return; }
+        var table = document.createElement("table");
+        var head = table.createTHead().insertRow();
+        head.appendChild(text("th", "Value"));
+        head.appendChild(text("th", "Masked"));
+        var body = table.createTBody();
+        result.results.forEach(function (row) {
+          var line = body.insertRow();
+          line.appendChild(text("td", row.input));
+          line.appendChild(text("td", row.output === null ? "NULL" : row.output));
+        });
+        results.appendChild(table);
+        if (result.throwaway_key) {
+          results.appendChild(text("p", "Pseudonyms are shown under a throwaway key, not the data-access layer's.", "muted"));
+        }
+      }).catch(function () {
+        results.replaceChildren(text("p", "Could not preview right now.", "error"));
+      });
+    });
+  });
+})();

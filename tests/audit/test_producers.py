@@ -1,0 +1,120 @@
+"""The reports read what the other apps actually record: a real request, approval, grant and
+decision, through their services, show up joined in "who saw unmasked data" and "in force"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+
+from audit.filters import EVERYTHING, AuditFilter
+from audit.models import Channel
+from audit.reports import REPORTS, in_force_rows, unmask_rows
+from audit.selectors import verify_chain
+from audit.services import SYSTEM, record_access_events, seal_decisions
+from identity.models import Role
+from jitaccess.models import ApprovalPolicy
+from jitaccess.services import Scope, grant_end, request_approve, request_create
+from masking.engine import ColumnKey
+from masking.models import Database
+from masking.services.catalog import catalog_upsert
+from masking.services.decisions import decide_columns
+from masking.services.policy import rule_save, semantic_type_save
+from tests.factories import catalog_payload, grant_project_perm, make_user
+
+pytestmark = pytest.mark.django_db
+EMAIL = ColumnKey("prod-pg", "shop", "public", "customers", "email")
+
+
+@pytest.fixture
+def approved_request(shop):
+    payload = catalog_payload()
+    catalog_upsert(
+        instance_spec=payload["instance"],
+        databases=payload["databases"],
+        prune=False,
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+    email = semantic_type_save(
+        key="email", title="Email", algorithm={"type": "email"}, actor=SYSTEM, channel=Channel.CLI
+    )
+    rule_save(
+        title="emails",
+        condition='resource.column_name == "email"',
+        semantic_type=email,
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+    alice, bob = make_user("alice", display_name="Alice Engineer"), make_user("bob", display_name="Bob Lead")
+    alice.groups.add(Group.objects.create(name="engineering"))
+    grant_project_perm(alice, "request_unmask", shop)
+    approvers = Role.objects.create(name="pii-approvers")
+    approvers.users.add(bob)
+    policy = ApprovalPolicy.objects.create(
+        project=shop, title="prod PII", condition="true", approvals_required=1
+    )
+    policy.approver_roles.add(approvers)
+    request = request_create(
+        requester=alice,
+        scope=Scope(Database.objects.get(name="shop"), "public", "customers", ("email",)),
+        duration=timedelta(hours=2),
+        reason="INC-4711 refund mismatch",
+        channel=Channel.WEB,
+    )
+    request_approve(request_id=request.pk, approver=bob, channel=Channel.SLACK)
+    request.refresh_from_db()
+    return request, alice, bob
+
+
+def test_a_real_unmask_is_reported_with_its_request_and_approver(approved_request):
+    request, _, _ = approved_request
+    result = decide_columns(
+        service_account="sql-proxy",
+        principal_spec={"user": "alice"},
+        asserted_groups=[],
+        query_id="q-1",
+        columns=[EMAIL],
+    )
+    assert result.decisions[0].action == "unmask"
+    record_access_events(
+        service_account="sql-proxy",
+        events=[
+            {
+                "occurred_at": request.decided_at,
+                "principal_type": "user",
+                "principal": "alice",
+                "query_id": "q-1",
+                "unmasked_columns": [EMAIL.label()],
+                "masked_columns": [],
+                "row_count": 3,
+            }
+        ],
+    )
+
+    rows = [
+        dict(zip(REPORTS["unmasks"].columns, r, strict=True)) for r in unmask_rows(AuditFilter(), EVERYTHING)
+    ]
+
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["person"], row["project"], row["columns"]) == ("Alice Engineer", "shop", [EMAIL.label()])
+    assert (row["request"], row["request_reason"], row["approved_by"]) == (
+        request.ref,
+        "INC-4711 refund mismatch",
+        "Bob Lead",
+    )
+    assert row["duration"] == "2h 00m" and row["rows_returned"] == 3
+    seal_decisions()
+    assert verify_chain().ok
+
+
+def test_a_real_grant_is_in_force_until_it_is_revoked(approved_request):
+    request, _, bob = approved_request
+    in_force = [r[0] for r in in_force_rows(AuditFilter(), EVERYTHING)]
+    assert in_force == ["grant"]
+
+    grant_end(request_id=request.pk, user=bob, action="revoke", channel=Channel.WEB)
+
+    assert [r[0] for r in in_force_rows(AuditFilter(), EVERYTHING)] == []

@@ -1,0 +1,443 @@
+"""Compliance reports, reconstructed from the log alone, and every filter they take."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from audit.filters import EVERYTHING, AuditFilter, AuditScope, events_matching
+from audit.models import ActorType, Channel
+from audit.reports import (
+    REPORTS,
+    breakglass_rows,
+    denied_rows,
+    in_force_rows,
+    policy_rows,
+    unmask_rows,
+    unmask_summary,
+)
+from audit.reports.dashboard import dashboard
+from audit.services import (
+    ANONYMOUS,
+    SYSTEM,
+    Actor,
+    Target,
+    record_access_events,
+    record_event,
+    record_unmask_decisions,
+)
+
+pytestmark = pytest.mark.django_db
+
+ALICE = Actor(ActorType.USER, "local:1", "Alice Engineer")
+BOB = Actor(ActorType.USER, "local:2", "Bob Lead")
+CAROL = Actor(ActorType.USER, "local:3", "Carol Support")
+ERIN = Actor(ActorType.USER, "local:5", "Erin Security")
+EMAIL = "prod-pg/shop/public.customers.email"
+PHONE = "prod-pg/shop/public.customers.phone"
+EVENTS_COLUMN = "warehouse/analytics/public.events.ip"
+JAN = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+FEB = datetime(2026, 2, 16, 9, 0, tzinfo=UTC)
+
+
+def _at(moment: datetime):
+    return time_machine.travel(moment, tick=False)
+
+
+def _request(ref_id: int, project: str, who: Actor, approver: Actor, reason: str, minutes: int) -> None:
+    """What jitaccess records for a request that gets approved, in the shapes it uses."""
+    target = Target("request", str(ref_id), f"REQ-{ref_id} {project}")
+    record_event(
+        action="request.created",
+        actor=who,
+        channel=Channel.WEB,
+        target=target,
+        project=project,
+        detail={"scope": f"{project} (email)", "duration_s": 7200, "reason": reason},
+    )
+    with _at(datetime.now(UTC) + timedelta(minutes=minutes)):
+        record_event(
+            action="request.approval_recorded",
+            actor=approver,
+            channel=Channel.SLACK,
+            target=target,
+            project=project,
+            detail={"approvals": 1, "required": 1},
+        )
+        record_event(
+            action="request.approved",
+            actor=approver,
+            channel=Channel.SLACK,
+            target=target,
+            project=project,
+            detail={"approvers": [approver.id], "auto_approved": False},
+        )
+
+
+def _grant(
+    grant_id: int,
+    ref_id: int,
+    project: str,
+    principal: str,
+    instance: str,
+    database: str,
+    column: str,
+    hours: int = 2,
+) -> None:
+    record_event(
+        action="grant.created",
+        actor=BOB,
+        channel=Channel.SLACK,
+        target=Target("grant", str(grant_id), f"REQ-{ref_id}"),
+        project=project,
+        detail={
+            "principal": principal,
+            "request": f"REQ-{ref_id}",
+            "condition": f'resource.instance_id == "{instance}" && resource.database_name == "{database}"'
+            f' && resource.column_name in ["{column}"]',
+            "expires_at": (datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
+        },
+    )
+
+
+def _decision(person: str, pid: str, entries: list[dict], query_id: str) -> None:
+    record_unmask_decisions(
+        service_account="sql-proxy",
+        principal_type="user",
+        principal_id=pid,
+        principal_name=person,
+        query_id=query_id,
+        policy_version=1,
+        asserted_groups=[],
+        unmasked=entries,
+    )
+
+
+@pytest.fixture
+def log():
+    """January: Alice's approved request in shop, a support exemption, Carol's grant in analytics.
+    February: decisions, policy changes, break-glass, refusals."""
+    with _at(JAN):
+        record_event(
+            action="exemption.created",
+            actor=ERIN,
+            channel=Channel.WEB,
+            target=Target("exemption", "10", "Support reads emails for tickets"),
+            project="shop",
+            detail={
+                "condition": 'resource.column_name == "email"',
+                "expires_at": None,
+                "members": {"users": [], "groups": [], "roles": ["support-agents"], "service_accounts": []},
+            },
+        )
+        _request(5, "shop", ALICE, BOB, "INC-4711 refund mismatch", minutes=30)
+        _grant(11, 5, "shop", "user:1", "prod-pg", "shop", "email", hours=24 * 60)
+        _request(6, "analytics", CAROL, BOB, "quarterly report", minutes=90)
+        _grant(21, 6, "analytics", "user:3", "warehouse", "analytics", "ip", hours=24 * 60)
+    with _at(FEB):
+        _decision(
+            "Alice Engineer",
+            "1",
+            [{"column": EMAIL, "reason": "grant", "id": 11, "expires_at": None, "request": "REQ-5"}],
+            "q-alice",
+        )
+        record_access_events(
+            service_account="sql-proxy",
+            events=[
+                {
+                    "occurred_at": FEB,
+                    "principal_type": "user",
+                    "principal": "alice",
+                    "query_id": "q-alice",
+                    "unmasked_columns": [EMAIL],
+                    "masked_columns": [],
+                    "row_count": 42,
+                }
+            ],
+        )
+        _decision(
+            "Carol Support",
+            "3",
+            [{"column": EVENTS_COLUMN, "reason": "grant", "id": 21, "request": "REQ-6"}],
+            "q-carol",
+        )
+        _decision("Dan Support", "4", [{"column": PHONE, "reason": "exemption", "id": 10}], "")
+        record_event(
+            action="rule.updated",
+            actor=ERIN,
+            channel=Channel.WEB,
+            target=Target("masking_rule", "1", "emails"),
+            detail={"before": {"condition": "false"}, "after": {"condition": "true"}},
+        )
+        record_event(
+            action="catalog.classification_changed",
+            actor=SYSTEM,
+            channel=Channel.API,
+            target=Target("column", "shop/public.customers.phone", "shop/public.customers.phone"),
+            project="shop",
+            detail={"before": None, "after": 3},
+        )
+        record_event(
+            action="grant.revoked",
+            actor=BOB,
+            channel=Channel.WEB,
+            target=Target("grant", "21", "REQ-6"),
+            project="analytics",
+            detail={"request": "REQ-6"},
+        )
+        for ref, who in ((7, ALICE), (8, CAROL)):
+            record_event(
+                action="breakglass.taken",
+                actor=who,
+                channel=Channel.WEB,
+                target=Target("request", str(ref), f"REQ-{ref} shop"),
+                project="shop",
+                detail={"scope": "shop", "duration_s": 3600, "reason": f"incident {ref}"},
+            )
+        record_event(
+            action="breakglass.reviewed",
+            actor=ERIN,
+            channel=Channel.WEB,
+            target=Target("request", "8", "REQ-8 shop"),
+            project="shop",
+            detail={"notes": "justified"},
+        )
+        record_event(
+            action="request.denied",
+            actor=BOB,
+            channel=Channel.SLACK,
+            target=Target("request", "9", "REQ-9 shop"),
+            project="shop",
+            detail={"reason": "no ticket"},
+        )
+        record_event(
+            action="auth.sign_in_failed",
+            actor=ANONYMOUS,
+            channel=Channel.WEB,
+            detail={"username": "mallory", "method": "password"},
+        )
+        record_event(
+            action="slack.forged_request",
+            actor=ANONYMOUS,
+            channel=Channel.SLACK,
+            detail={"reason": "bad signature"},
+        )
+
+
+def _unmasks(**filters) -> list[tuple]:
+    return list(unmask_rows(AuditFilter(**filters), EVERYTHING))
+
+
+# --- who saw unmasked data ---------------------------------------------------------------------
+
+
+def test_unmasks_name_the_approver_reason_duration_and_rows_returned(log):
+    alice = next(r for r in _unmasks() if r[1] == "Alice Engineer")
+    row = dict(zip(REPORTS["unmasks"].columns, alice, strict=True))
+
+    assert row["columns"] == [EMAIL] and row["project"] == "shop" and row["reason"] == "grant"
+    assert (row["request"], row["request_reason"]) == ("REQ-5", "INC-4711 refund mismatch")
+    assert row["approved_by"] == "Bob Lead"
+    assert row["approved_at"] - row["requested_at"] == timedelta(minutes=30)
+    assert row["duration"] == "60d 0h 00m"
+    assert row["rows_returned"] == 42
+
+
+def test_unmasks_under_an_exemption_show_its_reason_and_nothing_for_what_is_unknown(log):
+    dan = next(r for r in _unmasks() if r[1] == "Dan Support")
+    row = dict(zip(REPORTS["unmasks"].columns, dan, strict=True))
+
+    assert (row["reason"], row["request_reason"], row["project"]) == (
+        "exemption",
+        "Support reads emails for tickets",
+        "shop",
+    )
+    assert row["approved_by"] == "" and row["rows_returned"] is None
+
+
+@pytest.mark.parametrize(
+    ("filters", "people"),
+    [
+        ({}, {"Alice Engineer", "Carol Support", "Dan Support"}),
+        ({"person": "alice"}, {"Alice Engineer"}),
+        ({"person": "3"}, {"Carol Support"}),
+        ({"project": "analytics"}, {"Carol Support"}),
+        ({"role": "support-agents"}, {"Dan Support"}),
+        ({"instance": "warehouse"}, {"Carol Support"}),
+        ({"database": "shop"}, {"Alice Engineer", "Dan Support"}),
+        ({"column": "phone"}, {"Dan Support"}),
+        ({"action": "exemption"}, {"Dan Support"}),
+        ({"date_from": FEB + timedelta(days=1)}, set()),
+        ({"date_to": FEB}, set()),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_each_filter_narrows_the_unmask_report(log, filters, people):
+    assert {r[1] for r in _unmasks(**filters)} == people
+
+
+def test_a_project_auditor_sees_only_unmasks_in_their_projects(log):
+    rows = list(unmask_rows(AuditFilter(), AuditScope(frozenset({"analytics"}))))
+
+    assert [r[1] for r in rows] == ["Carol Support"]
+
+
+def test_the_unmask_summary_counts_per_person(log):
+    summary = {row[0]: row for row in unmask_summary(AuditFilter(), EVERYTHING)}
+
+    assert summary["Alice Engineer"][1:4] == (1, [EMAIL], 42)
+
+
+# --- in force -------------------------------------------------------------------------------------
+
+
+def _in_force(at: datetime, scope: AuditScope = EVERYTHING, **filters) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in in_force_rows(AuditFilter(at=at, **filters), scope)}
+
+
+def test_grants_and_exemptions_in_force_are_replayed_to_the_moment(log):
+    assert _in_force(JAN - timedelta(days=1)) == set()
+    assert _in_force(JAN + timedelta(days=1)) == {("exemption", "10"), ("grant", "11"), ("grant", "21")}
+    assert _in_force(FEB + timedelta(days=1)) == {("exemption", "10"), ("grant", "11")}, "21 was revoked"
+    assert _in_force(JAN + timedelta(days=61)) == {("exemption", "10")}, "grants expire"
+
+
+def test_a_grant_ended_through_its_request_is_no_longer_in_force(log):
+    with _at(FEB + timedelta(days=2)):
+        record_event(
+            action="grant.expired",
+            actor=SYSTEM,
+            channel=Channel.SYSTEM,
+            target=Target("request", "5", "REQ-5 shop"),
+            project="shop",
+            detail={},
+        )
+
+    assert ("grant", "11") not in _in_force(FEB + timedelta(days=3))
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"project": "shop"}, {("exemption", "10"), ("grant", "11")}),
+        ({"person": "user:1"}, {("grant", "11")}),
+        ({"role": "support-agents"}, {("exemption", "10")}),
+        ({"instance": "warehouse"}, {("grant", "21")}),
+        ({"database": "shop"}, {("grant", "11")}),
+        ({"column": "ip"}, {("grant", "21")}),
+        ({"action": "exemption"}, {("exemption", "10")}),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_each_filter_narrows_the_in_force_report(log, filters, expected):
+    assert _in_force(JAN + timedelta(days=1), **filters) == expected
+
+
+def test_a_project_auditor_sees_only_their_projects_in_force(log):
+    assert _in_force(JAN + timedelta(days=1), AuditScope(frozenset({"shop"}))) == {
+        ("exemption", "10"),
+        ("grant", "11"),
+    }
+
+
+# --- policy history ------------------------------------------------------------------------------
+
+
+def test_policy_history_shows_before_and_after(log):
+    rows = list(policy_rows(AuditFilter(), EVERYTHING))
+    actions = [r[2] for r in rows]
+
+    assert actions == ["exemption.created", "rule.updated", "catalog.classification_changed"]
+    rule = rows[1]
+    assert (rule[8], rule[9]) == ({"condition": "false"}, {"condition": "true"})
+
+
+@pytest.mark.parametrize(
+    ("filters", "actions"),
+    [
+        ({"project": "shop"}, ["exemption.created", "catalog.classification_changed"]),
+        ({"person": "Erin"}, ["exemption.created", "rule.updated"]),
+        ({"role": "support-agents"}, ["exemption.created"]),
+        ({"column": "phone"}, ["catalog.classification_changed"]),
+        ({"action": "rule."}, ["rule.updated"]),
+        ({"date_from": FEB}, ["rule.updated", "catalog.classification_changed"]),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_each_filter_narrows_the_policy_history(log, filters, actions):
+    assert [r[2] for r in policy_rows(AuditFilter(**filters), EVERYTHING)] == actions
+
+
+def test_project_auditors_see_global_rule_changes_but_not_other_projects(log):
+    actions = [r[2] for r in policy_rows(AuditFilter(), AuditScope(frozenset({"analytics"})))]
+
+    assert actions == ["rule.updated"]
+
+
+# --- break-glass, denied ----------------------------------------------------------------------------
+
+
+def test_break_glass_uses_show_whether_they_were_reviewed(log):
+    rows = {r[0]: r for r in breakglass_rows(AuditFilter(), EVERYTHING)}
+
+    assert rows["7"][5] == "pending review" and rows["7"][2] == "Alice Engineer"
+    assert rows["8"][5:9] == ("reviewed", rows["8"][6], "Erin Security", "justified")
+    assert [r[0] for r in breakglass_rows(AuditFilter(action="pending"), EVERYTHING)] == ["7"]
+    assert [r[0] for r in breakglass_rows(AuditFilter(person="carol"), EVERYTHING)] == ["8"]
+    assert list(breakglass_rows(AuditFilter(project="analytics"), EVERYTHING)) == []
+
+
+def test_denied_and_unauthorized_attempts(log):
+    actions = [r[2] for r in denied_rows(AuditFilter(), EVERYTHING)]
+
+    assert actions == ["request.denied", "auth.sign_in_failed", "slack.forged_request"]
+    assert [r[2] for r in denied_rows(AuditFilter(person="mallory"), EVERYTHING)] == ["auth.sign_in_failed"]
+    assert [r[2] for r in denied_rows(AuditFilter(), AuditScope(frozenset({"shop"})))] == ["request.denied"]
+
+
+# --- the event search ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filters", "count"),
+    [
+        ({"action": "grant"}, 3),
+        ({"action": "grant.created"}, 2),
+        ({"project": "analytics"}, 5),
+        ({"person": "local:3"}, 2),
+        ({"person": "Bob"}, 8),
+        ({"role": "support-agents"}, 1),
+        ({"instance": "warehouse"}, 1),
+        ({"database": "analytics"}, 2),
+        ({"column": "customers.phone"}, 1),
+        ({"date_to": FEB}, 9),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_each_filter_narrows_the_event_search(log, filters, count):
+    assert events_matching(AuditFilter(**filters), EVERYTHING).count() == count
+
+
+def test_filters_parse_dates_and_name_a_bad_one():
+    flt = AuditFilter.from_mapping({"from": "2026-01-01", "to": "2026-01-31", "person": " alice "})
+
+    assert flt.date_from == datetime(2026, 1, 1, tzinfo=UTC)
+    assert flt.date_to == datetime(2026, 2, 1, tzinfo=UTC), "a bare `to` date includes that day"
+    assert flt.person == "alice"
+    with pytest.raises(ValueError, match="from: 'soon' is not a date"):
+        AuditFilter.from_mapping({"from": "soon"})
+
+
+def test_the_dashboard_counts_unmasks_reviews_and_latency(log):
+    board = dashboard(EVERYTHING, now=FEB + timedelta(days=1))
+
+    assert sum(bar.value for bar in board.unmasks_per_week) == 3
+    assert board.pending_breakglass == 1
+    assert board.approvals == 2 and board.latency_median == "1h 00m"
+    assert {bar.label: bar.value for bar in board.approval_latency}["5-60 min"] == 1
+    assert board.top_unmasked_columns[0].value == 1
+    assert board.denied == 3
+    restricted = dashboard(AuditScope(frozenset({"analytics"})), now=FEB + timedelta(days=1))
+    assert sum(bar.value for bar in restricted.unmasks_per_week) == 1 and restricted.pending_breakglass == 0

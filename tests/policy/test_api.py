@@ -1,0 +1,95 @@
+"""The policy API a CI pipeline uses: export, plan, apply on merge, and the two gates."""
+
+from __future__ import annotations
+
+import pytest
+
+from identity.models import Scope
+from masking.models import ProjectPolicySettings, SemanticType
+from tests.factories import make_token
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ci(api_client, policy_world):
+    _, token = make_token([Scope.POLICY_WRITE], "ci")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api_client
+
+
+def test_a_pipeline_exports_plans_and_applies_on_merge(ci):
+    exported = ci.get("/api/v1/policy/export").json()
+    source = exported["yaml"].replace("title: Email\n", "title: Email address\n")
+
+    unchanged = ci.post("/api/v1/policy/plan", {"policy": exported["yaml"]}, format="json").json()
+    plan = ci.post("/api/v1/policy/plan", {"policy": source}, format="json").json()
+    applied = ci.post(
+        "/api/v1/policy/apply",
+        {"policy": source, "message": "Merge !42: clearer title", "expected_version": exported["version"]},
+        format="json",
+    )
+
+    assert not unchanged["has_changes"]
+    assert plan["has_changes"] and plan["summary"] == {"create": 0, "update": 1, "delete": 0, "reorder": 0}
+    assert plan["changes"][0]["fields"] == [{"field": "title", "before": "Email", "after": "Email address"}]
+    assert applied.status_code == 200
+    assert applied.json()["status"] == "applied" and applied.json()["version"] == exported["version"] + 1
+    assert SemanticType.objects.get(key="email").title == "Email address"
+
+
+def test_an_invalid_file_answers_the_one_error_shape_with_the_document_path(ci):
+    response = ci.post(
+        "/api/v1/policy/plan",
+        {"policy": "rules:\n- title: x\n  condition: 'resource.nope'\n  semantic_type: email\n"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"].startswith("rules[0].condition: unknown field(s) resource.nope")
+    assert list(error["fields"]) == ["rules[0].condition"]
+
+
+def test_apply_against_a_moved_policy_is_a_conflict(ci):
+    response = ci.post(
+        "/api/v1/policy/apply",
+        {"policy": "rules: []\n", "message": "x", "expected_version": 1},
+        format="json",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+
+
+def test_with_the_two_person_rule_a_pipeline_apply_waits_for_a_person(ci, policy_world):
+    ProjectPolicySettings.objects.create(project=policy_world.project, two_person_rule=True)
+
+    response = ci.post(
+        "/api/v1/policy/apply", {"policy": "rules: []\n", "message": "Drop rules"}, format="json"
+    )
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending" and response.json()["change"]
+
+
+def test_a_token_without_the_scope_and_a_person_without_policy_rights_are_refused(api_client, policy_world):
+    _, token = make_token([Scope.DECISIONS])
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get("/api/v1/policy/export").status_code == 403
+
+    api_client.credentials()
+    api_client.force_authenticate(policy_world.eve)
+    assert api_client.get("/api/v1/policy/export").status_code == 403
+
+
+def test_the_gates_over_http(ci):
+    coverage = ci.get("/api/v1/policy/coverage").json()
+    drift = ci.get("/api/v1/policy/drift?environments=prod,staging").json()
+
+    assert not coverage["ok"]
+    assert [f["column"] for f in coverage["uncovered"]] == [
+        "prod-pg/shop/public.customers.notes",
+        "staging-pg/shop/public.customers.notes",
+    ]
+    assert drift == {"ok": True, "drift": []}

@@ -1,0 +1,251 @@
+"""A fake Slack Web API served on loopback, for the real slack-sdk WebClient (through `base_url`).
+
+It implements the methods Veil calls, keeps the messages it was sent (so a test can read what a
+channel shows), records every call, and can be told to fail: answer an error, answer 429 with
+Retry-After, hang past the client's timeout without acting, or be down altogether.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+TOKEN = "xoxb-test-token"
+BOT_USER_ID = "UVEILBOT"
+ALL_SCOPES = ("chat:write", "users:read", "users:read.email", "channels:read", "groups:read")
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int = 200
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str = ""
+    updates: int = 0
+
+    @property
+    def has_buttons(self) -> bool:
+        return any(b.get("type") == "actions" for b in self.blocks)
+
+    @property
+    def shown(self) -> str:
+        """All the text a reader sees, for assertions."""
+        return json.dumps(self.blocks, ensure_ascii=False) if self.blocks else self.text
+
+
+@dataclass
+class Fault:
+    kind: str  # "error", "ratelimit" or "hang"
+    error: str = ""
+    retry_after: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class FakeSlack:
+    users: dict[str, str] = field(default_factory=dict)  # email -> Slack user ID
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)  # ID -> name, is_member, is_archived
+    scopes: tuple[str, ...] = ALL_SCOPES
+    token: str = TOKEN
+    down: bool = False
+    calls: list[Call] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ts = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeSlack:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()  # releases hanging calls
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    # --- scripting -----------------------------------------------------------------------------
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        self._faults[method].extend(Fault("error", error=error) for _ in range(times))
+
+    def rate_limit(self, method: str, retry_after: int, times: int = 1) -> None:
+        self._faults[method].extend(Fault("ratelimit", retry_after=retry_after) for _ in range(times))
+
+    def hang(self, method: str, seconds: float, times: int = 1) -> None:
+        """Answer nothing for `seconds` and do nothing (the request is lost on the way)."""
+        self._faults[method].extend(Fault("hang", seconds=seconds) for _ in range(times))
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def posts(self) -> list[Message]:
+        """Top-level messages (not thread replies), oldest first."""
+        with self._lock:
+            return [m for m in self.messages if not m.thread_ts]
+
+    def replies(self) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if m.thread_ts]
+
+    def in_channel(self, channel: str) -> list[Message]:
+        return [m for m in self.posts() if m.channel == channel]
+
+    # --- the API -------------------------------------------------------------------------------
+
+    def _handle(self, http: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(http.path)
+        method = url.path.rsplit("/", 1)[-1]
+        params: dict[str, Any] = dict(parse_qsl(url.query))
+        raw = http.rfile.read(int(http.headers.get("Content-Length") or 0)).decode()
+        if raw and "json" in (http.headers.get("Content-Type") or ""):
+            params.update(json.loads(raw))
+        elif raw:
+            params.update(parse_qsl(raw))
+        token = (http.headers.get("Authorization") or "").removeprefix("Bearer ") or params.get("token", "")
+        with self._lock:
+            fault = self._faults[method].popleft() if self._faults[method] else None
+            if self.down:
+                status, body, headers = 503, {"ok": False, "error": "service_unavailable"}, {}
+            elif fault is not None and fault.kind == "error":
+                status, body, headers = 200, {"ok": False, "error": fault.error}, {}
+            elif fault is not None and fault.kind == "ratelimit":
+                status, body = 429, {"ok": False, "error": "ratelimited"}
+                headers = {"Retry-After": str(fault.retry_after)}
+            elif fault is not None and fault.kind == "hang":
+                status, body, headers = 0, {}, {}
+            elif token != self.token:
+                status, body, headers = 200, {"ok": False, "error": "invalid_auth"}, {}
+            else:
+                status, headers = 200, {}
+                body = getattr(self, "_" + method.replace(".", "_"), self._unknown)(params)
+                if method == "auth.test":
+                    headers["x-oauth-scopes"] = ",".join(self.scopes)
+            self.calls.append(Call(method, params, status))
+        if fault is not None and fault.kind == "hang":
+            self._stop.wait(fault.seconds)
+            return  # no answer: the client times out
+        payload = json.dumps(body).encode()
+        http.send_response(status)
+        http.send_header("Content-Type", "application/json; charset=utf-8")
+        http.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            http.send_header(name, value)
+        http.end_headers()
+        http.wfile.write(payload)
+
+    def _unknown(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": False, "error": "unknown_method"}
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "team": "Acme", "team_id": "T0ACME", "user": "veil", "user_id": BOT_USER_ID}
+
+    def _conversation(self, channel: str) -> str:
+        """The conversation a post goes to: a DM for a user ID, a known channel by ID or #name."""
+        if channel.startswith("U"):
+            return "D" + channel[1:]
+        if channel.startswith("#"):
+            return next((cid for cid, c in self.channels.items() if c["name"] == channel[1:]), "")
+        return channel if channel in self.channels else ""
+
+    def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        conversation = self._conversation(str(params.get("channel", "")))
+        if not conversation:
+            return {"ok": False, "error": "channel_not_found"}
+        if conversation.startswith("C") and not self.channels[conversation].get("is_member"):
+            return {"ok": False, "error": "not_in_channel"}
+        message = Message(
+            channel=conversation,
+            ts=f"{1_700_000_000 + next(self._ts)}.000100",
+            text=str(params.get("text", "")),
+            blocks=_blocks(params.get("blocks")),
+            thread_ts=str(params.get("thread_ts", "")),
+        )
+        self.messages.append(message)
+        return {"ok": True, "channel": conversation, "ts": message.ts, "message": {"text": message.text}}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        for message in self.messages:
+            if (message.channel, message.ts) == (params.get("channel"), params.get("ts")):
+                message.text, message.blocks = str(params.get("text", "")), _blocks(params.get("blocks"))
+                message.updates += 1
+                return {"ok": True, "channel": message.channel, "ts": message.ts}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.ephemerals.append(params)
+        return {"ok": True, "message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        view = params.get("view")
+        self.views.append({"trigger_id": params.get("trigger_id"), "view": _json(view)})
+        return {"ok": True, "view": {"id": f"V{len(self.views)}"}}
+
+    def _users_lookupByEmail(self, params: dict[str, Any]) -> dict[str, Any]:
+        email = str(params.get("email", "")).lower()
+        if email not in self.users:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": {"id": self.users[email], "profile": {"email": email}}}
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": {"id": params["channel"], **channel}}
+
+    def _conversations_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        listed = [{"id": cid, **c} for cid, c in self.channels.items() if not c.get("is_archived")]
+        return {"ok": True, "channels": listed, "response_metadata": {"next_cursor": ""}}
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    return _json(value) or []
