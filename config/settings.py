@@ -309,6 +309,8 @@ PRINCIPAL_CACHE_S = envint("PRINCIPAL_CACHE_S", 1)
 ACCESS_EVENTS_MAX_BATCH = envint("ACCESS_EVENTS_MAX_BATCH", 1000)
 # Service-account token use is recorded at most this often per token (keeps the hot path read-only).
 API_TOKEN_LAST_USED_RESOLUTION_S = envint("API_TOKEN_LAST_USED_RESOLUTION_S", 60)
+# A verified token is trusted for this long in each process (revocation reaches others within it).
+API_TOKEN_CACHE_S = envint("API_TOKEN_CACHE_S", 1)
 
 LOGGING = {
     "version": 1,

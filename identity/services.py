@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,6 +90,7 @@ def token_revoke(*, token: ApiToken, revoked_by: User | None, channel: str) -> A
         return locked
     locked.revoked_at, locked.revoked_by = timezone.now(), revoked_by
     locked.save(update_fields=["revoked_at", "revoked_by"])
+    _verified.clear()  # this process at once; others within API_TOKEN_CACHE_S
     record_event(
         action="token.revoked",
         actor=actor_for(revoked_by),
@@ -99,8 +101,32 @@ def token_revoke(*, token: ApiToken, revoked_by: User | None, channel: str) -> A
     return locked
 
 
+# Verified tokens, by the SHA-256 of the whole plaintext, for API_TOKEN_CACHE_S: the decision path
+# then skips a database round trip per request. A revocation reaches other processes within that time.
+_verified: dict[str, tuple[float, ApiToken]] = {}
+
+
+def token_cache_clear() -> None:
+    _verified.clear()
+
+
 def token_authenticate(raw: str) -> ApiToken | None:
     """Return the live token for a plaintext, or None. Records last use at most once a minute."""
+    cache_key = hashlib.sha256(raw.encode()).hexdigest()
+    cached = _verified.get(cache_key)
+    if cached is not None and cached[0] > time.monotonic():
+        hit = cached[1]
+        if hit.expires_at is None or hit.expires_at > timezone.now():
+            return hit
+    found = _token_from_database(raw)
+    if found is not None and settings.API_TOKEN_CACHE_S > 0:
+        if len(_verified) > 10_000:
+            _verified.clear()
+        _verified[cache_key] = (time.monotonic() + settings.API_TOKEN_CACHE_S, found)
+    return found
+
+
+def _token_from_database(raw: str) -> ApiToken | None:
     if not raw.startswith(TOKEN_PREFIX):
         return None
     prefix, _, secret = raw[len(TOKEN_PREFIX) :].partition("_")

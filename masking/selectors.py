@@ -44,36 +44,27 @@ def read_epochs() -> Epochs:
     return Epochs(*row)
 
 
-def _epoch_seconds(value) -> float | None:  # type: ignore[no-untyped-def]
-    return value.timestamp() if value is not None else None
-
-
-def _exemption_views(queryset) -> list[ExemptionView]:  # type: ignore[no-untyped-def]
-    views = []
-    for e in queryset.select_related("project").prefetch_related(
-        "users", "groups", "roles", "service_accounts"
-    ):
-        users = {str(u.pk) for u in e.users.all()}
-        service_accounts = {sa.name for sa in e.service_accounts.all()}
-        if e.principal_key.startswith("user:"):
-            users.add(e.principal_key[5:])
-        elif e.principal_key.startswith("sa:"):
-            service_accounts.add(e.principal_key[3:])
-        views.append(
-            ExemptionView(
-                id=e.pk,
-                kind=e.kind,
-                project=e.project.key,
-                condition=e.condition,
-                expires_at=_epoch_seconds(e.expires_at),
-                users=frozenset(users),
-                groups=frozenset(g.name for g in e.groups.all()),
-                roles=frozenset(r.name for r in e.roles.all()),
-                service_accounts=frozenset(service_accounts),
-                request_ref=e.request_ref,
-            )
+def _standing_exemptions() -> list[ExemptionView]:
+    """Live standing exemptions with their members (users by primary key, groups, roles, accounts)."""
+    queryset = (
+        Exemption.objects.filter(kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
+        .select_related("project")
+        .prefetch_related("users", "groups", "roles", "service_accounts")
+    )
+    return [
+        ExemptionView(
+            id=e.pk,
+            kind=e.kind,
+            project=e.project.key,
+            condition=e.condition,
+            expires_at=e.expires_at.timestamp() if e.expires_at is not None else None,
+            users=frozenset(str(u.pk) for u in e.users.all()),
+            groups=frozenset(g.name for g in e.groups.all()),
+            roles=frozenset(r.name for r in e.roles.all()),
+            service_accounts=frozenset(sa.name for sa in e.service_accounts.all()),
         )
-    return views
+        for e in queryset
+    ]
 
 
 def load_policy(version: int) -> Policy:
@@ -115,9 +106,7 @@ def load_policy(version: int) -> Policy:
         RuleView(r.pk, r.title, r.condition, r.semantic_type.key)
         for r in MaskingRule.objects.filter(enabled=True).select_related("semantic_type")
     ]
-    exemptions = _exemption_views(
-        Exemption.objects.filter(kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
-    )
+    exemptions = _standing_exemptions()
     return Policy(
         version=version,
         columns=columns,
@@ -130,18 +119,28 @@ def load_policy(version: int) -> Policy:
 
 
 def load_grants(principal: Principal) -> list[ExemptionView]:
-    """The principal's grants that are not revoked and not yet expired (one indexed query)."""
+    """The principal's grants that are not revoked and not yet expired: one indexed query.
+
+    A grant names its one principal in `principal_key` and has no member lists to fetch."""
     from django.utils import timezone
 
     key = f"{'user' if principal.kind == 'user' else 'sa'}:{principal.id}"
-    return _exemption_views(
-        Exemption.objects.filter(
+    rows = Exemption.objects.filter(
+        kind=ExemptionKind.GRANT, principal_key=key, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).values_list("pk", "project__key", "condition", "expires_at", "request_ref")
+    holder = {"users" if principal.kind == "user" else "service_accounts": frozenset({principal.id})}
+    return [
+        ExemptionView(
+            id=pk,
             kind=ExemptionKind.GRANT,
-            principal_key=key,
-            revoked_at__isnull=True,
-            expires_at__gt=timezone.now(),
+            project=project,
+            condition=condition,
+            expires_at=expires_at.timestamp() if expires_at is not None else None,
+            request_ref=request_ref,
+            **holder,
         )
-    )
+        for pk, project, condition, expires_at, request_ref in rows
+    ]
 
 
 def resolve_principal(

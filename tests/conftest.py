@@ -81,10 +81,13 @@ def _fast_password_hashing(settings):
 def _fresh_decision_caches():
     """Each test starts with an empty database, so its epochs restart at 1: the per-process
     decision caches (keyed by epoch) must not carry a previous test's policy over."""
+    from identity.services import token_cache_clear
     from masking.selectors import decision_caches
     from masking.services import decisions
 
     decision_caches.clear()
     decisions._reported_unknown.clear()
+    token_cache_clear()
     yield
     decision_caches.clear()
+    token_cache_clear()
