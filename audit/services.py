@@ -197,6 +197,9 @@ def seal_decisions(*, max_rows: int = 50_000) -> AuditEvent | None:
     Idempotency key: the last sealed ids, read from the chain. The digests are computed without the
     chain lock; under it the run checks that no other run sealed meanwhile, and backs off if one did,
     so re-running (or two workers at once) never seals a row twice. Returns the event, or None.
+
+    Call it outside a transaction (the task does): the watermark's table lock is meant to be
+    released at once, not held until an enclosing transaction ends.
     """
     claimed = last_sealed_ids()
     try:

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -273,12 +274,17 @@ def child(mode: str, limit: int | None, out_dir: str) -> dict[str, Any]:
     _django()
     from django.db import connection
 
-    from audit.exports import report_chunks, write_export
+    from audit.exports import encode_rows, report_chunks, write_export
     from audit.filters import EVERYTHING, AuditFilter
     from audit.models import Channel
+    from audit.reports import EVENT_COLUMNS, event_rows
     from audit.selectors import verify_chain
     from audit.services import SYSTEM
 
+    traced = mode.endswith("+trace")
+    mode = mode.removesuffix("+trace")
+    if traced:
+        tracemalloc.start()
     baseline = _peak_rss_mb()
     flt = (
         AuditFilter(date_to=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=3 * limit + 1))
@@ -288,10 +294,14 @@ def child(mode: str, limit: int | None, out_dir: str) -> dict[str, Any]:
     out = Path(out_dir) / f"{mode}-{limit or 'all'}.out"
     started = time.perf_counter()
     rows = size = 0
-    if mode in ("csv", "jsonl"):
+    if mode in ("csv", "jsonl", "csv-python"):
+        if mode == "csv-python":  # the encoder SQLite and the other reports use, for comparison
+            chunks = encode_rows("csv", EVENT_COLUMNS, event_rows(flt, EVERYTHING))
+        else:
+            chunks = report_chunks("events", mode, flt, EVERYTHING)
         with out.open("wb") as f:
             digest = hashlib.sha256()  # as write_export does
-            for chunk in report_chunks("events", mode, flt, EVERYTHING):
+            for chunk in chunks:
                 digest.update(chunk)
                 f.write(chunk)
                 size += len(chunk)
@@ -325,7 +335,9 @@ def child(mode: str, limit: int | None, out_dir: str) -> dict[str, Any]:
         assert result.ok, result.summary()
     elapsed = time.perf_counter() - started
     out.unlink(missing_ok=True)
+    heap = {"traced_peak_mb": round(tracemalloc.get_traced_memory()[1] / 2**20, 2)} if traced else {}
     return {
+        **heap,
         "mode": mode,
         "limit": limit,
         "seconds": round(elapsed, 2),
@@ -350,9 +362,12 @@ def bench_exports(events: int) -> dict[str, Any]:
     generated = populate(events)
     results: dict[str, Any] = {"events": events, "generated_s": round(generated, 1)}
     with tempfile.TemporaryDirectory(prefix="veil-audit-bench-") as out_dir:
-        for mode in ("copy", "csv", "jsonl"):
+        for mode in ("copy", "csv", "jsonl", "csv-python"):
             results[mode] = _in_child(mode, None, out_dir)
             results[f"{mode}_tenth"] = _in_child(mode, events // 10, out_dir)
+        for mode in ("csv", "jsonl", "csv-python"):  # Python heap high-water mark (tracemalloc slows)
+            results[f"{mode}_heap"] = _in_child(f"{mode}+trace", None, out_dir)
+            results[f"{mode}_heap_tenth"] = _in_child(f"{mode}+trace", events // 10, out_dir)
         results["verify"] = _in_child("verify", None, out_dir)
         results["write_export"] = _in_child("write_export", None, out_dir)
     return results
@@ -371,15 +386,16 @@ def report(writes: dict[str, Any] | None, exports: dict[str, Any] | None) -> Non
             )
     if exports:
         copy = exports["copy"]
-        for mode in ("csv", "jsonl"):
+        for mode in ("csv", "jsonl", "csv-python"):
             r, tenth = exports[mode], exports[f"{mode}_tenth"]
+            heap, heap_tenth = exports[f"{mode}_heap"], exports[f"{mode}_heap_tenth"]
             ratio = r["seconds"] / copy["seconds"]
+            goal = "" if mode == "csv-python" else f" (goal < 3x: {'OK' if ratio < 3 else 'OVER GOAL'})"
             print(
                 f"export {mode}: {exports['events']:,} events in {r['seconds']} s "
-                f"({r['bytes'] / 1e6:.0f} MB), "
-                f"{ratio:.2f}x COPY (goal < 3x: {'OK' if ratio < 3 else 'OVER GOAL'}); peak RSS "
-                f"{r['peak_rss_mb']} MB (baseline {r['baseline_rss_mb']}), at a tenth of the size "
-                f"{tenth['peak_rss_mb']} MB"
+                f"({r['bytes'] / 1e6:.0f} MB), {ratio:.2f}x COPY{goal}; peak RSS {r['peak_rss_mb']} MB "
+                f"(after imports {r['baseline_rss_mb']}), a tenth of the size {tenth['peak_rss_mb']} MB; "
+                f"Python heap peak {heap['traced_peak_mb']} MB, a tenth {heap_tenth['traced_peak_mb']} MB"
             )
         print(
             f"COPY csv: {copy['seconds']} s ({copy['bytes'] / 1e6:.0f} MB), "

@@ -333,3 +333,9 @@ AUDIT_CHECKPOINT_INTERVAL_S = envint("AUDIT_CHECKPOINT_INTERVAL_S", 300)
 AUDIT_PREVIOUS_SIGNING_KEYS = envlist("AUDIT_PREVIOUS_SIGNING_KEYS")
 AUDIT_EXPORT_DIR = Path(env("AUDIT_EXPORT_DIR", str(VAR_DIR / "audit-exports")))
 AUDIT_ARCHIVE_DIR = Path(env("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive")))
+CELERY_BEAT_SCHEDULE |= {
+    "audit-seal-decisions": {"task": "audit.tasks.seal_decisions", "schedule": float(AUDIT_SEAL_INTERVAL_S)},
+    "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S)},
+    "audit-run-pending-exports": {"task": "audit.tasks.run_pending_exports", "schedule": 60.0},
+    "audit-verify-log": {"task": "audit.tasks.verify_log", "schedule": 86400.0},
+}
