@@ -263,6 +263,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "jitaccess.slack.tasks.resume_slack_deliveries",
         "schedule": float(SWEEP_INTERVAL_S),
     },
+    "jitaccess-slack-policy-messages": {
+        "task": "jitaccess.slack.tasks.sync_policy_messages",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
 }
 # A publish that cannot reach the broker fails fast instead of stalling a web request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

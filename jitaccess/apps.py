@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class JitaccessConfig(AppConfig):
     name = "jitaccess"
     verbose_name = "Just-in-time access"
+
+    def ready(self) -> None:
+        # Policy changes held by the two-person rule are announced in Slack. Resolved at call time,
+        # so that the task module (and Celery) load only when a change is filed or decided.
+        from masking.services.policy_changes import policy_change_listeners
+
+        if _announce_policy_change not in policy_change_listeners:
+            policy_change_listeners.append(_announce_policy_change)
+
+
+def _announce_policy_change(change_id: int) -> None:
+    from jitaccess.slack.tasks import enqueue_policy_message
+
+    enqueue_policy_message(change_id)

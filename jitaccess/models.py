@@ -8,7 +8,7 @@ from django.db import models
 
 from identity.models import Role, ServiceAccount, User
 from jitaccess.states import State
-from masking.models import Database, Exemption, Project
+from masking.models import Database, Exemption, PolicyChange, Project
 
 
 class ProjectAccessSettings(models.Model):
@@ -274,3 +274,20 @@ class SlackUserLink(models.Model):
         if self.verified_via == SlackLinkMethod.EMAIL:
             return self.user.email_verified and self.user.email.lower() == self.email.lower()
         return True
+
+
+class SlackPolicyMessage(models.Model):
+    """The Slack message announcing a policy change held by the two-person rule. Like
+    `SlackMessage`, the row is the idempotency key of the post: claimed before chat.postMessage,
+    holding the `ts` after. `shown_state` is the change's state the message last showed, so the
+    periodic sync knows which messages still need updating."""
+
+    change = models.OneToOneField(PolicyChange, on_delete=models.CASCADE, related_name="slack_message")
+    channel = models.CharField(max_length=100, help_text="Where it goes; the conversation ID once posted")
+    ts = models.CharField(max_length=32, blank=True)
+    shown_state = models.CharField(max_length=10, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True, help_text="A worker is posting it until")
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Slack message of policy change #{self.change_id}"

@@ -25,6 +25,7 @@ from audit.models import Channel
 from identity.models import User
 from jitaccess.models import AccessRequest
 from jitaccess.services import NotAllowed, RequestError, can_approve, request_approve, request_deny
+from jitaccess.slack import policy_interactions as policy
 from jitaccess.slack.blocks import (
     APPROVE,
     APPROVE_IN_WEB,
@@ -38,6 +39,7 @@ from jitaccess.slack.blocks import (
 )
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import clicker
+from jitaccess.slack.policy_messages import POLICY_APPROVE, POLICY_OPEN, POLICY_REJECT, POLICY_REJECT_MODAL
 from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation
 from jitaccess.slack.services import click_refused_record
 from jitaccess.states import Action, InvalidTransition, State
@@ -48,7 +50,8 @@ NOTHING_CHANGED = "Nothing changed."
 
 @dataclass(frozen=True)
 class Click:
-    """Who clicked what, and where to answer them privately."""
+    """Who clicked what, and where to answer them privately. For a policy-change button,
+    `request_id` holds the change's ID."""
 
     slack_user_id: str
     request_id: int | None
@@ -102,6 +105,10 @@ def _handler(token: str, signing_secret: str, api_url: str) -> SlackRequestHandl
     app.action(DENY)(ack=open_deny_modal, lazy=[explain_deny_refusal])
     app.action(re.compile(f"^({APPROVE_IN_WEB}|{OPEN_IN_WEB}|{EXTEND})$"))(acknowledge)  # links
     app.view(DENY_MODAL)(ack=check_deny_reason, lazy=[deny_submitted])
+    app.action(POLICY_APPROVE)(ack=acknowledge, lazy=[policy.approve_clicked])
+    app.action(POLICY_REJECT)(ack=policy.open_reject_modal, lazy=[policy.explain_reject_refusal])
+    app.action(POLICY_OPEN)(acknowledge)  # a link
+    app.view(POLICY_REJECT_MODAL)(ack=policy.check_note, lazy=[policy.reject_submitted])
     app.action(re.compile(".*"))(ack=acknowledge, lazy=[unknown_action])  # last: the first match wins
     return SlackRequestHandler(app)
 
@@ -112,7 +119,7 @@ def acknowledge(ack: Ack) -> None:
 
 def approve_clicked(body: dict[str, Any]) -> None:
     click = Click.from_action(body)
-    _reply(click, approve(click))
+    reply(click, approve(click))
 
 
 def approve(click: Click) -> str:
@@ -161,7 +168,7 @@ def explain_deny_refusal(body: dict[str, Any]) -> None:
     click = Click.from_action(body)
     refusal = _deny_refusal(click)
     if refusal:
-        _reply(click, refusal)
+        reply(click, refusal)
 
 
 def _deny_refusal(click: Click) -> str:
@@ -191,7 +198,7 @@ def deny_submitted(body: dict[str, Any]) -> None:
     reason = _submitted_reason(body)
     if reason:
         click = Click.from_submission(body)
-        _reply(click, deny(click, reason))
+        reply(click, deny(click, reason))
 
 
 def deny(click: Click, reason: str) -> str:
@@ -217,7 +224,7 @@ def unknown_action(body: dict[str, Any]) -> None:
     logger.warning(
         "unknown Slack action %r from %s", body["actions"][0].get("action_id"), click.slack_user_id
     )
-    _reply(click, f"Veil does not know this button. {NOTHING_CHANGED}")
+    reply(click, f"Veil does not know this button. {NOTHING_CHANGED}")
 
 
 def _request(click: Click) -> AccessRequest | None:
@@ -254,7 +261,7 @@ def _submitted_reason(body: dict[str, Any]) -> str:
     return str((values.get("reason") or {}).get("reason", {}).get("value") or "").strip()
 
 
-def _reply(click: Click, text: str) -> None:
+def reply(click: Click, text: str) -> None:
     """An ephemeral answer to the clicker. Best effort: the decision already stands."""
     if not click.channel_id:
         return

@@ -40,13 +40,13 @@ def clicker(slack_user_id: str, request: AccessRequest) -> User | None:
     if user is not None:
         return user
     for candidate in [request.requester, *eligible_approvers(request)]:
-        if _slack_id_of_verified_email(candidate) == slack_user_id:
+        if slack_id_of_verified_email(candidate) == slack_user_id:
             return candidate if _link_by_email(candidate) else None
     return None
 
 
 def _link_by_email(user: User) -> str:
-    slack_user_id = _slack_id_of_verified_email(user)
+    slack_user_id = slack_id_of_verified_email(user)
     if not slack_user_id:
         return ""
     link = slack_user_link(
@@ -60,7 +60,7 @@ def _link_by_email(user: User) -> str:
     return slack_user_id if link is not None else ""
 
 
-def _slack_id_of_verified_email(user: User) -> str:
+def slack_id_of_verified_email(user: User) -> str:
     if not (user.is_active and user.email and user.email_verified):
         return ""
     return _lookup_by_email(user.email)

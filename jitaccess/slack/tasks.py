@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
 
 from jitaccess.slack.delivery import resume_after_outage
+from jitaccess.slack.policy_messages import policy_message_sync, policy_messages_sweep
 from jitaccess.slack.services import reminders_announce
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -19,3 +25,26 @@ def remind_pending_requests() -> dict[str, int]:
 def resume_slack_deliveries() -> int:
     """Every minute: after an outage of any length, send what Slack could not take (idempotent)."""
     return resume_after_outage()
+
+
+@shared_task(ignore_result=True)
+def sync_policy_message(change_id: int) -> str:
+    """After a policy change is filed or decided: post or update its Slack message (idempotent)."""
+    return policy_message_sync(change_id)
+
+
+@shared_task(ignore_result=True)
+def sync_policy_messages() -> int:
+    """Every minute: catch up on policy-change messages a lost task or an outage left behind."""
+    return policy_messages_sweep()
+
+
+def enqueue_policy_message(change_id: int) -> None:
+    """Registered in `masking.services.policy_changes.policy_change_listeners`; runs on commit.
+    A broker outage loses nothing: the sweep posts or updates the message within a minute."""
+    if not settings.SLACK_ENABLED:
+        return
+    try:
+        sync_policy_message.apply_async((change_id,), retry=False)
+    except Exception:
+        logger.warning("broker unavailable; the Slack message of policy change #%s waits", change_id)

@@ -10,7 +10,8 @@ exact diff the author submitted; otherwise it is marked superseded and must be s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,11 @@ from masking.models import ChangeState, PolicyChange, PolicyVersion
 from masking.policy_access import may_administer, needs_second_person
 from masking.policy_diff import Plan, plan_against_live
 from masking.services.versions import lock_head, policy_apply
+
+# Called with the change's ID after a change is filed or decided, once that commits (jitaccess
+# registers its Slack messages here, so masking imports nothing of jitaccess). A failing listener
+# never undoes the change; listeners must be idempotent and have a periodic catch-up of their own.
+policy_change_listeners: list[Callable[[int], None]] = []
 
 
 class NotAllowed(PermissionError):
@@ -98,6 +104,7 @@ def policy_submit(
             target=Target("policy_change", str(change.pk), change.message[:200]),
             detail={"summary": plan.counts(), "projects": change.projects, "global": change.is_global},
         )
+        _announce(change)
         return Submission("pending", plan, change=change)
     applied = policy_apply(
         document=document,
@@ -178,6 +185,12 @@ def _decide(change: PolicyChange, state: str, user: User, channel: str, note: st
         target=Target("policy_change", str(change.pk), change.message[:200]),
         detail={"note": note, "version": change.version.number if change.version else None},
     )
+    _announce(change)
+
+
+def _announce(change: PolicyChange) -> None:
+    for listener in policy_change_listeners:
+        transaction.on_commit(functools.partial(listener, change.pk), robust=True)
 
 
 def _scope_refusal(projects: set[str], is_global: bool) -> str:

@@ -1,0 +1,191 @@
+"""Approve and Reject clicks on policy-change messages (registered in `interactions._handler`, so
+they take the same verified, replay-filtered path as request clicks).
+
+Decisions go through `policy_change_approve` / `policy_change_reject`, which lock the change and
+refuse the author (by IdP subject) and anyone who may not change what it touches; the clicker
+gets the outcome as an ephemeral message. The message itself is updated by the sync that the
+decision triggers on commit, as for a decision made in the web pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q
+from guardian.shortcuts import get_users_with_perms
+from slack_bolt import Ack
+
+from audit.models import Channel
+from identity.models import User
+from jitaccess.slack.client import slack_client
+from jitaccess.slack.linking import slack_id_of_verified_email, slack_user_id_for
+from jitaccess.slack.policy_messages import change_link, reject_modal
+from jitaccess.slack.selectors import linked_user
+from masking.models import ChangeState, PolicyChange, Project
+from masking.policy_access import PERMISSION, may_administer
+from masking.services.policy_changes import (
+    ChangeError,
+    NotAllowed,
+    policy_change_approve,
+    policy_change_reject,
+)
+
+NOTHING_CHANGED = "Nothing changed."
+MAX_CANDIDATES = 50  # email lookups per unlinked click, each cached (see linking.py)
+
+
+def approve_clicked(body: dict[str, Any]) -> None:
+    from jitaccess.slack.interactions import Click, reply
+
+    click = Click.from_action(body)
+    reply(click, approve(click.slack_user_id, click.request_id))
+
+
+def approve(slack_user_id: str, change_id: int | None) -> str:
+    change = _change(change_id)
+    if change is None:
+        return f"This policy change is no longer in Veil. {NOTHING_CHANGED}"
+    if change.state != ChangeState.PENDING:
+        return _already(change)
+    user = clicker(slack_user_id, change)
+    if user is None:
+        return _unlinked(change)
+    try:
+        change = policy_change_approve(change_id=change.pk, approver=user, channel=Channel.SLACK)
+    except (NotAllowed, ChangeError) as exc:
+        return f"{exc} {NOTHING_CHANGED}"
+    if change.state == ChangeState.SUPERSEDED:
+        return f"Change #{change.pk} was not applied: the policy changed since it was submitted."
+    return f":white_check_mark: You approved change #{change.pk}: applied as version {change.version.number}."
+
+
+def open_reject_modal(ack: Ack, body: dict[str, Any]) -> None:
+    """Inside the 3-second window (the trigger ID dies with it): database reads only."""
+    from jitaccess.slack.interactions import Click
+
+    ack()
+    click = Click.from_action(body)
+    if click.request_id is None or reject_refusal(click.slack_user_id, click.request_id):
+        return
+    change = PolicyChange.objects.get(pk=click.request_id)
+    slack_client().views_open(trigger_id=body["trigger_id"], view=reject_modal(change, click.metadata()))
+
+
+def explain_reject_refusal(body: dict[str, Any]) -> None:
+    from jitaccess.slack.interactions import Click, reply
+
+    click = Click.from_action(body)
+    refusal = reject_refusal(click.slack_user_id, click.request_id)
+    if refusal:
+        reply(click, refusal)
+
+
+def reject_refusal(slack_user_id: str, change_id: int | None) -> str:
+    """Why the reject modal does not open, or "". An unlinked clicker gets the modal: who they
+    are is worked out when they submit it."""
+    change = _change(change_id)
+    if change is None:
+        return f"This policy change is no longer in Veil. {NOTHING_CHANGED}"
+    if change.state != ChangeState.PENDING:
+        return _already(change)
+    user = linked_user(slack_user_id)
+    if user is not None and user.canonical_subject == change.author_subject:
+        link = change_link(change)
+        return f"This is your own change: withdraw it in Veil, <{link}|here>. {NOTHING_CHANGED}"
+    if user is not None and not may_administer(user, change.projects, is_global=change.is_global):
+        return f"You may not decide this policy change. {NOTHING_CHANGED}"
+    return ""
+
+
+def check_note(ack: Ack, body: dict[str, Any]) -> None:
+    if not _note(body):
+        ack(response_action="errors", errors={"note": "Say why the change is rejected."})
+        return
+    ack()
+
+
+def reject_submitted(body: dict[str, Any]) -> None:
+    from jitaccess.slack.interactions import Click, reply
+
+    note = _note(body)
+    if not note:
+        return
+    click = Click.from_submission(body)
+    reply(click, reject(click.slack_user_id, click.request_id, note))
+
+
+def reject(slack_user_id: str, change_id: int | None, note: str) -> str:
+    change = _change(change_id)
+    if change is None:
+        return f"This policy change is no longer in Veil. {NOTHING_CHANGED}"
+    user = clicker(slack_user_id, change)
+    if user is None:
+        return _unlinked(change)
+    if user.canonical_subject == change.author_subject:
+        return f"This is your own change: withdraw it in Veil. {NOTHING_CHANGED}"
+    try:
+        change = policy_change_reject(change_id=change.pk, user=user, note=note, channel=Channel.SLACK)
+    except (NotAllowed, ChangeError) as exc:
+        return f"{exc} {NOTHING_CHANGED}"
+    return f":no_entry: You rejected change #{change.pk}. Its author is told why in Veil."
+
+
+def clicker(slack_user_id: str, change: PolicyChange) -> User | None:
+    """The Veil user behind the click: a valid link, else the author or someone who may decide
+    the change whose verified email Slack knows under this ID (then linked, as for requests).
+    None: unknown, nothing may change. Calls Slack: lazy listeners only."""
+    user = linked_user(slack_user_id)
+    if user is not None:
+        return user
+    for candidate in _candidates(change):
+        if slack_id_of_verified_email(candidate) == slack_user_id:
+            return candidate if slack_user_id_for(candidate) == slack_user_id else None
+    return None
+
+
+def _candidates(change: PolicyChange) -> list[User]:
+    """The author, then people who may decide the change. Anyone who may has the permission
+    globally or on every affected project, so one affected project's holders cover them all."""
+    candidates = [change.author] if change.author is not None else []
+    app_label, codename = PERMISSION.split(".")
+    holders = User.objects.filter(
+        Q(is_superuser=True)
+        | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
+        | Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
+    )
+    project = Project.objects.filter(key__in=change.projects).order_by("key").first()
+    if project is None and change.is_global:
+        project = Project.objects.order_by("key").first()
+    if project is not None:
+        holders = holders | User.objects.filter(
+            pk__in=get_users_with_perms(project, only_with_perms_in=[codename], with_group_users=True)
+        )
+    for user in (
+        holders.filter(is_active=True, email_verified=True).distinct().order_by("pk")[:MAX_CANDIDATES]
+    ):
+        if user not in candidates and may_administer(user, change.projects, is_global=change.is_global):
+            candidates.append(user)
+    return candidates
+
+
+def _change(change_id: int | None) -> PolicyChange | None:
+    if change_id is None:
+        return None
+    return PolicyChange.objects.select_related("author").filter(pk=change_id).first()
+
+
+def _already(change: PolicyChange) -> str:
+    return f"Change #{change.pk} is {change.get_state_display().lower()}. {NOTHING_CHANGED}"
+
+
+def _unlinked(change: PolicyChange) -> str:
+    return (
+        "Veil cannot tell which Veil account is yours: your Slack email must be the verified email "
+        "of your Veil account (from the company sign-in), or an administrator links the two. "
+        f"You can decide in Veil: <{change_link(change)}|change #{change.pk}>. {NOTHING_CHANGED}"
+    )
+
+
+def _note(body: dict[str, Any]) -> str:
+    values = body["view"]["state"]["values"]
+    return str((values.get("note") or {}).get("note", {}).get("value") or "").strip()

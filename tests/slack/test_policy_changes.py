@@ -1,0 +1,248 @@
+"""Policy changes held by the two-person rule, in Slack: announced once, decided by signed clicks
+through `policy_change_approve` / `policy_change_reject`, the message kept up to date."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit.models import Channel
+from identity.services import actor_for
+from jitaccess.models import SlackPolicyMessage
+from jitaccess.slack.policy_messages import (
+    POLICY_APPROVE,
+    POLICY_REJECT,
+    POLICY_REJECT_MODAL,
+    policy_message_sync,
+    policy_messages_sweep,
+)
+from masking.models import ChangeState, MaskingRule, PolicyChange, ProjectPolicySettings, SemanticType
+from masking.policy_document import export_document, parse_document
+from masking.services.policy_changes import policy_change_reject, policy_submit
+from tests.factories import grant_project_perm
+from tests.slack.conftest import APPROVALS, SLACK_IDS, click, post_interaction
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def held(slack, monkeypatch):
+    """The two-person rule on the shop; Dave (author) and Carol may both administer its policy.
+    The on-commit task runs in-process, as a worker would run it."""
+    monkeypatch.setattr("jitaccess.slack.tasks.enqueue_policy_message", policy_message_sync)
+    grant_project_perm(slack.carol, "administer_policy", slack.project)
+    ProjectPolicySettings.objects.create(project=slack.project, two_person_rule=True)
+    return slack
+
+
+def submit(world, captured) -> PolicyChange:
+    document = export_document()
+    document["rules"].append(
+        {
+            "title": "Phones",
+            "condition": 'resource.column_name == "phone"',
+            "semantic_type": SemanticType.objects.first().key,
+            "enabled": True,
+        }
+    )
+    with captured(execute=True):
+        submission = policy_submit(
+            document=parse_document(document),
+            message="Mask phones <!channel>",
+            actor=actor_for(world.dave),
+            channel=Channel.WEB,
+            author=world.dave,
+        )
+    assert submission.status == "pending"
+    return submission.change
+
+
+def ephemerals(fake_slack, user):
+    return [e["text"] for e in fake_slack.ephemerals if e["user"] == SLACK_IDS[user]]
+
+
+def test_a_held_change_is_announced_once(held, fake_slack, django_capture_on_commit_callbacks):
+    change = submit(held, django_capture_on_commit_callbacks)
+
+    [message] = fake_slack.in_channel(APPROVALS)
+    assert message.has_buttons
+    assert "dave" in message.shown and "&lt;!channel&gt;" in message.shown, "the message is escaped"
+    assert "<!channel>" not in message.text
+    assert "1 to create, 0 to update, 0 to delete" in message.shown
+    assert f"https://veil.example/policy/changes/{change.pk}/" in message.shown
+    row = SlackPolicyMessage.objects.get(change=change)
+    assert (row.channel, row.ts, row.shown_state) == (APPROVALS, message.ts, ChangeState.PENDING)
+
+    assert policy_message_sync(change.pk) == "", "a redelivered task posts nothing"
+    assert policy_messages_sweep() == 0, "nor does the periodic sweep"
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+
+def test_the_sweep_posts_what_a_lost_task_did_not(
+    held, fake_slack, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr("jitaccess.slack.tasks.enqueue_policy_message", lambda change_id: None)
+    change = submit(held, django_capture_on_commit_callbacks)
+    assert fake_slack.in_channel(APPROVALS) == []
+
+    assert policy_messages_sweep() == 1
+    assert policy_messages_sweep() == 0
+    assert len(fake_slack.in_channel(APPROVALS)) == 1
+    assert SlackPolicyMessage.objects.get(change=change).ts
+
+
+def test_approve_in_slack_applies_the_change_and_updates_the_message(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+    [message] = fake_slack.in_channel(APPROVALS)
+
+    post_interaction(client, click(POLICY_APPROVE, change.pk, user="UCAROL", message_ts=message.ts))
+    with django_capture_on_commit_callbacks(execute=True):
+        after_ack.run()
+
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPLIED
+    assert change.decided_by == held.carol
+    assert MaskingRule.objects.filter(title="Phones").exists()
+    [reply] = ephemerals(fake_slack, "carol")
+    assert reply.startswith(f":white_check_mark: You approved change #{change.pk}")
+    assert not message.has_buttons and message.updates == 1
+    assert "Approved by" in message.shown
+
+
+def test_the_author_cannot_approve_in_slack(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+
+    post_interaction(client, click(POLICY_APPROVE, change.pk, user="UDAVE"))
+    after_ack.run()
+
+    change.refresh_from_db()
+    assert change.state == ChangeState.PENDING
+    assert not MaskingRule.objects.filter(title="Phones").exists()
+    [reply] = ephemerals(fake_slack, "dave")
+    assert "cannot approve your own" in reply and reply.endswith("Nothing changed.")
+    assert fake_slack.in_channel(APPROVALS)[0].has_buttons
+
+
+def test_an_unlinked_or_unauthorised_clicker_is_refused(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+
+    post_interaction(client, click(POLICY_APPROVE, change.pk, user="UNOBODY"))
+    after_ack.run()
+    [reply] = [e["text"] for e in fake_slack.ephemerals if e["user"] == "UNOBODY"]
+    assert "cannot tell which Veil account is yours" in reply
+
+    from audit.services import SYSTEM
+    from jitaccess.models import SlackLinkMethod
+    from jitaccess.slack.services import slack_user_link
+
+    slack_user_link(
+        slack_user_id="UEVE", user=held.eve, method=SlackLinkMethod.ADMIN, actor=SYSTEM, channel=Channel.CLI
+    )
+    post_interaction(client, click(POLICY_APPROVE, change.pk, user="UEVE"))
+    after_ack.run()
+    [reply] = ephemerals(fake_slack, "eve")
+    assert reply.endswith("Nothing changed.")
+    change.refresh_from_db()
+    assert change.state == ChangeState.PENDING
+
+
+def test_reject_opens_a_modal_and_stores_the_note(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+    [message] = fake_slack.in_channel(APPROVALS)
+
+    response, _, _ = post_interaction(
+        client, click(POLICY_REJECT, change.pk, user="UCAROL", message_ts=message.ts)
+    )
+    assert response.status_code == 200
+    [opened] = fake_slack.views
+    view = opened["view"]
+    assert view["callback_id"] == POLICY_REJECT_MODAL
+    after_ack.run()
+    assert fake_slack.ephemerals == []
+
+    submission = {
+        "type": "view_submission",
+        "team": {"id": "T0ACME", "domain": "acme"},
+        "user": {"id": "UCAROL", "username": "ucarol", "team_id": "T0ACME"},
+        "api_app_id": "A0VEIL",
+        "trigger_id": "trigger-x",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": POLICY_REJECT_MODAL,
+            "private_metadata": view["private_metadata"],
+            "state": {"values": {"note": {"note": {"type": "plain_text_input", "value": "Too broad"}}}},
+        },
+    }
+    assert json.loads(view["private_metadata"])["request"] == change.pk
+    post_interaction(client, submission)
+    with django_capture_on_commit_callbacks(execute=True):
+        after_ack.run()
+
+    change.refresh_from_db()
+    assert (change.state, change.decision_note, change.decided_by) == (
+        ChangeState.REJECTED,
+        "Too broad",
+        held.carol,
+    )
+    [reply] = ephemerals(fake_slack, "carol")
+    assert reply.startswith(":no_entry: You rejected")
+    assert not message.has_buttons and "Too broad" in message.shown
+
+
+def test_the_author_gets_no_reject_modal(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+    from audit.services import SYSTEM
+    from jitaccess.models import SlackLinkMethod
+    from jitaccess.slack.services import slack_user_link
+
+    slack_user_link(
+        slack_user_id="UDAVE", user=held.dave, method=SlackLinkMethod.ADMIN, actor=SYSTEM, channel=Channel.CLI
+    )
+
+    post_interaction(client, click(POLICY_REJECT, change.pk, user="UDAVE"))
+    after_ack.run()
+
+    assert fake_slack.views == []
+    [reply] = ephemerals(fake_slack, "dave")
+    assert "your own change" in reply
+    change.refresh_from_db()
+    assert change.state == ChangeState.PENDING
+
+
+def test_a_web_decision_updates_the_slack_message(held, fake_slack, django_capture_on_commit_callbacks):
+    change = submit(held, django_capture_on_commit_callbacks)
+    [message] = fake_slack.in_channel(APPROVALS)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        policy_change_reject(change_id=change.pk, user=held.carol, note="Not now", channel=Channel.WEB)
+
+    assert not message.has_buttons and message.updates == 1
+    assert "Rejected by" in message.shown and "Not now" in message.shown
+    assert policy_messages_sweep() == 0, "nothing left to update"
+    assert message.updates == 1
+
+
+def test_the_sweep_updates_a_message_a_lost_task_left_stale(
+    held, fake_slack, monkeypatch, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+    [message] = fake_slack.in_channel(APPROVALS)
+    monkeypatch.setattr("jitaccess.slack.tasks.enqueue_policy_message", lambda change_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        policy_change_reject(change_id=change.pk, user=held.dave, note="", channel=Channel.WEB)
+    assert message.has_buttons
+
+    assert policy_messages_sweep() == 1
+    assert not message.has_buttons and "Withdrawn" in message.shown
