@@ -173,29 +173,44 @@ def escalation_banner(card: Card, mention: str) -> str:
     return f"{waited} {mention}".strip()
 
 
-def deny_modal(card: Card, private_metadata: str) -> Block:
+def reason_modal(
+    *, callback_id: str, title: str, submit: str, intro: str, field: str, label: str, private_metadata: str
+) -> Block:
+    """A modal asking for the required reason of a refusal (a denied request, a rejected change)."""
     return {
         "type": "modal",
-        "callback_id": DENY_MODAL,
+        "callback_id": callback_id,
         "private_metadata": private_metadata,
-        "title": {"type": "plain_text", "text": f"Deny {card.ref}"[:24]},
-        "submit": {"type": "plain_text", "text": "Deny"},
+        "title": {"type": "plain_text", "text": title[:24]},
+        "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _section(f"*{escape(card.requester)}* asks to unmask {scope_text(card)}."),
+            _section(intro),
             {
                 "type": "input",
-                "block_id": "reason",
-                "label": {"type": "plain_text", "text": "Why is it denied? The requester will read this."},
+                "block_id": field,
+                "label": {"type": "plain_text", "text": label},
                 "element": {
                     "type": "plain_text_input",
-                    "action_id": "reason",
+                    "action_id": field,
                     "multiline": True,
                     "max_length": 1000,
                 },
             },
         ],
     }
+
+
+def deny_modal(card: Card, private_metadata: str) -> Block:
+    return reason_modal(
+        callback_id=DENY_MODAL,
+        title=f"Deny {card.ref}",
+        submit="Deny",
+        intro=f"*{escape(card.requester)}* asks to unmask {scope_text(card)}.",
+        field="reason",
+        label="Why is it denied? The requester will read this.",
+        private_metadata=private_metadata,
+    )
 
 
 def _buttons(card: Card) -> list[Block]:

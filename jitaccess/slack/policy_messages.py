@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jitaccess.models import SlackPolicyMessage, SlackRoute
-from jitaccess.slack.blocks import Block, escape, when
+from jitaccess.slack.blocks import Block, escape, reason_modal, when
 from jitaccess.slack.client import slack_client, slack_error, surely_not_delivered
 from masking.models import ChangeState, PolicyChange
 
@@ -208,28 +208,15 @@ def policy_message(change: PolicyChange) -> tuple[str, list[Block]]:
 
 
 def reject_modal(change: PolicyChange, private_metadata: str) -> Block:
-    return {
-        "type": "modal",
-        "callback_id": POLICY_REJECT_MODAL,
-        "private_metadata": private_metadata,
-        "title": {"type": "plain_text", "text": f"Reject change #{change.pk}"[:24]},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            _section(f"*{escape(change.author_name)}*: {escape(change.message[:500])}"),
-            {
-                "type": "input",
-                "block_id": "note",
-                "label": {"type": "plain_text", "text": "Why is it rejected? The author will read this."},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "note",
-                    "multiline": True,
-                    "max_length": 1000,
-                },
-            },
-        ],
-    }
+    return reason_modal(
+        callback_id=POLICY_REJECT_MODAL,
+        title=f"Reject change #{change.pk}",
+        submit="Reject",
+        intro=f"*{escape(change.author_name)}*: {escape(change.message[:500])}",
+        field="note",
+        label="Why is it rejected? The author will read this.",
+        private_metadata=private_metadata,
+    )
 
 
 def _short(value: Any) -> str:

@@ -12,16 +12,14 @@ from audit.filters import EVERYTHING, AuditFilter
 from audit.models import Channel
 from audit.reports import REPORTS, in_force_rows, unmask_rows
 from audit.selectors import verify_chain
-from audit.services import SYSTEM, record_access_events, seal_decisions
+from audit.services import record_access_events, seal_decisions
 from identity.models import Role
 from jitaccess.models import ApprovalPolicy
 from jitaccess.services import Scope, grant_end, request_approve, request_create
 from masking.engine import ColumnKey
 from masking.models import Database
-from masking.services.catalog import catalog_upsert
 from masking.services.decisions import decide_columns
-from masking.services.policy import rule_save, semantic_type_save
-from tests.factories import catalog_payload, grant_project_perm, make_user
+from tests.factories import grant_project_perm, make_shop_policy, make_user
 
 pytestmark = pytest.mark.django_db
 EMAIL = ColumnKey("prod-pg", "shop", "public", "customers", "email")
@@ -29,24 +27,7 @@ EMAIL = ColumnKey("prod-pg", "shop", "public", "customers", "email")
 
 @pytest.fixture
 def approved_request(shop):
-    payload = catalog_payload()
-    catalog_upsert(
-        instance_spec=payload["instance"],
-        databases=payload["databases"],
-        prune=False,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
-    email = semantic_type_save(
-        key="email", title="Email", algorithm={"type": "email"}, actor=SYSTEM, channel=Channel.CLI
-    )
-    rule_save(
-        title="emails",
-        condition='resource.column_name == "email"',
-        semantic_type=email,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
+    make_shop_policy()
     alice, bob = make_user("alice", display_name="Alice Engineer"), make_user("bob", display_name="Bob Lead")
     alice.groups.add(Group.objects.create(name="engineering"))
     grant_project_perm(alice, "request_unmask", shop)
