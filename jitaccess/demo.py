@@ -6,6 +6,7 @@ Idempotent: running it again changes nothing (passwords are set only when a user
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -14,8 +15,11 @@ from guardian.shortcuts import assign_perm
 from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import Role, ServiceAccount, User
+from jitaccess.approval_policies import approval_policy_save
+from jitaccess.models import AccessRequest, ApprovalPolicy
+from jitaccess.services import Scope, request_approve, request_create, request_deny
 from masking.models import ClassificationLevel as L
-from masking.models import Exemption, ExemptionKind, MaskingRule, Project, SemanticType
+from masking.models import Database, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
 from masking.services.catalog import catalog_upsert
 from masking.services.policy import exemption_create, rule_save
 
@@ -167,7 +171,66 @@ def load_demo_data() -> list[str]:
         name="sql-proxy", defaults={"description": "The SQL proxy in front of prod-pg"}
     )
     _load_policy(projects["shop"])
+    _load_requests(projects["shop"])
     return [p.username for p in PEOPLE]
+
+
+def _load_requests(shop: Project) -> None:
+    """Approval policies and a little history, so the pages and dashboards are not empty."""
+    approvers = Role.objects.get(name="pii-approvers")
+    if not ApprovalPolicy.objects.filter(project=shop).exists():
+        approval_policy_save(
+            project=shop,
+            title="Staging is self-service",
+            condition='request.environment_id == "staging"',
+            auto_approve=True,
+            actor=SYSTEM,
+            channel=Channel.CLI,
+        )
+        approval_policy_save(
+            project=shop,
+            title="Production PII",
+            condition="true",
+            approver_roles=[approvers],
+            approvals_required=1,
+            max_duration=timedelta(days=1),
+            actor=SYSTEM,
+            channel=Channel.CLI,
+        )
+    if AccessRequest.objects.exists():
+        return
+    alice, bob, carol = (User.objects.get(username=n) for n in ("alice", "bob", "carol"))
+    prod_shop = Database.objects.get(instance__key="prod-pg", name="shop")
+    customers = Scope(prod_shop, "public", "customers", ("email", "birth_date"))
+    granted = request_create(
+        requester=alice,
+        scope=customers,
+        duration=timedelta(hours=2),
+        reason="INC-4711 refund mismatch",
+        ticket_url="https://tickets.example.com/INC-4711",
+        channel=Channel.WEB,
+    )
+    request_approve(request_id=granted.pk, approver=bob, channel=Channel.WEB)
+    denied = request_create(
+        requester=carol,
+        scope=Scope(prod_shop, "public", "payments", ("card_number",)),
+        duration=timedelta(hours=1),
+        reason="Customer asks about a charge",
+        channel=Channel.WEB,
+    )
+    request_deny(
+        request_id=denied.pk,
+        approver=bob,
+        reason="Use the last four digits in the support tool",
+        channel=Channel.WEB,
+    )
+    request_create(
+        requester=alice,
+        scope=Scope(prod_shop, "public", "orders", ("shipping_address",)),
+        duration=timedelta(hours=4),
+        reason="Courier reports wrong addresses (OPS-210)",
+        channel=Channel.WEB,
+    )
 
 
 RULES = [
