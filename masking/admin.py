@@ -149,6 +149,15 @@ class MaskingRuleForm(forms.ModelForm):
         return title
 
 
+class DeleteThroughServiceMixin:
+    """Bulk deletes in the changelist go through `delete_model`, one object at a time, so each is
+    audited and versioned like a single delete."""
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        for obj in queryset:
+            self.delete_model(request, obj)  # type: ignore[attr-defined]
+
+
 @admin.register(MaskingRule)
 class MaskingRuleAdmin(GuardedPolicyAdmin):
     """Saves go through `rule_save`, so they are audited and reach every decision at once."""
@@ -173,10 +182,6 @@ class MaskingRuleAdmin(GuardedPolicyAdmin):
 
     def delete_model(self, request: HttpRequest, obj: MaskingRule) -> None:
         rule_delete(rule=obj, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        for rule in queryset:
-            self.delete_model(request, rule)
 
 
 class ExemptionForm(forms.ModelForm):
@@ -304,7 +309,3 @@ class SemanticTypeAdmin(GuardedPolicyAdmin):
 
     def delete_model(self, request: HttpRequest, obj: SemanticType) -> None:
         semantic_type_delete(semantic_type=obj, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        for semantic_type in queryset:
-            self.delete_model(request, semantic_type)

@@ -18,8 +18,6 @@ from identity.services import actor_for
 from masking.models import ClassificationLevel, Database, Engine, Project
 from masking.services.catalog import CatalogError, catalog_upsert
 
-_NAME = {"max_length": 128, "allow_blank": False, "trim_whitespace": False}
-
 
 def _refuse_duplicate_names(items: list[dict], what: str) -> list[dict]:
     seen: set[str] = set()
@@ -31,7 +29,7 @@ def _refuse_duplicate_names(items: list[dict], what: str) -> list[dict]:
 
 
 class ColumnIn(StrictSerializer):
-    name = serializers.CharField(**_NAME)
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
     data_type = serializers.CharField(max_length=128, required=False, allow_blank=True)
     classification_level = serializers.ChoiceField(
         choices=ClassificationLevel.choices, required=False, allow_null=True
@@ -41,7 +39,7 @@ class ColumnIn(StrictSerializer):
 
 
 class TableIn(StrictSerializer):
-    name = serializers.CharField(**_NAME)
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
     columns = ColumnIn(many=True, allow_empty=False)
 
     def validate_columns(self, value: list[dict]) -> list[dict]:
@@ -57,7 +55,7 @@ class SchemaIn(StrictSerializer):
 
 
 class DatabaseIn(StrictSerializer):
-    name = serializers.CharField(**_NAME)
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
     project = serializers.SlugField(max_length=64, required=False)
     schemas = SchemaIn(many=True)
 

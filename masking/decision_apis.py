@@ -21,8 +21,6 @@ from masking.decision_request import parse_decision_request
 from masking.engine import DEGRADED, ColumnKey, Decision
 from masking.services.decisions import DecisionResult, decide_columns
 
-_NAME = {"max_length": 128}
-
 
 class PrincipalIn(StrictSerializer):
     user = serializers.CharField(max_length=254, required=False)
@@ -40,11 +38,11 @@ class PrincipalIn(StrictSerializer):
 
 
 class ColumnRefIn(StrictSerializer):
-    instance = serializers.CharField(**_NAME)
-    database = serializers.CharField(**_NAME)
+    instance = serializers.CharField(max_length=128)
+    database = serializers.CharField(max_length=128)
     schema = serializers.CharField(max_length=128, allow_blank=True, default="")
-    table = serializers.CharField(**_NAME)
-    column = serializers.CharField(**_NAME)
+    table = serializers.CharField(max_length=128)
+    column = serializers.CharField(max_length=128)
 
 
 class ReasonOut(serializers.Serializer):

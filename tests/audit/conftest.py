@@ -27,3 +27,29 @@ def raw_sql(sql: str, table: str = "audit_auditevent") -> None:
 @pytest.fixture
 def tamper() -> Callable[..., None]:
     return raw_sql
+
+
+def rehash(exported: dict) -> str:
+    """The chain hash of an event as an export wrote it, recomputed from its hashed fields."""
+    from datetime import datetime
+
+    from audit.chain import canonical_event, chain_hash
+
+    fields = {
+        k: exported[k]
+        for k in (
+            "seq",
+            "actor_type",
+            "actor_id",
+            "actor_name",
+            "action",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "project",
+            "channel",
+            "detail",
+        )
+    }
+    fields["occurred_at"] = datetime.fromisoformat(exported["occurred_at"])
+    return chain_hash(exported["prev_hash"], canonical_event(**fields))

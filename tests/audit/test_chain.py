@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection, transaction
 from audit.models import AuditEvent, Channel
 from audit.selectors import verify_chain
 from audit.services import SYSTEM, Target, record_event
+from tests.audit.conftest import raw_sql
 
 
 def _write(n: int) -> None:
@@ -23,14 +24,6 @@ def _write(n: int) -> None:
             target=Target("thing", str(i)),
             detail={"i": i, "note": 'comma, "quote"\nnewline'},
         )
-
-
-def _raw(sql: str) -> None:
-    """Change the table behind Veil's back, as a superuser who disables the triggers first."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
-        cursor.execute(sql)
-        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
 
 
 @pytest.mark.django_db
@@ -68,7 +61,7 @@ def test_the_database_refuses_changes_to_the_log(statement):
 @pytest.mark.django_db
 def test_an_edited_event_is_named_by_verify():
     _write(5)
-    _raw("UPDATE audit_auditevent SET detail = '{\"i\": 99}' WHERE seq = 3")
+    raw_sql("UPDATE audit_auditevent SET detail = '{\"i\": 99}' WHERE seq = 3")
 
     with pytest.raises(CommandError, match=r"event #3: content does not match"):
         call_command("audit", "verify")
@@ -77,7 +70,7 @@ def test_an_edited_event_is_named_by_verify():
 @pytest.mark.django_db
 def test_a_deleted_event_is_detected():
     _write(5)
-    _raw("DELETE FROM audit_auditevent WHERE seq = 2")
+    raw_sql("DELETE FROM audit_auditevent WHERE seq = 2")
 
     result = verify_chain()
     assert not result.ok and result.breaks[0].seq == 3
@@ -86,7 +79,7 @@ def test_a_deleted_event_is_detected():
 @pytest.mark.django_db
 def test_an_inserted_event_is_detected():
     _write(3)
-    _raw(
+    raw_sql(
         "INSERT INTO audit_auditevent (seq, occurred_at, actor_type, actor_id, actor_name, action,"
         " target_type, target_id, target_repr, project, channel, detail, prev_hash, hash)"
         " SELECT 4, now(), 'user', 'x', 'mallory', 'grant.created', '', '', '', '', 'web', '{}', hash,"
@@ -100,7 +93,7 @@ def test_an_inserted_event_is_detected():
 @pytest.mark.django_db
 def test_a_cut_tail_is_detected_against_the_chain_head():
     _write(4)
-    _raw("DELETE FROM audit_auditevent WHERE seq = 4")
+    raw_sql("DELETE FROM audit_auditevent WHERE seq = 4")
 
     result = verify_chain()
     assert not result.ok and "tail" in result.breaks[0].reason

@@ -37,7 +37,8 @@ def scanned_schema() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
-def test_sync_reads_information_schema_and_suggests_classifications(shop, scanned_schema, capsys):
+def _sync(schema: str, *extra: str) -> None:
+    """`manage.py catalog sync` of one schema of the test database into instance test-pg (dev)."""
     call_command(
         "catalog",
         "sync",
@@ -47,11 +48,14 @@ def test_sync_reads_information_schema_and_suggests_classifications(shop, scanne
         "test-pg",
         "--environment",
         "dev",
-        "--project",
-        "shop",
         "--schema",
-        scanned_schema,
+        schema,
+        *extra,
     )
+
+
+def test_sync_reads_information_schema_and_suggests_classifications(shop, scanned_schema, capsys):
+    _sync(scanned_schema, "--project", "shop")
 
     columns = {c.name: c for c in Column.objects.filter(table__schema__name=scanned_schema)}
     assert list(columns) == [
@@ -79,25 +83,11 @@ def test_sync_reads_information_schema_and_suggests_classifications(shop, scanne
 
 
 def test_sync_twice_is_idempotent_and_picks_up_new_columns(shop, scanned_schema, capsys):
-    args = [
-        "catalog",
-        "sync",
-        "--dsn",
-        _dsn(),
-        "--instance",
-        "test-pg",
-        "--environment",
-        "dev",
-        "--project",
-        "shop",
-        "--schema",
-        scanned_schema,
-    ]
-    call_command(*args)
+    _sync(scanned_schema, "--project", "shop")
     with psycopg.connect(_dsn(), autocommit=True) as conn:
         conn.execute(f"ALTER TABLE {scanned_schema}.customers ADD COLUMN ssn text")
 
-    call_command(*args)
+    _sync(scanned_schema, "--project", "shop")
 
     assert "1 columns created, 0 updated, 7 unchanged" in capsys.readouterr().out
     assert Column.objects.get(name="ssn").suggested_category == "ssn"
@@ -105,18 +95,7 @@ def test_sync_twice_is_idempotent_and_picks_up_new_columns(shop, scanned_schema,
 
 def test_sync_without_a_project_for_a_new_database_says_which_option_is_missing(shop, scanned_schema):
     with pytest.raises(CommandError, match="--project: required"):
-        call_command(
-            "catalog",
-            "sync",
-            "--dsn",
-            _dsn(),
-            "--instance",
-            "test-pg",
-            "--environment",
-            "dev",
-            "--schema",
-            scanned_schema,
-        )
+        _sync(scanned_schema)
 
 
 def test_sync_with_an_unreachable_dsn_fails_with_a_message():
