@@ -83,15 +83,16 @@ class DecisionRecord(models.Model):
     """The unmask answers of one decision request, written before the answer is sent.
 
     One row per request (one INSERT), so recording never multiplies the decision path's writes.
-    Mask answers are not recorded: masking is the default and reveals nothing.
+    Mask answers are not recorded: masking is the default and reveals nothing. Indexed on
+    `recorded_at` only: every index is paid on the decision path, and the reports select by time.
     """
 
     recorded_at = models.DateTimeField(db_index=True)
     service_account = models.CharField(max_length=64)
     principal_type = models.CharField(max_length=20)
-    principal_id = models.CharField(max_length=255, db_index=True)
+    principal_id = models.CharField(max_length=255)
     principal_name = models.CharField(max_length=255)
-    query_id = models.CharField(max_length=200, blank=True, db_index=True)
+    query_id = models.CharField(max_length=200, blank=True)
     policy_version = models.BigIntegerField()
     asserted_groups = models.JSONField(default=list, blank=True)
     unmasked = models.JSONField(help_text="[{column, reason, id, expires_at, request}]")

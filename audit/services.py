@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from audit import signing
 from audit.chain import canonical_event, canonical_event_around_seq, chain_hash
-from audit.models import AccessEvent, ActorType, AuditEvent, ChainHead, Channel, Checkpoint, DecisionRecord
+from audit.decision_log import write_decision_record
+from audit.models import AccessEvent, ActorType, AuditEvent, ChainHead, Channel, Checkpoint
 from audit.selectors import (
     SEAL_ACTION,
     SEALED_TABLES,
@@ -161,19 +162,22 @@ def record_unmask_decisions(
     policy_version: int,
     asserted_groups: list[str],
     unmasked: list[dict[str, Any]],
-) -> DecisionRecord:
-    """One INSERT holding every unmask answer of one decision request. Raises if it cannot be
-    written; the caller must then answer mask (an unmask is never sent unrecorded)."""
-    return DecisionRecord.objects.create(
-        recorded_at=timezone.now(),
-        service_account=service_account,
-        principal_type=principal_type,
-        principal_id=principal_id,
-        principal_name=principal_name[:255],
-        query_id=query_id,
-        policy_version=policy_version,
-        asserted_groups=asserted_groups,
-        unmasked=unmasked,
+) -> int:
+    """One row holding every unmask answer of one decision request; returns its id once committed.
+    Raises if it cannot be written; the caller must then answer mask (an unmask is never sent
+    unrecorded). How the write is kept cheap: `audit.decision_log`."""
+    return write_decision_record(
+        (
+            timezone.now(),
+            service_account,
+            principal_type,
+            principal_id,
+            principal_name[:255],
+            query_id,
+            policy_version,
+            asserted_groups,
+            unmasked,
+        )
     )
 
 

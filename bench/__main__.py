@@ -118,6 +118,17 @@ def summary(results: dict[str, Any]) -> list[list[str]]:
                 verdict(v["p99"] < 0.010),
             ]
         )
+        slowest = max((*http["propagation"]["grant"], *http["propagation"]["revoke"]), default=0.0)
+        rows.append(
+            [
+                "propagation to every worker (slowest)",
+                f"{slowest * 1000:.0f} ms",
+                "",
+                "",
+                "<= 1 s",
+                verdict(slowest <= 1.0),
+            ]
+        )
     return rows
 
 

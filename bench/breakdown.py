@@ -1,10 +1,12 @@
 """Where one decision request's time goes, measured in process (no network, no load generator).
 
-Calls Veil's WSGI application directly with the environ gunicorn would build, on the bench
-database, and reports:
-- wall time per request for a body that unmasks (writes a DecisionRecord) and one that does not;
-- the SQL each request runs (count and time, timed with a connection execute_wrapper);
-- components timed alone: input validation, the engine, building and rendering the response;
+Calls Veil's WSGI application (`config.wsgi`: the decision endpoint in front of Django) directly
+with the environ gunicorn would build, on the bench database, and reports:
+- wall and CPU time per request for a body that unmasks (writes a DecisionRecord) and one that
+  does not (the difference between wall and CPU is waiting on PostgreSQL);
+- the SQL each request runs through Django (count and time, with a connection execute_wrapper;
+  the DecisionRecord INSERT bypasses Django's cursor and is timed as a component);
+- components timed alone: parsing, the engine, recording, building and encoding the response;
 - a cProfile of the same requests, as shares of the request's time (cProfile inflates Python-heavy
   parts, so read it for proportions; the wall-time figures above are the unprofiled ones).
 """
@@ -29,18 +31,19 @@ from bench.timing import fmt_us, measure, table
 
 # (label, file suffix, function): cumulative time of these in the profile.
 PROFILE_POINTS = [
-    ("whole request (WSGIHandler.__call__)", "django/core/handlers/wsgi.py", "__call__"),
-    ("DRF APIView.dispatch", "rest_framework/views.py", "dispatch"),
-    ("  authentication: token_authenticate", "identity/services.py", "token_authenticate"),
-    ("  input validation: serializer.is_valid", "rest_framework/serializers.py", "is_valid"),
-    ("  decide_columns", "masking/services/decisions.py", "decide_columns"),
-    ("    read_epochs (SELECT)", "masking/selectors.py", "read_epochs"),
-    ("    principal (cached 1 s)", "masking/selectors.py", "principal"),
-    ("    Policy.decide (engine)", "masking/engine.py", "decide"),
-    ("    record_unmask_decisions (INSERT)", "audit/services.py", "record_unmask_decisions"),
-    ("  DecisionResult.as_json", "masking/services/decisions.py", "as_json"),
-    ("  render JSON (Response.rendered_content)", "rest_framework/response.py", "rendered_content"),
-    ("SQL execution (cursor.execute)", "django/db/backends/utils.py", "execute"),
+    ("whole request (DecisionEndpoint.__call__)", "masking/decision_endpoint.py", "__call__"),
+    ("  answer_decisions", "masking/decision_endpoint.py", "answer_decisions"),
+    ("    authentication: token_authenticate", "identity/services.py", "token_authenticate"),
+    ("    parsing: orjson.loads + parse_decision_request", "masking/decision_endpoint.py", "_decode"),
+    ("    parsing: parse_decision_request", "masking/decision_request.py", "parse_decision_request"),
+    ("    decide_columns", "masking/services/decisions.py", "decide_columns"),
+    ("      epochs (re-read every 250 ms)", "masking/selectors.py", "epochs"),
+    ("      principal (cached 1 s)", "masking/selectors.py", "principal"),
+    ("      Policy.decide (engine)", "masking/engine.py", "decide"),
+    ("      record_unmask_decisions (INSERT)", "audit/services.py", "record_unmask_decisions"),
+    ("    DecisionResult.as_json", "masking/services/decisions.py", "as_json"),
+    ("    encode JSON (orjson)", "masking/decision_endpoint.py", "_json"),
+    ("  connection upkeep (_end_request)", "masking/decision_endpoint.py", "_end_request"),
 ]
 
 
@@ -123,9 +126,10 @@ def _profile(calls: list[Callable[[], bytes]], n: int) -> dict[str, float]:
 def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
     django_setup()
     from django.db import connection
-    from rest_framework.renderers import JSONRenderer
 
-    from masking.decision_apis import DecisionsApi
+    from audit.services import record_unmask_decisions
+    from masking.decision_endpoint import _json
+    from masking.decision_request import parse_decision_request
     from masking.engine import ColumnKey
     from masking.selectors import decision_caches, read_epochs
     from masking.services.decisions import DecisionResult
@@ -139,10 +143,11 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
         for _ in range(100):
             call()
 
-    # 1. Wall time, unprofiled.
+    # 1. Wall and CPU time, unprofiled.
     wall = {p: measure(calls[p], target_s=0.3 if quick else 1.0, repeats=5) for p in ("alice", "hank")}
+    cpu = {p: _cpu_per_call(calls[p], n) for p in ("alice", "hank")}
 
-    # 2. SQL per request.
+    # 2. SQL per request (through Django's cursor).
     timer = _SqlTimer()
     with connection.execute_wrapper(timer):
         for i in range(n):
@@ -153,23 +158,13 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
         per_request = sum(samples) / n
         sql_total += per_request
         sql_rows.append(
-            [kind, f"{len(samples) / n:.2f}", fmt_us(statistics.median(samples)), fmt_us(per_request)]
+            [kind, f"{len(samples) / n:.3f}", fmt_us(statistics.median(samples)), fmt_us(per_request)]
         )
     queries_per_request = sum(len(s) for s in timer.by_kind.values()) / n
 
     # 3. Components alone.
     body = payloads["alice"]
     keys = [ColumnKey(**c) for c in body["columns"]]
-
-    input_serializer = next(
-        v for k, v in vars(DecisionsApi).items() if isinstance(v, type) and k.endswith("InputSerializer")
-    )
-
-    def validate() -> Any:
-        serializer = input_serializer(data=body)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
     epochs = read_epochs()
     policy = decision_caches.policy(epochs)
     principal = decision_caches.principal({"user": "alice@example.com"}, frozenset())
@@ -178,20 +173,35 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
     now = time.time()
     decisions = policy.decide(principal, keys, grants, now=now)
     result = DecisionResult(epochs.policy, decisions, now, 1)
-    renderer = JSONRenderer()
+    unmasked = [{"column": k.label(), "reason": "grant", "id": 1} for k in keys[:4]]
 
     def select_one() -> Any:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             return cursor.fetchone()
 
+    def record() -> int:
+        return record_unmask_decisions(
+            service_account="sql-proxy",
+            principal_type="user",
+            principal_id=principal.id,
+            principal_name=principal.name,
+            query_id="bench",
+            policy_version=epochs.policy,
+            asserted_groups=[],
+            unmasked=unmasked,
+        )
+
     components = {
         "PostgreSQL round trip (SELECT 1, for scale)": measure(select_one),
-        "input validation (InputSerializer, 20 columns)": measure(validate),
-        "read_epochs (one SELECT)": measure(read_epochs),
+        "parse_decision_request (20 columns)": measure(
+            lambda: parse_decision_request(body, max_columns=1000)
+        ),
+        "read_epochs (one SELECT, every 250 ms)": measure(read_epochs),
         "Policy.decide (engine, warm)": measure(lambda: policy.decide(principal, keys, grants, now=now)),
+        "record_unmask_decisions (INSERT, committed)": measure(record),
         "DecisionResult.as_json": measure(result.as_json),
-        "JSONRenderer.render": measure(lambda: renderer.render(result.as_json())),
+        "encode JSON (orjson)": measure(lambda: _json(200, result.as_json())),
     }
 
     # 4. Profile shares.
@@ -199,11 +209,11 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
 
     total_alice, total_hank = wall["alice"].median, wall["hank"].median
     print(
-        f"  wall per request: {fmt_us(total_alice)} with unmasks (alice: INSERT DecisionRecord), "
-        f"{fmt_us(total_hank)} without (hank); SQL {queries_per_request:.2f} queries, "
-        f"{fmt_us(sql_total)} per request (all four bodies)"
+        f"  per request: {fmt_us(total_alice)} wall / {fmt_us(cpu['alice'])} CPU with unmasks (alice: "
+        f"INSERT DecisionRecord), {fmt_us(total_hank)} wall / {fmt_us(cpu['hank'])} CPU without (hank); "
+        f"SQL through Django {queries_per_request:.3f} queries, {fmt_us(sql_total)} per request"
     )
-    print(table(["SQL statement", "per request", "median", "time per request"], sql_rows))
+    print(table(["SQL statement (through Django)", "per request", "median", "time per request"], sql_rows))
     print()
     comp_rows = [
         [name, fmt_us(t.median), f"{t.median / total_alice * 100:.0f}%"] for name, t in components.items()
@@ -220,9 +230,18 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
     )
     return {
         "wall": {p: t.median for p, t in wall.items()},
+        "cpu": cpu,
         "sql": {"rows": sql_rows, "queries": queries_per_request, "total": sql_total},
         "components": {name: t.median for name, t in components.items()},
         "profile": {label: profiled.get(label, 0.0) for label, _s, _f in PROFILE_POINTS},
         "profile_rows": prof_rows,
         "comp_rows": comp_rows,
     }
+
+
+def _cpu_per_call(fn: Callable[[], Any], n: int) -> float:
+    """Process CPU seconds per call (time spent waiting on PostgreSQL does not count)."""
+    start = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - start) / n

@@ -39,6 +39,20 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
+def error_payload(
+    status: int, code: str, message: str, fields: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The one error shape of every Veil API."""
+    return {"error": {"status": status, "code": code, "message": message, "fields": fields or {}}}
+
+
+def validation_error_payload(detail: Any) -> dict[str, Any]:
+    """A 400 naming every bad field, the first one in `message`."""
+    fields = flatten_errors(detail)
+    first_field, messages = next(iter(fields.items()))
+    return error_payload(400, "invalid", f"{first_field}: {messages[0]}", fields)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -48,22 +62,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     if isinstance(exc, exceptions.ValidationError):
-        fields = flatten_errors(exc.detail)
-        first_field, messages = next(iter(fields.items()))
-        message = f"{first_field}: {messages[0]}"
-        code = "invalid"
+        response.data = validation_error_payload(exc.detail)
     else:
-        fields = {}
-        message = str(exc.detail)
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
-    response.data = {
-        "error": {
-            "status": response.status_code,
-            "code": code,
-            "message": message,
-            "fields": fields,
-        }
-    }
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        response.data = error_payload(response.status_code, code, str(exc.detail))
     return response
 
 

@@ -312,6 +312,9 @@ DECISION_TTL_S = envint("DECISION_TTL_S", 10)
 MASK_CLASSIFIED_FROM_LEVEL = envint("MASK_CLASSIFIED_FROM_LEVEL", 3)
 UNKNOWN_COLUMNS_MASKED = envbool("UNKNOWN_COLUMNS_MASKED", True)
 PRINCIPAL_CACHE_S = envint("PRINCIPAL_CACHE_S", 1)
+# Each process re-reads the policy and grant epochs at most this often, so a change committed in
+# another process reaches every decision within this bound (0: read them on every decision).
+DECISION_EPOCH_MAX_AGE_MS = envint("DECISION_EPOCH_MAX_AGE_MS", 250)
 ACCESS_EVENTS_MAX_BATCH = envint("ACCESS_EVENTS_MAX_BATCH", 1000)
 # Service-account token use is recorded at most this often per token (keeps the hot path read-only).
 API_TOKEN_LAST_USED_RESOLUTION_S = envint("API_TOKEN_LAST_USED_RESOLUTION_S", 60)

@@ -1,6 +1,12 @@
+"""Veil's WSGI application: the decision endpoint in front, Django for everything else."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from masking.decision_endpoint import DecisionEndpoint  # noqa: E402  (needs the apps loaded)
+
+application = DecisionEndpoint(django_application)

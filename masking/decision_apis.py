@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -15,11 +16,10 @@ from rest_framework.views import APIView
 
 from audit.services import record_access_events
 from config.api import StrictSerializer
-from identity.authentication import ServiceTokenOnly
+from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import ApiToken, Scope
-from masking.decision_request import parse_decision_request
-from masking.engine import DEGRADED, ColumnKey, Decision
-from masking.services.decisions import DecisionResult, decide_columns
+from masking.decision_endpoint import answer_decisions
+from masking.engine import ColumnKey
 
 
 class PrincipalIn(StrictSerializer):
@@ -78,10 +78,17 @@ class DecisionOut(serializers.Serializer):
 
 
 class DecisionsApi(APIView):
-    """Mask or unmask, per column, for one principal. Fail-closed: any doubt is a mask."""
+    """Mask or unmask, per column, for one principal. Fail-closed: any doubt is a mask.
 
-    permission_classes = [ServiceTokenOnly]
-    token_scope = Scope.DECISIONS
+    In production `config.wsgi` answers this path in front of Django's middleware with the same
+    `answer_decisions` (see `masking.decision_endpoint`); this route documents the endpoint and
+    serves it to the test client and `runserver`."""
+
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes: list[type] = []
+
+    def perform_authentication(self, request: Request) -> None:
+        """`answer_decisions` authenticates (DRF's classes stay declared for the schema)."""
 
     class DecisionsInputSerializer(StrictSerializer):
         """The body as the OpenAPI schema documents it. Requests are parsed by the faster
@@ -128,45 +135,18 @@ class DecisionsApi(APIView):
             )
         ],
     )
-    def post(self, request: Request) -> Response:
-        body = parse_decision_request(request.data, max_columns=settings.DECISION_MAX_COLUMNS)
-        token: ApiToken = request.auth  # type: ignore[assignment]
-        if body.asserted_groups and Scope.ASSERT_GROUPS not in token.scopes:
-            raise ValidationError(
-                {
-                    "principal.groups": [
-                        f"this token may not assert groups (needs scope {Scope.ASSERT_GROUPS})"
-                    ]
-                }
-            )
-        result = decide_columns(
-            service_account=token.service_account.name,
-            principal_spec=body.principal,
-            asserted_groups=body.asserted_groups,
-            query_id=body.query_id,
-            columns=body.columns,
-        )
-        return Response(result.as_json())
-
-    def handle_exception(self, exc: Exception) -> Response:
-        """The database failing before the engine runs (token lookup) still answers mask."""
-        if isinstance(exc, DatabaseError):
-            columns = self.request.data.get("columns") if isinstance(self.request.data, dict) else None
-            if isinstance(columns, list) and 0 < len(columns) <= settings.DECISION_MAX_COLUMNS:
-                degraded: list[Decision] = [DEGRADED] * len(columns)
-                return Response(DecisionResult(None, degraded, 0.0).as_json())
-            return Response(
-                {
-                    "error": {
-                        "status": 503,
-                        "code": "unavailable",
-                        "message": "Veil cannot decide now; mask.",
-                        "fields": {},
-                    }
-                },
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            )
-        return super().handle_exception(exc)
+    def post(self, request: Request) -> HttpResponse:
+        django_request = request._request
+        try:
+            body: bytes | None = django_request.body
+        except RequestDataTooBig:
+            body = None
+        return answer_decisions(
+            method=django_request.method or "",
+            authorization=django_request.META.get("HTTP_AUTHORIZATION", ""),
+            content_type=django_request.content_type or "",
+            body=body,
+        ).as_response()
 
 
 class AccessEventIn(StrictSerializer):

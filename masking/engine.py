@@ -139,29 +139,36 @@ class Decision:
     expires_at: float | None = None
     request_ref: str = ""
     valid_until: float = _NEVER
+    _json: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def unmask(self) -> bool:
         return self.action == "unmask"
 
     def as_json(self, now: float, default_ttl_s: int) -> dict[str, Any]:
-        reason: dict[str, Any] = {"kind": self.reason_kind}
-        if self.reason_id is not None:
-            reason["id"] = self.reason_id
-        if self.reason_title:
-            reason["title"] = self.reason_title
-        if self.expires_at is not None:
-            reason["expires_at"] = _iso(self.expires_at)
-        if self.request_ref:
-            reason["request"] = self.request_ref
+        """The answer as the API returns it (read-only: nested parts are shared between calls).
+
+        Decisions are memoised per column, so everything but `ttl_s` is built once per Decision."""
+        fixed = self._json
+        if fixed is None:
+            reason: dict[str, Any] = {"kind": self.reason_kind}
+            if self.reason_id is not None:
+                reason["id"] = self.reason_id
+            if self.reason_title:
+                reason["title"] = self.reason_title
+            if self.expires_at is not None:
+                reason["expires_at"] = _iso(self.expires_at)
+            if self.request_ref:
+                reason["request"] = self.request_ref
+            fixed = {
+                "action": self.action,
+                "semantic_type": self.semantic_type,
+                "algorithm": self.algorithm,
+                "reason": reason,
+            }
+            object.__setattr__(self, "_json", fixed)
         ttl = default_ttl_s if self.valid_until is _NEVER else min(default_ttl_s, self.valid_until - now)
-        return {
-            "action": self.action,
-            "semantic_type": self.semantic_type,
-            "algorithm": self.algorithm,
-            "reason": reason,
-            "ttl_s": max(0, int(ttl)),
-        }
+        return {**fixed, "ttl_s": max(0, int(ttl))}
 
 
 UNKNOWN_COLUMN = Decision("mask", None, FULL_MASK, "unknown_column")

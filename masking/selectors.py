@@ -1,8 +1,11 @@
 """Reads for the decision path: the policy snapshot, the principal, the principal's grants.
 
-Each process keeps the snapshot and the grants it loaded, keyed by the `DecisionEpoch` counters it
-reads once per request, so a change committed anywhere is seen by the very next decision in every
-process. Principals are cached for `PRINCIPAL_CACHE_S` (group and role membership is not policy).
+Each process keeps the snapshot and the grants it loaded, keyed by the `DecisionEpoch` counters.
+It re-reads the counters at most every `DECISION_EPOCH_MAX_AGE_MS` (one primary-key SELECT), so a
+change committed in any process reaches every decision within that bound; a change made in this
+process is seen by its very next decision. Expiry never waits for either: the engine compares
+`expires_at` with the clock. Principals are cached for `PRINCIPAL_CACHE_S` (group and role
+membership is not policy).
 """
 
 from __future__ import annotations
@@ -172,10 +175,25 @@ class DecisionCaches:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._epochs: tuple[float, Epochs] | None = None  # (read at, epochs)
         self._policy: Policy | None = None
         self._grants_epoch = -1
         self._grants: dict[tuple[str, str], list[ExemptionView]] = {}
         self._principals: dict[tuple[object, ...], tuple[float, Principal | None]] = {}
+
+    def epochs(self) -> Epochs:
+        """The epochs, read from the database when the last read is older than the bound."""
+        cached = self._epochs
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < settings.DECISION_EPOCH_MAX_AGE_MS / 1000:
+            return cached[1]
+        epochs = read_epochs()
+        self._epochs = (now, epochs)
+        return epochs
+
+    def forget_epochs(self) -> None:
+        """Make the next decision in this process read the epochs (called when they move)."""
+        self._epochs = None
 
     def policy(self, epochs: Epochs) -> Policy:
         current = self._policy
@@ -210,6 +228,7 @@ class DecisionCaches:
 
     def clear(self) -> None:
         with self._lock:
+            self._epochs = None
             self._policy = None
             self._grants = {}
             self._principals.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -68,9 +69,45 @@ def test_quick_start_serves_the_login_page_on_the_embedded_default(tmp_path):
         page = _get_with_retries(f"http://127.0.0.1:{port}/login/")
         assert "Sign in to Veil" in page
         assert (tmp_path / "var" / "veil.sqlite3").exists(), "the embedded default is SQLite"
+        _alice_sees_her_demo_grant(tmp_path, port)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def _alice_sees_her_demo_grant(tmp_path: Path, port: int) -> None:
+    """The decision API on the embedded default, through the server's WSGI application: the demo
+    grant unmasks alice's customer emails, and the unmask is recorded (on SQLite) first."""
+    created = subprocess.run(
+        [
+            *(sys.executable, "manage.py", "token", "create", "--service-account", "demo-proxy"),
+            *("--name", "quickstart", "--scope", "decisions", "--create-account"),
+        ],
+        cwd=ROOT,
+        env=_embedded_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    column = {"instance": "prod-pg", "database": "shop", "schema": "public", "table": "customers"}
+    body = {
+        "principal": {"user": "alice"},
+        "columns": [{**column, "column": "email"}, {**column, "column": "phone"}],
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/decisions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {created.stdout.strip()}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        answer = json.loads(response.read())
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    email, phone = answer["decisions"]
+    assert (email["action"], email["reason"]["kind"]) == ("unmask", "grant"), answer
+    assert phone["action"] == "mask", answer
+    assert answer["record_id"] >= 1
 
 
 def _get_with_retries(url: str) -> str:

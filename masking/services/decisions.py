@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from audit.services import record_unmask_decisions
 from masking.engine import DEGRADED, ColumnKey, Decision
-from masking.selectors import decision_caches, read_epochs
+from masking.selectors import decision_caches
 from masking.services.catalog import catalog_record_discovered
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def decide_columns(
     """Decide every column for the principal and record the unmasks. Never raises."""
     now = timezone.now().timestamp()
     try:
-        epochs = read_epochs()
+        epochs = decision_caches.epochs()
         policy = decision_caches.policy(epochs)
         principal = decision_caches.principal(principal_spec, frozenset(asserted_groups))
         grants = decision_caches.grants(epochs, principal) if principal is not None else []
@@ -88,7 +88,7 @@ def decide_columns(
                 policy_version=epochs.policy,
                 asserted_groups=sorted(asserted_groups),
                 unmasked=unmasked,
-            ).pk
+            )
         _report_unknown_columns(columns, decisions)
         return DecisionResult(epochs.policy, decisions, now, record_id)
     except Exception:

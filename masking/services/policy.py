@@ -2,9 +2,9 @@
 
 Each function validates before writing (raising `PolicyError` naming the field), writes, records its
 audit event with a before/after diff, and moves the decision epoch, all in one transaction: a
-change is seen by the next decision in every process, or not at all. Every write except a grant
-runs inside `policy_change`, so it also becomes a policy version (grants are not policy: they come
-and go with requests).
+change reaches every decision process within `DECISION_EPOCH_MAX_AGE_MS`, or not at all. Every
+write except a grant runs inside `policy_change`, so it also becomes a policy version (grants are
+not policy: they come and go with requests).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from masking.models import (
     ProjectPolicySettings,
     SemanticType,
 )
+from masking.selectors import decision_caches
 from masking.services.versions import policy_change
 
 
@@ -46,7 +47,10 @@ class PolicyError(ValueError):
 
 
 def bump_epoch(*, policy: bool = False, grants: bool = False) -> None:
-    """Move the decision epoch in the caller's transaction (every decision process re-reads it)."""
+    """Move the decision epoch in the caller's transaction.
+
+    Every process re-reads the epochs within `DECISION_EPOCH_MAX_AGE_MS`; this one forgets its
+    copy now and again at commit, so its own next decision sees the change."""
     DecisionEpoch.objects.get_or_create(id=1)
     updates: dict[str, Any] = {}
     if policy:
@@ -54,6 +58,8 @@ def bump_epoch(*, policy: bool = False, grants: bool = False) -> None:
     if grants:
         updates["grants"] = F("grants") + 1
     DecisionEpoch.objects.filter(id=1).update(**updates)
+    decision_caches.forget_epochs()
+    transaction.on_commit(decision_caches.forget_epochs)
 
 
 def _check_condition(condition: str, field: str = "condition") -> str:

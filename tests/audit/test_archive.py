@@ -27,7 +27,7 @@ def _event(i: int) -> AuditEvent:
     return record_event(action="test.event", actor=SYSTEM, channel=Channel.SYSTEM, detail={"i": i})
 
 
-def _decision() -> DecisionRecord:
+def _decision() -> int:
     return record_unmask_decisions(
         service_account="proxy",
         principal_type="user",
@@ -63,7 +63,7 @@ def test_archive_exports_removes_and_leaves_a_chain_that_verifies(old_and_new_lo
     assert (result.events_removed, result.decision_records_removed) == (4, 1)
     assert result.boundary.first_seq == 5
     assert not AuditEvent.objects.filter(seq__lt=5).exists()
-    assert list(DecisionRecord.objects.values_list("pk", flat=True)) == [old_and_new_log.pk]
+    assert list(DecisionRecord.objects.values_list("pk", flat=True)) == [old_and_new_log]
     archived = AuditEvent.objects.filter(action=ARCHIVE_ACTION).get()
     assert archived.detail["first_remaining_seq"] == 5
     assert archived.detail["genesis_hash"] == AuditEvent.objects.get(seq=5).prev_hash

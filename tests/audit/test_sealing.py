@@ -37,7 +37,7 @@ def _decide(n: int, person: str = "alice") -> list[int]:
                         "request": "REQ-1",
                     }
                 ],
-            ).pk
+            )
         )
     return ids
 
