@@ -118,6 +118,16 @@ def summary(results: dict[str, Any]) -> list[list[str]]:
                 verdict(v["p99"] < 0.010),
             ]
         )
+        rows.append(
+            [
+                f"HTTP c=8 ({best}): Veil, query with nothing to record",
+                f"{v['no_record_rps']:.0f} req/s",
+                f"bare: {v['bare_rps']:.0f} req/s",
+                f"{v['no_record_rps'] / v['bare_rps']:.2f}x",
+                "(reference)",
+                "",
+            ]
+        )
         slowest = max((*http["propagation"]["grant"], *http["propagation"]["revoke"]), default=0.0)
         rows.append(
             [

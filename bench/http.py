@@ -250,6 +250,7 @@ def run(world: Any, fx: Fixture, *, seconds: int = 10, workers: Sequence[str] = 
             "veil": lua_script(workdir, "veil", "/api/v1/decisions", bodies, world.token),
             "bare": lua_script(workdir, "bare", "/bare", bodies, world.token),
             "django": lua_script(workdir, "django", "/healthz", [], world.token),
+            "hank": lua_script(workdir, "hank", "/api/v1/decisions", bodies[-1:], world.token),
         }
         unmasked: dict[str, int] = {}
         records = {}
@@ -268,8 +269,9 @@ def run(world: Any, fx: Fixture, *, seconds: int = 10, workers: Sequence[str] = 
                     run_wrk(wrk, scripts[name], server.url, 8, 2)
                 before = decision_records()
                 for c in CONCURRENCY:
-                    # "django": GET /healthz through the same middleware, no DB: Django's own floor
-                    for name in ("veil", "bare", "django") if c == 8 else ("veil", "bare"):
+                    # "django": GET /healthz through the same middleware, no DB: Django's own floor;
+                    # "hank": only the query that unmasks nothing, so no DecisionRecord is written
+                    for name in ("veil", "bare", "django", "hank") if c == 8 else ("veil", "bare"):
                         r = run_wrk(wrk, scripts[name], server.url, c, seconds)
                         results[(worker_class, c, name)] = r
                         print(
@@ -382,6 +384,7 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
             )
             if c == 8:
                 floor = results[(worker_class, c, "django")]
+                no_record = results[(worker_class, c, "hank")]
                 verdicts[worker_class] = {
                     "ratio": ratio,
                     "p99": veil["p99"] / 1e6,
@@ -389,6 +392,8 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
                     "bare_rps": bare["rps"],
                     "django_rps": floor["rps"],
                     "django_p99": floor["p99"] / 1e6,
+                    "no_record_rps": no_record["rps"],
+                    "no_record_p99": no_record["p99"] / 1e6,
                 }
     print()
     print(
@@ -418,6 +423,11 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
             f"  Django floor at c=8 ({worker_class}): GET /healthz through the same middleware "
             f"{v['django_rps']:.0f} req/s = {v['django_rps'] / v['bare_rps']:.2f}x bare, "
             f"p99 {v['django_p99'] * 1000:.2f} ms; Veil is {v['rps'] / v['django_rps']:.2f}x of that floor"
+        )
+        print(
+            f"  Veil without unmask records at c=8 ({worker_class}): hank's query only (nothing to "
+            f"record) {v['no_record_rps']:.0f} req/s = {v['no_record_rps'] / v['bare_rps']:.2f}x bare, "
+            f"p99 {v['no_record_p99'] * 1000:.2f} ms"
         )
     print(f"  DecisionRecord rows written: {out['records']}")
     return {"rows": rows, "verdicts": verdicts, "best": best}
