@@ -58,9 +58,10 @@ def write_decision_record(values: Sequence[Any]) -> int:
 def _statement() -> tuple[str, tuple[Any, ...]]:
     """`INSERT ... VALUES (...) RETURNING id` for a DecisionRecord, and its fields in order."""
     meta = DecisionRecord._meta
+    columns = {f.name: f.column for f in meta.concrete_fields if f.column is not None}
     fields = tuple(meta.get_field(name) for name in FIELDS)
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)  # type: ignore[union-attr]
+    names = ", ".join(quote(columns[name]) for name in FIELDS)
     values = f"({', '.join(['%s'] * len(fields))})"
-    pk = quote(meta.pk.column)  # type: ignore[union-attr]
-    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values} RETURNING {pk}", fields  # noqa: S608 (names from the model)
+    pk = quote(columns["id"])
+    return f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES {values} RETURNING {pk}", fields  # noqa: S608 (names from the model)
