@@ -19,19 +19,10 @@ import psycopg
 from django.db import connection
 from psycopg.types.json import Jsonb
 
+from audit.chain import DECISION_RECORD_FIELDS
 from audit.models import DecisionRecord
 
-FIELDS = (
-    "recorded_at",
-    "service_account",
-    "principal_type",
-    "principal_id",
-    "principal_name",
-    "query_id",
-    "policy_version",
-    "asserted_groups",
-    "unmasked",
-)
+FIELDS = DECISION_RECORD_FIELDS[1:]  # what a record is made of, as sealed; its id comes back
 
 
 def write_decision_record(values: Sequence[Any]) -> int:
