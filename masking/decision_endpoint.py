@@ -41,6 +41,7 @@ from masking.engine import DEGRADED
 from masking.services.decisions import DecisionResult, decide_columns
 
 logger = logging.getLogger(__name__)
+security_logger = logging.getLogger("django.security.DisallowedHost")
 
 PATH = "/api/v1/decisions"
 
@@ -210,7 +211,8 @@ class DecisionEndpoint:
     def _ask_django(self, request: WSGIRequest) -> _FrontDoor:
         try:
             request.get_host()
-        except DisallowedHost:
+        except DisallowedHost as exc:
+            security_logger.error(str(exc))  # where Django logs it, once per host here
             return _FrontDoor(_error(400, "bad_host", "This host is not served here."), ())
         redirect = self.security.process_request(request)
         if redirect is not None:

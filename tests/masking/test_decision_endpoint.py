@@ -98,7 +98,6 @@ def test_every_other_path_goes_to_django(world):
         ({"body": {"principal": {"user": "a@x"}, "columns": [{"instance": "x"}]}}, 400, "invalid"),
         ({"token": None}, 401, "not_authenticated"),
         ({"token": "veil_nope_nope"}, 401, "authentication_failed"),
-        ({"HTTP_HOST": "evil.example.com"}, 400, "bad_host"),
     ],
 )
 def test_bad_requests_are_refused_with_the_api_error_shape(world, token, kwargs, status, code):
@@ -112,6 +111,15 @@ def test_bad_requests_are_refused_with_the_api_error_shape(world, token, kwargs,
         assert answer.headers["Allow"] == "POST"
     if status == 401:
         assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_host_outside_allowed_hosts_is_refused_and_logged_where_django_logs_it(world, token, caplog):
+    answer = call(_body(_col("id")), token=token, HTTP_HOST="evil.example.com")
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "bad_host"
+    assert [r.name for r in caplog.records] == ["django.security.DisallowedHost"]
+    assert "evil.example.com" in caplog.text
 
 
 def test_a_token_without_the_decisions_scope_is_forbidden(world):
