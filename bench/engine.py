@@ -116,6 +116,7 @@ class VeilCold(VeilWarm):
             policy._matches.clear()
             policy._applicable.clear()
             policy._tables.clear()
+            policy._resources.clear()
             return inner()
 
         return run

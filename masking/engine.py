@@ -193,6 +193,7 @@ class Policy:
     _matches: dict[tuple[str, int, ColumnKey], bool] = field(default_factory=dict, repr=False)
     _applicable: dict[tuple[Any, ...], tuple[ExemptionView, ...]] = field(default_factory=dict, repr=False)
     _tables: dict[tuple[Any, ...], dict[ColumnKey, Decision]] = field(default_factory=dict, repr=False)
+    _resources: dict[ColumnKey, Any] = field(default_factory=dict, repr=False)
 
     def decide(
         self,
@@ -246,7 +247,7 @@ class Policy:
         return decision
 
     def _compute_base(self, column: CatalogColumn) -> Decision:
-        resource = column.resource()
+        resource = self._resource(column)
         for rule in self.rules:
             try:
                 matched = cel.evaluate(rule.condition, resource)
@@ -300,12 +301,20 @@ class Policy:
             found = self._applicable[key] = tuple(e for e in self.exemptions if e.covers(principal))
         return found
 
+    def _resource(self, column: CatalogColumn) -> Any:
+        """The column's CEL `resource`, converted once per snapshot for all its conditions (at most
+        one per catalog column, like the snapshot's own `columns`)."""
+        found = self._resources.get(column.key)
+        if found is None:
+            found = self._resources[column.key] = cel.resource_context(column.resource())
+        return found
+
     def _matches_column(self, exemption: ExemptionView, column: CatalogColumn) -> bool:
         memo_key = (exemption.kind, exemption.id, column.key)
         matched = self._matches.get(memo_key)
         if matched is None:
             try:
-                matched = cel.evaluate(exemption.condition, column.resource())
+                matched = cel.evaluate(exemption.condition, self._resource(column))
             except Exception:
                 logger.warning(
                     "%s %s failed to evaluate on %s; not applied", exemption.kind, exemption.id, column.key
