@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
 from jitaccess.models import (
@@ -60,6 +61,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
     list_filter = ["state", "is_breakglass", "project"]
     search_fields = ["reason", "requester__username", "table_name"]
     inlines = [ApprovalInline]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # as the request form does
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
