@@ -12,7 +12,7 @@ class VeilUserAdmin(UserAdmin):
     list_display = ["username", "email", "display_name", "oidc_subject", "is_staff", "is_active"]
     search_fields = ["username", "email", "display_name", "oidc_subject"]
     fieldsets = (
-        *UserAdmin.fieldsets,
+        *(UserAdmin.fieldsets or ()),  # django-stubs declares it Optional; Django sets it
         ("Identity provider", {"fields": ("oidc_subject", "email_verified", "display_name")}),
     )
     readonly_fields = ["oidc_subject", "email_verified"]
@@ -31,8 +31,15 @@ class ApiTokenInline(admin.TabularInline):
     model = ApiToken
     extra = 0
     can_delete = False
-    fields = ["name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "name",
+        "prefix",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -49,7 +56,7 @@ class ServiceAccountAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["service_account", "name", "prefix", "scopes", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
-    fields = [
+    fields = readonly_fields = (
         "service_account",
         "name",
         "prefix",
@@ -60,8 +67,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
         "revoked_by",
-    ]
-    readonly_fields = fields
+    )
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

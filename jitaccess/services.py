@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from guardian.shortcuts import get_users_with_perms
 
@@ -210,10 +212,16 @@ def eligible_approvers(request: AccessRequest) -> list[User]:
         people = users_in_roles(request.approver_roles)
     else:
         perm = "approve_request" if request.policy_id else "administer_policy"
-        people = get_users_with_perms(
-            request.project, only_with_perms_in=[perm], with_group_users=True, with_superusers=False
-        )
+        people = _people_with_perm(request.project, perm)
     return [p for p in people if p.is_active and p.canonical_subject != request.requester.canonical_subject]
+
+
+def _people_with_perm(project: Project, perm: str) -> QuerySet[User]:
+    """People granted `perm` on the project, directly or through a group (superusers only if granted).
+    guardian annotates the result `Any | list[str]`; without `attach_perms` it is a queryset of users."""
+    return cast(
+        "QuerySet[User]", get_users_with_perms(project, only_with_perms_in=[perm], with_group_users=True)
+    )
 
 
 def can_approve(request: AccessRequest, user: User) -> bool:
@@ -499,9 +507,7 @@ def breakglass_take(
             },
         )
         _approve(request, approver=None, channel=channel)
-        admins = get_users_with_perms(
-            project, only_with_perms_in=["administer_policy"], with_group_users=True
-        )
+        admins = _people_with_perm(project, "administer_policy")
         emails = [e.strip() for e in project_settings.security_emails.split(",") if e.strip()]
         notify(
             request, NotificationKind.BREAKGLASS, [u for u in admins if u.pk != requester.pk], emails=emails
@@ -563,15 +569,15 @@ def notify(
     else:
         suffix = ""
     created_ids = []
-    for channel, user, destination in rows:
-        who = f"user{user.pk}" if user else destination
+    for channel, recipient, destination in rows:
+        who = f"user{recipient.pk}" if recipient else destination
         notification, created = Notification.objects.get_or_create(
             dedupe_key=f"{request.pk}:{kind}{suffix}:{channel}:{who}",
             defaults={
                 "request": request,
                 "kind": kind,
                 "channel": channel,
-                "recipient": user,
+                "recipient": recipient,
                 "destination": destination,
             },
         )

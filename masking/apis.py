@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -13,7 +15,7 @@ from rest_framework.views import APIView
 from audit.models import Channel
 from config.api import StrictSerializer
 from identity.authentication import TokenScope
-from identity.models import ApiToken, Scope
+from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.models import ClassificationLevel, Database, Engine, Project
 from masking.services.catalog import CatalogError, catalog_upsert
@@ -109,12 +111,14 @@ class CatalogUpsertApi(APIView):
         serializer.is_valid(raise_exception=True)
         payload = serializer.validated_data
         self._check_object_permissions(request, payload)
+        # TokenScope lets in only a token's service account or a signed-in person.
+        principal = cast("User | ServiceAccount", request.user)
         try:
             summary = catalog_upsert(
                 instance_spec=payload["instance"],
                 databases=payload["databases"],
                 prune=payload["prune"],
-                actor=actor_for(request.user),
+                actor=actor_for(principal),
                 channel=Channel.API,
             )
         except CatalogError as exc:

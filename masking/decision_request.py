@@ -103,7 +103,7 @@ def _columns(raw: Any, errors: dict[str, list[str]], max_columns: int) -> list[C
             continue
         for name in sorted(set(column) - set(_COLUMN_FIELDS)):
             errors[f"{path}.{name}"] = ["Unknown field."]
-        values = []
+        values: list[str] = []
         for name in _COLUMN_FIELDS:
             value = column.get(name, "" if name == "schema" else None)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -112,8 +112,10 @@ def _columns(raw: Any, errors: dict[str, list[str]], max_columns: int) -> list[C
                 errors[f"{path}.{name}"] = ["This field is required."]
             elif not isinstance(value, str) or len(value) > 128 or (name != "schema" and not value):
                 errors[f"{path}.{name}"] = ["Must be a non-empty string of at most 128 characters."]
-            values.append(value)
-        keys.append(ColumnKey(*values))
+            else:
+                values.append(value)
+        if len(values) == len(_COLUMN_FIELDS):
+            keys.append(ColumnKey(*values))
     return keys
 
 

@@ -129,7 +129,7 @@ class SemanticTypesSection(Section):
         return str(item["key"])
 
     def normalize(self, raw: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
-        item = {
+        item: dict[str, Any] = {
             "key": fields.slug("key"),
             "title": fields.string("title", required=True, max_length=200),
             "description": fields.string("description"),

@@ -56,7 +56,8 @@ def approve(slack_user_id: str, change_id: int | None) -> str:
         return f"{exc} {NOTHING_CHANGED}"
     if change.state == ChangeState.SUPERSEDED:
         return f"Change #{change.pk} was not applied: the policy changed since it was submitted."
-    return f":white_check_mark: You approved change #{change.pk}: applied as version {change.version.number}."
+    version = f" as version {change.version.number}" if change.version else ""
+    return f":white_check_mark: You approved change #{change.pk}: applied{version}."
 
 
 def open_reject_modal(ack: Ack, body: dict[str, Any]) -> None:

@@ -43,6 +43,7 @@ class Command(BaseCommand):
 
     def _create(self, options: dict[str, Any]) -> None:
         name = options["service_account"]
+        account: ServiceAccount | None
         if options["create_account"]:
             account, _ = ServiceAccount.objects.get_or_create(name=name)
         else:
