@@ -30,7 +30,7 @@ typecheck: install
 	.venv/bin/mypy audit identity masking jitaccess sdk/veil_sdk
 
 ## Install and run the whole test suite against PostgreSQL and Redis (DATABASE_URL, REDIS_URL).
-test: test-deps lint
+test: test-deps lint typecheck
 	$(PY) manage.py makemigrations --check --dry-run
 	.venv/bin/pytest
 
