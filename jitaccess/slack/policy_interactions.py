@@ -21,6 +21,7 @@ from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import slack_id_of_verified_email, slack_user_id_for
 from jitaccess.slack.policy_messages import change_link, reject_modal
 from jitaccess.slack.selectors import linked_user
+from jitaccess.slack.services import policy_click_refused_record
 from masking.models import ChangeState, PolicyChange, Project
 from masking.policy_access import PERMISSION, may_administer
 from masking.services.policy_changes import (
@@ -49,10 +50,12 @@ def approve(slack_user_id: str, change_id: int | None) -> str:
         return _already(change)
     user = clicker(slack_user_id, change)
     if user is None:
-        return _unlinked(change)
+        return _unlinked(change, slack_user_id, "approve")
     try:
         change = policy_change_approve(change_id=change.pk, approver=user, channel=Channel.SLACK)
-    except (NotAllowed, ChangeError) as exc:
+    except NotAllowed as exc:
+        return _refused(change, user, slack_user_id, "approve", str(exc))
+    except ChangeError as exc:
         return f"{exc} {NOTHING_CHANGED}"
     if change.state == ChangeState.SUPERSEDED:
         return f"Change #{change.pk} was not applied: the policy changed since it was submitted."
@@ -78,6 +81,12 @@ def explain_reject_refusal(body: dict[str, Any]) -> None:
     click = Click.from_action(body)
     refusal = reject_refusal(click.slack_user_id, click.request_id)
     if refusal:
+        change = _change(click.request_id)
+        if change is not None and change.state == ChangeState.PENDING:  # refused, not just stale
+            user = linked_user(click.slack_user_id)
+            policy_click_refused_record(
+                change=change, user=user, slack_user_id=click.slack_user_id, action="reject", reason=refusal
+            )
         reply(click, refusal)
 
 
@@ -121,12 +130,15 @@ def reject(slack_user_id: str, change_id: int | None, note: str) -> str:
         return f"This policy change is no longer in Veil. {NOTHING_CHANGED}"
     user = clicker(slack_user_id, change)
     if user is None:
-        return _unlinked(change)
+        return _unlinked(change, slack_user_id, "reject")
     if user.canonical_subject == change.author_subject:
-        return f"This is your own change: withdraw it in Veil. {NOTHING_CHANGED}"
+        own = "This is your own change: withdraw it in Veil."
+        return _refused(change, user, slack_user_id, "reject", own)
     try:
         change = policy_change_reject(change_id=change.pk, user=user, note=note, channel=Channel.SLACK)
-    except (NotAllowed, ChangeError) as exc:
+    except NotAllowed as exc:
+        return _refused(change, user, slack_user_id, "reject", str(exc))
+    except ChangeError as exc:
         return f"{exc} {NOTHING_CHANGED}"
     return f":no_entry: You rejected change #{change.pk}. Its author is told why in Veil."
 
@@ -179,7 +191,17 @@ def _already(change: PolicyChange) -> str:
     return f"Change #{change.pk} is {change.get_state_display().lower()}. {NOTHING_CHANGED}"
 
 
-def _unlinked(change: PolicyChange) -> str:
+def _refused(change: PolicyChange, user: User, slack_user_id: str, action: str, reason: str) -> str:
+    policy_click_refused_record(
+        change=change, user=user, slack_user_id=slack_user_id, action=action, reason=reason
+    )
+    return f"{reason} {NOTHING_CHANGED}"
+
+
+def _unlinked(change: PolicyChange, slack_user_id: str, action: str) -> str:
+    policy_click_refused_record(
+        change=change, user=None, slack_user_id=slack_user_id, action=action, reason="unlinked"
+    )
     return (
         "Veil cannot tell which Veil account is yours: your Slack email must be the verified email "
         "of your Veil account (from the company sign-in), or an administrator links the two. "

@@ -24,7 +24,7 @@ from jitaccess.models import (
 )
 from jitaccess.services import notify  # the outbox writer: a reminder is an announcement like any other
 from jitaccess.states import State
-from masking.models import Project
+from masking.models import PolicyChange, Project
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +135,27 @@ def click_refused_record(
 ) -> None:
     """Someone who may not decide the request clicked anyway (unlinked, not an approver, the
     requester). Nothing changed; the attempt is kept for the denied-attempts report."""
+    target = Target("request", str(request.pk), f"{request.ref} {request.scope_label}")
+    _click_refused(target, request.project.key, user, slack_user_id, action, reason)
+
+
+def policy_click_refused_record(
+    *, change: PolicyChange, user: User | None, slack_user_id: str, action: str, reason: str
+) -> None:
+    """The same for a policy change's buttons (unlinked, its author, no right to decide it)."""
+    target = Target("policy_change", str(change.pk), change.message[:200])
+    _click_refused(target, "", user, slack_user_id, action, reason)
+
+
+def _click_refused(
+    target: Target, project: str, user: User | None, slack_user_id: str, action: str, reason: str
+) -> None:
     record_event(
         action="slack.action.refused",
         actor=actor_for(user),
         channel=Channel.SLACK,
-        target=Target("request", str(request.pk), f"{request.ref} {request.scope_label}"),
-        project=request.project.key,
+        target=target,
+        project=project,
         detail={"slack_user_id": slack_user_id, "action": action, "reason": reason},
     )
 

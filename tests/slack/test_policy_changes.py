@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from audit.models import Channel
+from audit.models import AuditEvent, Channel
 from identity.services import actor_for
 from jitaccess.models import SlackPolicyMessage
 from jitaccess.slack.policy_messages import (
@@ -126,6 +126,10 @@ def test_the_author_cannot_approve_in_slack(
     [reply] = ephemerals(fake_slack, "dave")
     assert "cannot approve your own" in reply and reply.endswith("Nothing changed.")
     assert fake_slack.in_channel(APPROVALS)[0].has_buttons
+    [refused] = AuditEvent.objects.filter(action="slack.action.refused")
+    assert (refused.actor_name, refused.target_type) == ("dave", "policy_change")
+    assert refused.target_id == str(change.pk)
+    assert refused.detail["action"] == "approve" and "your own" in refused.detail["reason"]
 
 
 def test_an_unlinked_or_unauthorised_clicker_is_refused(
@@ -151,6 +155,9 @@ def test_an_unlinked_or_unauthorised_clicker_is_refused(
     assert reply.endswith("Nothing changed.")
     change.refresh_from_db()
     assert change.state == ChangeState.PENDING
+    refusals = AuditEvent.objects.filter(action="slack.action.refused").order_by("seq")
+    assert [(e.actor_name, e.detail["slack_user_id"]) for e in refusals] == [("", "UNOBODY"), ("eve", "UEVE")]
+    assert [e.detail["reason"] == "unlinked" for e in refusals] == [True, False]
 
 
 def test_reject_opens_a_modal_and_stores_the_note(
@@ -219,6 +226,8 @@ def test_the_author_gets_no_reject_modal(
     assert "your own change" in reply
     change.refresh_from_db()
     assert change.state == ChangeState.PENDING
+    [refused] = AuditEvent.objects.filter(action="slack.action.refused")
+    assert (refused.actor_name, refused.detail["action"]) == ("dave", "reject")
 
 
 def test_a_web_decision_updates_the_slack_message(held, fake_slack, django_capture_on_commit_callbacks):
