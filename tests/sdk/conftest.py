@@ -1,6 +1,7 @@
-"""Fixtures for the SDK client: a real Veil (pytest-django's live server) with a small catalog, and
-loopback HTTP servers the tests control (a relay in front of Veil that can be stopped and started,
-stubs answering whatever a test needs, a port nobody listens on, a server that never answers)."""
+"""Fixtures for the SDK client: a real Veil (its production WSGI application, `config.wsgi`, on a
+loopback server) with a small catalog, and loopback HTTP servers the tests control (a relay in
+front of Veil that can be stopped and started, stubs answering whatever a test needs, a port nobody
+listens on, a server that never answers)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
@@ -29,7 +31,37 @@ class Veil:
 
 
 @pytest.fixture
-def veil(live_server: Any) -> Iterator[Veil]:
+def veil_url() -> Iterator[str]:
+    """`config.wsgi.application` served on loopback, as gunicorn serves it (the decision endpoint
+    in front of Django), rather than pytest-django's live server, which serves Django's handler
+    alone. One server thread, which closes its database connection when the server stops."""
+    from django.db import connections
+
+    from config.wsgi import application
+
+    server = make_server("127.0.0.1", 0, application, handler_class=_QuietHandler)
+
+    def serve() -> None:
+        try:
+            server.serve_forever(poll_interval=0.05)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def veil(veil_url: str) -> Iterator[Veil]:
     """Veil serving decisions for prod-pg/shop/public.customers: `email` has the semantic type
     `email`, `id` and `phone` are classified below the masking threshold. The token may ask for
     decisions and report access events."""
@@ -60,9 +92,9 @@ def veil(live_server: Any) -> Iterator[Veil]:
     )
     alice = make_user("alice", email="alice@example.com")
     _, token = make_token([Scope.DECISIONS, Scope.ACCESS_EVENTS], account_name="sql-proxy")
-    # The live server runs in this process: drop the policy a previous test's data left cached.
+    # The server runs in this process: drop the policy a previous test's data left cached.
     decision_caches.clear()
-    yield Veil(url=live_server.url, token=token, alice=alice, project=project)
+    yield Veil(url=veil_url, token=token, alice=alice, project=project)
     decision_caches.clear()
 
 
