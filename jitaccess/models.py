@@ -288,6 +288,9 @@ class SlackPolicyMessage(models.Model):
     shown_state = models.CharField(max_length=10, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True, help_text="A worker is posting it until")
     posted_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(
+        null=True, blank=True, help_text="When approvers were reminded of the pending change (once)"
+    )
 
     def __str__(self) -> str:
         return f"Slack message of policy change #{self.change_id}"

@@ -4,9 +4,11 @@
 change that has none yet, and updates a posted message whose change has moved on. It runs after
 every submit and decision commits (a Celery task, through `masking`'s `policy_change_listeners`)
 and for every change from `policy_messages_sweep` each minute, so a lost task or a Slack outage
-only delays a message. The `SlackPolicyMessage` row is claimed before chat.postMessage, so a
-redelivered task or a sweep racing the task posts nothing twice (as for requests, a post that timed
-out after Slack acted may be repeated once the claim lapses: a duplicate beats a lost message).
+only delays a message. The sweep also reminds approvers, once, in the message's thread, of a change
+still pending `SLACK_REMINDER_AFTER_S` after it was posted (as requests are reminded). The
+`SlackPolicyMessage` row is claimed before chat.postMessage, so a redelivered task or a sweep
+racing the task posts nothing twice (as for requests, a post that timed out after Slack acted may be
+repeated once the claim lapses: a duplicate beats a lost message).
 """
 
 from __future__ import annotations
@@ -87,6 +89,41 @@ def policy_messages_sweep() -> int:
         except Exception:
             logger.warning("policy change #%s: Slack message not synced", change_id, exc_info=True)
     return done
+
+
+def policy_reminders_announce() -> int:
+    """Remind approvers of changes pending `SLACK_REMINDER_AFTER_S` after their message was posted:
+    one reply in the message's thread, shown in the channel too. Once per change: the row is
+    claimed (`reminded_at`) before the post, and released only if Slack surely did not take it."""
+    if not settings.SLACK_ENABLED or not settings.SLACK_REMINDER_AFTER_S:
+        return 0
+    now = timezone.now()
+    due = SlackPolicyMessage.objects.filter(
+        change__state=ChangeState.PENDING,
+        reminded_at__isnull=True,
+        posted_at__lte=now - timedelta(seconds=settings.SLACK_REMINDER_AFTER_S),
+    ).exclude(ts="")
+    sent = 0
+    for message in due.select_related("change"):
+        claimed = SlackPolicyMessage.objects.filter(pk=message.pk, reminded_at__isnull=True)
+        if not claimed.update(reminded_at=now):
+            continue  # another sweep took it
+        change = message.change
+        text = (
+            f":bell: Policy change #{change.pk} by {escape(change.author_name)} is still waiting for a "
+            f"second person to approve or reject it (since {when(change.created_at)})."
+        )
+        try:
+            slack_client().chat_postMessage(
+                channel=message.channel, thread_ts=message.ts, reply_broadcast=True, text=text
+            )
+        except Exception as exc:
+            if surely_not_delivered(exc):
+                SlackPolicyMessage.objects.filter(pk=message.pk).update(reminded_at=None)
+            logger.warning("policy change #%s: reminder not sent (%s)", change.pk, exc)
+            continue
+        sent += 1
+    return sent
 
 
 def _post(change: PolicyChange) -> str:

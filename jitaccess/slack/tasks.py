@@ -8,7 +8,11 @@ from celery import shared_task
 from django.conf import settings
 
 from jitaccess.slack.delivery import resume_after_outage
-from jitaccess.slack.policy_messages import policy_message_sync, policy_messages_sweep
+from jitaccess.slack.policy_messages import (
+    policy_message_sync,
+    policy_messages_sweep,
+    policy_reminders_announce,
+)
 from jitaccess.slack.services import reminders_announce
 
 logger = logging.getLogger(__name__)
@@ -34,9 +38,10 @@ def sync_policy_message(change_id: int) -> str:
 
 
 @shared_task(ignore_result=True)
-def sync_policy_messages() -> int:
-    """Every minute: catch up on policy-change messages a lost task or an outage left behind."""
-    return policy_messages_sweep()
+def sync_policy_messages() -> dict[str, int]:
+    """Every minute: catch up on policy-change messages a lost task or an outage left behind, and
+    remind approvers of changes left pending (idempotent)."""
+    return {"synced": policy_messages_sweep(), "reminders": policy_reminders_announce()}
 
 
 def enqueue_policy_message(change_id: int) -> None:

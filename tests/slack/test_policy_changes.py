@@ -4,8 +4,10 @@ through `policy_change_approve` / `policy_change_reject`, the message kept up to
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditEvent, Channel
 from identity.services import actor_for
@@ -16,6 +18,7 @@ from jitaccess.slack.policy_messages import (
     POLICY_REJECT_MODAL,
     policy_message_sync,
     policy_messages_sweep,
+    policy_reminders_announce,
 )
 from masking.models import ChangeState, MaskingRule, PolicyChange, ProjectPolicySettings, SemanticType
 from masking.policy_document import export_document, parse_document
@@ -90,6 +93,35 @@ def test_the_sweep_posts_what_a_lost_task_did_not(
     assert policy_messages_sweep() == 0
     assert len(fake_slack.in_channel(APPROVALS)) == 1
     assert SlackPolicyMessage.objects.get(change=change).ts
+
+
+def test_a_change_still_pending_is_reminded_once_in_its_thread(
+    held, settings, fake_slack, time_machine, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+    [message] = fake_slack.in_channel(APPROVALS)
+    assert policy_reminders_announce() == 0, "not yet due"
+
+    time_machine.move_to(timezone.now() + timedelta(seconds=settings.SLACK_REMINDER_AFTER_S + 1))
+    assert policy_reminders_announce() == 1
+    assert policy_reminders_announce() == 0, "once per change"
+
+    [reminder] = fake_slack.replies()
+    assert reminder.thread_ts == message.ts
+    assert f"Policy change #{change.pk}" in reminder.text and "still waiting" in reminder.text
+
+
+def test_a_decided_change_is_not_reminded(
+    held, settings, fake_slack, time_machine, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        policy_change_reject(change_id=change.pk, user=held.carol, note="Too broad", channel=Channel.WEB)
+
+    time_machine.move_to(timezone.now() + timedelta(seconds=settings.SLACK_REMINDER_AFTER_S + 1))
+
+    assert policy_reminders_announce() == 0
+    assert fake_slack.replies() == []
 
 
 def test_approve_in_slack_applies_the_change_and_updates_the_message(
