@@ -18,7 +18,6 @@ from django.utils import timezone
 from audit.models import AccessEvent, Channel, DecisionRecord
 from audit.services import SYSTEM
 from identity.models import Scope
-from masking.services.catalog import catalog_upsert
 from masking.services.policy import (
     exemption_revoke,
     grant_condition,
@@ -26,7 +25,7 @@ from masking.services.policy import (
     rule_save,
     semantic_type_save,
 )
-from tests.factories import catalog_payload, make_token, make_user
+from tests.factories import make_shop_policy, make_token, make_user
 
 URL = "/api/v1/decisions"
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,14 +181,7 @@ def test_database_down_answers_mask_for_every_column(api_client, shop):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_in_another_process_is_seen_within_the_epoch_bound(api_client, shop, settings):
-    payload = catalog_payload()
-    catalog_upsert(
-        instance_spec=payload["instance"],
-        databases=payload["databases"],
-        prune=False,
-        actor=SYSTEM,
-        channel=Channel.CLI,
-    )
+    make_shop_policy()
     alice = make_user("alice", email="alice@example.com")
     grant = _give_alice_a_grant(alice, shop)
     _, token = make_token([Scope.DECISIONS])
