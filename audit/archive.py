@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pgtrigger
 from django.conf import settings
@@ -24,12 +23,20 @@ from django.db.models import Min
 from django.utils import timezone
 
 from audit import signing
-from audit.chain import ACCESS_EVENT_FIELDS, DECISION_RECORD_FIELDS, GENESIS_HASH
+from audit.chain import GENESIS_HASH
 from audit.exports import ExportResult, Progress, write_export
 from audit.filters import EVERYTHING, AuditFilter
 from audit.models import AccessEvent, ArchiveBoundary, AuditEvent, ChainHead, DecisionRecord, ExportFormat
 from audit.reports import EVENT_COLUMNS
-from audit.selectors import ARCHIVE_ACTION, SEAL_ACTION, boundary_message, latest_boundary, verify_chain
+from audit.selectors import (
+    ARCHIVE_ACTION,
+    SEALED_TABLES,
+    boundary_message,
+    ids_before_boundary,
+    last_sealed_ids,
+    latest_boundary,
+    verify_chain,
+)
 from audit.services import Actor, record_event
 
 IGNORED_TRIGGERS = (
@@ -53,14 +60,14 @@ class ArchiveResult:
     access_events_removed: int
 
 
-def _sealed_rows(
-    decisions_after: int, decisions_last: int, access_after: int, access_last: int
-) -> Iterator[tuple]:
-    for table, model, fields, after, last in (
-        ("decision_records", DecisionRecord, DECISION_RECORD_FIELDS, decisions_after, decisions_last),
-        ("access_events", AccessEvent, ACCESS_EVENT_FIELDS, access_after, access_last),
-    ):
-        rows = model._default_manager.filter(id__gt=after, id__lte=last).order_by("id").values_list(*fields)
+def _sealed_rows(after: dict[str, int], last: dict[str, int]) -> Iterator[tuple]:
+    """Each sealed table's rows with after < id <= last, as (table, row) in table then id order."""
+    for table, (model, fields) in SEALED_TABLES.items():
+        rows = (
+            model._default_manager.filter(id__gt=after[table], id__lte=last[table])
+            .order_by("id")
+            .values_list(*fields)
+        )
         for values in rows.iterator(chunk_size=2000):
             yield table, dict(zip(fields, values, strict=True))
 
@@ -93,17 +100,8 @@ def archive_before(
     if cut <= start:
         raise ArchiveError(f"no events before {before:%Y-%m-%d} to archive")
     genesis_hash = AuditEvent.objects.values_list("hash", flat=True).get(seq=cut - 1)
-    after = {
-        "decision_records": boundary.decisions_after_id if boundary else 0,
-        "access_events": boundary.access_events_after_id if boundary else 0,
-    }
-    last_seal: dict[str, Any] | None = (
-        AuditEvent.objects.filter(action=SEAL_ACTION, seq__lt=cut)
-        .order_by("-seq")
-        .values_list("detail", flat=True)
-        .first()
-    )
-    last = {t: int(last_seal[t]["last_id"]) if last_seal else after[t] for t in after}
+    after = ids_before_boundary(boundary)
+    last = last_sealed_ids(before_seq=cut)
 
     stamp = f"{before:%Y%m%d}-{now:%Y%m%dT%H%M%SZ}"
     chain_range = {
@@ -144,12 +142,7 @@ def archive_before(
         extra={"archive": {"sealed_rows": sealed}},
         source=(
             ("table", "row"),
-            _sealed_rows(
-                after["decision_records"],
-                last["decision_records"],
-                after["access_events"],
-                last["access_events"],
-            ),
+            _sealed_rows(after, last),
         ),
     )
     with transaction.atomic():

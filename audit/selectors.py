@@ -193,21 +193,24 @@ def digest_range(
     return SealedRange(after_id, end, count, digest.hexdigest())
 
 
-def last_sealed_ids() -> dict[str, int]:
-    """The last id sealed per table, read from the chain (the idempotency key of sealing)."""
-    detail = (
-        AuditEvent.objects.filter(action=SEAL_ACTION)
-        .order_by("-seq")
-        .values_list("detail", flat=True)
-        .first()
-    )
-    if detail is not None:
-        return {table: int(detail[table]["last_id"]) for table in SEALED_TABLES}
-    boundary = latest_boundary()
+def ids_before_boundary(boundary: ArchiveBoundary | None) -> dict[str, int]:
+    """Per sealed table, the last id archived with `boundary` (0 without one): where sealing starts."""
     return {
         "decision_records": boundary.decisions_after_id if boundary else 0,
         "access_events": boundary.access_events_after_id if boundary else 0,
     }
+
+
+def last_sealed_ids(*, before_seq: int | None = None) -> dict[str, int]:
+    """The last id sealed per table, read from the chain (the idempotency key of sealing); with
+    `before_seq`, as sealed by the events before that one (what an archive cut there removes)."""
+    seals = AuditEvent.objects.filter(action=SEAL_ACTION)
+    if before_seq is not None:
+        seals = seals.filter(seq__lt=before_seq)
+    detail = seals.order_by("-seq").values_list("detail", flat=True).first()
+    if detail is not None:
+        return {table: int(detail[table]["last_id"]) for table in SEALED_TABLES}
+    return ids_before_boundary(latest_boundary())
 
 
 def committed_watermark(table: str) -> int:
@@ -267,10 +270,7 @@ class _SealChecker:
     """
 
     def __init__(self, boundary: ArchiveBoundary | None) -> None:
-        self.start = {
-            "decision_records": boundary.decisions_after_id if boundary else 0,
-            "access_events": boundary.access_events_after_id if boundary else 0,
-        }
+        self.start = ids_before_boundary(boundary)
         self.next_after = dict(self.start)
         self.checked = 0
         self.rows: dict[str, Iterator[tuple[Any, ...]]] = {}
@@ -470,9 +470,9 @@ def verify_chain(*, chunk_size: int = 5000, expect: dict[int, str] | None = None
 
 
 def _warn_about_stale_checkpoints(result: ChainVerification) -> None:
-    latest = Checkpoint.objects.order_by("-seq").first()
     if result.last_seq == 0:
         return
+    latest = Checkpoint.objects.order_by("-seq").first()
     if latest is None:
         result.warnings.append("no signed checkpoint yet: a cut tail would not be detected")
         return

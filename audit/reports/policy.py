@@ -30,34 +30,14 @@ POLICY_COLUMNS = (
     "after",
     "detail",
 )
+# Read per event: the leading columns, then the detail that is split into before, after and the rest.
+_EVENT_FIELDS = (*POLICY_COLUMNS[:-3], "detail")
 
 
 def policy_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
     """Changes to rules, semantic types, exemptions and column classifications, with before/after."""
     events = events_matching(flt, scope).filter(POLICY_Q)
-    for seq, at, action, actor, t_type, t_id, t_repr, project, detail in events.values_list(
-        "seq",
-        "occurred_at",
-        "action",
-        "actor_name",
-        "target_type",
-        "target_id",
-        "target_repr",
-        "project",
-        "detail",
-    ).iterator(chunk_size=CHUNK):
+    for *event_fields, detail in events.values_list(*_EVENT_FIELDS).iterator(chunk_size=CHUNK):
         detail = detail if isinstance(detail, dict) else {}
         rest = {k: v for k, v in detail.items() if k not in ("before", "after")}
-        yield (
-            seq,
-            at,
-            action,
-            actor,
-            t_type,
-            t_id,
-            t_repr,
-            project,
-            detail.get("before"),
-            detail.get("after"),
-            rest,
-        )
+        yield (*event_fields, detail.get("before"), detail.get("after"), rest)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from django.db import connection
 
@@ -24,32 +22,13 @@ def raw_sql(sql: str, table: str = "audit_auditevent") -> None:
         cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 
-@pytest.fixture
-def tamper() -> Callable[..., None]:
-    return raw_sql
-
-
 def rehash(exported: dict) -> str:
     """The chain hash of an event as an export wrote it, recomputed from its hashed fields."""
     from datetime import datetime
 
     from audit.chain import canonical_event, chain_hash
+    from audit.selectors import EVENT_FIELDS
 
-    fields = {
-        k: exported[k]
-        for k in (
-            "seq",
-            "actor_type",
-            "actor_id",
-            "actor_name",
-            "action",
-            "target_type",
-            "target_id",
-            "target_repr",
-            "project",
-            "channel",
-            "detail",
-        )
-    }
+    fields = {k: exported[k] for k in EVENT_FIELDS if k not in ("prev_hash", "hash")}
     fields["occurred_at"] = datetime.fromisoformat(exported["occurred_at"])
     return chain_hash(exported["prev_hash"], canonical_event(**fields))
