@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,48 +82,46 @@ def _q(s: str) -> str:
     return json.dumps(s)
 
 
-def to_cel(c: Cond) -> str:
+# How each leaf of the AST reads in CEL and in Cedar; `_render` joins them with && and ||.
+_CEL_LEAVES: dict[str, Callable[[Cond], str]] = {
+    "true": lambda c: "true",
+    "not_empty": lambda c: f'resource.{c[1]} != ""',
+    "eq": lambda c: f"resource.{c[1]} == {_q(c[2])}",
+    "in": lambda c: f"resource.{c[1]} in [{', '.join(_q(v) for v in c[2])}]",
+    "prefix": lambda c: f"resource.{c[1]}.startsWith({_q(c[2])})",
+    "suffix": lambda c: f"resource.{c[1]}.endsWith({_q(c[2])})",
+    "tag": lambda c: f"{_q(c[1])} in resource.tags",
+    "any_tag": lambda c: f"resource.tags.exists(t, t in [{', '.join(_q(v) for v in c[1])}])",
+}
+_CEDAR_LEAVES: dict[str, Callable[[Cond], str]] = {
+    "true": lambda c: "true",
+    "not_empty": lambda c: f'resource.{c[1]} != ""',
+    "eq": lambda c: f"resource.{c[1]} == {_q(c[2])}",
+    "in": lambda c: f"[{', '.join(_q(v) for v in c[2])}].contains(resource.{c[1]})",
+    "prefix": lambda c: f'resource.{c[1]} like "{c[2]}*"',
+    "suffix": lambda c: f'resource.{c[1]} like "*{c[2]}"',
+    "tag": lambda c: f"resource.tags.contains({_q(c[1])})",
+    "any_tag": lambda c: f"resource.tags.containsAny([{', '.join(_q(v) for v in c[1])}])",
+}
+
+
+def _render(c: Cond, leaves: Mapping[str, Callable[[Cond], str]]) -> str:
+    """CEL and Cedar share the boolean syntax: only the leaves differ."""
     op = c[0]
-    if op == "true":
-        return "true"
-    if op == "not_empty":
-        return f'resource.{c[1]} != ""'
-    if op == "eq":
-        return f"resource.{c[1]} == {_q(c[2])}"
-    if op == "in":
-        return f"resource.{c[1]} in [{', '.join(_q(v) for v in c[2])}]"
-    if op == "prefix":
-        return f"resource.{c[1]}.startsWith({_q(c[2])})"
-    if op == "suffix":
-        return f"resource.{c[1]}.endsWith({_q(c[2])})"
-    if op == "tag":
-        return f"{_q(c[1])} in resource.tags"
-    if op == "any_tag":
-        return f"resource.tags.exists(t, t in [{', '.join(_q(v) for v in c[1])}])"
+    if op not in ("and", "or"):
+        return leaves[op](c)
     joiner = " && " if op == "and" else " || "
-    return joiner.join(f"({to_cel(x)})" if x[0] in ("and", "or") else to_cel(x) for x in c[1])
+    return joiner.join(
+        f"({_render(x, leaves)})" if x[0] in ("and", "or") else _render(x, leaves) for x in c[1]
+    )
+
+
+def to_cel(c: Cond) -> str:
+    return _render(c, _CEL_LEAVES)
 
 
 def to_cedar(c: Cond) -> str:
-    op = c[0]
-    if op == "true":
-        return "true"
-    if op == "not_empty":
-        return f'resource.{c[1]} != ""'
-    if op == "eq":
-        return f"resource.{c[1]} == {_q(c[2])}"
-    if op == "in":
-        return f"[{', '.join(_q(v) for v in c[2])}].contains(resource.{c[1]})"
-    if op == "prefix":
-        return f'resource.{c[1]} like "{c[2]}*"'
-    if op == "suffix":
-        return f'resource.{c[1]} like "*{c[2]}"'
-    if op == "tag":
-        return f"resource.tags.contains({_q(c[1])})"
-    if op == "any_tag":
-        return f"resource.tags.containsAny([{', '.join(_q(v) for v in c[1])}])"
-    joiner = " && " if op == "and" else " || "
-    return joiner.join(f"({to_cedar(x)})" if x[0] in ("and", "or") else to_cedar(x) for x in c[1])
+    return _render(c, _CEDAR_LEAVES)
 
 
 def dnf(c: Cond) -> list[list[Cond]]:

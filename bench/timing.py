@@ -27,17 +27,23 @@ class Timing:
         return (self.high - self.low) / self.median if self.median else 0.0
 
 
+def _warm_up(fn: Callable[[], Any], warmup_s: float) -> None:
+    """Call `fn` for `warmup_s` (at least 3 times), so caches, memo tables and lazy imports are
+    filled before anything is timed."""
+    deadline = time.perf_counter() + warmup_s
+    calls = 0
+    while time.perf_counter() < deadline or calls < 3:
+        fn()
+        calls += 1
+
+
 def measure(
     fn: Callable[[], Any], *, target_s: float = 0.3, repeats: int = 5, warmup_s: float = 0.2
 ) -> Timing:
     """Warm up for `warmup_s`, size a run to about `target_s`, then time `repeats` runs with
     time.perf_counter and report the median per call. The GC stays on (it is part of the cost)
     but is run before every repeat so a collection owed by setup is not billed to the engine."""
-    deadline = time.perf_counter() + warmup_s
-    calls = 0
-    while time.perf_counter() < deadline or calls < 3:
-        fn()
-        calls += 1
+    _warm_up(fn, warmup_s)
     t0 = time.perf_counter()
     fn()
     one = max(time.perf_counter() - t0, 1e-7)
@@ -60,11 +66,7 @@ def measure_many(
     (see `ratio`)."""
     iterations: dict[str, int] = {}
     for name, fn in fns.items():
-        deadline = time.perf_counter() + warmup_s
-        calls = 0
-        while time.perf_counter() < deadline or calls < 3:
-            fn()
-            calls += 1
+        _warm_up(fn, warmup_s)
         t0 = time.perf_counter()
         for _ in range(10):
             fn()

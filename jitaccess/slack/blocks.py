@@ -87,8 +87,11 @@ def status_text(card: Card) -> str:
 
 def approval_count(card: Card) -> str:
     """ "1 of 2 approvals": how far the request is towards its quorum."""
-    plural = "s" if card.approvals_required != 1 else ""
-    return f"{len(card.approvers)} of {card.approvals_required} approval{plural}"
+    return f"{len(card.approvers)} of {_approvals_required(card)}"
+
+
+def _approvals_required(card: Card) -> str:
+    return f"{card.approvals_required} approval{'s' if card.approvals_required != 1 else ''}"
 
 
 def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
@@ -96,34 +99,29 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
     above the web-confirmation level Approve is a link to the request in Veil."""
     for_agent = f" for agent `{escape(card.service_account)}`" if card.service_account else ""
     mention = f" (<@{card.requester_slack_id}>)" if card.requester_slack_id else ""
-    ticket = f"<{_url(card.ticket_url)}|{escape(card.ticket_url)}>" if card.ticket_url else "none"
+    ticket = f"<{link_target(card.ticket_url)}|{escape(card.ticket_url)}>" if card.ticket_url else "none"
     blocks: list[Block] = []
     if banner:
-        blocks.append(_section(banner))
+        blocks.append(section(banner))
     blocks += [
         {"type": "header", "text": {"type": "plain_text", "text": f"Unmask request {card.ref}"[:150]}},
-        _section(f"*{escape(card.requester)}*{mention} asks to see unmasked values{for_agent}"),
+        section(f"*{escape(card.requester)}*{mention} asks to see unmasked values{for_agent}"),
         {
             "type": "section",
             "fields": [
-                _text(f"*Instance*\n{escape(card.instance)} ({escape(card.environment)})"),
-                _text(f"*Database*\n{escape(card.database)}"),
-                _text(f"*Table*\n{escape(card.table) or 'every table'}"),
-                _text(f"*Duration*\n{duration_text(card.duration)}"),
-                _text(
-                    f"*Policy*\n{escape(card.policy_title)} · "
-                    f"{card.approvals_required} approval{'s' if card.approvals_required != 1 else ''} needed"
-                ),
-                _text(f"*Ticket*\n{ticket}"),
+                mrkdwn(f"*Instance*\n{escape(card.instance)} ({escape(card.environment)})"),
+                mrkdwn(f"*Database*\n{escape(card.database)}"),
+                mrkdwn(f"*Table*\n{escape(card.table) or 'every table'}"),
+                mrkdwn(f"*Duration*\n{duration_text(card.duration)}"),
+                mrkdwn(f"*Policy*\n{escape(card.policy_title)} · {_approvals_required(card)} needed"),
+                mrkdwn(f"*Ticket*\n{ticket}"),
             ],
         },
-        _section(f"*Columns*\n{_columns_text(card)}"),
-        _section(
-            "*Reason*\n" + "\n".join(f">{line}" for line in escape(_truncate(card.reason)).splitlines())
-        ),
+        section(f"*Columns*\n{_columns_text(card)}"),
+        section("*Reason*\n" + "\n".join(f">{line}" for line in escape(_truncate(card.reason)).splitlines())),
         {
             "type": "context",
-            "elements": [_text(f"{status_text(card)}  <{_url(card.link)}|Open {card.ref} in Veil>")],
+            "elements": [mrkdwn(f"{status_text(card)}  <{link_target(card.link)}|Open {card.ref} in Veil>")],
         },
     ]
     if card.state == State.PENDING:
@@ -150,14 +148,17 @@ def notice_message(kind: str, card: Card) -> tuple[str, list[Block]]:
     }
     headline = headlines[NotificationKind(kind)]
     blocks: list[Block] = [
-        _section(headline),
-        {"type": "context", "elements": [_text(f"{status_text(card)}  <{_url(card.link)}|Open in Veil>")]},
+        section(headline),
+        {
+            "type": "context",
+            "elements": [mrkdwn(f"{status_text(card)}  <{link_target(card.link)}|Open in Veil>")],
+        },
     ]
     if kind == NotificationKind.EXPIRING:
         blocks.append(
             {
                 "type": "actions",
-                "elements": [_button("Extend", EXTEND, url=card.extend_link, style="primary")],
+                "elements": [button("Extend", EXTEND, url=card.extend_link, style="primary")],
             }
         )
     return f"{headline} {status_text(card)}", blocks
@@ -185,7 +186,7 @@ def reason_modal(
         "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _section(intro),
+            section(intro),
             {
                 "type": "input",
                 "block_id": field,
@@ -199,6 +200,12 @@ def reason_modal(
             },
         ],
     }
+
+
+def reason_modal_value(body: dict[str, Any], field: str) -> str:
+    """What was typed in a submitted `reason_modal` (its `field` names both block and input), stripped."""
+    values = body["view"]["state"]["values"]
+    return str((values.get(field) or {}).get(field, {}).get("value") or "").strip()
 
 
 def deny_modal(card: Card, private_metadata: str) -> Block:
@@ -215,35 +222,50 @@ def deny_modal(card: Card, private_metadata: str) -> Block:
 
 def _buttons(card: Card) -> list[Block]:
     if card.web_confirm:
-        approve = _button("Approve in Veil", APPROVE_IN_WEB, url=card.link, style="primary")
+        approve = button("Approve in Veil", APPROVE_IN_WEB, url=card.link, style="primary")
     else:
-        approve = _button("Approve", APPROVE, value=str(card.pk), style="primary")
-        approve["confirm"] = {
-            "title": {"type": "plain_text", "text": f"Approve {card.ref}?"},
-            "text": {
-                "type": "mrkdwn",
-                "text": f"{escape(card.requester)} will see unmasked values of {scope_text(card)} "
-                f"for {duration_text(card.duration)}.",
-            },
-            "confirm": {"type": "plain_text", "text": "Approve"},
-            "deny": {"type": "plain_text", "text": "Back"},
-        }
+        confirm = confirm_dialog(
+            f"Approve {card.ref}?",
+            f"{escape(card.requester)} will see unmasked values of {scope_text(card)} "
+            f"for {duration_text(card.duration)}.",
+        )
+        approve = button("Approve", APPROVE, value=str(card.pk), style="primary", confirm=confirm)
     return [
         approve,
-        _button("Deny", DENY, value=str(card.pk), style="danger"),
-        _button("Open in Veil", OPEN_IN_WEB, url=card.link),
+        button("Deny", DENY, value=str(card.pk), style="danger"),
+        button("Open in Veil", OPEN_IN_WEB, url=card.link),
     ]
 
 
-def _button(label: str, action_id: str, *, value: str = "", url: str = "", style: str = "") -> Block:
-    button: Block = {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id}
+def button(
+    label: str,
+    action_id: str,
+    *,
+    value: str = "",
+    url: str = "",
+    style: str = "",
+    confirm: Block | None = None,
+) -> Block:
+    block: Block = {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id}
     if value:
-        button["value"] = value
+        block["value"] = value
     if url:
-        button["url"] = url
+        block["url"] = url
     if style:
-        button["style"] = style
-    return button
+        block["style"] = style
+    if confirm:
+        block["confirm"] = confirm
+    return block
+
+
+def confirm_dialog(title: str, text: str) -> Block:
+    """The "are you sure?" dialog of an Approve button: approving acts at once, with no undo."""
+    return {
+        "title": {"type": "plain_text", "text": title},
+        "text": {"type": "mrkdwn", "text": text},
+        "confirm": {"type": "plain_text", "text": "Approve"},
+        "deny": {"type": "plain_text", "text": "Back"},
+    }
 
 
 def _columns_text(card: Card) -> str:
@@ -259,11 +281,11 @@ def _web_confirm_reason(card: Card) -> str:
     return "Unclassified data" if card.level < 0 else f"Level {card.level_label}"
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _text(text)}
+def section(text: str) -> Block:
+    return {"type": "section", "text": mrkdwn(text)}
 
 
-def _text(text: str) -> Block:
+def mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
 
@@ -271,6 +293,6 @@ def _truncate(text: str) -> str:
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
 
-def _url(url: str) -> str:
+def link_target(url: str) -> str:
     """A URL inside <url|label>: escaped, and `|` (which would end the URL) percent-encoded."""
     return escape(url).replace("|", "%7C")

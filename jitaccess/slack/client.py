@@ -19,6 +19,9 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+# chat.update answers these when the message or its channel is gone: nothing left to update.
+MESSAGE_GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
+
 
 class ShortRateLimitRetryHandler(RateLimitErrorRetryHandler):
     """Waits out a 429 inside the call only when Slack asks for at most

@@ -36,15 +36,19 @@ from jitaccess.models import (
     SlackMessage,
 )
 from jitaccess.slack import blocks
-from jitaccess.slack.client import slack_client, slack_error, slack_unreachable, surely_not_delivered
+from jitaccess.slack.client import (
+    MESSAGE_GONE,
+    slack_client,
+    slack_error,
+    slack_unreachable,
+    surely_not_delivered,
+)
 from jitaccess.slack.linking import slack_user_id_for
 from jitaccess.slack.selectors import card_for
 from jitaccess.states import State
 
 logger = logging.getLogger(__name__)
 CLAIM = timedelta(seconds=60)
-# chat.update answers these when the message or its channel is gone: nothing left to update.
-GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
 
 
 class SlackUnavailable(DeliveryFailed):
@@ -139,7 +143,7 @@ def _update_messages(request: AccessRequest) -> None:
                 channel=message.channel, ts=message.ts, text=text, blocks=message_blocks
             )
         except Exception as exc:
-            if slack_error(exc) not in GONE:
+            if slack_error(exc) not in MESSAGE_GONE:
                 raise
             logger.info("%s: message in %s is gone (%s)", request.ref, message.destination, slack_error(exc))
     posting = [m for m in messages if not m.ts and m.claimed_until and m.claimed_until > now]

@@ -35,12 +35,13 @@ from jitaccess.slack.blocks import (
     OPEN_IN_WEB,
     approval_count,
     deny_modal,
+    reason_modal_value,
     when,
 )
 from jitaccess.slack.client import slack_client
-from jitaccess.slack.linking import clicker
+from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
 from jitaccess.slack.policy_messages import POLICY_APPROVE, POLICY_OPEN, POLICY_REJECT, POLICY_REJECT_MODAL
-from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation
+from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation, request_link
 from jitaccess.slack.services import click_refused_record
 from jitaccess.states import Action, InvalidTransition, State
 
@@ -140,7 +141,7 @@ def approve(click: Click) -> str:
         )
         return (
             f"{request.ref} covers {level}: approve it in Veil after signing in, "
-            f"<{settings.SITE_URL}/requests/{request.pk}/|here>. {NOTHING_CHANGED}"
+            f"<{request_link(request.pk)}|here>. {NOTHING_CHANGED}"
         )
     try:
         request = request_approve(request_id=request.pk, approver=user, channel=Channel.SLACK)
@@ -188,14 +189,14 @@ def _deny_refusal(click: Click) -> str:
 
 
 def check_deny_reason(ack: Ack, body: dict[str, Any]) -> None:
-    if not _submitted_reason(body):
+    if not reason_modal_value(body, "reason"):
         ack(response_action="errors", errors={"reason": "Say why the request is denied."})
         return
     ack()
 
 
 def deny_submitted(body: dict[str, Any]) -> None:
-    reason = _submitted_reason(body)
+    reason = reason_modal_value(body, "reason")
     if reason:
         click = Click.from_submission(body)
         reply(click, deny(click, reason))
@@ -242,9 +243,7 @@ def _unlinked(request: AccessRequest, click: Click, action: str) -> str:
         request=request, user=None, slack_user_id=click.slack_user_id, action=action, reason="unlinked"
     )
     return (
-        "Veil cannot tell which Veil account is yours: your Slack email must be the verified email "
-        "of your Veil account (from the company sign-in), or an administrator links the two. "
-        f"You can decide in Veil: <{settings.SITE_URL}/requests/{request.pk}/|{request.ref}>. "
+        f"{UNLINKED_EXPLANATION} You can decide in Veil: <{request_link(request.pk)}|{request.ref}>. "
         + NOTHING_CHANGED
     )
 
@@ -254,11 +253,6 @@ def _refused(request: AccessRequest, user: User, click: Click, action: str, reas
         request=request, user=user, slack_user_id=click.slack_user_id, action=action, reason=reason
     )
     return f"{reason} {NOTHING_CHANGED}"
-
-
-def _submitted_reason(body: dict[str, Any]) -> str:
-    values = body["view"]["state"]["values"]
-    return str((values.get("reason") or {}).get("reason", {}).get("value") or "").strip()
 
 
 def reply(click: Click, text: str) -> None:

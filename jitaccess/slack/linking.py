@@ -25,6 +25,11 @@ from jitaccess.slack.services import slack_user_link
 
 FOUND_TTL_S = 24 * 3600
 MISSING_TTL_S = 10 * 60
+# What a clicker Veil cannot attribute is told, for request and policy-change buttons alike.
+UNLINKED_EXPLANATION = (
+    "Veil cannot tell which Veil account is yours: your Slack email must be the verified email "
+    "of your Veil account (from the company sign-in), or an administrator links the two."
+)
 
 
 def slack_user_id_for(user: User) -> str:

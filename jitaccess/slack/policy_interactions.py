@@ -17,8 +17,9 @@ from slack_bolt import Ack
 
 from audit.models import Channel
 from identity.models import User
+from jitaccess.slack.blocks import reason_modal_value
 from jitaccess.slack.client import slack_client
-from jitaccess.slack.linking import slack_id_of_verified_email, slack_user_id_for
+from jitaccess.slack.linking import UNLINKED_EXPLANATION, slack_id_of_verified_email, slack_user_id_for
 from jitaccess.slack.policy_messages import change_link, reject_modal
 from jitaccess.slack.selectors import linked_user
 from jitaccess.slack.services import policy_click_refused_record
@@ -108,7 +109,7 @@ def reject_refusal(slack_user_id: str, change_id: int | None) -> str:
 
 
 def check_note(ack: Ack, body: dict[str, Any]) -> None:
-    if not _note(body):
+    if not reason_modal_value(body, "note"):
         ack(response_action="errors", errors={"note": "Say why the change is rejected."})
         return
     ack()
@@ -117,7 +118,7 @@ def check_note(ack: Ack, body: dict[str, Any]) -> None:
 def reject_submitted(body: dict[str, Any]) -> None:
     from jitaccess.slack.interactions import Click, reply
 
-    note = _note(body)
+    note = reason_modal_value(body, "note")
     if not note:
         return
     click = Click.from_submission(body)
@@ -203,12 +204,6 @@ def _unlinked(change: PolicyChange, slack_user_id: str, action: str) -> str:
         change=change, user=None, slack_user_id=slack_user_id, action=action, reason="unlinked"
     )
     return (
-        "Veil cannot tell which Veil account is yours: your Slack email must be the verified email "
-        "of your Veil account (from the company sign-in), or an administrator links the two. "
-        f"You can decide in Veil: <{change_link(change)}|change #{change.pk}>. {NOTHING_CHANGED}"
+        f"{UNLINKED_EXPLANATION} You can decide in Veil: <{change_link(change)}|change #{change.pk}>. "
+        + NOTHING_CHANGED
     )
-
-
-def _note(body: dict[str, Any]) -> str:
-    values = body["view"]["state"]["values"]
-    return str((values.get("note") or {}).get("note", {}).get("value") or "").strip()

@@ -23,8 +23,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jitaccess.models import SlackPolicyMessage, SlackRoute
-from jitaccess.slack.blocks import Block, escape, reason_modal, when
-from jitaccess.slack.client import slack_client, slack_error, surely_not_delivered
+from jitaccess.slack.blocks import (
+    Block,
+    button,
+    confirm_dialog,
+    escape,
+    link_target,
+    mrkdwn,
+    reason_modal,
+    section,
+    when,
+)
+from jitaccess.slack.client import MESSAGE_GONE, slack_client, slack_error, surely_not_delivered
 from masking.models import ChangeState, PolicyChange
 
 logger = logging.getLogger(__name__)
@@ -32,7 +42,6 @@ CLAIM = timedelta(seconds=60)
 POLICY_APPROVE, POLICY_REJECT, POLICY_OPEN = "policy_approve", "policy_reject", "policy_open_in_web"
 POLICY_REJECT_MODAL = "policy_reject_modal"
 FIELD_LINES = 5
-GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
 
 
 def policy_channel(change: PolicyChange) -> str:
@@ -67,7 +76,7 @@ def policy_message_sync(change_id: int) -> str:
     try:
         slack_client().chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
     except Exception as exc:
-        if slack_error(exc) not in GONE:
+        if slack_error(exc) not in MESSAGE_GONE:
             raise
         logger.info("policy change #%s: its message is gone (%s)", change.pk, slack_error(exc))
     SlackPolicyMessage.objects.filter(pk=message.pk).update(shown_state=change.state)
@@ -206,36 +215,33 @@ def status_line(change: PolicyChange) -> str:
 
 
 def policy_message(change: PolicyChange) -> tuple[str, list[Block]]:
-    link = change_link(change).replace("|", "%7C")
+    link = link_target(change_link(change))
     scope = "every project" if change.is_global else ", ".join(change.projects) or "no project"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Policy change #{change.pk}"}},
-        _section(
+        section(
             f"*{escape(change.author_name)}* proposes a policy change affecting {escape(scope)}\n"
             + "\n".join(f">{line}" for line in escape(change.message[:1500]).splitlines())
         ),
-        _section(f"*Diff*\n{diff_summary(change.changes)}"),
+        section(f"*Diff*\n{diff_summary(change.changes)}"),
         {
             "type": "context",
-            "elements": [_text(f"{status_line(change)}  <{link}|Open change #{change.pk} in Veil>")],
+            "elements": [mrkdwn(f"{status_line(change)}  <{link}|Open change #{change.pk} in Veil>")],
         },
     ]
     if change.state == ChangeState.PENDING:
-        approve = _button("Approve", POLICY_APPROVE, value=str(change.pk), style="primary")
-        approve["confirm"] = {
-            "title": {"type": "plain_text", "text": f"Apply change #{change.pk}?"},
-            "text": {"type": "mrkdwn", "text": "The change is applied to the live policy at once."},
-            "confirm": {"type": "plain_text", "text": "Approve"},
-            "deny": {"type": "plain_text", "text": "Back"},
-        }
+        confirm = confirm_dialog(
+            f"Apply change #{change.pk}?", "The change is applied to the live policy at once."
+        )
+        approve = button("Approve", POLICY_APPROVE, value=str(change.pk), style="primary", confirm=confirm)
         blocks.append(
             {
                 "type": "actions",
                 "block_id": f"policy_change:{change.pk}",
                 "elements": [
                     approve,
-                    _button("Reject", POLICY_REJECT, value=str(change.pk), style="danger"),
-                    _button("Open in Veil", POLICY_OPEN, url=change_link(change)),
+                    button("Reject", POLICY_REJECT, value=str(change.pk), style="danger"),
+                    button("Open in Veil", POLICY_OPEN, url=change_link(change)),
                 ],
             }
         )
@@ -260,22 +266,3 @@ def _short(value: Any) -> str:
     text = "∅" if value is None else str(value)
     text = text if len(text) <= 60 else text[:59] + "…"
     return escape(text).replace("`", "'")
-
-
-def _button(label: str, action_id: str, *, value: str = "", url: str = "", style: str = "") -> Block:
-    button: Block = {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id}
-    if value:
-        button["value"] = value
-    if url:
-        button["url"] = url
-    if style:
-        button["style"] = style
-    return button
-
-
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _text(text)}
-
-
-def _text(text: str) -> Block:
-    return {"type": "mrkdwn", "text": text}

@@ -72,6 +72,11 @@ def needs_web_confirmation(request: AccessRequest) -> bool:
     )
 
 
+def request_link(request_id: int) -> str:
+    """The request's page in Veil, where anything Slack cannot do is done."""
+    return f"{settings.SITE_URL}/requests/{request_id}/"
+
+
 def card_for(request_id: int) -> Card:
     """Loads the request afresh, so a message rendered now shows the state committed now."""
     request = AccessRequest.objects.select_related(
@@ -119,7 +124,7 @@ def card_for(request_id: int) -> Card:
         ended_by=str(request.ended_by) if request.ended_by else "",
         deny_reason=request.deny_reason,
         web_confirm=needs_web_confirmation(request),
-        link=f"{settings.SITE_URL}/requests/{request.pk}/",
+        link=request_link(request.pk),
         extend_link=f"{settings.SITE_URL}/requests/new/?extends={request.pk}",
     )
 
