@@ -90,7 +90,7 @@ def token_revoke(*, token: ApiToken, revoked_by: User | None, channel: str) -> A
         return locked
     locked.revoked_at, locked.revoked_by = timezone.now(), revoked_by
     locked.save(update_fields=["revoked_at", "revoked_by"])
-    _verified.clear()  # this process at once; others within API_TOKEN_CACHE_S
+    token_cache_clear()  # this process at once; others within API_TOKEN_CACHE_S
     record_event(
         action="token.revoked",
         actor=actor_for(revoked_by),

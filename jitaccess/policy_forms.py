@@ -8,11 +8,11 @@ from django import forms
 
 from identity.models import Role
 from jitaccess.policies import PolicyConditionError, check_request_condition
-from masking.forms import set_choices
+from masking.forms import PolicyItemForm, set_choices
 from masking.policy_document import format_duration, parse_duration
 
 
-class ApprovalPolicyForm(forms.Form):
+class ApprovalPolicyForm(PolicyItemForm):
     project = forms.ChoiceField()
     title = forms.CharField(max_length=200, help_text="Names the policy within its project")
     condition = forms.CharField(

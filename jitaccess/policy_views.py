@@ -27,7 +27,7 @@ from masking.models import MaskingRule
 from masking.policy_access import administered_projects
 from masking.policy_document import export_document
 from masking.policy_edits import find_item, move_item, remove_item, upsert_item
-from masking.policy_views import person, policy_admin_required, review
+from masking.policy_views import item_form_page, person, policy_admin_required, review
 
 WINDOW_DAYS = 90
 
@@ -63,17 +63,16 @@ def approval_policy_edit(request: HttpRequest, pk: int | None = None) -> HttpRes
         "masking/approval_policy_form.html",
         {"policy": policy, "check_url": reverse("policy:approval-condition-check")},
     )
-    if request.method == "POST" and form.is_valid():
-        item = form.item()
-        return review(
-            request,
-            upsert_item(live, "approval_policies", item, replacing=_key(policy) if policy else None),
-            heading=f"Save approval policy {item['title']!r} of {item['project']}",
-            back=reverse("policy:approval-policies"),
-            form=form,
-            form_page=page,
-        )
-    return render(request, page[0], {**page[1], "form": form})
+    return item_form_page(
+        request,
+        form,
+        page,
+        live=live,
+        section="approval_policies",
+        replacing=_key(policy) if policy else None,
+        heading=lambda item: f"Save approval policy {item['title']!r} of {item['project']}",
+        back=reverse("policy:approval-policies"),
+    )
 
 
 @policy_admin_required

@@ -16,7 +16,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 
 from audit.models import Channel
 from identity.services import actor_for
-from masking.cel import ConditionError, check_condition
+from masking.forms import ConditionField
 from masking.models import (
     Column,
     Database,
@@ -25,11 +25,11 @@ from masking.models import (
     Instance,
     MaskingRule,
     Project,
-    ProjectPolicySettings,
     Schema,
     SemanticType,
     Table,
 )
+from masking.policy_access import needs_second_person
 from masking.services.policy import (
     exemption_create,
     exemption_revoke,
@@ -41,16 +41,12 @@ from masking.services.policy import (
 )
 
 
-def _two_person_rule_in_force(project: Project | None = None) -> bool:
-    guarded = ProjectPolicySettings.objects.filter(two_person_rule=True)
-    return (guarded.filter(project=project) if project is not None else guarded).exists()
-
-
 class GuardedPolicyAdmin(admin.ModelAdmin):
-    """Read-only while the two-person rule is in force for what the object touches."""
+    """Read-only while the two-person rule is in force for what the object touches (global
+    objects: any project's rule, as for a change made on the policy pages)."""
 
     def _guarded(self, obj: object = None) -> bool:
-        return _two_person_rule_in_force()
+        return needs_second_person((), is_global=True)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not self._guarded() and super().has_add_permission(request)
@@ -133,14 +129,7 @@ class MaskingRuleForm(forms.ModelForm):
     class Meta:
         model = MaskingRule
         fields = ["title", "condition", "semantic_type", "position", "enabled"]
-
-    def clean_condition(self) -> str:
-        condition = self.cleaned_data["condition"]
-        try:
-            check_condition(condition)
-        except ConditionError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return condition
+        field_classes = {"condition": ConditionField}
 
     def clean_title(self) -> str:
         title = self.cleaned_data["title"].strip()
@@ -199,14 +188,7 @@ class ExemptionForm(forms.ModelForm):
             "service_accounts",
             "expires_at",
         ]
-
-    def clean_condition(self) -> str:
-        condition = self.cleaned_data["condition"]
-        try:
-            check_condition(condition)
-        except ConditionError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return condition
+        field_classes = {"condition": ConditionField}
 
     def clean(self) -> dict:
         data = super().clean() or {}
@@ -239,8 +221,9 @@ class ExemptionAdmin(GuardedPolicyAdmin):
         return super().get_queryset(request).select_related("project")
 
     def _guarded(self, obj: object = None) -> bool:
-        project = obj.project if isinstance(obj, Exemption) else None
-        return _two_person_rule_in_force(project)
+        if isinstance(obj, Exemption):
+            return needs_second_person([obj.project.key], is_global=False)
+        return needs_second_person((), is_global=True)
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         if isinstance(obj, Exemption) and (obj.kind == ExemptionKind.GRANT or obj.revoked_at is not None):

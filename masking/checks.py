@@ -49,6 +49,19 @@ class CoverageReport:
     def ok(self) -> bool:
         return not self.uncovered
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "uncovered": [f.as_json() for f in self.uncovered],
+            "unreviewed": [f.as_json() for f in self.unreviewed],
+        }
+
+
+def default_min_level(policy: Policy) -> int:
+    """The level coverage holds columns to unless told otherwise: the one from which the policy
+    masks classified columns by default (3 when classification alone masks nothing)."""
+    return policy.mask_classified_from if policy.mask_classified_from is not None else 3
+
 
 def coverage(
     policy: Policy,

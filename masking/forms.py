@@ -32,7 +32,15 @@ class ConditionField(forms.CharField):
             raise forms.ValidationError(str(exc)) from exc
 
 
-class SemanticTypeForm(forms.Form):
+class PolicyItemForm(forms.Form):
+    """A form for one item of a policy section; the page saves it with `policy_views.item_form_page`."""
+
+    def item(self) -> dict[str, Any]:
+        """The cleaned data as the section's document item (checked again at review)."""
+        raise NotImplementedError
+
+
+class SemanticTypeForm(PolicyItemForm):
     key = forms.SlugField(max_length=64, help_text="Stable id used by rules and columns")
     title = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -66,7 +74,7 @@ class SemanticTypeForm(forms.Form):
         return {**item, "algorithm": json.dumps(item["algorithm"])}
 
 
-class RuleForm(forms.Form):
+class RuleForm(PolicyItemForm):
     title = forms.CharField(max_length=200, help_text="Names the rule in diffs and policy files")
     condition = ConditionField(help_text='CEL over resource, e.g. resource.column_name == "email"')
     semantic_type = forms.ChoiceField()
@@ -97,7 +105,7 @@ def _names(queryset: Any, field: str) -> list[tuple[str, str]]:
     return [(name, name) for name in queryset.order_by(field).values_list(field, flat=True)]
 
 
-class ExemptionForm(forms.Form):
+class ExemptionForm(PolicyItemForm):
     project = forms.ChoiceField(help_text="The exemption covers columns of this project only")
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), help_text="Why; it also names the exemption in files"

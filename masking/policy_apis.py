@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -23,7 +22,7 @@ from config.api import StrictSerializer
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
-from masking.checks import DEFAULT_SENSITIVE_TAGS, coverage, drift
+from masking.checks import DEFAULT_SENSITIVE_TAGS, coverage, default_min_level, drift
 from masking.policy_access import administers_any
 from masking.policy_diff import plan_against_live
 from masking.policy_document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
@@ -173,28 +172,20 @@ class PolicyCoverageApi(PolicyApi):
     def get(self, request: Request) -> Response:
         """`manage.py masking check` over HTTP; `ok` is false when a sensitive column is unmasked."""
         params = request.query_params
+        policy = load_policy(read_epochs().policy)
         try:
-            default_level = (
-                settings.MASK_CLASSIFIED_FROM_LEVEL if settings.MASK_CLASSIFIED_FROM_LEVEL is not None else 3
-            )
-            min_level = int(params.get("min_level", default_level))
+            min_level = int(params.get("min_level", default_min_level(policy)))
         except ValueError as exc:
             raise ValidationError({"min_level": ["must be an integer"]}) from exc
         report = coverage(
-            load_policy(read_epochs().policy),
+            policy,
             min_level=min_level,
             sensitive_tags=_csv(params.get("sensitive_tags")) or DEFAULT_SENSITIVE_TAGS,
             require_rule=params.get("require_rule", "").lower() in ("1", "true", "yes"),
             environments=_csv(params.get("environment")),
             now=timezone.now().timestamp(),
         )
-        return Response(
-            {
-                "ok": report.ok,
-                "uncovered": [f.as_json() for f in report.uncovered],
-                "unreviewed": [f.as_json() for f in report.unreviewed],
-            }
-        )
+        return Response(report.as_json())
 
 
 class PolicyDriftApi(PolicyApi):

@@ -13,6 +13,7 @@ import json
 import secrets
 from typing import Any
 
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -29,8 +30,8 @@ from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType
 from masking.policy_access import administered_projects
 from masking.policy_document import export_document
-from masking.policy_edits import find_item, move_item, remove_item, upsert_item
-from masking.policy_views import can_edit_global, person, policy_admin_required, review
+from masking.policy_edits import find_item, move_item, remove_item
+from masking.policy_views import can_edit_global, item_form_page, person, policy_admin_required, review
 
 PREVIEW_MAX_SAMPLES = 20
 PREVIEW_MAX_LENGTH = 500
@@ -72,17 +73,16 @@ def semantic_type_edit(request: HttpRequest, key: str | None = None) -> HttpResp
         "masking/semantic_type_form.html",
         {"key": key, "preview_url": reverse("policy:semantic-type-preview")},
     )
-    if request.method == "POST" and form.is_valid():
-        item = form.item()
-        return review(
-            request,
-            upsert_item(live, "semantic_types", item, replacing=key),
-            heading=f"Save semantic type {item['key']}",
-            back=reverse("policy:semantic-types"),
-            form=form,
-            form_page=page,
-        )
-    return render(request, page[0], {**page[1], "form": form})
+    return item_form_page(
+        request,
+        form,
+        page,
+        live=live,
+        section="semantic_types",
+        replacing=key,
+        heading=lambda item: f"Save semantic type {item['key']}",
+        back=reverse("policy:semantic-types"),
+    )
 
 
 @policy_admin_required
@@ -150,8 +150,10 @@ def _earlier_rules(rule: MaskingRule | None) -> list[RuleView]:
     enabled = live_policy().rules
     if rule is None:
         return list(enabled)
-    before = set(MaskingRule.objects.filter(position__lt=rule.position).values_list("pk", flat=True)) | set(
-        MaskingRule.objects.filter(position=rule.position, pk__lt=rule.pk).values_list("pk", flat=True)
+    before = set(
+        MaskingRule.objects.filter(
+            Q(position__lt=rule.position) | Q(position=rule.position, pk__lt=rule.pk)
+        ).values_list("pk", flat=True)
     )
     return [r for r in enabled if r.id in before]
 
@@ -173,17 +175,16 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "check_url": reverse("policy:condition-check"),
         },
     )
-    if request.method == "POST" and form.is_valid():
-        item = form.item()
-        return review(
-            request,
-            upsert_item(live, "rules", item, replacing=rule.title if rule else None),
-            heading=f"Save rule {item['title']!r}",
-            back=reverse("policy:rules"),
-            form=form,
-            form_page=page,
-        )
-    return render(request, page[0], {**page[1], "form": form})
+    return item_form_page(
+        request,
+        form,
+        page,
+        live=live,
+        section="rules",
+        replacing=rule.title if rule else None,
+        heading=lambda item: f"Save rule {item['title']!r}",
+        back=reverse("policy:rules"),
+    )
 
 
 def _safe_matches(condition: str, earlier: list[RuleView], project: str = "") -> list[Any]:
@@ -297,17 +298,16 @@ def exemption_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "match_count": len(matches),
         },
     )
-    if request.method == "POST" and form.is_valid():
-        item = form.item()
-        return review(
-            request,
-            upsert_item(live, "exemptions", item, replacing=key),
-            heading=f"Save exemption in {item['project']}",
-            back=reverse("policy:exemptions"),
-            form=form,
-            form_page=page,
-        )
-    return render(request, page[0], {**page[1], "form": form})
+    return item_form_page(
+        request,
+        form,
+        page,
+        live=live,
+        section="exemptions",
+        replacing=key,
+        heading=lambda item: f"Save exemption in {item['project']}",
+        back=reverse("policy:exemptions"),
+    )
 
 
 @policy_admin_required

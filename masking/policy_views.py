@@ -26,11 +26,18 @@ from django.views.decorators.http import require_POST
 from audit.models import Channel
 from identity.models import User
 from identity.services import actor_for
-from masking.forms import DecisionNoteForm, PolicySourceForm, ProjectSettingsForm, ReviewForm
+from masking.forms import (
+    DecisionNoteForm,
+    PolicyItemForm,
+    PolicySourceForm,
+    ProjectSettingsForm,
+    ReviewForm,
+)
 from masking.models import ChangeState, PolicyChange, PolicyVersion, ProjectPolicySettings
 from masking.policy_access import administered_projects, administers_any, may_administer, needs_second_person
 from masking.policy_diff import diff_documents, plan_against_live
 from masking.policy_document import DocumentError, dump_yaml, export_document, load_source, parse_document
+from masking.policy_edits import upsert_item
 from masking.services.policy_changes import (
     ChangeError,
     NotAllowed,
@@ -129,6 +136,33 @@ def review(
             "held": plan.has_changes and needs_second_person(plan.projects, is_global=plan.is_global),
         },
     )
+
+
+def item_form_page(
+    request: HttpRequest,
+    form: PolicyItemForm,
+    page: tuple[str, dict[str, Any]],
+    *,
+    live: dict[str, Any],
+    section: str,
+    replacing: str | None,
+    heading: Callable[[dict[str, Any]], str],
+    back: str,
+) -> HttpResponse:
+    """The page of one item's form (`page`: template and context). A valid POST saves the item
+    into the live document (in place of the item keyed `replacing`) and sends that to review,
+    which brings a refused document back to this page with the error next to its field."""
+    if request.method == "POST" and form.is_valid():
+        item = form.item()
+        return review(
+            request,
+            upsert_item(live, section, item, replacing=replacing),
+            heading=heading(item),
+            back=back,
+            form=form,
+            form_page=page,
+        )
+    return render(request, page[0], {**page[1], "form": form})
 
 
 @policy_admin_required

@@ -239,11 +239,22 @@ def _exemption_members(
     groups: Iterable[Group],
     roles: Iterable[Role],
     service_accounts: Iterable[ServiceAccount],
-) -> tuple[list[User], list[Group], list[Role], list[ServiceAccount]]:
-    members = (list(users), list(groups), list(roles), list(service_accounts))
-    if not any(members):
+) -> dict[str, list[Any]]:
+    """The members by relation name, read once (they may be querysets or generators)."""
+    members: dict[str, list[Any]] = {
+        "users": list(users),
+        "groups": list(groups),
+        "roles": list(roles),
+        "service_accounts": list(service_accounts),
+    }
+    if not any(members.values()):
         raise PolicyError("members", "name at least one user, group, role or service account")
     return members
+
+
+def _set_exemption_members(exemption: Exemption, members: dict[str, list[Any]]) -> None:
+    for relation, values in members.items():
+        getattr(exemption, relation).set(values)
 
 
 def _check_exemption_reason(project: Project, reason: str, exclude: int | None = None) -> str:
@@ -276,9 +287,7 @@ def exemption_create(
     channel: str,
 ) -> Exemption:
     """A standing exemption: its members see unmasked values of the matching columns of `project`."""
-    user_list, group_list, role_list, account_list = _exemption_members(
-        users, groups, roles, service_accounts
-    )
+    members = _exemption_members(users, groups, roles, service_accounts)
     if expires_at is not None and expires_at <= timezone.now():
         raise PolicyError("expires_at", "must be in the future")
     condition = _check_condition(condition)
@@ -291,10 +300,7 @@ def exemption_create(
             expires_at=expires_at,
             created_by=created_by,
         )
-        exemption.users.set(user_list)
-        exemption.groups.set(group_list)
-        exemption.roles.set(role_list)
-        exemption.service_accounts.set(account_list)
+        _set_exemption_members(exemption, members)
         record_event(
             action="exemption.created",
             actor=actor,
@@ -325,9 +331,7 @@ def exemption_update(
     it now (like revoking, but kept as the date it ended)."""
     if exemption.kind != ExemptionKind.EXEMPTION:
         raise PolicyError("exemption", "grants come from requests and cannot be edited")
-    user_list, group_list, role_list, account_list = _exemption_members(
-        users, groups, roles, service_accounts
-    )
+    members = _exemption_members(users, groups, roles, service_accounts)
     condition = _check_condition(condition)
     with policy_change(actor=actor, channel=channel, message=f"Exemption in {exemption.project.key} updated"):
         locked = Exemption.objects.select_for_update().select_related("project").get(pk=exemption.pk)
@@ -337,10 +341,7 @@ def exemption_update(
         locked.reason = _check_exemption_reason(locked.project, reason, exclude=locked.pk)
         locked.condition, locked.expires_at = condition, expires_at
         locked.save(update_fields=["reason", "condition", "expires_at"])
-        locked.users.set(user_list)
-        locked.groups.set(group_list)
-        locked.roles.set(role_list)
-        locked.service_accounts.set(account_list)
+        _set_exemption_members(locked, members)
         record_event(
             action="exemption.updated",
             actor=actor,

@@ -135,7 +135,8 @@ def test_the_preview_reports_an_invalid_algorithm(polly_client):
 
 
 def test_moving_a_rule_up_is_reviewed_as_a_reorder(polly_client, policy_world):
-    polly_client.post(reverse("policy:rule-new"), {})  # an empty form never reaches review
+    empty = polly_client.post(reverse("policy:rule-new"), {})
+    assert empty.templates[0].name == "masking/rule_form.html", "an empty form never reaches review"
     review = polly_client.post(
         reverse("policy:rule-new"),
         {

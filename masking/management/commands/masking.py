@@ -10,11 +10,10 @@ import json
 import sys
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from masking.checks import DEFAULT_SENSITIVE_TAGS, coverage, drift
+from masking.checks import DEFAULT_SENSITIVE_TAGS, coverage, default_min_level, drift
 from masking.selectors import load_policy, read_epochs
 
 
@@ -60,27 +59,16 @@ class Command(BaseCommand):
         now = timezone.now().timestamp()
         if options["subcommand"] == "check":
             min_level = options["min_level"]
-            if min_level is None:
-                min_level = (
-                    settings.MASK_CLASSIFIED_FROM_LEVEL
-                    if settings.MASK_CLASSIFIED_FROM_LEVEL is not None
-                    else 3
-                )
             report = coverage(
                 policy,
-                min_level=min_level,
+                min_level=default_min_level(policy) if min_level is None else min_level,
                 sensitive_tags=options["sensitive_tags"],
                 require_rule=options["require_rule"],
                 environments=options["environment"],
                 now=now,
             )
             if options["format"] == "json":
-                body = {
-                    "ok": report.ok,
-                    "uncovered": [f.as_json() for f in report.uncovered],
-                    "unreviewed": [f.as_json() for f in report.unreviewed],
-                }
-                self.stdout.write(json.dumps(body, indent=2))
+                self.stdout.write(json.dumps(report.as_json(), indent=2))
             else:
                 for f in report.uncovered:
                     self.stdout.write(f"UNCOVERED  {f.column.key.label()}  ({f.column.environment}): {f.why}")
