@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 
+from audit.admin import ReadOnlyAdmin
 from jitaccess.models import (
     AccessRequest,
     Approval,
@@ -15,7 +16,7 @@ from jitaccess.models import (
 
 
 @admin.register(ApprovalPolicy)
-class ApprovalPolicyAdmin(admin.ModelAdmin):
+class ApprovalPolicyAdmin(ReadOnlyAdmin):
     """Read-only here: approval policies are part of the versioned policy, edited on the policy
     pages (/policy/approval-policies/) or applied as code, so every change is reviewed and versioned."""
 
@@ -29,15 +30,6 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
         "enabled",
     ]
     list_filter = ["project", "enabled"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(ProjectAccessSettings)
@@ -54,7 +46,7 @@ class ApprovalInline(admin.TabularInline):
 
 
 @admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
+class AccessRequestAdmin(ReadOnlyAdmin):
     """Read-only: requests change state only through the services (audited, locked)."""
 
     list_display = ["__str__", "requester", "state", "created_at", "expires_at", "is_breakglass"]
@@ -62,15 +54,6 @@ class AccessRequestAdmin(admin.ModelAdmin):
     search_fields = ["reason", "requester__username", "table_name"]
     inlines = [ApprovalInline]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # as the request form does
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Notification)

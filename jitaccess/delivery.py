@@ -9,11 +9,11 @@ waits on a long countdown in the broker.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
@@ -30,11 +30,9 @@ class DeliveryFailed(Exception):
 def deliver(notification_id: int) -> bool:
     """Send one notification if it is still pending and nobody else holds it. True when sent."""
     now = timezone.now()
-    claimed = Notification.objects.filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-        pk=notification_id,
-        state=DeliveryState.PENDING,
-    ).update(next_attempt_at=now + CLAIM, attempts=F("attempts") + 1)
+    claimed = (
+        _due(now).filter(pk=notification_id).update(next_attempt_at=now + CLAIM, attempts=F("attempts") + 1)
+    )
     if not claimed:
         return False
     notification = Notification.objects.select_related(
@@ -61,12 +59,13 @@ def deliver(notification_id: int) -> bool:
 
 def due_notification_ids(limit: int = 500) -> list[int]:
     """Pending notifications nobody holds and whose back-off has passed (what the sweep retries)."""
-    now = timezone.now()
-    return list(
-        Notification.objects.filter(state=DeliveryState.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
+    return list(_due(timezone.now()).order_by("created_at").values_list("pk", flat=True)[:limit])
+
+
+def _due(now: datetime) -> QuerySet[Notification]:
+    """Pending, and neither claimed by a sender nor backing off at `now`."""
+    return Notification.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), state=DeliveryState.PENDING
     )
 
 

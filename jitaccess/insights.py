@@ -143,12 +143,7 @@ def requested_columns(since: datetime, limit: int = 15) -> list[RequestedColumn]
                 column or "",
             )
             if key not in found:
-                label = f"{db.instance.key}/{db.name}"
-                if request.table_name:
-                    label += (
-                        f"/{request.schema_name + '.' if request.schema_name else ''}{request.table_name}"
-                    )
-                label += f".{column}" if column else " (whole scope)"
+                label = request.location_label + (f".{column}" if column else " (whole scope)")
                 found[key] = RequestedColumn(
                     label,
                     request.project.key,

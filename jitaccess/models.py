@@ -127,11 +127,16 @@ class AccessRequest(models.Model):
 
     @property
     def scope_label(self) -> str:
+        if self.column_names:
+            return f"{self.location_label} ({', '.join(self.column_names)})"
+        return self.location_label
+
+    @property
+    def location_label(self) -> str:
+        """The scope without its columns: the database, then the table when there is one."""
         label = str(self.database)
         if self.table_name:
             label += f"/{self.schema_name + '.' if self.schema_name else ''}{self.table_name}"
-        if self.column_names:
-            label += f" ({', '.join(self.column_names)})"
         return label
 
 

@@ -65,7 +65,9 @@ class Scope:
 
 
 def access_settings(project: Project) -> ProjectAccessSettings:
-    return ProjectAccessSettings.objects.get_or_create(project=project)[0]
+    """The project's limits, without creating a row on a read (an unsaved row carries the defaults)."""
+    saved = ProjectAccessSettings.objects.filter(project=project).first()
+    return saved or ProjectAccessSettings(project=project)
 
 
 def _scope_columns(scope: Scope) -> list[Column]:
@@ -230,6 +232,29 @@ def can_approve(request: AccessRequest, user: User) -> bool:
     )
 
 
+def can_revoke(request: AccessRequest, user: User) -> bool:
+    """An approver of the request or an administrator of its project; `grant_end` enforces it and the
+    pages use it to decide whether to offer the button."""
+    return can_approve(request, user) or user.has_perm("masking.administer_policy", request.project)
+
+
+def can_review_breakglass(request: AccessRequest, user: User) -> bool:
+    """A project administrator other than the person who broke the glass (by IdP subject, so not
+    their second account either): the two checks `breakglass_review` makes, each with its message."""
+    return request.requester.canonical_subject != user.canonical_subject and user.has_perm(
+        "masking.administer_policy", request.project
+    )
+
+
+def _locked(request_id: int, *related: str) -> AccessRequest:
+    """The request row, locked FOR UPDATE until the caller's transaction ends (see the module doc)."""
+    return (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project", *related)
+        .get(pk=request_id)
+    )
+
+
 @transaction.atomic
 def request_approve(*, request_id: int, approver: User, channel: str) -> AccessRequest:
     """Record one person's approval; grant when the quorum of distinct people is reached.
@@ -237,11 +262,7 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
     Locking contract: takes the request row FOR UPDATE first. Idempotent per person: a second
     click by the same person (or their second account with the same IdP subject) adds nothing.
     """
-    request = (
-        AccessRequest.objects.select_for_update(of=("self",))
-        .select_related("requester", "project")
-        .get(pk=request_id)
-    )
+    request = _locked(request_id)
     if request.state != State.PENDING:
         next_state(request.state, Action.APPROVE)  # raises InvalidTransition naming the current state
     if approver.canonical_subject == request.requester.canonical_subject:
@@ -315,11 +336,7 @@ def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> 
 def request_deny(*, request_id: int, approver: User, reason: str, channel: str) -> AccessRequest:
     if not reason.strip():
         raise RequestError("reason", "say why the request is denied")
-    request = (
-        AccessRequest.objects.select_for_update(of=("self",))
-        .select_related("requester", "project")
-        .get(pk=request_id)
-    )
+    request = _locked(request_id)
     if request.state != State.PENDING:
         next_state(request.state, Action.DENY)
     if approver.canonical_subject == request.requester.canonical_subject:
@@ -344,11 +361,7 @@ def request_deny(*, request_id: int, approver: User, reason: str, channel: str) 
 
 @transaction.atomic
 def request_cancel(*, request_id: int, requester: User, channel: str) -> AccessRequest:
-    request = (
-        AccessRequest.objects.select_for_update(of=("self",))
-        .select_related("requester", "project")
-        .get(pk=request_id)
-    )
+    request = _locked(request_id)
     if request.requester_id != requester.pk:
         raise NotAllowed("Only the requester can cancel a request.")
     request.state = next_state(request.state, Action.CANCEL)
@@ -372,16 +385,10 @@ def grant_end(*, request_id: int, user: User, action: str, channel: str) -> Acce
     Effective at once: the grant's exemption is revoked in the same transaction, which moves the
     grants epoch that every decision reads.
     """
-    request = (
-        AccessRequest.objects.select_for_update(of=("self",))
-        .select_related("requester", "project", "grant")
-        .get(pk=request_id)
-    )
+    request = _locked(request_id, "grant")
     if action == Action.RELINQUISH and request.requester_id != user.pk:
         raise NotAllowed("Only the requester can relinquish a grant.")
-    if action == Action.REVOKE and not (
-        can_approve(request, user) or user.has_perm("masking.administer_policy", request.project)
-    ):
+    if action == Action.REVOKE and not can_revoke(request, user):
         raise NotAllowed("Only an approver or a project administrator can revoke a grant.")
     request.state = next_state(request.state, action)
     request.ended_at, request.ended_by = timezone.now(), user
@@ -468,7 +475,9 @@ def breakglass_take(
     a review owed by someone else afterwards."""
     project = scope.database.project
     project_settings = access_settings(project)
-    allowed = set(project_settings.breakglass_roles.values_list("name", flat=True))
+    # Unsaved settings (the defaults) name no break-glass role.
+    roles = project_settings.breakglass_roles.values_list("name", flat=True) if project_settings.pk else []
+    allowed = set(roles)
     if not allowed or allowed.isdisjoint(role_names_of_user(requester)):
         raise NotAllowed(f"You are not in a break-glass role of project {project.key}.")
     if not reason.strip():
@@ -503,7 +512,7 @@ def breakglass_take(
             detail={
                 "scope": request.scope_label,
                 "duration_s": int(duration.total_seconds()),
-                "reason": reason,
+                "reason": request.reason,
             },
         )
         _approve(request, approver=None, channel=channel)
@@ -517,11 +526,7 @@ def breakglass_take(
 
 @transaction.atomic
 def breakglass_review(*, request_id: int, reviewer: User, notes: str, channel: str) -> AccessRequest:
-    request = (
-        AccessRequest.objects.select_for_update(of=("self",))
-        .select_related("requester", "project")
-        .get(pk=request_id)
-    )
+    request = _locked(request_id)
     if not request.is_breakglass:
         raise RequestError("request", "is not a break-glass grant")
     if request.reviewed_at is not None:

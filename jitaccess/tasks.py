@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from celery import shared_task
 
@@ -30,8 +31,7 @@ def deliver_pending_notifications() -> int:
 @shared_task(ignore_result=True)
 def sweep_requests() -> dict[str, int]:
     """Every minute: expire grants, time out requests, send expiry notices (idempotent)."""
-    result = requests_sweep()
-    return {"expired": result.expired, "timed_out": result.timed_out, "expiry_notices": result.expiry_notices}
+    return asdict(requests_sweep())
 
 
 def enqueue_deliveries(notification_ids: list[int]) -> None:

@@ -28,7 +28,7 @@ from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess import selectors, services
 from jitaccess.forms import BreakGlassForm, DenyForm, ReviewForm, ScopeForm, UnmaskRequestForm
-from jitaccess.models import AccessRequest, ProjectAccessSettings
+from jitaccess.models import AccessRequest
 from jitaccess.states import Action, InvalidTransition, State
 from jitaccess.templatetags.jitaccess_tags import duration_label
 from masking.models import Database, Project
@@ -219,7 +219,7 @@ def breakglass_new(request: HttpRequest) -> HttpResponse:
     database = _chosen_database(databases, request.GET.get("database"))
     form = None
     if database is not None:
-        cap = _access_settings(database.project).breakglass_max_duration
+        cap = services.access_settings(database.project).breakglass_max_duration
         form = BreakGlassForm(request.POST or None, database=database, cap=cap)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -257,11 +257,7 @@ def breakglass_reviews(request: HttpRequest) -> HttpResponse:
     """Break-glass grants nobody has reviewed yet, oldest first."""
     user = _person(request)
     pending = list(selectors.unreviewed_breakglass(user).order_by("created_at"))
-    reviewable = {
-        r.pk
-        for r in pending
-        if r.requester_id != user.pk and user.has_perm("masking.administer_policy", r.project)
-    }
+    reviewable = {r.pk for r in pending if services.can_review_breakglass(r, user)}
     return render(
         request, "jitaccess/breakglass_reviews.html", {"pending": pending, "reviewable": reviewable}
     )
@@ -277,17 +273,15 @@ def _render_detail(
     user = _person(request)
     is_requester = target.requester_id == user.pk
     pending, approved = target.state == State.PENDING, target.state == State.APPROVED
-    may_approve = (pending or approved) and services.can_approve(target, user)
     actions = {
-        "decide": pending and may_approve,
+        "decide": pending and services.can_approve(target, user),
         "cancel": pending and is_requester,
         "relinquish": approved and is_requester,
         "extend": approved and is_requester,
-        "revoke": approved and (may_approve or user.has_perm("masking.administer_policy", target.project)),
+        "revoke": approved and services.can_revoke(target, user),
         "review": target.is_breakglass
         and target.reviewed_at is None
-        and target.requester.canonical_subject != user.canonical_subject
-        and user.has_perm("masking.administer_policy", target.project),
+        and services.can_review_breakglass(target, user),
     }
     approvals = list(target.approvals.select_related("approver"))
     context = {
@@ -360,16 +354,10 @@ def _chosen_database(databases: QuerySet[Database], raw: str | None) -> Database
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _access_settings(project: Project) -> ProjectAccessSettings:
-    """The project's limits, without creating a row on a read (an unsaved row carries the defaults)."""
-    saved = ProjectAccessSettings.objects.filter(project=project).first()
-    return saved or ProjectAccessSettings(project=project)
-
-
 def _duration_help(database: Database | None, *, breakglass: bool = False) -> str:
     if database is None:
         return ""
-    limits = _access_settings(database.project)
+    limits = services.access_settings(database.project)
     if breakglass:
         cap = duration_label(limits.breakglass_max_duration)
         return f"Break-glass lasts at most {cap} in {database.project}."
@@ -393,7 +381,7 @@ def _visible(user: User, pk: int | str) -> AccessRequest:
 
 
 def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "jitaccess/forbidden.html", {"reason": reason}, status=403)
+    return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
 
 
 def _redirect_back(request: HttpRequest, default: str) -> HttpResponse:
