@@ -34,7 +34,7 @@ PROFILE_POINTS = [
     ("whole request (DecisionEndpoint.__call__)", "masking/decision_endpoint.py", "__call__"),
     ("  answer_decisions", "masking/decision_endpoint.py", "answer_decisions"),
     ("    authentication: token_authenticate", "identity/services.py", "token_authenticate"),
-    ("    parsing: orjson.loads + parse_decision_request", "masking/decision_endpoint.py", "_decode"),
+    ("    decoding: content type + orjson.loads", "masking/decision_endpoint.py", "_decode"),
     ("    parsing: parse_decision_request", "masking/decision_request.py", "parse_decision_request"),
     ("    decide_columns", "masking/services/decisions.py", "decide_columns"),
     ("      epochs (re-read every 250 ms)", "masking/selectors.py", "epochs"),

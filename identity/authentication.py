@@ -11,23 +11,30 @@ from identity.models import ApiToken, ServiceAccount
 from identity.services import token_authenticate
 
 
-class ServiceTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+def bearer_token(header: str) -> ApiToken:
+    """The live token an `Authorization` header carries. Raises `NotAuthenticated` when there is
+    no header and `AuthenticationFailed` when it is malformed or names no live token."""
+    if not header:
+        raise exceptions.NotAuthenticated()
+    keyword, _, raw = header.partition(" ")
+    if keyword != "Bearer" or not raw.strip():
+        raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+    token = token_authenticate(raw.strip())
+    if token is None:
+        raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
+    return token
 
+
+class ServiceTokenAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ServiceAccount, ApiToken] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
-            return None
-        keyword, _, raw = header.partition(" ")
-        if keyword != self.keyword or not raw.strip():
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        token = token_authenticate(raw.strip())
-        if token is None:
-            raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
+            return None  # not a service: session authentication may still apply
+        token = bearer_token(header)
         return token.service_account, token
 
     def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        return "Bearer"
 
 
 class TokenScope(permissions.BasePermission):

@@ -31,11 +31,11 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.db import DatabaseError, connections
 from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, ValidationError
 
 from config.api import error_payload, validation_error_payload
+from identity.authentication import TokenScope, bearer_token
 from identity.models import ApiToken, Scope
-from identity.services import token_authenticate
 from masking.decision_request import parse_decision_request
 from masking.engine import DEGRADED
 from masking.services.decisions import DecisionResult, decide_columns
@@ -120,17 +120,12 @@ _CHALLENGE = (("WWW-Authenticate", "Bearer"),)
 
 def _authenticate(header: str) -> ApiToken | Reply:
     """The live token carrying the decisions scope, or the 401/403 that refuses the request."""
-    if not header:
-        return _error(401, "not_authenticated", "Authentication credentials were not provided.", _CHALLENGE)
-    keyword, _, raw = header.partition(" ")
-    if keyword != "Bearer" or not raw.strip():
-        message = "Authorization header must be 'Bearer <token>'."
-        return _error(401, "authentication_failed", message, _CHALLENGE)
-    token = token_authenticate(raw.strip())
-    if token is None:
-        return _error(401, "authentication_failed", "Invalid, expired or revoked token.", _CHALLENGE)
+    try:
+        token = bearer_token(header)
+    except (NotAuthenticated, AuthenticationFailed) as refusal:
+        return _error(401, str(refusal.get_codes()), str(refusal.detail), _CHALLENGE)
     if Scope.DECISIONS not in token.scopes:
-        return _error(403, "permission_denied", "This token lacks the scope this endpoint needs.")
+        return _error(403, "permission_denied", TokenScope.message)
     return token
 
 
