@@ -3,7 +3,8 @@
 Every request that unmasks waits for its record, so this write is on Veil's hot path, and it skips
 the ORM: the INSERT is built once, and on PostgreSQL it runs as a prepared statement with
 server-side binding on the calling thread's connection (values dumped in C, parsed and planned
-once per connection), under Django's error wrapper. Through the ORM the write cost more CPU than
+once per connection: `config/settings.py` sets psycopg's `prepare_threshold`, which Django leaves
+off), under Django's error wrapper. Through the ORM the write cost more CPU than
 the rest of the request (docs/decisions.md). SQLite, the embedded default, takes the same
 statement through Django's cursor.
 """

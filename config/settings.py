@@ -122,6 +122,12 @@ if not env("DATABASE_URL"):
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One writer at a time; wait for it rather than failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+on_postgresql = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if on_postgresql and envbool("DATABASE_PREPARED_STATEMENTS", True):
+    # Django turns psycopg's prepared statements off (prepare_threshold=None), which also ignores an
+    # explicit `prepare=True`. Django's own cursors never prepare whatever this says; the threshold
+    # lets the unmask record's INSERT (audit.decision_log) be prepared once per connection.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")

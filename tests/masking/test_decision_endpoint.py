@@ -83,6 +83,23 @@ def test_it_answers_exactly_as_the_url_route_does(world, shop, token, api_client
     assert fast.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_the_unmask_record_is_prepared_once_per_connection(world, shop, token):
+    """Django turns psycopg's statement preparation off unless told otherwise; the record's INSERT
+    is on every unmask's path, so settings turn it back on and PostgreSQL keeps it parsed."""
+    _give_alice_a_grant(world, shop)
+
+    actions = [call(_body(_col("email")), token=token).json()["decisions"][0]["action"] for _ in range(3)]
+
+    assert actions == ["unmask"] * 3
+    assert DecisionRecord.objects.count() == 3
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            [f'INSERT INTO "{DecisionRecord._meta.db_table}"%'],
+        )
+        assert cursor.fetchone()[0] == 1
+
+
 def test_every_other_path_goes_to_django(world):
     answer = call(method="GET", path="/healthz", content_type="text/plain")
 
