@@ -20,6 +20,7 @@ from masking.engine import ColumnKey
 from masking.services.decisions import decide_columns
 from tests.jitaccess.workers import (
     celery_worker,
+    finished,
     free_port,
     private_redis,
     publishing_to,
@@ -58,8 +59,8 @@ def test_a_worker_expires_the_grant_on_time_and_a_duplicate_sweep_changes_nothin
             )
             from jitaccess.tasks import sweep_requests
 
-            sweep_requests.delay()
-            sweep_requests.delay()
+            duplicates = [sweep_requests.delay().id, sweep_requests.delay().id]
+            wait_until(lambda: finished(broker, duplicates), timeout=30, what="both extra sweeps to run")
             wait_until(
                 lambda: Notification.objects.filter(kind="expired", state=DeliveryState.SENT).exists(),
                 timeout=30,

@@ -111,6 +111,19 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str) ->
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def finished(broker_url: str, task_ids: list[str]) -> bool:
+    """Whether no message of these tasks is left on the broker: not queued, and not delivered but
+    unacknowledged. Tasks acknowledge late (CELERY_TASK_ACKS_LATE), so gone means they have run."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    payloads: list[bytes] = list(client.hvals("unacked"))
+    for key in client.scan_iter():
+        if client.type(key) == b"list":
+            payloads += client.lrange(key, 0, -1)
+    return not any(task_id.encode() in payload for payload in payloads for task_id in task_ids)
+
+
 @contextmanager
 def publishing_to(broker_url: str) -> Iterator[None]:
     """Make this process's Celery app publish to `broker_url` (its pools are rebuilt lazily)."""
