@@ -128,6 +128,17 @@ def summary(results: dict[str, Any]) -> list[list[str]]:
                 "",
             ]
         )
+        cpu = v["cpu_us"]
+        rows.append(
+            [
+                f"HTTP c=8 ({best}): machine CPU per request, Veil's mix",
+                f"{cpu['veil']:.0f} µs",
+                f"bare: {cpu['bare']:.0f} µs",
+                f"{cpu['bare'] / cpu['veil']:.2f}x",
+                "(ceiling when CPU-bound)",
+                "",
+            ]
+        )
         slowest = max((*http["propagation"]["grant"], *http["propagation"]["revoke"]), default=0.0)
         rows.append(
             [

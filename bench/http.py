@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -36,6 +37,7 @@ WORKERS = ("sync", "gthread")
 THREADS = 4
 GOAL_RATIO = 0.7
 GOAL_P99_S = 0.010
+CPU_RUNS = ("bare", "veil", "hank")  # compared by CPU per request at concurrency 8
 # principal -> the tables of their 20-column query: [(table, first n columns)]
 BODIES: list[tuple[str, list[tuple[str, int]]]] = [
     ("alice", [("customers", 11), ("orders", 9)]),
@@ -199,7 +201,59 @@ def check_responses(fx: Fixture, server: Server, token: str) -> tuple[bytes, dic
     return first, unmasked
 
 
-def run_wrk(wrk: str, script: Path, url: str, concurrency: int, seconds: int) -> dict[str, Any]:
+class CpuMeter:
+    """CPU time spent during a run, per request: the whole machine (from /proc/stat), gunicorn's
+    workers, PostgreSQL's processes and wrk (this process's waited-for children). The HTTP runs
+    are CPU-bound on two cores, so the bare endpoint's CPU per request over Veil's is the ratio
+    the machine allows, whatever else is tuned."""
+
+    TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def _read(self) -> dict[str, Any]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        busy = sum(fields[:7]) - idle  # user, nice, system, irq, softirq (not the hypervisor's steal)
+        sample: dict[str, Any] = {"machine": busy * self.TICK_S, "idle": idle * self.TICK_S}
+        sample["gunicorn"], sample["postgres"] = {}, {}  # pid -> CPU seconds so far
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # the process ended
+                continue
+            comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+            seconds = (int(rest[11]) + int(rest[12])) * self.TICK_S  # utime + stime
+            if int(rest[1]) == self.server_pid:  # ppid: gunicorn's workers
+                sample["gunicorn"][entry.name] = seconds
+            elif comm == "postgres":
+                sample["postgres"][entry.name] = seconds
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sample["wrk"] = children.ru_utime + children.ru_stime
+        return sample
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        """µs per request for each part, and the share of the machine left idle. A process that
+        ended during the run (an autovacuum worker, say) is not counted, so the parts may fall a
+        little short of the machine's figure."""
+        after, before = self._read(), self.before
+        spent = {k: after[k] - before[k] for k in ("machine", "idle", "wrk")}
+        for group in ("gunicorn", "postgres"):
+            spent[group] = sum(t - before[group].get(pid, 0.0) for pid, t in after[group].items())
+        out = {k: v / requests * 1e6 for k, v in spent.items() if k != "idle"}
+        out["idle_share"] = spent["idle"] / (spent["idle"] + spent["machine"])
+        return out
+
+
+def run_wrk(
+    wrk: str, script: Path, url: str, concurrency: int, seconds: int, meter: CpuMeter | None = None
+) -> dict[str, Any]:
     threads = min(concurrency, 2)
     cmd = [
         wrk,
@@ -212,6 +266,8 @@ def run_wrk(wrk: str, script: Path, url: str, concurrency: int, seconds: int) ->
         str(script),
         url,
     ]
+    if meter is not None:
+        meter.start()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
@@ -219,7 +275,18 @@ def run_wrk(wrk: str, script: Path, url: str, concurrency: int, seconds: int) ->
     r = json.loads(line[len("WRKJSON ") :])
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    if meter is not None:
+        r["cpu"] = meter.per_request(r["requests"])
     return r
+
+
+def run_line(r: dict[str, Any]) -> str:
+    cpu = r["cpu"]
+    return (
+        f"{r['rps']:8.0f} req/s  p50 {r['p50'] / 1000:6.2f} ms  p99 {r['p99'] / 1000:6.2f} ms  "
+        f"errors {r['errors']}  CPU/request {cpu['machine']:5.0f} µs (gunicorn {cpu['gunicorn']:.0f}, "
+        f"PostgreSQL {cpu['postgres']:.0f}, wrk {cpu['wrk']:.0f}), idle {cpu['idle_share']:.0%}"
+    )
 
 
 def lua_script(workdir: Path, name: str, path: str, bodies: Sequence[dict[str, Any]], token: str) -> Path:
@@ -257,6 +324,7 @@ def run(world: Any, fx: Fixture, *, seconds: int = 10, workers: Sequence[str] = 
         propagation: dict[str, list[float]] = {}
         for worker_class in workers:
             server = Server(worker_class, workdir, bare_file)
+            meter = CpuMeter(server.proc.pid)
             try:
                 raw, unmasked = check_responses(fx, server, world.token)
                 bare_file.write_bytes(raw)  # read by the workers on their first /bare request
@@ -272,12 +340,9 @@ def run(world: Any, fx: Fixture, *, seconds: int = 10, workers: Sequence[str] = 
                     # "django": GET /healthz through the same middleware, no DB: Django's own floor;
                     # "hank": only the query that unmasks nothing, so no DecisionRecord is written
                     for name in ("veil", "bare", "django", "hank") if c == 8 else ("veil", "bare"):
-                        r = run_wrk(wrk, scripts[name], server.url, c, seconds)
+                        r = run_wrk(wrk, scripts[name], server.url, c, seconds, meter)
                         results[(worker_class, c, name)] = r
-                        print(
-                            f"  {worker_class:7} c={c:<2} {name:6}: {r['rps']:8.0f} req/s  p50 "
-                            f"{r['p50'] / 1000:6.2f} ms  p99 {r['p99'] / 1000:6.2f} ms  errors {r['errors']}"
-                        )
+                        print(f"  {worker_class:7} c={c:<2} {name:6}: {run_line(r)}")
                 records[worker_class] = decision_records() - before
                 if worker_class == workers[0]:
                     propagation = measure_propagation(fx, server, world.token)
@@ -394,6 +459,7 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
                     "django_p99": floor["p99"] / 1e6,
                     "no_record_rps": no_record["rps"],
                     "no_record_p99": no_record["p99"] / 1e6,
+                    "cpu_us": {name: results[(worker_class, c, name)]["cpu"]["machine"] for name in CPU_RUNS},
                 }
     print()
     print(
@@ -428,6 +494,16 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
             f"  Veil without unmask records at c=8 ({worker_class}): hank's query only (nothing to "
             f"record) {v['no_record_rps']:.0f} req/s = {v['no_record_rps'] / v['bare_rps']:.2f}x bare, "
             f"p99 {v['no_record_p99'] * 1000:.2f} ms"
+        )
+    recording = sum(1 for n in out["unmasked"].values() if n) / len(out["unmasked"])
+    for worker_class, v in verdicts.items():
+        cpu = v["cpu_us"]
+        v["cpu_per_record_us"] = (cpu["veil"] - cpu["hank"]) / recording
+        print(
+            f"  machine CPU per request at c=8 ({worker_class}): bare {cpu['bare']:.0f} µs, Veil's mix "
+            f"{cpu['veil']:.0f} µs, hank's query {cpu['hank']:.0f} µs. CPU-bound, the mix can reach at most "
+            f"{cpu['bare'] / cpu['veil']:.2f}x bare and hank's query {cpu['bare'] / cpu['hank']:.2f}x; each "
+            f"unmask record costs the machine {v['cpu_per_record_us']:.0f} µs ({recording:.0%} of the mix)"
         )
     print(f"  DecisionRecord rows written: {out['records']}")
     return {"rows": rows, "verdicts": verdicts, "best": best}
