@@ -21,7 +21,8 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench import django_setup
@@ -204,6 +205,15 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
         "encode JSON (orjson)": measure(lambda: _json(200, result.as_json())),
     }
 
+    # 3b. What the record costs the rest of the request: alice's request with the INSERT replaced
+    # by nothing, and by a sleep as long as the INSERT takes (blocking once, no PostgreSQL).
+    insert_s = components["record_unmask_decisions (INSERT, committed)"].median
+    stand_ins = {"no record": lambda values: 1, "sleep instead": lambda values: time.sleep(insert_s) or 1}
+    blocking = {}
+    for label, stand_in in stand_ins.items():
+        with _record_written_by(stand_in):
+            blocking[label] = _cpu_per_call(calls["alice"], n)
+
     # 4. Profile shares.
     profiled = _profile(list(calls.values()), 400 if quick else 2000)
 
@@ -212,6 +222,11 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
         f"  per request: {fmt_us(total_alice)} wall / {fmt_us(cpu['alice'])} CPU with unmasks (alice: "
         f"INSERT DecisionRecord), {fmt_us(total_hank)} wall / {fmt_us(cpu['hank'])} CPU without (hank); "
         f"SQL through Django {queries_per_request:.3f} queries, {fmt_us(sql_total)} per request"
+    )
+    print(
+        f"  alice's request without its record: {fmt_us(blocking['no record'])} CPU; with the record "
+        f"replaced by sleeping {fmt_us(insert_s)} (blocking once, no database): "
+        f"{fmt_us(blocking['sleep instead'])} CPU"
     )
     print(table(["SQL statement (through Django)", "per request", "median", "time per request"], sql_rows))
     print()
@@ -231,12 +246,26 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
     return {
         "wall": {p: t.median for p, t in wall.items()},
         "cpu": cpu,
+        "blocking": blocking,
         "sql": {"rows": sql_rows, "queries": queries_per_request, "total": sql_total},
         "components": {name: t.median for name, t in components.items()},
         "profile": {label: profiled.get(label, 0.0) for label, _s, _f in PROFILE_POINTS},
         "profile_rows": prof_rows,
         "comp_rows": comp_rows,
     }
+
+
+@contextmanager
+def _record_written_by(stand_in: Callable[[Any], int]) -> Iterator[None]:
+    """Swap the unmask record's writer (as `audit.services` calls it) for the duration."""
+    import audit.services
+
+    real = audit.services.write_decision_record
+    audit.services.write_decision_record = stand_in
+    try:
+        yield
+    finally:
+        audit.services.write_decision_record = real
 
 
 def _cpu_per_call(fn: Callable[[], Any], n: int) -> float:
