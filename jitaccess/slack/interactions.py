@@ -39,7 +39,7 @@ from jitaccess.slack.blocks import (
     when,
 )
 from jitaccess.slack.client import slack_client
-from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
+from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker, people_on
 from jitaccess.slack.policy_messages import POLICY_APPROVE, POLICY_OPEN, POLICY_REJECT, POLICY_REJECT_MODAL
 from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation, request_link
 from jitaccess.slack.services import click_refused_record
@@ -130,7 +130,7 @@ def approve(click: Click) -> str:
         return f"This request is no longer in Veil. {NOTHING_CHANGED}"
     if request.state != State.PENDING:
         return _already(request, Action.APPROVE)
-    user = clicker(click.slack_user_id, request)
+    user = clicker(click.slack_user_id, people_on(request))
     if user is None:
         return _unlinked(request, click, Action.APPROVE)
     if needs_web_confirmation(request):
@@ -206,7 +206,7 @@ def deny(click: Click, reason: str) -> str:
     request = _request(click)
     if request is None:
         return f"This request is no longer in Veil. {NOTHING_CHANGED}"
-    user = clicker(click.slack_user_id, request)
+    user = clicker(click.slack_user_id, people_on(request))
     if user is None:
         return _unlinked(request, click, Action.DENY)
     try:

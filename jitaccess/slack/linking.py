@@ -9,6 +9,7 @@ clicks or DMs does not run into Slack's rate limits.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.core.cache import cache
@@ -38,16 +39,25 @@ def slack_user_id_for(user: User) -> str:
     return linked_slack_id(user) or _link_by_email(user)
 
 
-def clicker(slack_user_id: str, request: AccessRequest) -> User | None:
-    """The Veil user behind a click on `request`: a valid link, else the requester or an eligible
-    approver whose verified email Slack knows under this ID. None: unknown, nothing may change."""
+def clicker(slack_user_id: str, candidates: Iterable[User]) -> User | None:
+    """The Veil user behind a click: a valid link, else the first of `candidates` (the people who
+    may act on what was clicked; read only when there is no link) whose verified email Slack knows
+    under this ID, who is then linked to it. A person who already has a link to another Slack
+    account is linked to this one too: Slack vouches for the email now. None: unknown, nothing may
+    change. Calls Slack: lazy listeners only."""
     user = linked_user(slack_user_id)
     if user is not None:
         return user
-    for candidate in [request.requester, *eligible_approvers(request)]:
+    for candidate in candidates:
         if slack_id_of_verified_email(candidate) == slack_user_id:
             return candidate if _link_by_email(candidate) else None
     return None
+
+
+def people_on(request: AccessRequest) -> Iterator[User]:
+    """Who may click on a request's message: its requester, then its eligible approvers."""
+    yield request.requester
+    yield from eligible_approvers(request)
 
 
 def _link_by_email(user: User) -> str:

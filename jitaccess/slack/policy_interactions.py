@@ -9,6 +9,7 @@ decision triggers on commit, as for a decision made in the web pages.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Q
@@ -19,7 +20,7 @@ from audit.models import Channel
 from identity.models import User
 from jitaccess.slack.blocks import reason_modal_value
 from jitaccess.slack.client import slack_client
-from jitaccess.slack.linking import UNLINKED_EXPLANATION, slack_id_of_verified_email, slack_user_id_for
+from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
 from jitaccess.slack.policy_messages import change_link, reject_modal
 from jitaccess.slack.selectors import linked_user
 from jitaccess.slack.services import policy_click_refused_record
@@ -49,7 +50,7 @@ def approve(slack_user_id: str, change_id: int | None) -> str:
         return f"This policy change is no longer in Veil. {NOTHING_CHANGED}"
     if change.state != ChangeState.PENDING:
         return _already(change)
-    user = clicker(slack_user_id, change)
+    user = clicker(slack_user_id, _candidates(change))
     if user is None:
         return _unlinked(change, slack_user_id, "approve")
     try:
@@ -129,7 +130,7 @@ def reject(slack_user_id: str, change_id: int | None, note: str) -> str:
     change = _change(change_id)
     if change is None:
         return f"This policy change is no longer in Veil. {NOTHING_CHANGED}"
-    user = clicker(slack_user_id, change)
+    user = clicker(slack_user_id, _candidates(change))
     if user is None:
         return _unlinked(change, slack_user_id, "reject")
     if user.canonical_subject == change.author_subject:
@@ -144,23 +145,12 @@ def reject(slack_user_id: str, change_id: int | None, note: str) -> str:
     return f":no_entry: You rejected change #{change.pk}. Its author is told why in Veil."
 
 
-def clicker(slack_user_id: str, change: PolicyChange) -> User | None:
-    """The Veil user behind the click: a valid link, else the author or someone who may decide
-    the change whose verified email Slack knows under this ID (then linked, as for requests).
-    None: unknown, nothing may change. Calls Slack: lazy listeners only."""
-    user = linked_user(slack_user_id)
-    if user is not None:
-        return user
-    for candidate in _candidates(change):
-        if slack_id_of_verified_email(candidate) == slack_user_id:
-            return candidate if slack_user_id_for(candidate) == slack_user_id else None
-    return None
-
-
-def _candidates(change: PolicyChange) -> list[User]:
-    """The author, then people who may decide the change. Anyone who may has the permission
-    globally or on every affected project, so one affected project's holders cover them all."""
-    candidates = [change.author] if change.author is not None else []
+def _candidates(change: PolicyChange) -> Iterator[User]:
+    """The author, then people who may decide the change (read lazily: only an unlinked click
+    needs them). Anyone who may has the permission globally or on every affected project, so one
+    affected project's holders cover them all."""
+    if change.author is not None:
+        yield change.author
     app_label, codename = PERMISSION.split(".")
     holders = User.objects.filter(
         Q(is_superuser=True)
@@ -177,9 +167,8 @@ def _candidates(change: PolicyChange) -> list[User]:
     for user in (
         holders.filter(is_active=True, email_verified=True).distinct().order_by("pk")[:MAX_CANDIDATES]
     ):
-        if user not in candidates and may_administer(user, change.projects, is_global=change.is_global):
-            candidates.append(user)
-    return candidates
+        if user != change.author and may_administer(user, change.projects, is_global=change.is_global):
+            yield user
 
 
 def _change(change_id: int | None) -> PolicyChange | None:

@@ -164,6 +164,34 @@ def test_the_author_cannot_approve_in_slack(
     assert refused.detail["action"] == "approve" and "your own" in refused.detail["reason"]
 
 
+def test_a_click_is_attributed_by_email_even_when_an_admin_linked_another_slack_account(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    """As for requests: Slack vouches for the email of the account that clicked, so the author is
+    recognised (and refused as the author), not told Veil cannot tell who they are."""
+    from audit.services import SYSTEM
+    from jitaccess.models import SlackLinkMethod, SlackUserLink
+    from jitaccess.slack.services import slack_user_link
+
+    change = submit(held, django_capture_on_commit_callbacks)
+    slack_user_link(
+        slack_user_id="UDAVE2",
+        user=held.dave,
+        method=SlackLinkMethod.ADMIN,
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+
+    post_interaction(client, click(POLICY_APPROVE, change.pk, user="UDAVE"))
+    after_ack.run()
+
+    [reply] = ephemerals(fake_slack, "dave")
+    assert "cannot approve your own" in reply
+    assert SlackUserLink.objects.get(slack_user_id="UDAVE").user == held.dave
+    change.refresh_from_db()
+    assert change.state == ChangeState.PENDING
+
+
 def test_an_unlinked_or_unauthorised_clicker_is_refused(
     held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
 ):
