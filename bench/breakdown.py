@@ -42,8 +42,7 @@ PROFILE_POINTS = [
     ("      principal (cached 1 s)", "masking/selectors.py", "principal"),
     ("      Policy.decide (engine)", "masking/engine.py", "decide"),
     ("      record_unmask_decisions (INSERT)", "audit/services.py", "record_unmask_decisions"),
-    ("    DecisionResult.as_json", "masking/services/decisions.py", "as_json"),
-    ("    encode JSON (orjson)", "masking/decision_endpoint.py", "_json"),
+    ("    DecisionResult.encode (the response body)", "masking/services/decisions.py", "encode"),
     ("  connection upkeep (_end_request)", "masking/decision_endpoint.py", "_end_request"),
 ]
 
@@ -129,7 +128,6 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
     from django.db import connection
 
     from audit.services import record_unmask_decisions
-    from masking.decision_endpoint import _json
     from masking.decision_request import parse_decision_request
     from masking.engine import ColumnKey
     from masking.selectors import decision_caches, read_epochs
@@ -201,8 +199,7 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
         "read_epochs (one SELECT, every 250 ms)": measure(read_epochs),
         "Policy.decide (engine, warm)": measure(lambda: policy.decide(principal, keys, grants, now=now)),
         "record_unmask_decisions (INSERT, committed)": measure(record),
-        "DecisionResult.as_json": measure(result.as_json),
-        "encode JSON (orjson)": measure(lambda: _json(200, result.as_json())),
+        "DecisionResult.encode (the response body)": measure(result.encode),
     }
 
     # 3b. What the record costs the rest of the request: alice's request with the INSERT replaced

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -91,14 +91,14 @@ def answer_decisions(*, method: str, authorization: str, content_type: str, body
             query_id=request.query_id,
             columns=request.columns,
         )
-        return _json(200, result.as_json())
+        return Reply(200, result.encode())
     except ValidationError as exc:
         return _json(400, validation_error_payload(exc.detail))
     except Exception as exc:
         if not isinstance(exc, DatabaseError):
             logger.exception("decision request failed before the engine ran; answering mask")
         if isinstance(columns, list) and 0 < len(columns) <= settings.DECISION_MAX_COLUMNS:
-            return _json(200, DecisionResult(None, [DEGRADED] * len(columns), 0.0).as_json())
+            return Reply(200, DecisionResult(None, [DEGRADED] * len(columns), 0.0).encode())
         return _error(503, "unavailable", "Veil cannot decide now; mask.")
 
 
@@ -131,13 +131,7 @@ def _authenticate(header: str) -> ApiToken | Reply:
 
 def _json(status: int, payload: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> Reply:
     """orjson, because encoding the answer with `json` cost more than deciding it."""
-    return Reply(status, orjson.dumps(payload, default=_plain), headers)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):  # algorithms are read-only mappings
-        return dict(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    return Reply(status, orjson.dumps(payload), headers)
 
 
 def _error(status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:

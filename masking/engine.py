@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from masking import cel
 
 logger = logging.getLogger(__name__)
@@ -140,6 +142,7 @@ class Decision:
     request_ref: str = ""
     valid_until: float = _NEVER
     _json: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
+    _encoded: tuple[int, orjson.Fragment] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def unmask(self) -> bool:
@@ -170,10 +173,30 @@ class Decision:
         ttl = default_ttl_s if self.valid_until is _NEVER else min(default_ttl_s, self.valid_until - now)
         return {**fixed, "ttl_s": max(0, int(ttl))}
 
+    def encoded(self, now: float, default_ttl_s: int) -> orjson.Fragment | dict[str, Any]:
+        """`as_json`, already encoded when it does not depend on the clock (nothing expires): the
+        answer to a column is then encoded once per memoised Decision and copied into every
+        response, instead of being rebuilt and re-encoded for each."""
+        if self.valid_until is not _NEVER:
+            return self.as_json(now, default_ttl_s)
+        cached = self._encoded
+        if cached is None or cached[0] != default_ttl_s:
+            body = orjson.dumps(self.as_json(now, default_ttl_s), default=json_default)
+            cached = (default_ttl_s, orjson.Fragment(body))
+            object.__setattr__(self, "_encoded", cached)
+        return cached[1]
+
+
+def json_default(value: Any) -> Any:
+    """What orjson cannot encode by itself: algorithms are read-only mappings."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
 
 UNKNOWN_COLUMN = Decision("mask", None, FULL_MASK, "unknown_column")
 UNKNOWN_PRINCIPAL = Decision("mask", None, FULL_MASK, "unknown_principal")
-DEGRADED = Decision("mask", None, FULL_MASK, "degraded")
+DEGRADED = Decision("mask", None, FULL_MASK, "degraded", valid_until=0.0)  # never cached: ttl_s 0
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from django.db import connection, connections
 from django.test import RequestFactory
@@ -17,6 +18,8 @@ from django.test import RequestFactory
 from audit.models import DecisionRecord
 from identity.models import Scope
 from masking.decision_endpoint import DecisionEndpoint
+from masking.engine import ColumnKey
+from masking.services.decisions import decide_columns
 from tests.factories import make_shop_policy, make_token, make_user
 from tests.masking.test_decisions_api import URL, _col, _give_alice_a_grant
 
@@ -81,6 +84,22 @@ def test_it_answers_exactly_as_the_url_route_does(world, shop, token, api_client
     assert DecisionRecord.objects.count() == 2, "each answer recorded its unmask"
     assert fast.headers["Content-Type"] == "application/json"
     assert fast.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_body_encoded_from_memoised_parts_is_the_answer_as_json(world, shop):
+    _give_alice_a_grant(world, shop)
+    columns = [ColumnKey(**_col(name)) for name in ("email", "id", "phone", "nope")]
+
+    for _ in range(2):  # the second time from the memoised, already encoded parts
+        result = decide_columns(
+            service_account="sql-proxy",
+            principal_spec={"user": "alice@example.com"},
+            asserted_groups=[],
+            query_id="q-1",
+            columns=columns,
+        )
+        assert orjson.loads(result.encode()) == result.as_json()
+    assert [d["action"] for d in result.as_json()["decisions"]] == ["unmask", "unmask", "mask", "mask"]
 
 
 def test_the_unmask_record_is_prepared_once_per_connection(world, shop, token):

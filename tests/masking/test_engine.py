@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from masking.engine import (
+    DEGRADED,
     CatalogColumn,
     ColumnKey,
     ExemptionView,
@@ -172,6 +174,21 @@ def test_the_ttl_of_an_unmask_never_reaches_past_the_expiry():
         "expires_at": "2027-01-15T08:00:04Z",
         "request": "REQ-5",
     }
+
+
+def test_an_answer_is_encoded_once_unless_its_ttl_counts_down_to_an_expiry():
+    grant = _grant(5, expires_at=NOW + 4)
+    masked, unmasked = _policy().decide(ALICE, [PHONE, EMAIL], [grant], now=NOW)
+
+    def encoded(decision, now, ttl):
+        return orjson.loads(orjson.dumps([decision.encoded(now, ttl)]))[0]
+
+    assert encoded(masked, NOW, 10) == masked.as_json(NOW, 10)
+    assert masked.encoded(NOW, 10) is masked.encoded(NOW + 3, 10), "encoded once"
+    assert encoded(masked, NOW, 30)["ttl_s"] == 30, "a new default TTL is encoded anew"
+    assert encoded(unmasked, NOW, 10)["ttl_s"] == 4
+    assert encoded(unmasked, NOW + 3, 10)["ttl_s"] == 1, "counted down on every call"
+    assert DEGRADED.as_json(NOW, 10)["ttl_s"] == 0 == encoded(DEGRADED, NOW, 10)["ttl_s"]
 
 
 def test_a_standing_exemption_is_preferred_over_a_grant_and_the_longest_grant_over_a_shorter():
