@@ -24,6 +24,7 @@ APPROVE, APPROVE_IN_WEB, DENY, OPEN_IN_WEB, EXTEND = (
 )
 DENY_MODAL = "deny_modal"
 REASON_LIMIT = 1500
+NOTHING_CHANGED = "Nothing changed."  # how every refused or stale click's reply ends
 
 
 def escape(text: str) -> str:

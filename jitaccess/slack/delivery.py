@@ -20,13 +20,14 @@ however long Slack was away, and the state updates among them bring stale messag
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from jitaccess.delivery import DeliveryFailed
+from jitaccess.delivery import CLAIM, DeliveryFailed
 from jitaccess.models import (
     AccessRequest,
     DeliveryState,
@@ -48,7 +49,6 @@ from jitaccess.slack.selectors import card_for
 from jitaccess.states import State
 
 logger = logging.getLogger(__name__)
-CLAIM = timedelta(seconds=60)
 
 
 class SlackUnavailable(DeliveryFailed):
@@ -104,29 +104,44 @@ def _send(notification: Notification) -> None:
 
 
 def _post_request_message(request: AccessRequest, destination: str, *, banner: str = "") -> None:
-    now = timezone.now()
     message, _ = SlackMessage.objects.get_or_create(request=request, destination=destination)
     if message.ts:
         return
-    claimed = (
-        SlackMessage.objects.filter(pk=message.pk, ts="")
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-        .update(claimed_until=now + CLAIM)
-    )
-    if not claimed:
+
+    def render() -> tuple[str, list[blocks.Block], dict[str, Any]]:
+        return (*blocks.request_message(card_for(request.pk), banner=banner), {})
+
+    if not post_once(SlackMessage.objects.filter(pk=message.pk), destination, render):
         raise DeliveryFailed(f"{request.ref} is being posted to {destination} by another worker")
-    text, message_blocks = blocks.request_message(card_for(request.pk), banner=banner)
+
+
+def post_once(
+    row: QuerySet[Any], channel: str, render: Callable[[], tuple[str, list[blocks.Block], dict[str, Any]]]
+) -> bool:
+    """Post the message a row (`SlackMessage`, `SlackPolicyMessage`) stands for, at most once.
+
+    The row is claimed first (no `ts` yet and no live claim), so a redelivered task or a sweep
+    racing it posts nothing twice; `render` runs after the claim, so the message shows what is
+    committed then, and returns the text, the blocks and fields to store with the `ts`. The claim
+    is released when Slack surely did not post, else it lapses (a duplicate beats a lost message).
+    False when someone else holds the row or it is posted already."""
+    now = timezone.now()
+    claimable = row.filter(ts="").filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+    if not claimable.update(claimed_until=now + CLAIM):
+        return False
+    text, message_blocks, shown = render()
     try:
         response = slack_client().chat_postMessage(
-            channel=destination, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
+            channel=channel, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
         )
     except Exception as exc:
         if surely_not_delivered(exc):
-            SlackMessage.objects.filter(pk=message.pk).update(claimed_until=None)
+            row.update(claimed_until=None)
         raise
-    SlackMessage.objects.filter(pk=message.pk).update(
-        channel=response["channel"], ts=response["ts"], claimed_until=None, posted_at=timezone.now()
+    row.update(
+        channel=response["channel"], ts=response["ts"], claimed_until=None, posted_at=timezone.now(), **shown
     )
+    return True
 
 
 def _update_messages(request: AccessRequest) -> None:

@@ -32,6 +32,7 @@ from jitaccess.slack.blocks import (
     DENY,
     DENY_MODAL,
     EXTEND,
+    NOTHING_CHANGED,
     OPEN_IN_WEB,
     approval_count,
     deny_modal,
@@ -46,7 +47,6 @@ from jitaccess.slack.services import click_refused_record
 from jitaccess.states import Action, InvalidTransition, State
 
 logger = logging.getLogger(__name__)
-NOTHING_CHANGED = "Nothing changed."
 
 
 @dataclass(frozen=True)

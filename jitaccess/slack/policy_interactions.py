@@ -18,7 +18,7 @@ from slack_bolt import Ack
 
 from audit.models import Channel
 from identity.models import User
-from jitaccess.slack.blocks import reason_modal_value
+from jitaccess.slack.blocks import NOTHING_CHANGED, reason_modal_value
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
 from jitaccess.slack.policy_messages import change_link, reject_modal
@@ -33,7 +33,6 @@ from masking.services.policy_changes import (
     policy_change_reject,
 )
 
-NOTHING_CHANGED = "Nothing changed."
 MAX_CANDIDATES = 50  # email lookups per unlinked click, each cached (see linking.py)
 
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -35,10 +35,10 @@ from jitaccess.slack.blocks import (
     when,
 )
 from jitaccess.slack.client import MESSAGE_GONE, slack_client, slack_error, surely_not_delivered
+from jitaccess.slack.delivery import post_once
 from masking.models import ChangeState, PolicyChange
 
 logger = logging.getLogger(__name__)
-CLAIM = timedelta(seconds=60)
 POLICY_APPROVE, POLICY_REJECT, POLICY_OPEN = "policy_approve", "policy_reject", "policy_open_in_web"
 POLICY_REJECT_MODAL = "policy_reject_modal"
 FIELD_LINES = 5
@@ -139,33 +139,14 @@ def _post(change: PolicyChange) -> str:
     channel = policy_channel(change)
     if not channel:
         return ""
-    now = timezone.now()
     message, _ = SlackPolicyMessage.objects.get_or_create(change=change, defaults={"channel": channel})
-    claimed = (
-        SlackPolicyMessage.objects.filter(pk=message.pk, ts="")
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-        .update(claimed_until=now + CLAIM)
-    )
-    if not claimed:
-        return ""  # posted meanwhile, or another worker is posting it now
-    change.refresh_from_db()  # render what is committed after the claim
-    text, blocks = policy_message(change)
-    try:
-        response = slack_client().chat_postMessage(
-            channel=message.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
-        )
-    except Exception as exc:
-        if surely_not_delivered(exc):
-            SlackPolicyMessage.objects.filter(pk=message.pk).update(claimed_until=None)
-        raise
-    SlackPolicyMessage.objects.filter(pk=message.pk).update(
-        channel=response["channel"],
-        ts=response["ts"],
-        shown_state=change.state,
-        claimed_until=None,
-        posted_at=timezone.now(),
-    )
-    return "posted"
+
+    def render() -> tuple[str, list[Block], dict[str, Any]]:
+        change.refresh_from_db()
+        return (*policy_message(change), {"shown_state": change.state})
+
+    posted = post_once(SlackPolicyMessage.objects.filter(pk=message.pk), message.channel, render)
+    return "posted" if posted else ""  # not posted: posted meanwhile, or another worker is posting it
 
 
 # --- Block Kit (pure but for the link) ---------------------------------------------------------
