@@ -8,7 +8,7 @@ mask with reason `degraded`. Nothing here raises to the caller.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,24 +35,18 @@ class DecisionResult:
     def degraded(self) -> bool:
         return self.policy_version is None
 
-    def as_json(self) -> dict[str, Any]:
-        return self._body(Decision.as_json)
-
     def encode(self) -> bytes:
-        """The response body: `as_json`, with each decision's part encoded once per Decision."""
-        return orjson.dumps(self._body(Decision.encoded), default=json_default)
-
-    def _body(self, part: Callable[[Decision, float, int], Any]) -> dict[str, Any]:
+        """The response body, from each Decision's memoised, already encoded part where it has one."""
         ttl = settings.DECISION_TTL_S
         body: dict[str, Any] = {
             "policy_version": self.policy_version,
-            "decisions": [part(d, self.now, ttl) for d in self.decisions],
+            "decisions": [d.encoded(self.now, ttl) for d in self.decisions],
         }
         if self.degraded:
             body["degraded"] = True  # DEGRADED answers carry ttl_s 0
         if self.record_id is not None:
             body["record_id"] = self.record_id
-        return body
+        return orjson.dumps(body, default=json_default)
 
 
 def decide_columns(
