@@ -8,9 +8,10 @@ project each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from guardian.shortcuts import get_objects_for_user
+from django.db.models import Q
+from guardian.shortcuts import get_objects_for_user, get_users_with_perms
 
 from identity.models import User
 from masking.models import Project, ProjectPolicySettings
@@ -43,6 +44,30 @@ def may_administer(user: User, projects: Iterable[str], *, is_global: bool) -> b
         if not every or not every <= mine:
             return False
     return set(projects) <= mine
+
+
+def policy_deciders(projects: Iterable[str], *, is_global: bool, limit: int) -> Iterator[User]:
+    """Active people with a verified email who may change items of these projects (and global items
+    if `is_global`), at most `limit` candidates looked at, in primary-key order. Anyone who may has
+    the permission globally or on every affected project, so one affected project's holders cover
+    them all."""
+    projects = list(projects)
+    app_label, codename = PERMISSION.split(".")
+    holders = User.objects.filter(
+        Q(is_superuser=True)
+        | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
+        | Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
+    )
+    project = Project.objects.filter(key__in=projects).order_by("key").first()
+    if project is None and is_global:
+        project = Project.objects.order_by("key").first()
+    if project is not None:
+        holders = holders | User.objects.filter(
+            pk__in=get_users_with_perms(project, only_with_perms_in=[codename], with_group_users=True)
+        )
+    for user in holders.filter(is_active=True, email_verified=True).distinct().order_by("pk")[:limit]:
+        if may_administer(user, projects, is_global=is_global):
+            yield user
 
 
 def needs_second_person(projects: Iterable[str], *, is_global: bool) -> bool:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Q
-from guardian.shortcuts import get_users_with_perms
 from slack_bolt import Ack
 
 from audit.models import Channel
@@ -24,8 +22,8 @@ from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
 from jitaccess.slack.policy_messages import change_link, reject_modal
 from jitaccess.slack.selectors import linked_user
 from jitaccess.slack.services import policy_click_refused_record
-from masking.models import ChangeState, PolicyChange, Project
-from masking.policy_access import PERMISSION, may_administer
+from masking.models import ChangeState, PolicyChange
+from masking.policy_access import may_administer, policy_deciders
 from masking.services.policy_changes import (
     ChangeError,
     NotAllowed,
@@ -146,28 +144,11 @@ def reject(slack_user_id: str, change_id: int | None, note: str) -> str:
 
 def _candidates(change: PolicyChange) -> Iterator[User]:
     """The author, then people who may decide the change (read lazily: only an unlinked click
-    needs them). Anyone who may has the permission globally or on every affected project, so one
-    affected project's holders cover them all."""
+    needs them)."""
     if change.author is not None:
         yield change.author
-    app_label, codename = PERMISSION.split(".")
-    holders = User.objects.filter(
-        Q(is_superuser=True)
-        | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
-        | Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
-    )
-    project = Project.objects.filter(key__in=change.projects).order_by("key").first()
-    if project is None and change.is_global:
-        project = Project.objects.order_by("key").first()
-    if project is not None:
-        holders = holders | User.objects.filter(
-            pk__in=get_users_with_perms(project, only_with_perms_in=[codename], with_group_users=True)
-        )
-    for user in (
-        holders.filter(is_active=True, email_verified=True).distinct().order_by("pk")[:MAX_CANDIDATES]
-    ):
-        if user != change.author and may_administer(user, change.projects, is_global=change.is_global):
-            yield user
+    deciders = policy_deciders(change.projects, is_global=change.is_global, limit=MAX_CANDIDATES)
+    yield from (user for user in deciders if user != change.author)
 
 
 def _change(change_id: int | None) -> PolicyChange | None:
