@@ -148,7 +148,7 @@ class DeleteThroughServiceMixin:
 
 
 @admin.register(MaskingRule)
-class MaskingRuleAdmin(GuardedPolicyAdmin):
+class MaskingRuleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
     """Saves go through `rule_save`, so they are audited and reach every decision at once."""
 
     form = MaskingRuleForm
@@ -270,7 +270,7 @@ class ExemptionAdmin(GuardedPolicyAdmin):
 
 
 @admin.register(SemanticType)
-class SemanticTypeAdmin(GuardedPolicyAdmin):
+class SemanticTypeAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
     """Saves go through `semantic_type_save` (validated, audited, published)."""
 
     form = SemanticTypeForm

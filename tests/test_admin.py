@@ -67,6 +67,22 @@ def test_a_rule_with_a_bad_condition_is_refused_and_a_good_one_is_audited(admin_
     assert DecisionEpoch.objects.get().policy > epoch
 
 
+def test_a_bulk_delete_goes_through_the_service_for_each_rule(admin_client):
+    rules = list(MaskingRule.objects.order_by("pk")[:2])
+    epoch = DecisionEpoch.objects.get().policy
+
+    response = admin_client.post(
+        reverse("admin:masking_maskingrule_changelist"),
+        {"action": "delete_selected", "_selected_action": [r.pk for r in rules], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not MaskingRule.objects.filter(pk__in=[r.pk for r in rules]).exists()
+    deleted = AuditEvent.objects.filter(action="rule.deleted").values_list("target_id", flat=True)
+    assert sorted(deleted) == sorted(str(r.pk) for r in rules)
+    assert DecisionEpoch.objects.get().policy > epoch
+
+
 def test_a_semantic_type_with_an_invalid_algorithm_is_refused(admin_client):
     response = admin_client.post(
         reverse("admin:masking_semantictype_add"),
