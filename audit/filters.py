@@ -103,11 +103,18 @@ class AuditFilter:
         return not self.column or self.column.lower() in rest.lower()
 
 
+# Bounds for filter dates: anything outside is a typo, and moments near datetime's own limits
+# overflow as soon as a day is added or a time zone applied.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_OUT_OF_RANGE = f"must be between {EARLIEST:%Y-%m-%d} and {LATEST - timedelta(days=1):%Y-%m-%d}"
+
+
 def _parse_moment(name: str, raw: Any, *, end_of_day: bool) -> datetime | None:
     if raw in (None, ""):
         return None
     if isinstance(raw, datetime):
-        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+        return _in_range(name, raw if raw.tzinfo else raw.replace(tzinfo=UTC))
     if isinstance(raw, date):
         day = raw
     else:
@@ -118,12 +125,20 @@ def _parse_moment(name: str, raw: Any, *, end_of_day: bool) -> datetime | None:
         except ValueError:
             day_only = moment = None
         if moment is not None:
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return _in_range(name, moment if moment.tzinfo else moment.replace(tzinfo=UTC))
         if day_only is None:
             raise FilterError(name, f"{value!r} is not a date (YYYY-MM-DD) or an ISO date-time")
         day = day_only
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise FilterError(name, _OUT_OF_RANGE)
     start = datetime.combine(day, time.min, tzinfo=UTC)
     return start + timedelta(days=1) if end_of_day else start
+
+
+def _in_range(name: str, moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise FilterError(name, _OUT_OF_RANGE)
+    return moment
 
 
 @dataclass(frozen=True)
@@ -181,7 +196,9 @@ def events_matching(flt: AuditFilter, scope: AuditScope) -> QuerySet[AuditEvent]
             | _json_text_contains(f'"{flt.person}"')
         )
     if flt.role:
-        events = events.filter(
+        # The role appears as a JSON string wherever it matches, so the indexed text test comes
+        # first and the precise one only rechecks the events it finds.
+        events = events.filter(_json_text_contains(f'"{flt.role}"')).filter(
             Q(detail__members__roles__icontains=f'"{flt.role}"')
             | Q(detail__roles__icontains=f'"{flt.role}"')
             | Q(detail__role__iexact=flt.role)

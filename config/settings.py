@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # OpClass in index expressions (the audit search indexes)
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",

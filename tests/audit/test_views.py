@@ -119,6 +119,21 @@ def test_filters_reach_the_event_search(client, people):
     assert "from: &#x27;yesterday&#x27; is not a date" in bad
 
 
+def test_a_far_future_date_is_a_message_on_every_page_that_takes_one(client, people):
+    client.force_login(people["dave"])
+
+    events = client.get(reverse("audit:events"), {"from": "9999-12-31", "to": "9999-12-31"})
+    in_force = client.get(reverse("audit:report", args=["in_force"]), {"at": "9999-12-31"})
+    export = client.post(
+        reverse("audit:exports"), {"report": "events", "format": "csv", "to": "9999-12-31"}, follow=True
+    )
+
+    for response in (events, in_force, export):
+        assert response.status_code in (200, 400)
+        assert "must be between 1970-01-01 and 8999-12-31" in response.content.decode()
+    assert not ExportJob.objects.exists()
+
+
 def test_an_export_from_the_web_is_queued_then_downloaded_with_its_manifest(
     client, people, django_capture_on_commit_callbacks
 ):
