@@ -95,6 +95,9 @@ class AccessRequest(models.Model):
     )
     pending_until = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
+    starts_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the grant starts: at approval, or when the one it extends ends"
+    )
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     ended_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -295,7 +295,7 @@ def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> 
     request.state = next_state(request.state, Action.APPROVE)
     now = timezone.now()
     start = max(now, request.extends.expires_at) if request.extends and request.extends.expires_at else now
-    request.expires_at = start + request.duration
+    request.starts_at, request.expires_at = start, start + request.duration
     request.decided_at = now
     principal: User | ServiceAccount = request.service_account or request.requester
     request.grant = grant_create(
@@ -308,13 +308,14 @@ def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> 
             table=request.table_name,
             columns=request.column_names,
         ),
+        starts_at=start if start > now else None,
         expires_at=request.expires_at,
         reason=request.reason,
         request_ref=request.ref,
         actor=actor_for(approver) if approver else SYSTEM,
         channel=channel,
     )
-    request.save(update_fields=["state", "expires_at", "decided_at", "grant"])
+    request.save(update_fields=["state", "starts_at", "expires_at", "decided_at", "grant"])
     approvers = [a.approver_subject for a in request.approvals.all()]
     record_event(
         action="request.approved",
@@ -325,6 +326,7 @@ def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> 
         detail={
             "approvers": approvers,
             "auto_approved": approver is None,
+            **({"starts_at": start} if start > now else {}),
             "expires_at": request.expires_at,
             "grant": request.grant.pk,
         },
@@ -380,9 +382,11 @@ def request_cancel(*, request_id: int, requester: User, channel: str) -> AccessR
 
 @transaction.atomic
 def grant_end(*, request_id: int, user: User, action: str, channel: str) -> AccessRequest:
-    """Revoke (an approver or a project administrator) or relinquish (the requester) a grant.
+    """Revoke (an approver or a project administrator) or relinquish (the requester) a grant,
+    and with it the extensions asked for it: approved ones (scheduled to start when it ends) end
+    the same way, pending ones are cancelled.
 
-    Effective at once: the grant's exemption is revoked in the same transaction, which moves the
+    Effective at once: the grants' exemptions are revoked in the same transaction, which moves the
     grants epoch that every decision reads.
     """
     request = _locked(request_id, "grant")
@@ -390,7 +394,18 @@ def grant_end(*, request_id: int, user: User, action: str, channel: str) -> Acce
         raise NotAllowed("Only the requester can relinquish a grant.")
     if action == Action.REVOKE and not can_revoke(request, user):
         raise NotAllowed("Only an approver or a project administrator can revoke a grant.")
-    request.state = next_state(request.state, action)
+    _end_with_extensions(request, user=user, action=action, channel=channel, because=None)
+    if action == Action.REVOKE:
+        notify(request, NotificationKind.REVOKED, [request.requester])
+    return request
+
+
+def _end_with_extensions(
+    request: AccessRequest, *, user: User, action: str, channel: str, because: AccessRequest | None
+) -> None:
+    """End one locked request (`action`; an extension still pending is cancelled), then its extensions."""
+    pending = because is not None and request.state == State.PENDING
+    request.state = next_state(request.state, Action.CANCEL if pending else action)
     request.ended_at, request.ended_by = timezone.now(), user
     request.save(update_fields=["state", "ended_at", "ended_by"])
     if request.grant is not None:
@@ -401,11 +416,17 @@ def grant_end(*, request_id: int, user: User, action: str, channel: str) -> Acce
         channel=channel,
         target=_target(request),
         project=request.project.key,
+        detail={"because": f"{because.ref} was {because.state}"} if because else {},
     )
-    if action == Action.REVOKE:
-        notify(request, NotificationKind.REVOKED, [request.requester])
     notify(request, NotificationKind.STATE_CHANGED, [])
-    return request
+    extensions = (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("grant", "project")
+        .filter(extends=request, state__in=[State.PENDING, State.APPROVED])
+        .order_by("pk")
+    )
+    for extension in extensions:
+        _end_with_extensions(extension, user=user, action=action, channel=channel, because=request)
 
 
 @dataclass

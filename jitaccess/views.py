@@ -73,6 +73,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "active_grants": _active_grants(user),
         "unreviewed_breakglass": unreviewed,
         "can_break_glass": _breakglass_databases(user).exists(),
+        "now": timezone.now(),
     }
     return render(request, "jitaccess/home.html", context)
 

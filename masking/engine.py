@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -90,7 +90,8 @@ class RuleView:
 
 @dataclass(frozen=True, slots=True)
 class ExemptionView:
-    """A standing exemption (members) or a grant (one principal); `expires_at` in epoch seconds."""
+    """A standing exemption (members) or a grant (one principal); times in epoch seconds. A grant
+    extending another has a `starts_at` and is not honoured before it."""
 
     id: int
     kind: str
@@ -102,6 +103,7 @@ class ExemptionView:
     roles: frozenset[str] = frozenset()
     service_accounts: frozenset[str] = frozenset()
     request_ref: str = ""
+    starts_at: float | None = None
 
     def covers(self, principal: Principal) -> bool:
         if principal.kind == "user":
@@ -255,9 +257,12 @@ class Policy:
             )
         base = self._base_decision(column)
         if not base.unmask:
-            allowing = self._best_exemption(principal, column, grants, now)
+            allowing, next_start = self._best_exemption(principal, column, grants, now)
             if allowing is not None:
                 return _unmask_for(allowing, base)
+            if next_start is not None:
+                # Masked until a scheduled grant starts: the answer must not outlive that moment.
+                return replace(base, valid_until=min(base.valid_until, next_start))
         return base
 
     def _base_decision(self, column: CatalogColumn) -> Decision:
@@ -302,20 +307,26 @@ class Policy:
 
     def _best_exemption(
         self, principal: Principal, column: CatalogColumn, grants: Sequence[ExemptionView], now: float
-    ) -> ExemptionView | None:
-        """The live exemption or grant covering this column that lasts longest (standing first)."""
+    ) -> tuple[ExemptionView | None, float | None]:
+        """The live exemption or grant covering this column that lasts longest (standing first),
+        and when the first grant covering it that has not started yet starts."""
         best: ExemptionView | None = None
+        next_start: float | None = None
         for candidate in (*self._applicable_exemptions(principal), *grants):
             expires = candidate.expires_at
             if expires is not None and expires <= now:
                 continue
             if candidate.project != column.project or not self._matches_column(candidate, column):
                 continue
+            starts = candidate.starts_at
+            if starts is not None and starts > now:
+                next_start = starts if next_start is None else min(next_start, starts)
+                continue
             if expires is None:
-                return candidate
+                return candidate, None
             if best is None or (best.expires_at or 0) < expires:
                 best = candidate
-        return best
+        return best, next_start
 
     def _applicable_exemptions(self, principal: Principal) -> tuple[ExemptionView, ...]:
         key = principal.cache_key

@@ -130,7 +130,7 @@ def load_grants(principal: Principal) -> list[ExemptionView]:
     key = f"{'user' if principal.kind == 'user' else 'sa'}:{principal.id}"
     rows = Exemption.objects.filter(
         kind=ExemptionKind.GRANT, principal_key=key, revoked_at__isnull=True, expires_at__gt=timezone.now()
-    ).values_list("pk", "project__key", "condition", "expires_at", "request_ref")
+    ).values_list("pk", "project__key", "condition", "starts_at", "expires_at", "request_ref")
     holder = {"users" if principal.kind == "user" else "service_accounts": frozenset({principal.id})}
     return [
         ExemptionView(
@@ -138,11 +138,12 @@ def load_grants(principal: Principal) -> list[ExemptionView]:
             kind=ExemptionKind.GRANT,
             project=project,
             condition=condition,
+            starts_at=starts_at.timestamp() if starts_at is not None else None,
             expires_at=expires_at.timestamp() if expires_at is not None else None,
             request_ref=request_ref,
             **holder,
         )
-        for pk, project, condition, expires_at, request_ref in rows
+        for pk, project, condition, starts_at, expires_at, request_ref in rows
     ]
 
 

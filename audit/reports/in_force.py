@@ -34,7 +34,7 @@ IN_FORCE_COLUMNS = (
 def in_force_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
     """Grants and exemptions in force at `flt.moment` (default now), replayed from their events:
     created/updated start or change one, revoked/expired/deleted end it, and its recorded
-    `expires_at` ends it too."""
+    `expires_at` ends it too; a grant with a `starts_at` is not in force before it."""
     at = flt.moment or timezone.now()
     events = (
         AuditEvent.objects.filter(
@@ -76,6 +76,9 @@ def in_force_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
         detail = item["detail"] or {}
         expires = parse_time(detail.get("expires_at"))
         if (expires is not None and expires <= at) or parse_time(detail.get("revoked_at")):
+            continue
+        starts = parse_time(detail.get("starts_at"))  # an extension starts when its grant ends
+        if starts is not None and starts > at:
             continue
         members = detail.get("members") or {}
         principal = str(detail.get("principal") or "")

@@ -42,7 +42,8 @@ class Exemption(models.Model):
     A standing exemption names its members (users, IdP groups, roles, service accounts). A grant
     names one principal in `principal_key` ("user:<id>" or "sa:<name>") and always expires; the
     decision engine compares `expires_at` with the clock itself, so a grant is never honoured past
-    its expiry whatever the state of the workers.
+    its expiry whatever the state of the workers. A grant that extends another starts when that
+    one ends (`starts_at`), and the engine does not honour it before then either.
     """
 
     kind = models.CharField(max_length=10, choices=ExemptionKind.choices, default=ExemptionKind.EXEMPTION)
@@ -54,6 +55,7 @@ class Exemption(models.Model):
     roles = models.ManyToManyField(Role, blank=True, related_name="exemptions")
     service_accounts = models.ManyToManyField(ServiceAccount, blank=True, related_name="exemptions")
     principal_key = models.CharField(max_length=100, blank=True, db_index=True)
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="A grant is not in force before")
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     request_ref = models.CharField(max_length=64, blank=True, help_text="The request a grant came from")

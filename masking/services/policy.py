@@ -442,10 +442,14 @@ def grant_create(
     request_ref: str,
     actor: Actor,
     channel: str,
+    starts_at: datetime | None = None,
 ) -> Exemption:
-    """A just-in-time grant: unmask for one principal until `expires_at`. Called by jitaccess."""
+    """A just-in-time grant: unmask for one principal until `expires_at`, from `starts_at` when
+    it extends a grant still running (else at once). Called by jitaccess."""
     if expires_at <= timezone.now():
         raise PolicyError("expires_at", "must be in the future")
+    if starts_at is not None and starts_at >= expires_at:
+        raise PolicyError("starts_at", "must be before expires_at")
     key = f"user:{principal.pk}" if isinstance(principal, User) else f"sa:{principal.name}"
     grant = Exemption.objects.create(
         kind=ExemptionKind.GRANT,
@@ -453,6 +457,7 @@ def grant_create(
         condition=_check_condition(condition),
         reason=reason,
         principal_key=key,
+        starts_at=starts_at,
         expires_at=expires_at,
         request_ref=request_ref,
         created_by=principal if isinstance(principal, User) else None,
@@ -466,6 +471,7 @@ def grant_create(
         detail={
             "principal": key,
             "condition": grant.condition,
+            **({"starts_at": starts_at} if starts_at is not None else {}),
             "expires_at": expires_at,
             "request": request_ref,
         },

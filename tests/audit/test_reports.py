@@ -318,6 +318,23 @@ def test_a_grant_ended_through_its_request_is_no_longer_in_force(log):
     assert ("grant", "11") not in _in_force(FEB + timedelta(days=3))
 
 
+def test_an_extension_is_in_force_from_its_start_not_its_approval(log):
+    starts = FEB + timedelta(days=5)
+    with _at(FEB + timedelta(days=2)):
+        record_event(
+            action="grant.created",
+            actor=BOB,
+            channel=Channel.WEB,
+            target=Target("grant", "31", "REQ-31"),
+            project="shop",
+            detail={"principal": "user:1", "starts_at": starts, "expires_at": starts + timedelta(hours=1)},
+        )
+
+    assert ("grant", "31") not in _in_force(FEB + timedelta(days=3))
+    assert ("grant", "31") in _in_force(starts + timedelta(minutes=1))
+    assert ("grant", "31") not in _in_force(starts + timedelta(hours=2))
+
+
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from audit.models import AuditEvent, Channel
@@ -238,3 +239,38 @@ def test_an_extension_starts_where_the_grant_ends(world):
 
     extension.refresh_from_db()
     assert extension.expires_at == first.expires_at + timedelta(hours=1)
+    assert extension.starts_at == extension.grant.starts_at == first.expires_at
+    assert _decision_for_alice(world).request_ref == first.ref, "the extension waits for its start"
+    with time_machine.travel(first.expires_at + timedelta(seconds=1), tick=False):
+        assert _decision_for_alice(world).request_ref == extension.ref
+
+
+@pytest.mark.parametrize(
+    ("action", "who", "ended"),
+    [(Action.REVOKE, "bob", State.REVOKED), (Action.RELINQUISH, "alice", State.RELINQUISHED)],
+)
+def test_ending_a_grant_ends_its_extensions(world, action, who, ended):
+    first = world.request("email")
+    request_approve(request_id=first.pk, approver=world.bob, channel=Channel.WEB)
+    first.refresh_from_db()
+    scheduled = world.request("email", duration=timedelta(hours=1), extends=first)
+    request_approve(request_id=scheduled.pk, approver=world.bob, channel=Channel.WEB)
+    further = world.request("email", duration=timedelta(hours=1), extends=scheduled)
+    pending = world.request("email", duration=timedelta(hours=1), extends=first)
+
+    grant_end(request_id=first.pk, user=getattr(world, who), action=action, channel=Channel.WEB)
+
+    states = {r.pk: r.state for r in AccessRequest.objects.all()}
+    assert states == {
+        first.pk: ended,
+        scheduled.pk: ended,
+        further.pk: State.CANCELLED,
+        pending.pk: State.CANCELLED,
+    }
+    scheduled.refresh_from_db()
+    assert scheduled.grant.revoked_at is not None
+    assert _decision_for_alice(world).action == "mask"
+    with time_machine.travel(first.expires_at + timedelta(minutes=1), tick=False):
+        assert _decision_for_alice(world).action == "mask", "the extension never starts"
+    because = AuditEvent.objects.get(action=f"request.{ended}", target_id=str(scheduled.pk)).detail
+    assert because == {"because": f"{first.ref} was {ended}"}

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from audit.models import Channel
 from audit.services import SYSTEM
@@ -210,6 +211,20 @@ def test_my_requests_show_a_countdown_on_active_grants_and_the_inbox(world, clie
     assert "Approved (grant active)" in body
     assert f"?extends={grant.pk}" in body
     assert 'class="kind kind-approved"' in body, "the inbox shows the approval"
+
+
+def test_an_approved_extension_shows_as_scheduled_until_the_grant_it_extends_ends(world, client):
+    grant = _approved(world)
+    grant.refresh_from_db()
+    extension = world.request("email", duration=timedelta(hours=1), extends=grant)
+    request_approve(request_id=extension.pk, approver=world.bob, channel=Channel.WEB)
+
+    listing = _as(client, world.alice).get("/requests/").content.decode()
+    detail = client.get(f"/requests/{extension.pk}/").content.decode()
+
+    starts = f"starts {timezone.localtime(grant.expires_at):%H:%M}"
+    assert listing.count("state-scheduled") == 1 and starts in listing
+    assert "state-scheduled" in detail and starts in detail
 
 
 def test_the_detail_shows_scope_policy_timeline_and_notifications(world, client):

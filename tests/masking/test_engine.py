@@ -191,6 +191,24 @@ def test_an_answer_is_encoded_once_unless_its_ttl_counts_down_to_an_expiry():
     assert DEGRADED.as_json(NOW, 10)["ttl_s"] == 0 == encoded(DEGRADED, NOW, 10)["ttl_s"]
 
 
+def test_an_extension_is_not_honoured_before_it_starts_and_the_mask_is_not_cached_past_its_start():
+    base = _grant(1, expires_at=NOW + 60)
+    extension = _grant(2, expires_at=NOW + 3600, starts_at=NOW + 60)
+    policy = _policy()
+
+    (while_base,) = policy.decide(ALICE, [EMAIL], [base, extension], now=NOW)
+    (only_extension,) = policy.decide(BOB, [EMAIL], [], now=NOW)  # another principal's memo, same table
+    (base_revoked,) = _policy().decide(ALICE, [EMAIL], [extension], now=NOW + 59)
+    (started,) = _policy().decide(ALICE, [EMAIL], [extension], now=NOW + 60)
+    (continues,) = policy.decide(ALICE, [EMAIL], [base, extension], now=NOW + 60)
+
+    assert (while_base.reason_id, while_base.valid_until) == (1, NOW + 60), "the base, not the longer one"
+    assert only_extension.action == "mask"
+    assert base_revoked.action == "mask" and base_revoked.as_json(NOW + 59, 300)["ttl_s"] == 1
+    assert (started.action, started.reason_id) == ("unmask", 2)
+    assert (continues.action, continues.reason_id) == ("unmask", 2), "memo entry expired with the base"
+
+
 def test_a_standing_exemption_is_preferred_over_a_grant_and_the_longest_grant_over_a_shorter():
     short, long_ = _grant(1, NOW + 60), _grant(2, NOW + 600)
     standing = ExemptionView(9, "exemption", "shop", "", None, users=frozenset({"1"}))
