@@ -1,40 +1,106 @@
-"""Navigation for the four audiences. Each app's pages join a section as they are built."""
+"""Navigation for the four audiences, trimmed to what the signed-in person may open.
+
+Each link names the check its area makes, and the checks are the areas' own: `administers_any` (the
+policy pages' `policy_admin_required`), `audit_scope_for` (the audit pages' `audit_reader`) and the
+admin site's `has_permission`. The menu is built lazily, only when a template shows it, at most once
+a request and each check at most once: an engineer's menu costs two queries (the global model
+permissions are usually already loaded by the page), a superuser's none.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
-NAVIGATION: list[tuple[str, list[tuple[str, str]]]] = [
+from audit.access import audit_scope_for
+from masking.policy_access import administers_any
+
+Check = Callable[[HttpRequest], bool]
+
+
+def signed_in(request: HttpRequest) -> bool:
+    """Requests, approvals and the API docs: for everyone signed in (the approval queue is per
+    person, and approvers may come from approval policies' roles, so no permission gates it)."""
+    return bool(request.user.is_authenticated)
+
+
+def policy_admin(request: HttpRequest) -> bool:
+    return administers_any(request.user)  # type: ignore[arg-type]
+
+
+def audit_reader(request: HttpRequest) -> bool:
+    return audit_scope_for(request.user) is not None
+
+
+def admin_site_user(request: HttpRequest) -> bool:
+    return bool(admin.site.has_permission(request))
+
+
+NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
     (
         "Engineer",
         [
-            ("My access", "home"),
-            ("Request access", "jitaccess:request-new"),
-            ("My requests", "jitaccess:requests"),
+            ("My access", "home", signed_in),
+            ("Request access", "jitaccess:request-new", signed_in),
+            ("My requests", "jitaccess:requests", signed_in),
         ],
     ),
-    ("Approver", [("Approvals", "jitaccess:approvals")]),
+    ("Approver", [("Approvals", "jitaccess:approvals", signed_in)]),
     (
         "Policy admin",
         [
-            ("Catalog", "masking:catalog"),
-            ("Policy", "policy:overview"),
-            ("Rules", "policy:rules"),
-            ("Policy versions", "policy:versions"),
-            ("Policy insights", "policy:insights"),
-            ("Break-glass review", "jitaccess:breakglass-reviews"),
-            ("Admin site", "admin:index"),
+            ("Catalog", "masking:catalog", policy_admin),
+            ("Policy", "policy:overview", policy_admin),
+            ("Rules", "policy:rules", policy_admin),
+            ("Policy versions", "policy:versions", policy_admin),
+            ("Policy insights", "policy:insights", policy_admin),
+            ("Break-glass review", "jitaccess:breakglass-reviews", policy_admin),
+            ("Admin site", "admin:index", admin_site_user),
         ],
     ),
     (
         "Compliance",
-        [("Audit", "audit:dashboard"), ("Audit events", "audit:events"), ("Audit exports", "audit:exports")],
+        [
+            ("Audit", "audit:dashboard", audit_reader),
+            ("Audit events", "audit:events", audit_reader),
+            ("Audit exports", "audit:exports", audit_reader),
+        ],
     ),
-    ("Developers", [("API docs", "api-docs")]),
+    ("Developers", [("API docs", "api-docs", signed_in)]),
 ]
+
+Menu = list[tuple[str, list[tuple[str, str]]]]
+
+
+def menu_for(request: HttpRequest) -> Menu:
+    """The sections and (label, URL name) links the person may use; sections left empty are dropped."""
+    if not request.user.is_authenticated:
+        return []
+    verdicts: dict[Check, bool] = {}
+    menu: Menu = []
+    for section, links in NAVIGATION:
+        allowed = []
+        for label, url_name, check in links:
+            if check not in verdicts:
+                verdicts[check] = check(request)
+            if verdicts[check]:
+                allowed.append((label, url_name))
+        if allowed:
+            menu.append((section, allowed))
+    return menu
+
+
+def _menu_once(request: HttpRequest) -> Menu:
+    menu: Menu | None = getattr(request, "_veil_menu", None)
+    if menu is None:
+        menu = menu_for(request)
+        request._veil_menu = menu  # type: ignore[attr-defined]
+    return menu
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
-    return {"navigation": NAVIGATION}
+    return {"navigation": SimpleLazyObject(lambda: _menu_once(request))}
