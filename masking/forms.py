@@ -77,13 +77,18 @@ class SemanticTypeForm(PolicyItemForm):
 class RuleForm(PolicyItemForm):
     title = forms.CharField(max_length=200, help_text="Names the rule in diffs and policy files")
     condition = ConditionField(help_text='CEL over resource, e.g. resource.column_name == "email"')
-    semantic_type = forms.ChoiceField()
+    semantic_type = forms.ChoiceField(error_messages={"required": "Choose a semantic type."})
     enabled = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         types = SemanticType.objects.order_by("key")
-        set_choices(self, "semantic_type", [(st.key, f"{st.title} ({st.key})") for st in types])
+        # A blank first choice: a rule must name its type on purpose, never get the first one listed.
+        set_choices(
+            self,
+            "semantic_type",
+            [("", "— choose a semantic type —")] + [(st.key, f"{st.title} ({st.key})") for st in types],
+        )
 
     def item(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -9,8 +9,11 @@ between, the review is shown again with the new diff.
 
 from __future__ import annotations
 
+import ast
 import difflib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, cast
 
@@ -36,7 +39,14 @@ from masking.forms import (
 from masking.models import ChangeState, PolicyChange, PolicyVersion, ProjectPolicySettings
 from masking.policy_access import administered_projects, administers_any, may_administer, needs_second_person
 from masking.policy_diff import diff_documents, plan_against_live
-from masking.policy_document import DocumentError, dump_yaml, export_document, load_source, parse_document
+from masking.policy_document import (
+    DocumentError,
+    dump_yaml,
+    export_document,
+    load_source,
+    parse_document,
+    sections,
+)
 from masking.policy_edits import upsert_item
 from masking.services.policy_changes import (
     ChangeError,
@@ -92,22 +102,29 @@ def review(
     form_page: tuple[str, dict[str, Any]] | None = None,
     notice: str = "",
     message: str = "",
+    source_file: bool = False,
 ) -> HttpResponse:
     """Show the diff of `document` against the live policy and ask for a message to confirm.
 
-    An invalid document goes back to the form it came from, the error next to the field its path
-    names (`rules[2].condition` -> `condition`), or, without a form, to `back` with a message.
+    An invalid document goes back to the form it came from, the error next to the field it is
+    about (`rules[2].condition` -> `condition`), or, without a form, to `back` with a message.
+    Errors are worded for the page (`explain_error`), except for a policy file the admin wrote
+    (`source_file`), whose errors keep the document paths that point into it.
     """
     live = export_document()
     try:
         parsed = parse_document(document)
         plan = plan_against_live(parsed)
     except DocumentError as error:
+        if source_file:
+            messages.error(request, str(error))
+            return redirect(back)
+        explained = explain_error(error, document, live)
         if form is not None and form_page is not None:
-            field = error.path.rsplit(".", 1)[-1]
-            form.add_error(field if field in form.fields else None, error.message)
+            field = explained.field if explained.field in form.fields else None
+            form.add_error(field, explained.message if field else explained.sentence)
             return render(request, form_page[0], {**form_page[1], "form": form})
-        messages.error(request, str(error))
+        messages.error(request, explained.sentence)
         return redirect(back)
     payload = signing.dumps(
         {
@@ -116,6 +133,7 @@ def review(
             "rollback_of": rollback_of,
             "back": back,
             "heading": heading,
+            "source_file": source_file,
         },
         salt=REVIEW_SALT,
         compress=True,
@@ -136,6 +154,101 @@ def review(
             "held": plan.has_changes and needs_second_person(plan.projects, is_global=plan.is_global),
         },
     )
+
+
+# How the pages name an item of each section, and the form field that names it.
+ITEM_NAMES: dict[str, tuple[str, str]] = {
+    "projects": ("project", "key"),
+    "semantic_types": ("semantic type", "key"),
+    "roles": ("role", "name"),
+    "rules": ("rule", "title"),
+    "exemptions": ("exemption", "reason"),
+    "approval_policies": ("approval policy", "title"),
+}
+_ITEM_PATH = re.compile(r"(?P<section>\w+)\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
+
+
+@dataclass(frozen=True)
+class ExplainedError:
+    """A refused document as an admin at a page reads it: no `rules[2].semantic_type` paths.
+
+    `field` is the form field it belongs next to (None: the form as a whole); `message` reads
+    well next to that field, `sentence` on its own (a banner after a delete or a move).
+    """
+
+    field: str | None
+    message: str
+    context: str = ""
+
+    @property
+    def sentence(self) -> str:
+        return f"{self.context}: {self.message}" if self.context else self.message
+
+
+def explain_error(
+    error: DocumentError, document: Mapping[str, Any], live: Mapping[str, list[dict[str, Any]]]
+) -> ExplainedError:
+    """Word a `DocumentError` for the policy pages, which edit the live document one item at a time.
+
+    The document paths in the shared messages (`duplicate 'Phones' (also rules[2])`, `rules[0].
+    semantic_type: unknown semantic type 'email'`) point into a file; on a page there is no file,
+    so the item is named instead. A name the live policy defines but the document no longer does
+    was deleted or renamed by this change: the message names the item still using it. The YAML
+    API and `manage.py policy` keep the shared messages; so does the policy-as-code page.
+    """
+    match = _ITEM_PATH.fullmatch(error.path)
+    known = {s.name: s for s in sections()}
+    if match is None or match["section"] not in known:
+        title = error.path.replace("_", " ").capitalize()
+        return ExplainedError(None, error.message, title if error.path in known else error.path)
+    name, index, field = match["section"], int(match["index"]), match["field"]
+    sec = known[name]
+    noun, key_field = ITEM_NAMES.get(name, (name.replace("_", " "), ""))
+    try:
+        item = document[name][index]
+        key = sec.key(item)
+    except (KeyError, IndexError, TypeError):
+        return ExplainedError(field, error.message, str(error.path))
+    if error.message.startswith("duplicate "):
+        return ExplainedError(key_field or None, _duplicate(name, noun, key, item))
+    for ref in sec.references(item) if field else []:
+        if ref.field != field:
+            continue
+        kind = ref.kind.replace("_", " ")
+        missing = _quoted_name(error.message, f"unknown {kind} ")
+        if missing is None:
+            break
+        if any(
+            p.provides == ref.kind and missing in map(p.key, live.get(p.name, [])) for p in known.values()
+        ):
+            used_by = f"is used by {noun} {key!r}; delete or change that {noun} first."
+            return ExplainedError(None, f"{kind.capitalize()} {missing!r} {used_by}")
+        return ExplainedError(field, f"There is no {kind} {missing!r}.")
+    context = f"{noun.capitalize()} {key!r}" + (f", {field}" if field else "")
+    return ExplainedError(field, error.message, context)
+
+
+def _duplicate(section: str, noun: str, key: str, item: Mapping[str, Any]) -> str:
+    if section == "exemptions":
+        return f"Project {item['project']!r} already has an exemption with this reason; make it specific."
+    if section == "approval_policies":
+        return f"Project {item['project']!r} already has an approval policy titled {item['title']!r}."
+    if section == "rules":
+        return f"A rule titled {key!r} already exists."
+    if section == "semantic_types":
+        return f"A semantic type with the key {key!r} already exists."
+    return f"There is already a {noun} {key!r}."
+
+
+def _quoted_name(message: str, prefix: str) -> str | None:
+    """The name in `unknown semantic type 'email'` (a Python repr after `prefix`), or None."""
+    if not message.startswith(prefix):
+        return None
+    try:
+        name = ast.literal_eval(message.removeprefix(prefix))
+    except (ValueError, SyntaxError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def item_form_page(
@@ -174,7 +287,12 @@ def review_confirm(request: HttpRequest) -> HttpResponse:
         payload = signing.loads(request.POST.get("payload", ""), salt=REVIEW_SALT, max_age=REVIEW_MAX_AGE_S)
     except signing.BadSignature:
         return HttpResponseBadRequest("This review expired or was altered; start the change again.")
-    again = {"heading": payload["heading"], "back": payload["back"], "rollback_of": payload["rollback_of"]}
+    again = {
+        "heading": payload["heading"],
+        "back": payload["back"],
+        "rollback_of": payload["rollback_of"],
+        "source_file": payload.get("source_file", False),
+    }
     if not form.is_valid():
         messages.error(request, "Say what the change is for.")
         return review(request, payload["document"], **again)
@@ -195,7 +313,10 @@ def review_confirm(request: HttpRequest) -> HttpResponse:
             request, payload["document"], notice=notice, message=form.cleaned_data["message"], **again
         )
     except DocumentError as error:
-        messages.error(request, str(error))
+        if again["source_file"]:
+            messages.error(request, str(error))
+        else:
+            messages.error(request, explain_error(error, payload["document"], export_document()).sentence)
         return redirect(payload["back"])
     except NotAllowed as refusal:
         return forbidden(request, str(refusal))
@@ -374,7 +495,13 @@ def code(request: HttpRequest) -> HttpResponse:
         except DocumentError as error:
             form.add_error("source", str(error))
         else:
-            return review(request, document, heading="Apply a policy file", back=reverse("policy:code"))
+            return review(
+                request,
+                document,
+                heading="Apply a policy file",
+                back=reverse("policy:code"),
+                source_file=True,
+            )
     return render(request, "masking/code.html", {"form": form})
 
 

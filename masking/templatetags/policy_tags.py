@@ -8,6 +8,8 @@ from typing import Any
 
 from django import template
 
+from masking.algorithms import describe
+
 register = template.Library()
 
 
@@ -21,6 +23,35 @@ def policy_value(value: Any) -> str:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ", ".join(value) if value else "(none)"
     return json.dumps(value, ensure_ascii=False)
+
+
+@register.filter
+def algorithm_label(algorithm: Any) -> str:
+    """A semantic type's algorithm in words ("MD5 with salt"), never its salt."""
+    return describe(algorithm)
+
+
+def _get(change: Any, name: str) -> Any:
+    """A field change's part, from a plan's `FieldChange` or a stored version's dict."""
+    return change.get(name) if isinstance(change, dict) else getattr(change, name)
+
+
+@register.simple_tag
+def field_value(change: Any, side: str) -> str:
+    """One side ("before" or "after") of a field change in a diff, as `policy_value` shows it.
+
+    An algorithm is described in words so a diff never shows a salt; when the words are the same
+    on both sides (only the salt changed), the fields that changed are named, not their values.
+    """
+    value = _get(change, side)
+    if _get(change, "field") != "algorithm" or not isinstance(value, dict):
+        return policy_value(value)
+    label = describe(value)
+    other = _get(change, "after" if side == "before" else "before")
+    if isinstance(other, dict) and describe(other) == label and other != value:
+        changed = sorted(k for k in set(value) | set(other) if value.get(k) != other.get(k))
+        label += f" ({', '.join(changed)} changed)"
+    return label
 
 
 @register.filter
