@@ -1,6 +1,6 @@
 """Audit benchmarks: `python -m bench.audit_bench [--writes N] [--events N] [--threads N] [--fresh]`.
 
-Two questions, each answered against a baseline measured in the same run:
+Three questions, each answered against a baseline measured in the same run:
 
 1. What does the hash chain cost a writer? `record_event` (chain head locked FOR UPDATE, hash, insert,
    head update, commit) against a plain ORM insert of the same row into a twin table with the same
@@ -12,6 +12,10 @@ Two questions, each answered against a baseline measured in the same run:
    peak resident memory (`ru_maxrss`) is its own; and the same export at a tenth of the size, to show
    memory does not grow with it. Also timed: the full `write_export` (which verifies the whole log
    first) and `verify_chain` alone.
+3. What do the trigram indexes give the event search? The first page (51 rows, newest first) of
+   searches by person, role and column over the million events, for values found nowhere (the
+   worst case: every event must be ruled out) and for a frequent one, against the same searches in
+   a transaction that drops the four trigram indexes and is rolled back.
 
 Owns one database, `AUDIT_BENCH_DATABASE_URL` (default postgresql://postgres@127.0.0.1:5432/
 veil_audit_bench), and refuses any other name. The million events are generated once with correct
@@ -373,7 +377,52 @@ def bench_exports(events: int) -> dict[str, Any]:
     return results
 
 
-def report(writes: dict[str, Any] | None, exports: dict[str, Any] | None) -> None:
+SEARCHES = (
+    ("person found nowhere", {"person": "nobody@example.com"}),
+    ("role found nowhere", {"role": "dba"}),
+    ("column found nowhere", {"column": "ssn"}),
+    ("frequent person", {"person": "Person 17"}),
+)
+
+
+def _first_page_s(filters: dict[str, str], rounds: int) -> float:
+    """Median seconds for the events page's query: the first 51 matches, newest first."""
+    from audit.filters import EVERYTHING, AuditFilter, events_matching
+
+    query = events_matching(AuditFilter.from_mapping(filters), EVERYTHING).order_by("-seq")
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        list(query[:51])
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_search(events: int, rounds: int = 5) -> dict[str, Any]:
+    from django.db import connection, transaction
+
+    from audit.models import AuditEvent
+
+    populate(events)
+    trigram = [
+        index.name for index in AuditEvent._meta.indexes if index.name and index.name.endswith("_trgm")
+    ]
+    results: dict[str, Any] = {"events": events, "indexes": trigram}
+    for label, filters in SEARCHES:
+        indexed = _first_page_s(filters, rounds)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                for name in trigram:
+                    cursor.execute(f'DROP INDEX "{name}"')
+            unindexed = _first_page_s(filters, 3)
+            transaction.set_rollback(True)
+        results[label] = {"indexed_ms": indexed * 1000, "unindexed_ms": unindexed * 1000}
+    return results
+
+
+def report(
+    writes: dict[str, Any] | None, exports: dict[str, Any] | None, search: dict[str, Any] | None = None
+) -> None:
     print(f"machine: {os.cpu_count()} CPUs, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if writes:
         for label in ("single", "concurrent"):
@@ -411,6 +460,14 @@ def report(writes: dict[str, Any] | None, exports: dict[str, Any] | None) -> Non
             f"write_export (verify + CSV + manifest + audit event): {w['seconds']} s, "
             f"peak RSS {w['peak_rss_mb']} MB"
         )
+    if search:
+        for label, _ in SEARCHES:
+            r = search[label]
+            print(
+                f"search, {label}, first page of {search['events']:,} events: {r['indexed_ms']:.1f} ms, "
+                f"without the trigram indexes {r['unindexed_ms']:.1f} ms "
+                f"({r['unindexed_ms'] / r['indexed_ms']:.0f}x faster with them)"
+            )
 
 
 def main() -> None:
@@ -419,7 +476,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--fresh", action="store_true", help="Drop and recreate the bench database.")
-    parser.add_argument("--only", choices=["writes", "exports"])
+    parser.add_argument("--only", choices=["writes", "exports", "search"])
     parser.add_argument("--json", action="store_true", help="Print the raw results as JSON too.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -435,9 +492,10 @@ def main() -> None:
     call_command("migrate", verbosity=0, interactive=False)
     writes = bench_writes(args.writes, args.threads) if args.only in (None, "writes") else None
     exports = bench_exports(args.events) if args.only in (None, "exports") else None
-    report(writes, exports)
+    search = bench_search(args.events) if args.only in (None, "search") else None
+    report(writes, exports, search)
     if args.json:
-        print(json.dumps({"writes": writes, "exports": exports}, indent=2))
+        print(json.dumps({"writes": writes, "exports": exports, "search": search}, indent=2))
 
 
 if __name__ == "__main__":
