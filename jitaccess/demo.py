@@ -16,11 +16,13 @@ from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import Role, ServiceAccount, User
 from jitaccess.approval_policies import approval_policy_save
-from jitaccess.models import AccessRequest, ApprovalPolicy
+from jitaccess.models import AccessRequest, ApprovalPolicy, ProjectAccessSettings
 from jitaccess.services import Scope, request_approve, request_create, request_deny
+from masking.engine import ColumnKey
 from masking.models import ClassificationLevel as L
 from masking.models import Database, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
 from masking.services.catalog import catalog_upsert
+from masking.services.decisions import decide_columns
 from masking.services.policy import exemption_create, rule_save
 
 DEMO_PASSWORD = "veil-demo"  # noqa: S105 - demo-only, printed by the quick start
@@ -171,6 +173,11 @@ def load_demo_data() -> list[str]:
         name="sql-proxy", defaults={"description": "The SQL proxy in front of prod-pg"}
     )
     _load_policy(projects["shop"])
+    # Security's on-call may break the glass in the shop (erin and admin are in that role).
+    oncall, _ = ProjectAccessSettings.objects.get_or_create(
+        project=projects["shop"], defaults={"security_emails": "security@example.com"}
+    )
+    oncall.breakglass_roles.add(Role.objects.get(name="security-oncall"))
     _load_requests(projects["shop"])
     return [p.username for p in PEOPLE]
 
@@ -211,6 +218,17 @@ def _load_requests(shop: Project) -> None:
         channel=Channel.WEB,
     )
     request_approve(request_id=granted.pk, approver=bob, channel=Channel.WEB)
+    # The SQL proxy has asked about Alice's queries twice since, so "who saw unmasked data" has rows.
+    for query_id in ("demo-query-1", "demo-query-2"):
+        decide_columns(
+            service_account="sql-proxy",
+            principal_spec={"user": alice.username},
+            asserted_groups=(),
+            query_id=query_id,
+            columns=[
+                ColumnKey("prod-pg", "shop", "public", "customers", c) for c in ("id", "email", "birth_date")
+            ],
+        )
     denied = request_create(
         requester=carol,
         scope=Scope(prod_shop, "public", "payments", ("card_number",)),

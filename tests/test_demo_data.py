@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, DecisionRecord
 from audit.selectors import verify_chain
 from identity.models import User
 from masking.engine import ColumnKey
@@ -54,3 +54,22 @@ def test_in_the_demo_support_sees_phone_numbers_and_engineers_do_not():
     assert (carol_phone.action, carol_phone.reason_kind) == ("unmask", "exemption")
     assert (carol_email.action, carol_email.semantic_type) == ("mask", "email")
     assert alice_phone.action == "mask"
+
+
+def test_the_demo_has_unmask_records_and_someone_who_may_break_the_glass():
+    from jitaccess.models import ProjectAccessSettings
+    from jitaccess.services import role_names_of_user
+
+    call_command("demo_data")
+    records = list(DecisionRecord.objects.values_list("principal_name", "unmasked"))
+    roles = set(
+        ProjectAccessSettings.objects.get(project__key="shop").breakglass_roles.values_list("name", flat=True)
+    )
+
+    assert len(records) == 2 and all(name == "Alice Engineer" for name, _ in records), records
+    assert {u["column"].rsplit(".", 1)[1] for _, unmasked in records for u in unmasked} == {
+        "email",
+        "birth_date",
+    }
+    assert roles & role_names_of_user(User.objects.get(username="erin"))
+    assert not roles & role_names_of_user(User.objects.get(username="alice"))
