@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from audit.models import ArchiveBoundary, AuditEvent, Checkpoint, ExportJob
+from audit.models import ArchiveBoundary, AuditEvent, Checkpoint, ExportJob, VerificationRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -45,3 +45,9 @@ class ArchiveBoundaryAdmin(ReadOnlyAdmin):
 class ExportJobAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "requested_by", "report", "format", "state", "rows"]
     list_filter = ["state", "format", "report"]
+
+
+@admin.register(VerificationRun)
+class VerificationRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "requested_by", "state", "ok", "finished_at"]
+    list_filter = ["state", "ok"]

@@ -18,16 +18,19 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from audit.models import AuditEvent
 
-# Global policy objects (masking rules, semantic types) apply to every project, so they belong to
-# every project's policy history; other events without a project (sign-ins, tokens) do not.
-GLOBAL_POLICY_PREFIXES = ("rule.", "semantic_type.")
+# Global policy objects (masking rules, semantic types, and roles, whose members decide whom every
+# project's exemptions cover and who approves) apply to every project, so they belong to every
+# project's policy history; other events without a project (sign-ins, tokens) do not.
+GLOBAL_POLICY_PREFIXES = ("rule.", "semantic_type.", "role.")
 
 
 class FilterError(ValueError):
-    """A filter value that cannot be understood; `field` names it."""
+    """A filter value that cannot be understood; `field` names it, and `fields` every filter the
+    message is about (`from` and `to` for a period that ends before it starts)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, *, also: tuple[str, ...] = ()) -> None:
+        self.fields = (field, *also)
+        super().__init__(f"{', '.join(self.fields)}: {message}")
         self.field = field
 
 
@@ -57,14 +60,26 @@ class AuditFilter:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> AuditFilter:
-        """Parse `from`, `to`, `at` (ISO date or date-time) and the text filters."""
+        """Parse `from`, `to`, `at` (ISO date or date-time) and the text filters. A period that ends
+        before it starts is an error naming both ends, not an empty result."""
         text = {
             name: str(data.get(name) or "").strip()
             for name in ("person", "role", "project", "instance", "database", "column", "action")
         }
+        raw_from = data.get("from") or data.get("date_from")
+        raw_to = data.get("to") or data.get("date_to")
+        date_from = _parse_moment("from", raw_from, end_of_day=False)
+        date_to = _parse_moment("to", raw_to, end_of_day=True)
+        if date_from is not None and date_to is not None and date_from >= date_to:
+            raise FilterError(
+                "from",
+                f"the period starts ({_shown(raw_from)}) after it ends ({_shown(raw_to)}); "
+                "'from' must be on or before 'to'",
+                also=("to",),
+            )
         return cls(
-            date_from=_parse_moment("from", data.get("from") or data.get("date_from"), end_of_day=False),
-            date_to=_parse_moment("to", data.get("to") or data.get("date_to"), end_of_day=True),
+            date_from=date_from,
+            date_to=date_to,
             at=_parse_moment("at", data.get("at"), end_of_day=True),
             through_seq=int(data["through_seq"]) if str(data.get("through_seq") or "").isdigit() else None,
             **text,
@@ -135,6 +150,11 @@ def _parse_moment(name: str, raw: Any, *, end_of_day: bool) -> datetime | None:
     return start + timedelta(days=1) if end_of_day else start
 
 
+def _shown(raw: Any) -> str:
+    """A filter value as the reader gave it, for a message."""
+    return raw.isoformat() if isinstance(raw, (date, datetime)) else str(raw).strip()
+
+
 def _in_range(name: str, moment: datetime) -> datetime:
     if not EARLIEST <= moment < LATEST:
         raise FilterError(name, _OUT_OF_RANGE)
@@ -168,6 +188,31 @@ class AuditScope:
 
 
 EVERYTHING = AuditScope()
+
+
+def check_project(flt: AuditFilter, scope: AuditScope) -> None:
+    """Refuse a `project` filter that can only match nothing: a project outside the reader's scope,
+    or (for readers of everything) a key no event in the log names. Raises FilterError saying so,
+    with the key in another case when that is what the reader meant."""
+    if not flt.project:
+        return
+    if scope.projects is not None:
+        known: list[str] = sorted(scope.projects)
+        if flt.project in scope.projects:
+            return
+        hint = next((p for p in known if p.lower() == flt.project.lower()), "")
+        problem = f"no project {flt.project!r} in your scope (you audit {', '.join(known)})"
+    else:
+        if AuditEvent.objects.filter(project=flt.project).exists():
+            return
+        # Project keys are slugs: try the lower- and upper-case spellings (indexed, unlike iexact).
+        spellings = sorted({flt.project.lower(), flt.project.upper()} - {flt.project})
+        hint = (
+            AuditEvent.objects.filter(project__in=spellings).values_list("project", flat=True).first() or ""
+        )
+        problem = f"no project {flt.project!r} in the audit log (no event names it)"
+    suggestion = f"; did you mean {hint!r}?" if hint else ""
+    raise FilterError("project", problem + suggestion)
 
 
 def _json_text_contains(value: str) -> Q:

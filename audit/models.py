@@ -244,3 +244,39 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk}: {self.report} as {self.format} ({self.state})"
+
+
+class VerificationState(models.TextChoices):
+    PENDING = "pending", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Finished"
+    FAILED = "failed", "Could not run"
+
+
+class VerificationRun(models.Model):
+    """One whole-log verification (`audit.selectors.verify_chain`) and its result: asked for from
+    the dashboard ("Verify the log now") and run by a Celery worker, or run by the daily task.
+
+    Like ExportJob this is not evidence (the chain and its signed checkpoints are); it tells a
+    compliance reader when the log was last verified, by whom, and what was found. Plain values for
+    the requester: `audit` imports no other Veil app, and a run outlives the account that asked.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    requested_by_pk = models.BigIntegerField(null=True, blank=True)
+    requested_by = models.CharField(max_length=255, blank=True)
+    state = models.CharField(
+        max_length=10, choices=VerificationState.choices, default=VerificationState.PENDING
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True, blank=True, help_text="Empty until the verification finished.")
+    result = models.JSONField(null=True, blank=True, help_text="ChainVerification.as_dict()")
+    error = models.TextField(blank=True, help_text="Why the verification could not run (not a chain break).")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"verification {self.pk} ({self.state})"

@@ -22,9 +22,11 @@ from reportlab.lib.units import mm
 from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from audit import signing
+from audit.display import Cell, action_cell, column_label, present, value_text
 from audit.filters import AuditFilter, AuditScope, describe, events_matching
 from audit.models import AccessEvent, DecisionRecord
 from audit.reports import breakglass_rows, denied_rows, in_force_rows, policy_rows, unmask_summary
+from audit.reports.in_force import IN_FORCE_COLUMNS
 from audit.selectors import ChainVerification
 
 MAX_ROWS = 60
@@ -60,6 +62,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _markup(value: Any) -> str:
+    """A cell as reportlab paragraph markup: a display Cell's code and note in grey after its text."""
+    if not isinstance(value, Cell):
+        return escape(_text(value))[:600]
+    text = escape(value.text)[:600]
+    if value.code:
+        text += f' <font color="#777777">{escape(value.code)}</font>'
+    if value.note:
+        text += f' <font color="#777777">({escape(value.note)})</font>'
+    return text
+
+
 def _table(
     headers: Sequence[str], rows: Iterable[Sequence[Any]], styles: dict[str, ParagraphStyle]
 ) -> list[Any]:
@@ -71,7 +85,7 @@ def _table(
         return [Paragraph("None in this period.", styles["body"])]
     cell = styles["cell"]
     data = [[Paragraph(f"<b>{escape(h)}</b>", cell) for h in headers]]
-    data += [[Paragraph(escape(_text(v))[:600], cell) for v in row] for row in shown]
+    data += [[Paragraph(_markup(v), cell) for v in row] for row in shown]
     table = Table(data, repeatRows=1, hAlign="LEFT")
     table.setStyle(
         TableStyle(
@@ -145,27 +159,24 @@ def render_summary(
 
     moment = flt.moment
     story += [PageBreak(), Paragraph(f"{SECTIONS[1]} at {_text(moment) or 'now'}", styles["h2"])]
-    story += _table(
-        [
-            "Kind",
-            "Id",
-            "Project",
-            "Principal",
-            "Members",
-            "Condition",
-            "Reason",
-            "Request",
-            "Since",
-            "Expires",
-        ],
-        ((r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[10]) for r in in_force_rows(flt, scope)),
-        styles,
-    )
+    story += _in_force_table(flt, scope, styles)
 
     story += [PageBreak(), Paragraph(SECTIONS[2], styles["h2"])]
     story += _table(
-        ["#", "When", "Action", "By", "Target", "Project", "Before", "After"],
-        ((r[0], r[1], r[2], r[3], r[6] or r[5], r[7], r[8], r[9] or r[10]) for r in policy_rows(flt, scope)),
+        ["#", "When", "Change", "By", "Object", "Project", "Before", "After"],
+        (
+            (
+                r[0],
+                r[1],
+                action_cell(r[2]),
+                r[3],
+                r[6] or r[5],
+                r[7],
+                value_text(r[8]),
+                value_text(r[9] or r[10]),
+            )
+            for r in policy_rows(flt, scope)
+        ),
         styles,
     )
 
@@ -177,12 +188,38 @@ def render_summary(
     )
     story += [Spacer(1, 6 * mm), Paragraph(SECTIONS[4], styles["h2"])]
     story += _table(
-        ["#", "When", "Action", "Actor", "Target", "Project", "Channel", "Detail"],
-        ((r[0], r[1], r[2], r[5] or r[4] or r[3], r[6], r[7], r[8], r[9]) for r in denied_rows(flt, scope)),
+        ["#", "When", "Event", "By", "Object", "Project", "Channel", "Details"],
+        (
+            (r[0], r[1], action_cell(r[2]), r[5] or r[4] or r[3], r[6], r[7], r[8], value_text(r[9]))
+            for r in denied_rows(flt, scope)
+        ),
         styles,
     )
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
     return buffer.getvalue(), doc.page
+
+
+_IN_FORCE_SHOWN = (
+    "kind",
+    "id",
+    "project",
+    "principal",
+    "members",
+    "condition",
+    "reason",
+    "request",
+    "created_at",
+    "expires_at",
+)
+
+
+def _in_force_table(flt: AuditFilter, scope: AuditScope, styles: dict[str, ParagraphStyle]) -> list[Any]:
+    """Grants and exemptions in force with principals' names and readable members, as on the web."""
+    rows = in_force_rows(flt, scope)
+    table = present("in_force", IN_FORCE_COLUMNS, list(itertools.islice(rows, MAX_ROWS)))
+    at = [IN_FORCE_COLUMNS.index(c) for c in _IN_FORCE_SHOWN]
+    shown = [[cells[i] for i in at] for cells in table.rows]
+    return _table([column_label(c) for c in _IN_FORCE_SHOWN], itertools.chain(shown, rows), styles)
 
 
 def _counts(flt: AuditFilter, scope: AuditScope) -> list[tuple[str, int]]:

@@ -99,8 +99,9 @@ class ChainVerification:
             return f"audit chain broken at event #{first.seq}: {first.reason}"
         start = f" from archive boundary #{self.first_seq}" if self.first_seq > 1 else ""
         return (
-            f"audit chain intact: {self.events_checked} events verified{start}, "
-            f"{self.checkpoints_checked} signed checkpoints, {self.seals_checked} decision seals"
+            f"audit chain intact: {_counted(self.events_checked, 'event')} verified{start}, "
+            f"{_counted(self.checkpoints_checked, 'signed checkpoint')}, "
+            f"{_counted(self.seals_checked, 'decision seal')}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +121,11 @@ class ChainVerification:
             "warnings": self.warnings,
             "verified_at": self.verified_at.isoformat(),
         }
+
+
+def _counted(n: int, noun: str) -> str:
+    """`1 signed checkpoint`, `2 signed checkpoints`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # --- signed statements -------------------------------------------------------------------------

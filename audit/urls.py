@@ -8,6 +8,7 @@ app_name = "audit"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("verify/", views.verify, name="verify"),
     path("events/", views.events, name="events"),
     path("events/<int:seq>/", views.event_detail, name="event"),
     path("reports/<slug:key>/", views.report, name="report"),

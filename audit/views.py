@@ -1,7 +1,8 @@
 """Web pages for compliance: dashboard, event search and detail, reports, exports.
 
 Every page goes through `audit_reader`, which works out the reader's scope (the projects they may
-audit) once and refuses everyone else with 403. The pages only call selectors and services.
+audit) once and refuses everyone else with 403. The pages only call selectors and services; what
+people read (event names, headings, names instead of keys) comes from `audit.display`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.access import audit_scope_for
+from audit.display import present, report_title
 from audit.exports import ExportError, export_job_create, export_path
-from audit.filters import AuditFilter, AuditScope, FilterError, events_matching
-from audit.models import ExportFormat, ExportJob, ExportState
+from audit.filters import AuditFilter, AuditScope, FilterError, check_project, events_matching
+from audit.models import ExportFormat, ExportJob, ExportState, VerificationState
 from audit.reports import REPORTS
 from audit.reports.dashboard import dashboard as dashboard_counts
 from audit.selectors import event_position, latest_checkpoint
+from audit.verification import verification_run_request, verification_status
 
 PAGE_SIZE = 50
 REPORT_PREVIEW_ROWS = 200
@@ -50,19 +53,26 @@ def audit_reader(view: View) -> View:
     return wrapper
 
 
-def _filter_from(request: HttpRequest) -> tuple[AuditFilter, str]:
+def _filter_from(request: HttpRequest, scope: AuditScope) -> tuple[AuditFilter, FilterError | None]:
+    """The filter of the query string, or the error naming what is wrong with it (a page with a
+    filter error shows no rows rather than rows the reader did not ask for)."""
     try:
-        return AuditFilter.from_mapping(request.GET), ""
+        flt = AuditFilter.from_mapping(request.GET)
+        check_project(flt, scope)
     except FilterError as exc:
-        return AuditFilter(), str(exc)
+        return AuditFilter(), exc
+    return flt, None
 
 
 def _context(request: HttpRequest, scope: AuditScope, **extra: Any) -> dict[str, Any]:
     values = {name: request.GET.get(name, "") for name in FILTER_NAMES}
+    problem = extra.pop("filter_error", None)
     return {
         "scope": scope,
         "projects": sorted(scope.projects) if scope.projects is not None else None,
         "filter_values": values,
+        "error": str(problem) if problem else "",
+        "error_fields": problem.fields if problem else (),
         "reports": REPORTS.values(),
         "formats": ExportFormat.choices,
         **extra,
@@ -81,20 +91,41 @@ def dashboard(request: HttpRequest, scope: AuditScope) -> HttpResponse:
             board=dashboard_counts(scope),
             checkpoint=checkpoint,
             checkpoint_ok=checkpoint_ok,
+            verification=verification_status(),
             section="dashboard",
         ),
     )
 
 
+@require_POST
+@audit_reader
+def verify(request: HttpRequest, scope: AuditScope) -> HttpResponse:
+    """Queue a verification of the whole log (`verify_chain`, what `manage.py audit verify` runs)
+    for a Celery worker; the dashboard shows the result. Any audit reader may ask: the verification
+    reads the whole log but shows only counts, hashes and the event numbers where it breaks."""
+    run, created = verification_run_request(user=request.user)
+    if created:
+        messages.success(
+            request,
+            "Verification of the whole log queued. It takes about 20 seconds per million events: "
+            "reload this page to see the result.",
+        )
+    elif run.state == VerificationState.RUNNING:
+        messages.info(request, f"A verification is already running (asked by {run.requested_by}).")
+    else:
+        messages.info(request, f"A verification is already queued (asked by {run.requested_by}).")
+    return redirect(reverse("audit:dashboard") + "#h-chain")
+
+
 @audit_reader
 def events(request: HttpRequest, scope: AuditScope) -> HttpResponse:
     """Newest first, a page at a time by sequence number (no COUNT over the whole log)."""
-    flt, error = _filter_from(request)
+    flt, problem = _filter_from(request, scope)
     found = events_matching(flt, scope).order_by("-seq")
     before = request.GET.get("before", "")
     if before.isdigit():
         found = found.filter(seq__lt=int(before))
-    page = list(found[: PAGE_SIZE + 1])
+    page = [] if problem else list(found[: PAGE_SIZE + 1])
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
     query = request.GET.copy()
@@ -107,7 +138,13 @@ def events(request: HttpRequest, scope: AuditScope) -> HttpResponse:
         request,
         "audit/events.html",
         _context(
-            request, scope, page=page, next_url=next_url, error=error, report_key="events", section="events"
+            request,
+            scope,
+            page=page,
+            next_url=next_url,
+            filter_error=problem,
+            report_key="events",
+            section="events",
         ),
     )
 
@@ -132,8 +169,8 @@ def report(request: HttpRequest, scope: AuditScope, key: str) -> HttpResponse:
     spec = REPORTS.get(key)
     if spec is None or key == "events":
         raise Http404("No such report.")
-    flt, error = _filter_from(request)
-    rows = [] if error else list(itertools.islice(spec.rows(flt, scope), REPORT_PREVIEW_ROWS + 1))
+    flt, problem = _filter_from(request, scope)
+    rows = [] if problem else list(itertools.islice(spec.rows(flt, scope), REPORT_PREVIEW_ROWS + 1))
     return render(
         request,
         "audit/report.html",
@@ -141,10 +178,10 @@ def report(request: HttpRequest, scope: AuditScope, key: str) -> HttpResponse:
             request,
             scope,
             spec=spec,
-            rows=rows[:REPORT_PREVIEW_ROWS],
+            table=present(key, spec.columns, rows[:REPORT_PREVIEW_ROWS]),
             truncated=len(rows) > REPORT_PREVIEW_ROWS,
             preview_rows=REPORT_PREVIEW_ROWS,
-            error=error,
+            filter_error=problem,
             report_key=key,
             section=key,
         ),
@@ -158,6 +195,7 @@ def exports(request: HttpRequest, scope: AuditScope) -> HttpResponse:
     if request.method == "POST":
         try:
             flt = AuditFilter.from_mapping(request.POST)
+            check_project(flt, scope)
             job = export_job_create(
                 user=request.user,
                 report=request.POST.get("report", "events"),
@@ -167,7 +205,9 @@ def exports(request: HttpRequest, scope: AuditScope) -> HttpResponse:
         except (FilterError, ExportError) as exc:
             messages.error(request, f"Export not started: {exc}")
         else:
-            messages.success(request, f"Export {job.pk} queued. It appears below when ready.")
+            messages.success(
+                request, f"Export {job.pk} ({report_title(job.report)}) queued. It appears below when ready."
+            )
         return redirect(reverse("audit:exports"))
     jobs = ExportJob.objects.filter(requested_by_pk=request.user.pk)[:50]
     return render(request, "audit/exports.html", _context(request, scope, jobs=jobs, section="exports"))

@@ -49,7 +49,8 @@ REPORTS: dict[str, ReportSpec] = {
         ReportSpec(
             "policy",
             "Policy change history",
-            "Rules, semantic types, exemptions and classification changes, with before and after.",
+            "Masking rules, semantic types, classifications, roles, exemptions, approval policies and "
+            "project settings, with before and after, and the policy versions and approvals behind them.",
             POLICY_COLUMNS,
             policy_rows,
         ),

@@ -1,4 +1,11 @@
-"""Policy change history: rules, semantic types, exemptions and classifications, with before/after."""
+"""Policy change history: every change to what gets masked, who may unmask and how access is approved,
+with before/after.
+
+That is the masking rules, semantic types and column classifications; the roles (their members decide
+whom exemptions cover and who approves); exemptions; approval policies and their order; a project's
+policy settings (the two-person rule) and where its approval requests are announced in Slack; and the
+policy versions and two-person approvals (`policy_change.*`) that these changes went through.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,25 @@ from django.db.models import Q
 from audit.filters import AuditFilter, AuditScope, events_matching
 from audit.reports.common import CHUNK, Row
 
-POLICY_Q = (
-    Q(action__startswith="rule.")
-    | Q(action__startswith="semantic_type.")
-    | Q(action__startswith="exemption.")
-    | Q(action="catalog.classification_changed")
+POLICY_PREFIXES = (
+    "rule.",
+    "semantic_type.",
+    "role.",
+    "exemption.",
+    "approval_policy.",
+    "policy_change.",
 )
+POLICY_ACTIONS = (
+    "catalog.classification_changed",
+    "project.policy_settings_updated",
+    "slack.route_changed",
+    "policy.version_created",
+)
+
+
+POLICY_Q = Q(action__in=POLICY_ACTIONS)
+for _prefix in POLICY_PREFIXES:
+    POLICY_Q |= Q(action__startswith=_prefix)
 
 
 POLICY_COLUMNS = (
@@ -35,7 +55,7 @@ _EVENT_FIELDS = (*POLICY_COLUMNS[:-3], "detail")
 
 
 def policy_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
-    """Changes to rules, semantic types, exemptions and column classifications, with before/after."""
+    """The policy changes (see the module docstring) in chain order, with before/after split out."""
     events = events_matching(flt, scope).filter(POLICY_Q)
     for *event_fields, detail in events.values_list(*_EVENT_FIELDS).iterator(chunk_size=CHUNK):
         detail = detail if isinstance(detail, dict) else {}

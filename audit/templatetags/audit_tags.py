@@ -1,34 +1,38 @@
-"""Template filters for the audit pages."""
+"""Template filters for the audit pages. The words come from `audit.display`."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 from django import template
+from django.utils.html import format_html
+
+from audit.display import action_label, filters_text, report_title
 
 register = template.Library()
 
 
 @register.filter
-def audit_cell(value: Any) -> str:
-    """A report cell as text: lists of plain values joined, structures as compact JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-    return str(value)
+def audit_action(code: str) -> str:
+    """An event type as words, with its code muted beside it (and as the title) for searching."""
+    label = action_label(code)
+    if label == code:
+        return format_html('<code title="Event type">{}</code>', code)
+    return format_html('<span title="{}">{}</span> <code class="muted code">{}</code>', code, label, code)
 
 
 @register.filter
-def audit_label(column: str) -> str:
-    """A column name as a heading: `rows_returned` -> `Rows returned`."""
-    return column.replace("_", " ").capitalize()
+def audit_action_text(code: str) -> str:
+    """An event type as words only (for a page title)."""
+    return action_label(code)
 
 
 @register.filter
-def audit_is_long(value: Any) -> bool:
-    """Cells that should wrap rather than widen the table."""
-    return isinstance(value, (list, tuple, dict)) or (isinstance(value, str) and len(value) > 40)
+def audit_report_title(key: str) -> str:
+    return report_title(key)
+
+
+@register.filter
+def audit_filters(filters: Mapping[str, Any] | None) -> str:
+    return filters_text(filters or {})

@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit import services, signing
 from audit.archive import ArchiveError, archive_before
 from audit.exports import ExportError, cli_actor, csv_cell, verify_export, write_export
-from audit.filters import EVERYTHING, AuditFilter, FilterError, events_matching
+from audit.filters import EVERYTHING, AuditFilter, FilterError, check_project, events_matching
 from audit.models import Channel, ExportFormat
 from audit.reports import REPORTS
 from audit.selectors import verify_chain
@@ -130,7 +130,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _filter(self, options: dict[str, Any]) -> AuditFilter:
-        return AuditFilter.from_mapping({name: options.get(name) for name in FILTER_OPTIONS})
+        flt = AuditFilter.from_mapping({name: options.get(name) for name in FILTER_OPTIONS})
+        check_project(flt, EVERYTHING)
+        return flt
 
     def _verify(self, options: dict[str, Any]) -> None:
         expect = {}
