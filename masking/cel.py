@@ -6,12 +6,17 @@ Conditions use Bytebase's names, so a rule written for Bytebase reads the same h
 `resource.classification_level` (a string, "" when unclassified, as in Bytebase), plus Veil's
 `resource.tags` (a list of strings). Evaluation uses the Rust implementation behind
 `common-expression-language`.
+
+`check_condition` checks a condition over any one variable described by a `ConditionVariable`
+(its known fields and sample values of the right types), so other kinds of conditions (an
+approval policy's, over `request`) get the same messages as masking rules.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -53,12 +58,26 @@ _SAMPLES: tuple[dict[str, Any], ...] = (
         "tags": [],
     },
 )
-_FIELD_REFERENCE = re.compile(r"\bresource\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _STRING_LITERAL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 
 
+@dataclass(frozen=True)
+class ConditionVariable:
+    """The one variable a kind of condition is written over: its name, its known fields (name ->
+    description, listed when a condition names another), and sample values of the right types,
+    on which a condition must evaluate to a bool (and whose types tell what a field compares with)."""
+
+    name: str
+    fields: Mapping[str, str]
+    samples: tuple[Mapping[str, Any], ...]
+
+
+RESOURCE = ConditionVariable("resource", RESOURCE_FIELDS, _SAMPLES)
+
+
 class ConditionError(ValueError):
-    """A condition that does not compile, names an unknown variable, or does not yield a bool."""
+    """A condition that does not compile, names an unknown variable or field, compares values of
+    types that never match, or does not yield a bool."""
 
 
 @lru_cache(maxsize=65536)
@@ -67,31 +86,40 @@ def compile_condition(expression: str) -> cel.Program:
     return cel.compile(expression)
 
 
-def check_condition(expression: str) -> None:
+def check_condition(expression: str, variable: ConditionVariable = RESOURCE) -> None:
     """Refuse, with a message for the admin, a condition that cannot be evaluated safely.
 
-    Checks: it compiles; it uses only the `resource` variable and its known fields; and on sample
-    columns it evaluates to a boolean (catching type errors such as `resource.column_name > 3`).
+    Checks: it compiles; it uses only `variable` and its known fields; it never compares a field
+    with a literal of another type (`resource.classification_level == 3`, always false: CEL does
+    not convert between types); and on the sample values it evaluates to a boolean (catching
+    other type errors, such as `resource.column_name > 3`).
     """
     if not expression.strip():
         return
     try:
         program = compile_condition(expression)
     except ValueError as exc:
-        raise ConditionError(f"does not compile: {str(exc).splitlines()[0]}") from exc
-    unknown_vars = [v for v in program.variables() if v != "resource" and v not in _bound_names(expression)]
+        raise ConditionError(explain_compile_error(str(exc), expression)) from exc
+    name = variable.name
+    unknown_vars = [v for v in program.variables() if v != name and v not in _bound_names(expression)]
     if unknown_vars:
-        raise ConditionError(f"unknown variable(s): {', '.join(unknown_vars)}; only `resource` is available")
+        raise ConditionError(f"unknown variable(s): {', '.join(unknown_vars)}; only `{name}` is available")
     without_strings = _STRING_LITERAL.sub('""', expression)
-    unknown_fields = sorted(set(_FIELD_REFERENCE.findall(without_strings)) - set(RESOURCE_FIELDS))
+    referenced = re.findall(
+        rf"(?<![\w.])\b{re.escape(name)}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)", without_strings
+    )
+    unknown_fields = sorted(set(referenced) - set(variable.fields))
     if unknown_fields:
         raise ConditionError(
-            f"unknown field(s) resource.{', resource.'.join(unknown_fields)}; "
-            f"known: {', '.join(RESOURCE_FIELDS)}"
+            f"unknown field(s) {name}.{f', {name}.'.join(unknown_fields)}; "
+            f"known: {', '.join(variable.fields)}"
         )
-    for sample in _SAMPLES:
+    mismatches = type_mismatches(expression, variable)
+    if mismatches:
+        raise ConditionError("; ".join(mismatches))
+    for sample in variable.samples:
         try:
-            result = program.execute({"resource": sample})
+            result = program.execute({name: dict(sample)})
         except Exception as exc:  # the CEL runtime raises several exception types
             raise ConditionError(f"cannot be evaluated: {str(exc).splitlines()[0]}") from exc
         if not isinstance(result, bool):
@@ -101,6 +129,272 @@ def check_condition(expression: str) -> None:
 def _bound_names(expression: str) -> set[str]:
     """Names bound by comprehension macros (`tags.exists(t, ...)`), which CEL reports as variables."""
     return set(re.findall(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,", expression))
+
+
+# --- Compile errors ----------------------------------------------------------------------------
+
+_PARSE_ERROR = re.compile(r"ERROR: <input>:(?P<line>\d+):(?P<column>\d+): (?P<detail>[^\n]*)")
+
+
+def explain_compile_error(raw: str, expression: str = "") -> str:
+    """A CEL parse error as a sentence, its position, and CEL's own words kept at the end.
+
+    `Failed to parse expression '...': ERROR: <input>:1:13: Syntax error: mismatched input '<EOF>'
+    expecting {...}` (plus a caret drawing) becomes `is not valid CEL: the condition ends too
+    early, something is missing at column 13 (CEL: Syntax error: mismatched input ...)`.
+    """
+    match = _PARSE_ERROR.search(raw)
+    if match is None:
+        first = raw.strip().splitlines()[0] if raw.strip() else "unknown error"
+        return f"is not valid CEL ({first})"
+    line, column, detail = int(match["line"]), int(match["column"]), match["detail"].strip()
+    where = f"line {line}, column {column}" if "\n" in expression.strip() else f"column {column}"
+    return f"is not valid CEL: {_parse_hint(detail)} at {where} (CEL: {detail})"
+
+
+def _parse_hint(detail: str) -> str:
+    text = detail.removeprefix("Syntax error: ")
+    recognised = re.match(r"token recognition error at: '(.*)'$", text)
+    if recognised:
+        token = recognised[1]
+        if token[:1] in ("'", '"'):
+            return "a quoted string is not closed"
+        if token.strip() == "=":
+            return "`=` is not a comparison (use `==`)"
+        return f"{token.strip()!r} is not part of CEL"
+    if text.startswith("mismatched input '<EOF>'"):
+        return "the condition ends too early, something is missing"
+    extraneous = re.match(r"extraneous input '(.*)' expecting <EOF>", text)
+    if extraneous:
+        return f"{extraneous[1]!r} follows a complete condition (a missing && or ||?)"
+    unexpected = re.match(r"(?:mismatched|extraneous) input '(.*)'", text)
+    if unexpected:
+        return f"unexpected {unexpected[1]!r}"
+    return "syntax error"
+
+
+# --- Comparisons whose types never match -------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<str>[rR]?(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
+    | (?P<bytes>[bB][rR]?(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
+    | (?P<num>0[xX][0-9a-fA-F]+[uU]?|\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?
+             |\d+[eE][+-]?\d+|\d+[uU]?)
+    | (?P<ident>[A-Za-z_]\w*)
+    | (?P<op>==|!=|<=|>=|&&|\|\||[^\s\w])
+    )""",
+    re.VERBOSE,
+)
+_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+# Tokens around a `field op literal` atom that leave it a comparison of exactly those two values
+# (an arithmetic operator or a method call next to either side would change what is compared).
+_BEFORE = (None, "(", "&&", "||", "?", ":", ",", "[", "{")
+_AFTER = (None, ")", "&&", "||", "?", ":", ",", "]", "}")
+_TYPE_WORDS = {
+    "string": "a string",
+    "number": "a number",
+    "bool": "true or false",
+    "list": "a list",
+    "map": "a map",
+    "bytes": "bytes",
+    "null": "null",
+}
+
+_PLURALS = {
+    "string": "strings",
+    "number": "numbers",
+    "bool": "booleans",
+    "list": "lists",
+    "map": "maps",
+    "bytes": "byte strings",
+    "null": "nulls",
+}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # str, bytes, num, ident, op
+    text: str
+
+
+def _tokens(expression: str) -> list[_Token]:
+    tokens, position = [], 0
+    while position < len(expression):
+        match = _TOKEN.match(expression, position)
+        if match is None or match.end() == position:
+            break
+        kind = match.lastgroup or "op"
+        tokens.append(_Token(kind, match[kind]))
+        position = match.end()
+    return tokens
+
+
+def _value_type(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, Mapping):
+        return "map"
+    if value is None:
+        return "null"
+    return None
+
+
+def _field_types(variable: ConditionVariable, field: str) -> tuple[str | None, str | None]:
+    """The field's type and, for a list, its elements' type, from the samples (None: unknown)."""
+    values = [sample[field] for sample in variable.samples if field in sample]
+    types = {_value_type(v) for v in values}
+    if len(types) != 1:
+        return None, None
+    kind = types.pop()
+    if kind != "list":
+        return kind, None
+    elements = {_value_type(e) for v in values for e in v}
+    return kind, elements.pop() if len(elements) == 1 else None
+
+
+def _literal_type(token: _Token) -> str | None:
+    if token.kind in ("str", "bytes"):
+        return "string" if token.kind == "str" else "bytes"
+    if token.kind == "num":
+        return "number"
+    if token.kind == "ident":
+        return {"true": "bool", "false": "bool", "null": "null"}.get(token.text)
+    return None
+
+
+def _text(token: _Token | None) -> str | None:
+    return token.text if token is not None and token.kind == "op" else ("" if token else None)
+
+
+def type_mismatches(expression: str, variable: ConditionVariable) -> list[str]:
+    """`field op literal` (or `literal op field`, `field in [literals]`, `literal in list-field`)
+    comparisons whose two sides have types that never match. CEL does not convert between types,
+    so `request.duration_hours == "4"` is always false and `!=` always true; an ordering such as
+    `<` fails. Only plain atoms are judged; anything more involved is left to the evaluation."""
+    tokens = _tokens(expression)
+    found: list[str] = []
+
+    def at(i: int) -> _Token | None:
+        return tokens[i] if 0 <= i < len(tokens) else None
+
+    def literal_at(i: int) -> tuple[_Token, int] | None:
+        """A literal starting at i (with a unary minus on a number); returns it and the next index."""
+        token = at(i)
+        if token is not None and token.kind == "op" and token.text == "-":
+            number = at(i + 1)
+            if number is not None and number.kind == "num":
+                return _Token("num", "-" + number.text), i + 2
+            return None
+        if token is not None and _literal_type(token) is not None:
+            return token, i + 1
+        return None
+
+    def list_literal_at(i: int) -> tuple[list[_Token], int] | None:
+        if _text(at(i)) != "[":
+            return None
+        items, j = [], i + 1
+        while _text(at(j)) != "]":
+            literal = literal_at(j)
+            if literal is None:
+                return None
+            items.append(literal[0])
+            j = literal[1]
+            if _text(at(j)) == ",":
+                j += 1
+            elif _text(at(j)) != "]":
+                return None
+        return items, j + 1
+
+    for i, token in enumerate(tokens):
+        if token.kind != "ident" or token.text != variable.name or _text(at(i + 1)) != ".":
+            continue
+        name_token, after = at(i + 2), at(i + 3)
+        if name_token is None or name_token.kind != "ident" or name_token.text not in variable.fields:
+            continue
+        if _text(after) in (".", "(", "["):  # a method call or an index: not the field itself
+            continue
+        field = f"{variable.name}.{name_token.text}"
+        kind, element = _field_types(variable, name_token.text)
+        if kind is None:
+            continue
+        # field op literal, field in [literals]
+        if _text(at(i - 1)) in _BEFORE and after is not None and after.text in (*_COMPARISONS, "in"):
+            if after.text == "in":
+                listed = list_literal_at(i + 4)
+                if listed is not None and listed[0] and _text(at(listed[1])) in _AFTER:
+                    types = {_literal_type(t) for t in listed[0]}
+                    if not any(_compatible(kind, t) for t in types):
+                        shown = "[" + ", ".join(t.text for t in listed[0]) + "]"
+                        other = types.pop() if len(types) == 1 else None
+                        found.append(_mismatch(field, kind, "in", shown, other))
+            else:
+                literal = literal_at(i + 4)
+                if literal is not None and _text(at(literal[1])) in _AFTER:
+                    other = _literal_type(literal[0])
+                    if not _compatible(kind, other):
+                        found.append(_mismatch(field, kind, after.text, literal[0].text, other))
+        # literal op field, literal in list-field
+        operator = at(i - 1)
+        if operator is None or operator.text not in (*_COMPARISONS, "in") or _text(after) not in _AFTER:
+            continue
+        for start in (i - 2, i - 3):
+            literal = literal_at(start)
+            if literal is None or literal[1] != i - 1 or _text(at(start - 1)) not in _BEFORE:
+                continue
+            other = _literal_type(literal[0])
+            if operator.text == "in":
+                if kind == "list" and element is not None and not _compatible(element, other):
+                    found.append(_element_mismatch(field, element, literal[0].text, other))
+            elif not _compatible(kind, other):
+                found.append(_mismatch(field, kind, operator.text, literal[0].text, other, field_first=False))
+            break
+    return list(dict.fromkeys(found))
+
+
+def _compatible(kind: str | None, other: str | None) -> bool:
+    return kind is None or other is None or kind == other
+
+
+def _mismatch(
+    field: str, kind: str, operator: str, literal: str, other: str | None, *, field_first: bool = True
+) -> str:
+    shown = f"{field} {operator} {literal}" if field_first else f"{literal} {operator} {field}"
+    what = _TYPE_WORDS.get(other or "", "values of another type")
+    if operator in ("<", "<=", ">", ">="):
+        outcome = "so it cannot be evaluated"
+    elif operator == "!=":
+        outcome = "so it is always true"
+    else:
+        outcome = "so it is never true"
+    message = (
+        f"`{shown}` compares {field}, {_TYPE_WORDS[kind]}, with {what}: "
+        f"CEL does not convert between types, {outcome}"
+    )
+    return message + _suggestion(kind, literal)
+
+
+def _element_mismatch(field: str, element: str, literal: str, other: str | None) -> str:
+    what = _TYPE_WORDS.get(other or "", "a value of another type")
+    return (
+        f"`{literal} in {field}` looks for {what} in {field}, a list of {_PLURALS[element]}: "
+        "CEL does not convert between types, so it is never true" + _suggestion(element, literal)
+    )
+
+
+def _suggestion(kind: str, literal: str) -> str:
+    if kind == "string" and re.fullmatch(r"-?[\d.]+", literal):
+        return f' (write "{literal}")'
+    unquoted = literal[1:-1] if literal[:1] in ("'", '"') and literal[-1:] == literal[:1] else None
+    if kind == "number" and unquoted is not None and re.fullmatch(r"-?\d+(\.\d+)?", unquoted):
+        return f" (write {unquoted}, without quotes)"
+    return ""
 
 
 def resource_context(resource: Mapping[str, Any]) -> cel.Context:

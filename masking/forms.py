@@ -4,10 +4,12 @@ against the rest of the policy is the review's job (`policy_views.review`)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib.auth.models import Group
+from django.utils import timezone
 from veil_sdk.algorithms import ALGORITHM_TYPES, AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
@@ -133,6 +135,17 @@ class ExemptionForm(PolicyItemForm):
         set_choices(self, "groups", _names(Group.objects.all(), "name"))
         set_choices(self, "roles", _names(Role.objects.all(), "name"))
         set_choices(self, "service_accounts", _names(ServiceAccount.objects.filter(is_active=True), "name"))
+
+    def clean_expires_at(self) -> datetime | None:
+        """An expiry already past would unmask nothing: the plan would drop the exemption with a
+        warning, so say it here, next to the field."""
+        expires_at: datetime | None = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            shown = timezone.localtime(expires_at).strftime("%Y-%m-%d %H:%M")
+            raise forms.ValidationError(
+                f"Must be in the future ({shown} has passed); leave it empty for no expiry.", code="past"
+            )
+        return expires_at
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

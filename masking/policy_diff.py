@@ -25,6 +25,7 @@ from masking.policy_document import (
     export_document,
     sections,
 )
+from masking.policy_warnings import plan_warnings
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,9 @@ def plan_against_live(target: Mapping[str, list[dict[str, Any]]]) -> Plan:
     """Check a parsed document against the live policy and the catalog, and diff it.
 
     Refuses (DocumentError) names that will not exist and a managed live section holding two items
-    with the same key (such a policy cannot be matched item by item; rename one first).
+    with the same key (such a policy cannot be matched item by item; rename one first). Warns
+    (`masking.policy_warnings`) about what would be valid but may not work, such as an approval
+    policy needing more approvals than there are approvers.
     """
     current = export_document()
     for sec in sections():
@@ -262,7 +265,7 @@ def plan_against_live(target: Mapping[str, list[dict[str, Any]]]) -> Plan:
                 )
     warnings = check_references(target, current, _known_outside)
     plan = diff_documents(current, target)
-    plan.warnings = warnings + plan.warnings
+    plan.warnings = warnings + plan.warnings + plan_warnings(target, current, plan)
     return plan
 
 

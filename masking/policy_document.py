@@ -105,6 +105,11 @@ class Section:
         """Adjust a file's items against the live ones before diffing; returns warnings."""
         return target, []
 
+    def warnings(self, item: Mapping[str, Any]) -> list[str]:
+        """Warnings about an item a plan creates or updates: valid, but it may not work as meant
+        (e.g. above a limit the owning app holds). Shown with the plan, never refusing it."""
+        return []
+
     def apply(self, plan: SectionPlan, context: ApplyContext) -> None:
         """Creates, updates and the new order. Deletes come later, in reverse section order."""
         raise NotImplementedError

@@ -383,13 +383,33 @@ def version_detail(request: HttpRequest, number: int) -> HttpResponse:
 
 @policy_admin_required
 def version_compare(request: HttpRequest) -> HttpResponse:
-    numbers = list(PolicyVersion.objects.values_list("number", flat=True))
-    try:
-        a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
-    except ValueError:
-        a, b = (numbers[1], numbers[0]) if len(numbers) > 1 else (0, 0)
-    older = PolicyVersion.objects.filter(number=a).first()
-    newer = PolicyVersion.objects.filter(number=b).first()
+    """Two versions' diff. Without `a` and `b`, the latest version against the one before it (and
+    without `a` alone, `b` against the one before); a number that is not a version is refused with
+    a message naming the parameter (400), never replaced by another version."""
+    numbers = list(PolicyVersion.objects.values_list("number", flat=True))  # newest first
+    errors: list[str] = []
+    chosen: dict[str, int | None] = {}
+    for name in ("a", "b"):
+        raw = request.GET.get(name, "").strip()
+        chosen[name] = None
+        if not raw:
+            continue
+        if not re.fullmatch(r"[vV]?\d{1,18}", raw):
+            errors.append(f"Parameter {name}={raw!r} is not a version number.")
+            continue
+        chosen[name] = int(raw.lstrip("vV"))
+        if chosen[name] not in numbers:
+            errors.append(
+                f"Parameter {name}={raw!r}: there is no version {chosen[name]} ({_known_versions(numbers)})."
+            )
+    a, b = chosen["a"], chosen["b"]
+    if not errors:
+        if b is None and numbers:
+            b = numbers[0]
+        if a is None and b is not None:
+            a = next((n for n in numbers if n < b), None)
+    older = PolicyVersion.objects.filter(number=a).first() if a is not None and not errors else None
+    newer = PolicyVersion.objects.filter(number=b).first() if b is not None and not errors else None
     plan = diff_documents(older.snapshot, newer.snapshot) if older and newer else None
     return render(
         request,
@@ -399,9 +419,21 @@ def version_compare(request: HttpRequest) -> HttpResponse:
             "a": a,
             "b": b,
             "plan": plan,
+            "errors": errors,
             "yaml_diff": yaml_diff(older.snapshot, newer.snapshot) if older and newer else "",
         },
+        status=400 if errors else 200,
     )
+
+
+def _known_versions(numbers: list[int]) -> str:
+    if not numbers:
+        return "there are no versions yet"
+    if len(numbers) == 1:
+        return f"the only version is {numbers[0]}"
+    if numbers == list(range(numbers[0], numbers[-1] - 1, -1)):
+        return f"versions are {numbers[-1]} to {numbers[0]}"
+    return f"the latest is {numbers[0]}"
 
 
 @policy_admin_required

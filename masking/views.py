@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from typing import cast
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from guardian.shortcuts import get_objects_for_user
 
+from audit.models import Channel
+from identity.models import User
+from identity.services import actor_for
 from masking.models import Column, Project
+from masking.policy_access import administered_projects, may_administer
+from masking.services.catalog import column_classify
 
 
 @login_required
 def catalog(request: HttpRequest) -> HttpResponse:
-    """Browse columns of the projects the person may administer or audit, with suggestions."""
+    """Browse columns of the projects the person may administer or audit, with suggestions.
+
+    A policy administrator of a column's project may confirm the suggested level of an
+    unclassified column (POST, `confirm_suggestion`)."""
+    if request.method == "POST":
+        return confirm_suggestion(request)
     projects = get_objects_for_user(
         request.user,
         ["masking.administer_policy", "masking.view_audit", "masking.request_unmask"],
@@ -43,4 +58,51 @@ def catalog(request: HttpRequest) -> HttpResponse:
             | Q(table__schema__database__instance__key__icontains=query)
         )
     page = Paginator(columns, 100).get_page(request.GET.get("page"))
-    return render(request, "masking/catalog.html", {"page": page, "query": query})
+    user = cast(User, request.user)
+    return render(
+        request,
+        "masking/catalog.html",
+        {"page": page, "query": query, "administered": administered_projects(user)},
+    )
+
+
+def confirm_suggestion(request: HttpRequest) -> HttpResponse:
+    """Apply the level suggested for an unclassified column, as its project's policy administrator.
+
+    The form carries the level the page showed: if the suggestion has changed since, nothing is
+    written and the page says so (the person confirms what they saw, not what is there now).
+    """
+    user = cast(User, request.user)
+    column_id = request.POST.get("column", "")
+    column = get_object_or_404(
+        Column.objects.select_related(
+            "table__schema__database__instance", "table__schema__database__project"
+        ),
+        pk=int(column_id) if column_id.isdigit() else 0,
+    )
+    project = column.table.schema.database.project
+    if not may_administer(user, [project.key], is_global=False):
+        reason = f"Only a policy administrator of project {project.key!r} can classify its columns."
+        return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
+    label = f"{column.table}.{column.name}"
+    shown = request.POST.get("level", "")
+    if column.classification_level is not None:
+        messages.info(
+            request,
+            f"{label} is already classified: {column.get_classification_level_display()}. Nothing changed.",
+        )
+    elif column.suggested_level is None or shown != str(column.suggested_level):
+        messages.error(
+            request, f"The suggestion for {label} has changed since the page was shown. Nothing changed."
+        )
+    else:
+        column_classify(
+            column=column,
+            level=column.suggested_level,
+            actor=actor_for(user),
+            channel=Channel.WEB,
+            detail={"source": "suggestion", "suggested_category": column.suggested_category},
+        )
+        messages.success(request, f"{label} classified as {column.get_classification_level_display()}.")
+    back = {k: v for k in ("q", "page") if (v := request.POST.get(k, "").strip())}
+    return redirect(reverse("masking:catalog") + (f"?{urlencode(back)}" if back else ""))

@@ -15,7 +15,16 @@ from django.db import transaction
 from audit.services import Actor, Target, record_event
 from masking.classification import suggest_classification
 from masking.engine import ColumnKey
-from masking.models import Column, Database, Instance, Project, Schema, SemanticType, Table
+from masking.models import (
+    ClassificationLevel,
+    Column,
+    Database,
+    Instance,
+    Project,
+    Schema,
+    SemanticType,
+    Table,
+)
 from masking.services.policy import bump_epoch
 
 
@@ -292,3 +301,43 @@ def catalog_record_discovered(keys: list[ColumnKey]) -> int:
             )
         added += int(created)
     return added
+
+
+@transaction.atomic
+def column_classify(
+    *, column: Column, level: int, actor: Actor, channel: str, detail: dict[str, Any] | None = None
+) -> bool:
+    """State a column's classification level, as an administrator does from the catalog page.
+
+    Recorded like a catalog push's change (`catalog.classification_changed`, with before and after,
+    plus `detail`), and the decision epoch moves: the level decides masking by classification.
+    Returns False, recording nothing, when the column already has that level. Raises CatalogError
+    for a level that is not one of `ClassificationLevel`.
+    """
+    if level not in ClassificationLevel.values:
+        raise CatalogError(
+            "classification_level", f"must be one of {', '.join(map(str, ClassificationLevel.values))}"
+        )
+    locked = (
+        Column.objects.select_for_update()
+        .select_related("table__schema__database__instance", "table__schema__database__project")
+        .get(pk=column.pk)
+    )
+    before = locked.classification_level
+    if before == level:
+        return False
+    locked.classification_level = level
+    locked.save(update_fields=["classification_level"])
+    column.classification_level = level
+    bump_epoch(policy=True)
+    schema = locked.table.schema
+    label = f"{schema.database}/{schema.name}.{locked.table.name}.{locked.name}"
+    record_event(
+        action="catalog.classification_changed",
+        actor=actor,
+        channel=channel,
+        target=Target("column", label, label),
+        project=schema.database.project.key,
+        detail={**(detail or {}), "before": before, "after": level},
+    )
+    return True
