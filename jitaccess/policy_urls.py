@@ -52,6 +52,7 @@ urlpatterns = [
     path("policy/code/", pages.code, name="code"),
     path("policy/export.yaml", pages.export_yaml, name="export"),
     path("policy/settings/", pages.settings_page, name="settings"),
+    path("policy/checks/", pages.checks, name="checks"),
     path("policy/insights/", jit.insights_dashboard, name="insights"),
     path("policy/insights/draft-exemption", jit.draft_exemption, name="draft-exemption"),
     path("policy/insights/draft-rule-change", jit.draft_rule_change, name="draft-rule-change"),

@@ -24,11 +24,13 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from audit.models import Channel
 from identity.models import User
 from identity.services import actor_for
+from masking.checks import coverage, default_min_level, drift
 from masking.forms import (
     DecisionNoteForm,
     PolicyItemForm,
@@ -48,6 +50,7 @@ from masking.policy_document import (
     sections,
 )
 from masking.policy_edits import upsert_item
+from masking.selectors import load_policy, read_epochs
 from masking.services.policy_changes import (
     ChangeError,
     NotAllowed,
@@ -361,6 +364,28 @@ def overview(request: HttpRequest) -> HttpResponse:
             ),
             "projects": sorted(administered_projects(user)),
             "can_edit_global": can_edit_global(user),
+        },
+    )
+
+
+@policy_admin_required
+def checks(request: HttpRequest) -> HttpResponse:
+    """Coverage and drift of the live policy, as `manage.py masking check` / `drift` and the API
+    gates report them, limited to the projects the person administers."""
+    mine = administered_projects(person(request))
+    policy = load_policy(read_epochs().policy)
+    now = timezone.now().timestamp()
+    min_level = default_min_level(policy)
+    report = coverage(policy, min_level=min_level, now=now)
+    differing = [d for d in drift(policy, now=now) if any(e.column.project in mine for e in d.entries)]
+    return render(
+        request,
+        "masking/checks.html",
+        {
+            "min_level": min_level,
+            "uncovered": [f for f in report.uncovered if f.column.project in mine],
+            "unreviewed": [f for f in report.unreviewed if f.column.project in mine],
+            "drift": differing,
         },
     )
 
