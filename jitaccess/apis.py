@@ -176,7 +176,7 @@ class RequestDetailApi(JitApiView):
 
 
 class RequestActionApi(JitApiView):
-    """approve, deny (reason), cancel, revoke, relinquish, review (break-glass, notes)."""
+    """approve, deny (reason), cancel, revoke (optional reason), relinquish, review (break-glass, notes)."""
 
     class RequestActionInputSerializer(StrictSerializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
@@ -202,7 +202,13 @@ class RequestActionApi(JitApiView):
         elif action == "cancel":
             result = services.request_cancel(request_id=target.pk, requester=person, channel=Channel.API)
         elif action in (Action.REVOKE, Action.RELINQUISH):
-            result = services.grant_end(request_id=target.pk, user=person, action=action, channel=Channel.API)
+            result = services.grant_end(
+                request_id=target.pk,
+                user=person,
+                action=action,
+                channel=Channel.API,
+                reason=data["reason"] if action == Action.REVOKE else "",
+            )
         elif action == "review":
             result = services.breakglass_review(
                 request_id=target.pk, reviewer=person, notes=data["notes"], channel=Channel.API

@@ -17,6 +17,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
+from jitaccess.selectors import end_reason
 
 logger = logging.getLogger(__name__)
 CLAIM = timedelta(seconds=60)
@@ -100,5 +101,10 @@ def message_text(notification: Notification) -> tuple[str, str]:
         NotificationKind.BREAKGLASS: f"BREAK-GLASS: {request.requester} took access to {request.scope_label}",
     }
     headline = lines[NotificationKind(notification.kind)]
-    body = f"{headline}\n\nReason: {request.reason}\nRequest: {request.ref}\n{link}\n"
+    revoked = ""
+    if notification.kind == NotificationKind.REVOKED:
+        why = end_reason(request)
+        who = request.ended_by or "an administrator"
+        revoked = f"Revoked by {who}, who wrote: {why}\n" if why else f"Revoked by {who}.\n"
+    body = f"{headline}\n\n{revoked}Reason: {request.reason}\nRequest: {request.ref}\n{link}\n"
     return f"[Veil] {headline}"[:200], body

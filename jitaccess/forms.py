@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from django import forms
 
-from jitaccess.services import RequestError, Scope
+from jitaccess.services import END_REASON_LIMIT, DurationLimit, RequestError, Scope
 from jitaccess.templatetags.jitaccess_tags import duration_label
 from masking.models import Column, Database, Table
 
@@ -20,6 +20,7 @@ WHOLE_DATABASE = "database"
 PICKER_LIMIT = 500  # columns listed at once; a filter narrows bigger databases
 DURATION_PRESETS = [("1", "1 hour"), ("4", "4 hours"), ("24", "1 day"), ("168", "7 days")]
 CUSTOM = "custom"
+ABSURD_HOURS = 24 * 366 * 100  # beyond this a duration is not worth repeating back (nor a timedelta)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,11 @@ class ScopeForm(PlainForm):
             cleaned["scope"] = self.fixed_scope
         return cleaned
 
+    def chosen_scope(self) -> Scope | None:
+        """The scope picked, once validated (None before, or when the pick was refused)."""
+        scope = getattr(self, "cleaned_data", {}).get("scope")
+        return scope if isinstance(scope, Scope) else None
+
     def add_service_error(self, error: RequestError) -> None:
         field = self.service_fields.get(error.field, error.field)
         if field in self.fields:
@@ -161,13 +167,25 @@ class ScopeForm(PlainForm):
 
 
 class UnmaskRequestForm(ScopeForm):
+    """`limit` (from `services.duration_limit`) decides which durations are offered and how many
+    custom hours are accepted; `show_limit` narrows the offer once the scope is known."""
+
     duration = forms.ChoiceField(
         choices=[*DURATION_PRESETS, (CUSTOM, "Custom")],
         widget=forms.RadioSelect,
-        error_messages={"required": "Choose how long you need access."},
+        error_messages={
+            "required": "Choose how long you need access.",
+            "invalid_choice": "Choose one of the durations offered.",
+        },
     )
     custom_hours = forms.IntegerField(
-        label="Custom duration in hours", required=False, min_value=1, max_value=24 * 366
+        label="Custom duration in hours",
+        required=False,
+        min_value=1,
+        error_messages={
+            "min_value": "Ask for at least 1 hour.",
+            "invalid": "Enter a whole number of hours, such as 2 or 36.",
+        },
     )
     reason = forms.CharField(
         max_length=2000,
@@ -178,6 +196,25 @@ class UnmaskRequestForm(ScopeForm):
     ticket_url = forms.URLField(
         label="Ticket link", required=False, max_length=200, assume_scheme="https", help_text="Optional."
     )
+
+    def __init__(self, *args: Any, limit: DurationLimit, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.limit = limit
+        self.show_limit(limit)
+
+    def show_limit(self, limit: DurationLimit) -> None:
+        """Offer only the presets within `limit` (the custom field stays for anything else)."""
+        self.limit = limit
+        offered = [(v, label) for v, label in DURATION_PRESETS if timedelta(hours=int(v)) <= limit.duration]
+        cast(forms.ChoiceField, self.fields["duration"]).choices = [*offered, (CUSTOM, "Custom")]
+
+    def clean_custom_hours(self) -> int | None:
+        hours: int | None = self.cleaned_data.get("custom_hours")
+        if hours is None or timedelta(hours=min(hours, ABSURD_HOURS)) <= self.limit.duration:
+            return hours
+        if hours > ABSURD_HOURS:
+            raise forms.ValidationError(_sentence(self.limit.describe()))
+        raise forms.ValidationError(_sentence(self.limit.refusal(timedelta(hours=hours))))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -223,6 +260,20 @@ class DenyForm(PlainForm):
     )
 
 
+class EndGrantForm(PlainForm):
+    """The confirmation page's form for revoking or giving up a grant. `confirm` is only ever sent
+    by that page, so a bare POST (an old page, a script) is shown the page instead of acting."""
+
+    confirm = forms.BooleanField(widget=forms.HiddenInput, initial=True)
+    reason = forms.CharField(
+        label="Reason (optional)",
+        required=False,
+        max_length=END_REASON_LIMIT,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The requester reads this with the notice that the grant was revoked.",
+    )
+
+
 class ReviewForm(PlainForm):
     notes = forms.CharField(
         label="Review notes",
@@ -237,4 +288,6 @@ def _table_label(table: Table) -> str:
 
 
 def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    """A service's message as a sentence on the page: capitalised, with its full stop."""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."

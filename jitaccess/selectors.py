@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from guardian.shortcuts import get_objects_for_user
 
+from audit.models import AuditEvent
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess.models import AccessRequest, Notification, NotificationChannel
@@ -46,14 +49,54 @@ def approval_queue(user: User) -> list[AccessRequest]:
     pending = (
         requests_visible_to(user).filter(state=State.PENDING).exclude(requester=user).order_by("created_at")
     )
-    return [r for r in pending.prefetch_related("approvals") if can_approve(r, user)]
+    pending = pending.select_related("extends").prefetch_related("approvals")
+    return [r for r in pending if can_approve(r, user)]
+
+
+def extensions_ending_with(request: AccessRequest) -> list[AccessRequest]:
+    """The extensions (and theirs) that end when the grant does, as `services.grant_end` ends them:
+    approved ones end, pending ones are cancelled."""
+    found: list[AccessRequest] = []
+    parents = [request.pk]
+    while parents:
+        batch = list(
+            AccessRequest.objects.filter(
+                extends__in=parents, state__in=[State.PENDING, State.APPROVED]
+            ).order_by("pk")
+        )
+        found += batch
+        parents = [r.pk for r in batch]
+    return found
 
 
 def inbox(user: User, limit: int = 50) -> QuerySet[Notification]:
+    """The person's web notifications, newest first; each request carries `end_reason` (see there)."""
     return (
         Notification.objects.filter(recipient=user, channel=NotificationChannel.WEB)
-        .select_related("request__project", "request__requester", "request__database__instance")
+        .select_related(
+            "request__project", "request__requester", "request__database__instance", "request__ended_by"
+        )
+        .annotate(end_reason=end_reason_of("request_id"))
         .order_by("-created_at")[:limit]
+    )
+
+
+def end_reason(request: AccessRequest) -> str:
+    """Why whoever revoked (or gave up) the grant did so, as they wrote it; "" when they gave none.
+    Kept in the detail of the request's audit event (`services.grant_end`)."""
+    detail = _end_events(str(request.pk)).values_list("detail", flat=True).order_by("-seq").first() or {}
+    return str(detail.get("reason") or "")
+
+
+def end_reason_of(request_ref: str) -> Subquery:
+    """`end_reason` as an annotation, for the request whose id is in the outer query's `request_ref`."""
+    events = _end_events(Cast(OuterRef(request_ref), CharField())).order_by("-seq")
+    return Subquery(events.annotate(reason=KeyTextTransform("reason", "detail")).values("reason")[:1])
+
+
+def _end_events(request_id: object) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(
+        action__in=["request.revoked", "request.relinquished"], target_type="request", target_id=request_id
     )
 
 

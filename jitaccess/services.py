@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.formats import date_format
 from guardian.shortcuts import get_users_with_perms
 
 from audit.models import Channel
@@ -28,6 +29,7 @@ from identity.services import actor_for
 from jitaccess.models import (
     AccessRequest,
     Approval,
+    ApprovalPolicy,
     Notification,
     NotificationChannel,
     NotificationKind,
@@ -35,12 +37,14 @@ from jitaccess.models import (
 )
 from jitaccess.policies import match_approval_policy
 from jitaccess.states import Action, State, next_state
+from jitaccess.templatetags.jitaccess_tags import duration_label
 from masking.engine import ColumnKey
 from masking.models import Column, Database, Project
 from masking.selectors import decision_caches, read_epochs
 from masking.services.policy import exemption_revoke, grant_condition, grant_create
 
 EXPIRY_NOTICE = timedelta(minutes=15)
+END_REASON_LIMIT = 2000
 
 
 class RequestError(ValueError):
@@ -64,10 +68,101 @@ class Scope:
     column_names: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class DurationLimit:
+    """The longest grant a request may ask for: the project's cap, or the matching approval
+    policy's when it is tighter."""
+
+    duration: timedelta
+    policy_title: str = ""  # the approval policy whose cap this is; "" when it is the project's
+    exact: bool = True  # False: the scope is not chosen yet and an approval policy may allow less
+
+    def describe(self) -> str:
+        """ "at most 1 day under the policy 'Production PII'" or "at most 7 days in this project"."""
+        where = f"under the policy '{self.policy_title}'" if self.policy_title else "in this project"
+        return f"at most {duration_label(self.duration)} {where}"
+
+    def refusal(self, asked: timedelta) -> str:
+        return f"{self.describe()} (you asked {duration_label(asked)})"
+
+
 def access_settings(project: Project) -> ProjectAccessSettings:
     """The project's limits, without creating a row on a read (an unsaved row carries the defaults)."""
     saved = ProjectAccessSettings.objects.filter(project=project).first()
     return saved or ProjectAccessSettings(project=project)
+
+
+def duration_limit(*, requester: User, database: Database, scope: Scope | None = None) -> DurationLimit:
+    """The longest duration `requester` may ask for in `database`, as `request_create` enforces it.
+
+    With a `scope`, the approval policy the request would match decides (exact). Without one, the
+    project's cap, exact only when no enabled approval policy of the project has a tighter cap."""
+    project = database.project
+    project_settings = access_settings(project)
+    if scope is None:
+        tighter = ApprovalPolicy.objects.filter(
+            project=project, enabled=True, max_duration__lt=project_settings.max_duration
+        ).exists()
+        return DurationLimit(project_settings.max_duration, exact=not tighter)
+    return _longest(requester, scope, _highest_level(_scope_columns(scope)), project_settings)
+
+
+def _longest(
+    requester: User, scope: Scope, level: int, project_settings: ProjectAccessSettings
+) -> DurationLimit:
+    """The longest duration the policy matching it allows, named after the cap that stops longer.
+
+    A condition may read `request.duration_hours`, so the policy, and its cap, can change with the
+    duration: start at the project's cap and step down to each matched policy's cap until one
+    allows itself (the caps strictly decrease, so this ends). When a policy refused a longer one,
+    its condition may stop matching before its cap: bisect, in whole hours, between the longest
+    allowed so far and the shortest refused. The answer is always a duration that is allowed."""
+    variables = _policy_variables(requester, scope, level)
+
+    def limit_at(duration: timedelta) -> DurationLimit:
+        matched = match_approval_policy(
+            project=scope.database.project,
+            variables={**variables, "duration_hours": duration.total_seconds() / 3600},
+        )
+        return _limit(project_settings, matched)
+
+    allowed = project_settings.max_duration
+    refused: tuple[timedelta, DurationLimit] | None = None
+    while (limit := limit_at(allowed)).duration < allowed:
+        refused, allowed = (allowed, limit), limit.duration
+    if refused is None:
+        return limit
+    too_long, refusing = refused
+    hour = timedelta(hours=1)
+    while too_long - allowed > hour:
+        middle = allowed + hour * max(1, (too_long - allowed) // hour // 2)
+        if middle <= limit_at(middle).duration:
+            allowed = middle
+        else:
+            too_long = middle
+    return DurationLimit(allowed, refusing.policy_title)
+
+
+def _limit(project_settings: ProjectAccessSettings, policy: ApprovalPolicy | None) -> DurationLimit:
+    cap = policy.max_duration if policy is not None else None
+    if policy is not None and cap and cap < project_settings.max_duration:
+        return DurationLimit(cap, policy.title)
+    return DurationLimit(project_settings.max_duration)
+
+
+def _policy_variables(requester: User, scope: Scope, level: int) -> dict[str, Any]:
+    """What an approval policy's condition reads of a request (`request.*`), but its duration."""
+    project = scope.database.project
+    return {
+        "environment_id": scope.database.instance.environment,
+        "project_id": project.key,
+        "instance_id": scope.database.instance.key,
+        "database_name": scope.database.name,
+        "table_name": scope.table_name or "",
+        "classification_level": level,
+        "requester_roles": sorted(role_names_of_user(requester)),
+        "requester_groups": sorted(requester.groups.values_list("name", flat=True)),
+    }
 
 
 def _scope_columns(scope: Scope) -> list[Column]:
@@ -91,6 +186,39 @@ def _scope_columns(scope: Scope) -> list[Column]:
     if not found_columns:
         raise RequestError("scope", f"{scope.database} has no catalogued columns to unmask")
     return found_columns
+
+
+def _nothing_masked(requester: User, service_account: ServiceAccount | None, scope: Scope) -> str:
+    """Why there is nothing to request: the person's live grant covering the scope, when one does
+    (an exemption or an unmasking rule may be the reason instead; those are not named)."""
+    now = timezone.now()
+    grants = AccessRequest.objects.filter(
+        Q(starts_at__isnull=True) | Q(starts_at__lte=now),
+        requester=requester,
+        service_account=service_account,
+        database=scope.database,
+        state=State.APPROVED,
+        expires_at__gt=now,
+    ).order_by("-expires_at")
+    for grant in grants:
+        if _covers(grant, scope) and grant.expires_at:
+            until = date_format(timezone.localtime(grant.expires_at), "H:i T, j M")
+            return (
+                f"nothing in this scope is masked for you: your grant {grant.ref} already covers it "
+                f"until {until}; extend that grant if you need more time"
+            )
+    return "nothing in this scope is masked for you; there is nothing to request"
+
+
+def _covers(grant: AccessRequest, scope: Scope) -> bool:
+    """Whether a grant's scope (None/empty meaning every schema, table or column) holds `scope`."""
+    if grant.schema_name is not None and grant.schema_name != scope.schema_name:
+        return False
+    if grant.table_name and grant.table_name != scope.table_name:
+        return False
+    return not grant.column_names or (
+        bool(scope.column_names) and set(scope.column_names) <= set(grant.column_names)
+    )
 
 
 def _masked_for(principal_spec: dict[str, str], columns: Sequence[Column]) -> list[Column]:
@@ -141,26 +269,19 @@ def request_create(
         {"service_account": service_account.name} if service_account else {"user": requester.username}
     )
     if extends is None and not _masked_for(principal_spec, columns):
-        raise RequestError("scope", "nothing in this scope is masked for you; there is nothing to request")
+        raise RequestError("scope", _nothing_masked(requester, service_account, scope))
     level = _highest_level(columns)
     policy = match_approval_policy(
         project=project,
         variables={
-            "environment_id": scope.database.instance.environment,
-            "project_id": project.key,
-            "instance_id": scope.database.instance.key,
-            "database_name": scope.database.name,
-            "table_name": scope.table_name or "",
-            "classification_level": level,
+            **_policy_variables(requester, scope, level),
             "duration_hours": duration.total_seconds() / 3600,
-            "requester_roles": sorted(role_names_of_user(requester)),
-            "requester_groups": sorted(requester.groups.values_list("name", flat=True)),
         },
     )
     project_settings = access_settings(project)
-    cap = min(d for d in (project_settings.max_duration, policy.max_duration if policy else None) if d)
-    if duration > cap:
-        raise RequestError("duration", f"at most {_human(cap)} in this project (asked {_human(duration)})")
+    if duration > _limit(project_settings, policy).duration:
+        longest = _longest(requester, scope, level, project_settings)
+        raise RequestError("duration", longest.refusal(duration))
 
     with transaction.atomic():
         request = AccessRequest.objects.create(
@@ -236,6 +357,16 @@ def can_revoke(request: AccessRequest, user: User) -> bool:
     """An approver of the request or an administrator of its project; `grant_end` enforces it and the
     pages use it to decide whether to offer the button."""
     return can_approve(request, user) or user.has_perm("masking.administer_policy", request.project)
+
+
+def end_refusal(request: AccessRequest, user: User, action: str) -> str:
+    """Why `user` may not revoke or relinquish (`action`) the request's grant; "" when they may.
+    `grant_end` enforces it; the confirmation page asks it before offering the button."""
+    if action == Action.RELINQUISH and request.requester_id != user.pk:
+        return "Only the requester can relinquish a grant."
+    if action == Action.REVOKE and not can_revoke(request, user):
+        return "Only an approver or a project administrator can revoke a grant."
+    return ""
 
 
 def can_review_breakglass(request: AccessRequest, user: User) -> bool:
@@ -381,27 +512,37 @@ def request_cancel(*, request_id: int, requester: User, channel: str) -> AccessR
 
 
 @transaction.atomic
-def grant_end(*, request_id: int, user: User, action: str, channel: str) -> AccessRequest:
+def grant_end(*, request_id: int, user: User, action: str, channel: str, reason: str = "") -> AccessRequest:
     """Revoke (an approver or a project administrator) or relinquish (the requester) a grant,
     and with it the extensions asked for it: approved ones (scheduled to start when it ends) end
     the same way, pending ones are cancelled.
 
+    `reason` is optional (Slack and older clients pass none); it is kept in the audit event's
+    detail and shown to the requester with the revocation (`selectors.end_reason`).
+
     Effective at once: the grants' exemptions are revoked in the same transaction, which moves the
     grants epoch that every decision reads.
     """
+    reason = reason.strip()
+    if len(reason) > END_REASON_LIMIT:
+        raise RequestError("reason", f"is too long: at most {END_REASON_LIMIT} characters")
     request = _locked(request_id, "grant")
-    if action == Action.RELINQUISH and request.requester_id != user.pk:
-        raise NotAllowed("Only the requester can relinquish a grant.")
-    if action == Action.REVOKE and not can_revoke(request, user):
-        raise NotAllowed("Only an approver or a project administrator can revoke a grant.")
-    _end_with_extensions(request, user=user, action=action, channel=channel, because=None)
+    if refusal := end_refusal(request, user, action):
+        raise NotAllowed(refusal)
+    _end_with_extensions(request, user=user, action=action, channel=channel, because=None, reason=reason)
     if action == Action.REVOKE:
         notify(request, NotificationKind.REVOKED, [request.requester])
     return request
 
 
 def _end_with_extensions(
-    request: AccessRequest, *, user: User, action: str, channel: str, because: AccessRequest | None
+    request: AccessRequest,
+    *,
+    user: User,
+    action: str,
+    channel: str,
+    because: AccessRequest | None,
+    reason: str = "",
 ) -> None:
     """End one locked request (`action`; an extension still pending is cancelled), then its extensions."""
     pending = because is not None and request.state == State.PENDING
@@ -410,13 +551,16 @@ def _end_with_extensions(
     request.save(update_fields=["state", "ended_at", "ended_by"])
     if request.grant is not None:
         exemption_revoke(exemption=request.grant, actor=actor_for(user), channel=channel)
+    detail: dict[str, str] = {"because": f"{because.ref} was {because.state}"} if because else {}
+    if reason:
+        detail["reason"] = reason
     record_event(
         action=f"request.{request.state}",
         actor=actor_for(user),
         channel=channel,
         target=_target(request),
         project=request.project.key,
-        detail={"because": f"{because.ref} was {because.state}"} if because else {},
+        detail=detail,
     )
     notify(request, NotificationKind.STATE_CHANGED, [])
     extensions = (
@@ -426,7 +570,9 @@ def _end_with_extensions(
         .order_by("pk")
     )
     for extension in extensions:
-        _end_with_extensions(extension, user=user, action=action, channel=channel, because=request)
+        _end_with_extensions(
+            extension, user=user, action=action, channel=channel, because=request, reason=reason
+        )
 
 
 @dataclass
@@ -505,7 +651,8 @@ def breakglass_take(
         raise RequestError("reason", "is required for break-glass: name the incident")
     if duration <= timedelta(0) or duration > project_settings.breakglass_max_duration:
         raise RequestError(
-            "duration", f"break-glass lasts at most {_human(project_settings.breakglass_max_duration)}"
+            "duration",
+            f"break-glass lasts at most {duration_label(project_settings.breakglass_max_duration)}",
         )
     columns = _scope_columns(scope)
     with transaction.atomic():
@@ -622,10 +769,3 @@ def _highest_level(columns: Sequence[Column]) -> int:
 
 def _target(request: AccessRequest) -> Target:
     return Target("request", str(request.pk), f"{request.ref} {request.scope_label}")
-
-
-def _human(duration: timedelta) -> str:
-    hours = duration.total_seconds() / 3600
-    if hours >= 24 and hours % 24 == 0:
-        return f"{int(hours // 24)} day(s)"
-    return f"{hours:g} hour(s)"

@@ -10,6 +10,7 @@ urlpatterns = [
     path("requests/new/", views.request_new, name="request-new"),
     path("requests/<int:pk>/", views.request_detail, name="request-detail"),
     path("requests/<int:pk>/<slug:action>/", views.request_action, name="request-action"),
+    path("requests/<int:pk>/<slug:action>/confirm/", views.request_end_confirm, name="request-end-confirm"),
     path("approvals/", views.approvals, name="approvals"),
     path("breakglass/", views.breakglass_new, name="breakglass"),
     path("breakglass/reviews/", views.breakglass_reviews, name="breakglass-reviews"),

@@ -20,14 +20,21 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from guardian.shortcuts import get_objects_for_user
 
 from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess import selectors, services
-from jitaccess.forms import BreakGlassForm, DenyForm, ReviewForm, ScopeForm, UnmaskRequestForm
+from jitaccess.forms import (
+    BreakGlassForm,
+    DenyForm,
+    EndGrantForm,
+    ReviewForm,
+    ScopeForm,
+    UnmaskRequestForm,
+)
 from jitaccess.models import AccessRequest
 from jitaccess.states import Action, InvalidTransition, State
 from jitaccess.templatetags.jitaccess_tags import duration_label
@@ -82,7 +89,12 @@ def home(request: HttpRequest) -> HttpResponse:
 def request_list(request: HttpRequest) -> HttpResponse:
     """The person's own requests and grants, and their web inbox."""
     user = _person(request)
-    mine = selectors.requests_visible_to(user).filter(requester=user).prefetch_related("approvals")[:100]
+    mine = (
+        selectors.requests_visible_to(user)
+        .filter(requester=user)
+        .annotate(end_reason=selectors.end_reason_of("pk"))
+        .prefetch_related("approvals")[:100]
+    )
     context = {
         "active_grants": _active_grants(user),
         "requests": mine,
@@ -114,12 +126,12 @@ def request_new(request: HttpRequest) -> HttpResponse:
         database: Database | None = extended.database
     else:
         database = _chosen_database(databases, request.GET.get("database"))
-    form = None
+    form, limit = None, None
     if database is not None:
+        fixed_scope = _scope_of(extended) if extended else None
+        limit = _duration_limit(user, database, fixed_scope)
         form = UnmaskRequestForm(
-            request.POST or None,
-            database=database,
-            fixed_scope=_scope_of(extended) if extended else None,
+            request.POST or None, database=database, fixed_scope=fixed_scope, limit=limit
         )
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -140,13 +152,16 @@ def request_new(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, _created_message(created))
                 return redirect("jitaccess:request-detail", pk=created.pk)
+        if fixed_scope is None and (chosen := form.chosen_scope()) is not None:
+            limit = _duration_limit(user, database, chosen)
+            form.show_limit(limit)
     return render(
         request,
         "jitaccess/request_new.html",
         {
             **_picker_context(request, form, databases, database),
             "extended": extended,
-            "duration_help": _duration_help(database),
+            "duration_help": _duration_help(database, limit),
             "can_break_glass": _breakglass_databases(user).exists(),
         },
     )
@@ -165,6 +180,11 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     target = _visible(user, pk)
     deny_form = DenyForm(request.POST) if action == Action.DENY else None
     review_form = ReviewForm(request.POST) if action == "review" else None
+    end_form = EndGrantForm(request.POST) if action in (Action.RELINQUISH, Action.REVOKE) else None
+    if end_form is not None and not end_form.is_valid():
+        if "confirm" in end_form.errors:  # not sent from the confirmation page: show it
+            return redirect("jitaccess:request-end-confirm", pk=target.pk, action=action)
+        return _render_end_confirm(request, target, action, end_form)
     action_form = deny_form or review_form
     if action_form is not None and not action_form.is_valid():
         return _render_detail(request, target, deny_form=deny_form, review_form=review_form)
@@ -180,8 +200,14 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             )
         elif action == Action.CANCEL:
             result = services.request_cancel(request_id=target.pk, requester=user, channel=Channel.WEB)
-        elif action in (Action.RELINQUISH, Action.REVOKE):
-            result = services.grant_end(request_id=target.pk, user=user, action=action, channel=Channel.WEB)
+        elif action in (Action.RELINQUISH, Action.REVOKE) and end_form is not None:
+            result = services.grant_end(
+                request_id=target.pk,
+                user=user,
+                action=action,
+                channel=Channel.WEB,
+                reason=end_form.cleaned_data["reason"] if action == Action.REVOKE else "",
+            )
         elif action == "review" and review_form is not None:
             result = services.breakglass_review(
                 request_id=target.pk,
@@ -197,6 +223,9 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.error(request, f"{target.ref}: {error}.")
         return redirect("jitaccess:request-detail", pk=target.pk)
     except services.RequestError as error:
+        if end_form is not None and error.field in end_form.fields:
+            end_form.add_error(error.field, error.message)
+            return _render_end_confirm(request, target, action, end_form)
         if action_form is not None and error.field in action_form.fields:
             action_form.add_error(error.field, error.message)
             return _render_detail(request, target, deny_form=deny_form, review_form=review_form)
@@ -207,9 +236,26 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def request_end_confirm(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Revoke or relinquish, step one: what ending the grant does, and (to revoke) a reason."""
+    if action not in (Action.RELINQUISH, Action.REVOKE):
+        raise Http404(f"Unknown action {action!r}.")
+    user = _person(request)
+    target = _visible(user, pk)
+    if refusal := services.end_refusal(target, user, action):
+        return _forbidden(request, refusal)
+    if target.state != State.APPROVED:
+        messages.error(request, f"{target.ref}: {InvalidTransition(target.state, action)}.")
+        return redirect("jitaccess:request-detail", pk=target.pk)
+    return _render_end_confirm(request, target, action, EndGrantForm())
+
+
+@login_required
 def approvals(request: HttpRequest) -> HttpResponse:
     """The approver's queue. Deciding here never needs Slack."""
-    return render(request, "jitaccess/approvals.html", {"queue": selectors.approval_queue(_person(request))})
+    queue = selectors.approval_queue(_person(request))
+    return render(request, "jitaccess/approvals.html", {"queue": queue, "now": timezone.now()})
 
 
 @login_required
@@ -264,6 +310,19 @@ def breakglass_reviews(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _render_end_confirm(
+    request: HttpRequest, target: AccessRequest, action: str, form: EndGrantForm
+) -> HttpResponse:
+    context = {
+        "r": target,
+        "action": action,
+        "form": form,
+        "extensions": selectors.extensions_ending_with(target),
+        "now": timezone.now(),
+    }
+    return render(request, "jitaccess/request_end_confirm.html", context)
+
+
 def _render_detail(
     request: HttpRequest,
     target: AccessRequest,
@@ -291,6 +350,7 @@ def _render_detail(
         "approvals": approvals,
         "approvers": sorted(str(p) for p in services.eligible_approvers(target)) if pending else [],
         "timeline": [(event, TIMELINE_LABELS.get(event.action, event.action)) for event in _timeline(target)],
+        "end_reason": selectors.end_reason(target) if target.ended_at else "",
         "notifications": target.notifications.select_related("recipient").order_by("created_at"),
         "actions": actions,
         "deny_form": deny_form or DenyForm(),
@@ -355,17 +415,32 @@ def _chosen_database(databases: QuerySet[Database], raw: str | None) -> Database
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _duration_help(database: Database | None, *, breakglass: bool = False) -> str:
+def _duration_limit(user: User, database: Database, scope: services.Scope | None) -> services.DurationLimit:
+    """The limit for the scope when it is known and valid, else the project's (not exact)."""
+    if scope is not None:
+        try:
+            return services.duration_limit(requester=user, database=database, scope=scope)
+        except services.RequestError:
+            pass  # the scope itself is refused; the form says why
+    return services.duration_limit(requester=user, database=database)
+
+
+def _duration_help(
+    database: Database | None, limit: services.DurationLimit | None = None, *, breakglass: bool = False
+) -> str:
     if database is None:
         return ""
-    limits = services.access_settings(database.project)
     if breakglass:
-        cap = duration_label(limits.breakglass_max_duration)
+        cap = duration_label(services.access_settings(database.project).breakglass_max_duration)
         return f"Break-glass lasts at most {cap} in {database.project}."
-    return (
-        f"At most {duration_label(limits.max_duration)} in {database.project}; "
-        "an approval policy may allow less."
-    )
+    if limit is None:
+        return ""
+    longest = duration_label(limit.duration)
+    if not limit.exact:
+        return f"Up to {longest} in {database.project}, less where an approval policy says so."
+    if limit.policy_title:
+        return f"At most {longest} for this scope, under the approval policy '{limit.policy_title}'."
+    return f"At most {longest} in {database.project}."
 
 
 def _scope_of(extended: AccessRequest) -> services.Scope:
@@ -404,8 +479,9 @@ def _action_message(action: str, result: AccessRequest) -> str:
     if action == Action.APPROVE:
         if result.state == State.APPROVED:
             return f"{result.ref} approved: the grant runs until {_when(result.expires_at)}."
-        count = result.approvals.count()
-        return f"Your approval of {result.ref} is recorded ({count} of {result.approvals_required})."
+        count, required = result.approvals.count(), result.approvals_required
+        plural = "" if required == 1 else "s"
+        return f"Your approval of {result.ref} is recorded ({count} of {required} approval{plural})."
     messages_by_action: dict[str, str] = {
         Action.DENY: f"{result.ref} denied.",
         Action.CANCEL: f"{result.ref} cancelled.",
@@ -417,7 +493,8 @@ def _action_message(action: str, result: AccessRequest) -> str:
 
 
 def _when(moment: datetime | None) -> str:
-    return date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else ""
+    """A moment as the pages show it: "06:51 UTC, 23 Nov" (the local time zone named)."""
+    return date_format(timezone.localtime(moment), "H:i T, j M") if moment else ""
 
 
 def _person(request: HttpRequest) -> User:

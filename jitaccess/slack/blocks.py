@@ -73,9 +73,10 @@ def status_text(card: Card) -> str:
     if card.state == State.DENIED:
         return f":no_entry: Denied by {ended_by} at {decided}: {escape(_truncate(card.deny_reason))}"
     ended = when(card.ended_at) if card.ended_at else "?"
+    why = f" ({escape(_truncate(card.end_reason))})" if card.end_reason else ""
     endings = {
         State.EXPIRED: f":lock: Expired {ended}; values are masked again.",
-        State.REVOKED: f":lock: Revoked by {ended_by} at {ended}; values are masked again.",
+        State.REVOKED: f":lock: Revoked by {ended_by} at {ended}{why}; values are masked again.",
         State.RELINQUISHED: f":lock: Given up by {ended_by} at {ended}; values are masked again.",
         State.CANCELLED: f":heavy_multiplication_x: Cancelled by {ended_by} at {ended}.",
         State.TIMED_OUT: f":zzz: Timed out: nobody decided by {ended}. The request is closed.",

@@ -37,6 +37,7 @@ from jitaccess.slack.blocks import (
 from jitaccess.slack.client import MESSAGE_GONE, slack_client, slack_error, surely_not_delivered
 from jitaccess.slack.delivery import post_once
 from masking.models import ChangeState, PolicyChange
+from masking.templatetags.policy_tags import field_value
 
 logger = logging.getLogger(__name__)
 POLICY_APPROVE, POLICY_REJECT, POLICY_OPEN = "policy_approve", "policy_reject", "policy_open_in_web"
@@ -169,7 +170,7 @@ def diff_summary(changes: list[dict[str, Any]]) -> str:
         for field in fields:
             if shown >= FIELD_LINES:
                 break
-            before, after = _short(field.get("before")), _short(field.get("after"))
+            before, after = _shown(field, "before"), _shown(field, "after")
             lines.append(f"• {head}: {escape(str(field.get('field')))} `{before}` → `{after}`")
             shown += 1
     more = sum(max(1, len(c.get("fields") or [])) for c in changes) - shown
@@ -243,7 +244,9 @@ def reject_modal(change: PolicyChange, private_metadata: str) -> Block:
     )
 
 
-def _short(value: Any) -> str:
-    text = "∅" if value is None else str(value)
+def _shown(field: dict[str, Any], side: str) -> str:
+    """One side of a field change, as the web diff words it (`field_value`): an algorithm in words,
+    so an md5 salt or a pseudonym key never reaches Slack; short, escaped, in backticks' terms."""
+    text = "∅" if field.get(side) is None else field_value(field, side)
     text = text if len(text) <= 60 else text[:59] + "…"
     return escape(text).replace("`", "'")

@@ -9,6 +9,8 @@ from django.conf import settings
 
 from identity.models import User
 from jitaccess.models import AccessRequest, SlackUserLink
+from jitaccess.selectors import end_reason
+from jitaccess.states import State
 from masking.models import ClassificationLevel, Column
 
 MAX_COLUMNS_SHOWN = 20
@@ -53,6 +55,7 @@ class Card:
     web_confirm: bool
     link: str
     extend_link: str
+    end_reason: str = ""  # why the grant was revoked, when the revoker said
 
     @property
     def level_label(self) -> str:
@@ -126,6 +129,7 @@ def card_for(request_id: int) -> Card:
         web_confirm=needs_web_confirmation(request),
         link=request_link(request.pk),
         extend_link=f"{settings.SITE_URL}/requests/new/?extends={request.pk}",
+        end_reason=end_reason(request) if request.state == State.REVOKED else "",
     )
 
 

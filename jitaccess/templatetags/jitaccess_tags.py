@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from masking.models import ClassificationLevel
 
@@ -32,3 +34,13 @@ def level_label(level: int | None) -> str:
     if level is None or level < 0:
         return "unclassified"
     return str(ClassificationLevel(level).label)
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """How long ago, as the inbox says it: "just now" under a minute, else "5 minutes ago"."""
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"

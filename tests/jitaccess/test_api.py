@@ -135,3 +135,16 @@ def test_unknown_actions_are_404(world, api_client):
     api_client.force_authenticate(world.bob)
 
     assert api_client.post(f"{URL}/{request.pk}/explode", format="json").status_code == 404
+
+
+def test_a_revocation_over_the_api_may_give_a_reason(world, api_client):
+    from audit.models import AuditEvent, Channel
+    from jitaccess.services import request_approve
+
+    grant = request_approve(request_id=world.request("email").pk, approver=world.bob, channel=Channel.WEB)
+    api_client.force_authenticate(world.dave)
+
+    response = api_client.post(f"{URL}/{grant.pk}/revoke", {"reason": "Ticket closed"}, format="json")
+
+    assert response.status_code == 200 and response.json()["state"] == "revoked"
+    assert AuditEvent.objects.get(action="request.revoked").detail["reason"] == "Ticket closed"

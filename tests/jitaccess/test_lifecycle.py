@@ -9,11 +9,15 @@ import time_machine
 from django.utils import timezone
 
 from audit.models import AuditEvent, Channel
-from jitaccess.models import AccessRequest, Notification, ProjectAccessSettings
+from jitaccess.delivery import message_text
+from jitaccess.models import AccessRequest, ApprovalPolicy, Notification, ProjectAccessSettings
+from jitaccess.selectors import end_reason
 from jitaccess.services import (
+    DurationLimit,
     NotAllowed,
     RequestError,
     Scope,
+    duration_limit,
     grant_end,
     request_approve,
     request_cancel,
@@ -183,8 +187,64 @@ def test_the_policy_cap_applies_on_top_of_the_project_cap(world):
     world.policy.max_duration = timedelta(hours=4)
     world.policy.save()
 
-    with pytest.raises(RequestError, match="at most 4 hour"):
+    with pytest.raises(RequestError) as refused:
         world.request("email", duration=timedelta(hours=5))
+
+    assert refused.value.field == "duration"
+    assert refused.value.message == "at most 4 hours under the policy 'prod PII' (you asked 5 hours)"
+
+
+def test_the_project_cap_is_named_as_the_projects(world):
+    with pytest.raises(RequestError) as refused:
+        world.request("email", duration=timedelta(days=8))
+
+    assert refused.value.message == "at most 7 days in this project (you asked 8 days)"
+
+
+def test_the_duration_limit_of_a_scope_is_the_matching_policys_cap(world):
+    world.policy.max_duration = timedelta(days=1)
+    world.policy.save()
+
+    exact = duration_limit(requester=world.alice, database=world.database, scope=world.scope("email"))
+    unknown = duration_limit(requester=world.alice, database=world.database)
+
+    assert exact == DurationLimit(timedelta(days=1), "prod PII", exact=True)
+    assert unknown == DurationLimit(timedelta(days=7), "", exact=False), "a policy may allow less"
+    world.policy.enabled = False
+    world.policy.save()
+    assert duration_limit(requester=world.alice, database=world.database).exact
+
+
+def test_a_policy_matching_on_duration_caps_where_the_matched_policy_allows_itself(world):
+    """A stricter policy for requests over two days that caps them at four hours: two days is the
+    longest one can ask for; the refusal says so and names the policy that refused longer."""
+    strict = ApprovalPolicy.objects.create(
+        project=world.project,
+        title="Long requests",
+        condition="request.duration_hours > 48.0",
+        max_duration=timedelta(hours=4),
+        position=0,
+    )
+    world.policy.position = 1
+    world.policy.save()
+
+    limit = duration_limit(requester=world.alice, database=world.database, scope=world.scope("email"))
+    with pytest.raises(RequestError) as refused:
+        world.request("email", duration=timedelta(days=3))
+    allowed = world.request("email", duration=timedelta(days=2))
+
+    assert limit == DurationLimit(timedelta(days=2), strict.title)
+    assert refused.value.message == "at most 2 days under the policy 'Long requests' (you asked 3 days)"
+    assert allowed.policy == world.policy
+
+
+def test_asking_for_what_ones_grant_covers_names_the_grant(world):
+    grant = request_approve(request_id=world.request("email").pk, approver=world.bob, channel=Channel.WEB)
+
+    with pytest.raises(RequestError, match=f"your grant {grant.ref} already covers it until"):
+        world.request("email")
+    with pytest.raises(RequestError, match="there is nothing to request"):
+        world.request("id")
 
 
 def test_no_matching_policy_means_a_project_administrator_approves(world):
@@ -274,3 +334,46 @@ def test_ending_a_grant_ends_its_extensions(world, action, who, ended):
         assert _decision_for_alice(world).action == "mask", "the extension never starts"
     because = AuditEvent.objects.get(action=f"request.{ended}", target_id=str(scheduled.pk)).detail
     assert because == {"because": f"{first.ref} was {ended}"}
+
+
+def test_a_revocation_keeps_its_reason_for_the_requester(world):
+    grant = request_approve(request_id=world.request("email").pk, approver=world.bob, channel=Channel.WEB)
+    grant.refresh_from_db()
+    extension = world.request("email", duration=timedelta(hours=1), extends=grant)
+
+    grant_end(
+        request_id=grant.pk,
+        user=world.dave,
+        action=Action.REVOKE,
+        channel=Channel.WEB,
+        reason=" Left the team ",
+    )
+
+    events = AuditEvent.objects.filter(action__in=["request.revoked", "request.cancelled"]).order_by("seq")
+    assert [(e.target_id, e.detail.get("reason")) for e in events] == [
+        (str(grant.pk), "Left the team"),
+        (str(extension.pk), "Left the team"),
+    ]
+    assert end_reason(grant) == "Left the team"
+    notice = Notification.objects.get(kind="revoked", channel="web", recipient=world.alice)
+    assert "Revoked by dave, who wrote: Left the team" in message_text(notice)[1]
+
+
+def test_a_revocation_without_a_reason_still_works(world):
+    grant = request_approve(request_id=world.request("email").pk, approver=world.bob, channel=Channel.WEB)
+
+    grant_end(request_id=grant.pk, user=world.dave, action=Action.REVOKE, channel=Channel.SLACK)
+
+    assert end_reason(grant) == ""
+    notice = Notification.objects.get(kind="revoked", channel="web", recipient=world.alice)
+    assert "Revoked by dave.\n" in message_text(notice)[1]
+
+
+def test_a_revocation_reason_has_a_length_limit(world):
+    grant = request_approve(request_id=world.request("email").pk, approver=world.bob, channel=Channel.WEB)
+
+    with pytest.raises(RequestError, match="at most 2000 characters"):
+        grant_end(
+            request_id=grant.pk, user=world.dave, action=Action.REVOKE, channel=Channel.WEB, reason="x" * 2001
+        )
+    assert AccessRequest.objects.get(pk=grant.pk).state == State.APPROVED

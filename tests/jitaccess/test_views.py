@@ -8,10 +8,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from audit.models import Channel
+from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM
 from identity.models import Role
-from jitaccess.models import AccessRequest, ProjectAccessSettings
+from jitaccess.models import AccessRequest, Notification, ProjectAccessSettings
 from jitaccess.services import breakglass_take, grant_end, request_approve, request_deny
 from jitaccess.states import Action, State
 from masking.models import Column, Database
@@ -43,6 +43,11 @@ def _approved(world) -> AccessRequest:
 
 def _action(client: Client, request: AccessRequest, action: str, **data):
     return client.post(f"/requests/{request.pk}/{action}/", data)
+
+
+def _confirmed(client: Client, request: AccessRequest, action: str, **data):
+    """Revoke or relinquish as the confirmation page posts it."""
+    return _action(client, request, action, confirm="True", **data)
 
 
 def _state(request: AccessRequest) -> str:
@@ -153,7 +158,15 @@ def test_a_whole_table_or_the_whole_database_can_be_requested(world, client, pic
         ({"reason": "  "}, "Say why you need to see these values."),
         ({"duration": ""}, "Choose how long you need access."),
         ({"duration": "custom"}, "Enter the number of hours."),
-        ({"duration": "custom", "custom_hours": "720"}, "At most 7 day(s) in this project (asked 30 day(s))"),
+        (
+            {"duration": "custom", "custom_hours": "720"},
+            "At most 7 days in this project (you asked 30 days).",
+        ),
+        (
+            {"duration": "custom", "custom_hours": "100000"},
+            "At most 7 days in this project (you asked 100000 hours).",
+        ),
+        ({"duration": "custom", "custom_hours": "0"}, "Ask for at least 1 hour."),
         ({"scope": ["column:ID"]}, "Nothing in this scope is masked for you"),
         ({"scope": ["database", "column:EMAIL"]}, "The whole database already covers every table"),
         ({"scope": ["column:999999"]}, "Select a valid choice."),
@@ -350,8 +363,9 @@ def test_the_requester_relinquishes_and_cannot_revoke(world, client):
     grant = _approved(world)
     _as(client, world.alice)
 
-    assert _action(client, grant, "revoke").status_code == 403
-    _action(client, grant, "relinquish")
+    assert client.get(f"/requests/{grant.pk}/revoke/confirm/").status_code == 403
+    assert _confirmed(client, grant, "revoke").status_code == 403
+    _confirmed(client, grant, "relinquish")
 
     assert _state(grant) == State.RELINQUISHED
 
@@ -360,7 +374,7 @@ def test_the_requester_relinquishes_and_cannot_revoke(world, client):
 def test_an_approver_or_a_project_admin_revokes(world, client, persona):
     grant = _approved(world)
 
-    _action(_as(client, getattr(world, persona)), grant, "revoke")
+    _confirmed(_as(client, getattr(world, persona)), grant, "revoke")
 
     assert _state(grant) == State.REVOKED
 
@@ -466,3 +480,255 @@ def test_home_shows_what_waits_and_what_is_live(world, client):
 
     assert "1</strong> request waits for your decision" in bob_home
     assert "Your active grants" in alice_home and "data-countdown" in alice_home
+
+
+# Durations: what is offered is what the policy allows
+
+
+def _chips(page) -> list[str]:
+    return [value for value, _ in page.context["form"].fields["duration"].choices]
+
+
+@pytest.fixture
+def one_day_policy(world):
+    world.policy.max_duration = timedelta(days=1)
+    world.policy.save()
+    return world.policy
+
+
+def test_before_the_scope_is_chosen_the_help_says_a_policy_may_allow_less(world, one_day_policy, client):
+    page = _as(client, world.alice).get(NEW)
+
+    body = page.content.decode()
+    assert "Up to 7 days in Shop, less where an approval policy says so." in body
+    assert "168" in _chips(page), "the project allows 7 days; the scope, not yet chosen, may not"
+
+
+def test_without_a_tighter_policy_the_projects_cap_is_exact(world, client):
+    world.policy.max_duration = timedelta(days=7)  # the project's own: not tighter
+    world.policy.save()
+
+    page = _as(client, world.alice).get(NEW)
+
+    assert "At most 7 days in Shop." in page.content.decode()
+    assert "less where" not in page.content.decode()
+
+
+def test_a_duration_over_the_policys_cap_names_the_policy_and_the_chips_shrink(world, one_day_policy, client):
+    page = _as(client, world.alice).post(NEW, _form(f"column:{_column('email').pk}", duration="168"))
+
+    body = page.content.decode()
+    assert "At most 1 day under the policy &#x27;prod PII&#x27; (you asked 7 days)." in body
+    assert "At most 1 day for this scope, under the approval policy &#x27;prod PII&#x27;." in body
+    assert _chips(page) == ["1", "4", "24", "custom"]
+    assert not AccessRequest.objects.exists()
+
+
+def test_the_projects_cap_removes_longer_chips_and_bounds_custom_hours(world, client):
+    ProjectAccessSettings.objects.create(project=world.project, max_duration=timedelta(hours=12))
+    _as(client, world.alice)
+
+    page = client.get(NEW)
+    refused = client.post(NEW, _form(f"column:{_column('email').pk}", duration="custom", custom_hours="13"))
+    absurd = client.post(
+        NEW, _form(f"column:{_column('email').pk}", duration="custom", custom_hours=str(10**15))
+    )
+
+    assert _chips(page) == ["1", "4", "custom"]
+    assert "At most 12 hours in Shop." in page.content.decode()
+    assert "At most 12 hours in this project (you asked 13 hours)." in refused.content.decode()
+    assert "At most 12 hours in this project." in absurd.content.decode()
+    assert "Ensure this value" not in absurd.content.decode() + refused.content.decode()
+    assert not AccessRequest.objects.exists()
+
+
+def test_an_extension_knows_its_scope_so_its_cap_is_exact(world, client):
+    grant = _approved(world)
+    world.policy.max_duration = timedelta(hours=4)
+    world.policy.save()
+
+    page = _as(client, world.alice).get(NEW, {"extends": grant.pk})
+
+    assert "At most 4 hours for this scope, under the approval policy &#x27;prod PII&#x27;." in (
+        page.content.decode()
+    )
+    assert _chips(page) == ["1", "4", "custom"]
+
+
+# Wording
+
+
+def test_the_approval_message_shows_the_time_as_the_pages_do(world, client):
+    request = world.request("email")
+
+    response = _action(_as(client, world.bob), request, "approve", next="/approvals/")
+    page = client.get(response["Location"]).content.decode()
+
+    request.refresh_from_db()
+    until = timezone.localtime(request.expires_at).strftime("%H:%M %Z, %-d %b")
+    assert f"{request.ref} approved: the grant runs until {until}." in page
+    assert ".." not in page.split(request.ref + " approved")[1].split("</")[0]
+
+
+def test_a_partial_approval_counts_approvals_in_words(world, client):
+    world.policy.approvals_required = 2
+    world.policy.save()
+    request = world.request("email")
+    _as(client, world.bob)
+
+    queue = client.get("/approvals/").content.decode()
+    response = _action(client, request, "approve", next="/approvals/")
+    page = client.get(response["Location"]).content.decode()
+
+    assert "0 of 2 approvals" in queue
+    assert f"Your approval of {request.ref} is recorded (1 of 2 approvals)." in page
+
+
+def test_one_required_approval_is_singular(world, client):
+    world.request("email")
+
+    queue = _as(client, world.bob).get("/approvals/").content.decode()
+
+    assert "0 of 1 approval<" in queue and "1 approvals" not in queue
+
+
+def test_the_inbox_says_just_now_then_how_long_ago(world, client):
+    world.request("email")
+    _as(client, world.bob)
+
+    fresh = client.get("/requests/").content.decode()
+    Notification.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    older = client.get("/requests/").content.decode()
+
+    assert "just now" in fresh and "0\xa0minutes" not in fresh
+    assert "5\xa0minutes ago" in older and "just now" not in older
+
+
+def test_asking_for_what_a_grant_already_unmasks_names_the_grant(world, client):
+    grant = _approved(world)
+    grant.refresh_from_db()
+
+    page = _as(client, world.alice).post(NEW, _form(f"column:{_column('email').pk}")).content.decode()
+
+    until = timezone.localtime(grant.expires_at).strftime("%H:%M %Z, %-d %b")
+    assert (
+        f"Nothing in this scope is masked for you: your grant {grant.ref} already covers it until {until}"
+        in (page)
+    )
+    assert AccessRequest.objects.count() == 1
+
+
+def test_asking_for_what_is_not_masked_at_all_is_a_sentence(world, client):
+    page = _as(client, world.alice).post(NEW, _form(f"column:{_column('id').pk}")).content.decode()
+
+    assert "Nothing in this scope is masked for you; there is nothing to request." in page
+
+
+# Revoke and relinquish: a confirmation first
+
+
+def test_revoke_asks_for_confirmation_and_an_optional_reason(world, client):
+    grant = _approved(world)
+    _as(client, world.dave)
+
+    detail = client.get(f"/requests/{grant.pk}/").content.decode()
+    page = client.get(f"/requests/{grant.pk}/revoke/confirm/")
+    bare = _action(client, grant, "revoke")
+
+    assert f'action="/requests/{grant.pk}/revoke/confirm/"' in detail and 'method="get"' in detail
+    body = page.content.decode()
+    assert f"Revoke {grant.ref}?" in body and "Alice Engineer loses" in body
+    assert 'name="reason"' in body and 'name="confirm"' in body
+    assert bare.status_code == 302 and bare["Location"] == f"/requests/{grant.pk}/revoke/confirm/"
+    assert _state(grant) == State.APPROVED, "a POST without the confirmation changes nothing"
+
+
+def test_the_revokers_reason_reaches_the_requester(world, client):
+    grant = _approved(world)
+
+    response = _confirmed(
+        _as(client, world.dave), grant, "revoke", reason="Incident closed, access not needed"
+    )
+
+    assert response["Location"] == f"/requests/{grant.pk}/"
+    assert _state(grant) == State.REVOKED
+    event = AuditEvent.objects.get(action="request.revoked")
+    assert event.detail["reason"] == "Incident closed, access not needed"
+    _as(client, world.alice)
+    inbox = client.get("/requests/").content.decode()
+    detail = client.get(f"/requests/{grant.pk}/").content.decode()
+    assert "was revoked by dave: “Incident closed, access not needed”" in inbox
+    assert "Why it was revoked" in detail and "<q>Incident closed, access not needed</q>" in detail
+
+
+def test_a_revocation_without_a_reason_says_nothing_more(world, client):
+    grant = _approved(world)
+
+    _confirmed(_as(client, world.dave), grant, "revoke")
+
+    assert "reason" not in AuditEvent.objects.get(action="request.revoked").detail
+    inbox = _as(client, world.alice).get("/requests/").content.decode()
+    assert "was revoked by dave." in inbox
+
+
+def test_a_too_long_revocation_reason_is_shown_on_the_confirmation_page(world, client):
+    grant = _approved(world)
+
+    page = _confirmed(_as(client, world.dave), grant, "revoke", reason="x" * 2001)
+
+    assert page.status_code == 200 and f"Revoke {grant.ref}?" in page.content.decode()
+    assert "at most 2000 characters" in page.content.decode()
+    assert _state(grant) == State.APPROVED
+
+
+def test_relinquish_asks_for_confirmation_and_names_the_extensions_that_end_too(world, client):
+    grant = _approved(world)
+    grant.refresh_from_db()
+    extension = world.request("email", duration=timedelta(hours=1), extends=grant)
+    _as(client, world.alice)
+
+    page = client.get(f"/requests/{grant.pk}/relinquish/confirm/").content.decode()
+    bare = _action(client, grant, "relinquish")
+
+    assert f"Give up {grant.ref}?" in page and "You lose access" in page
+    words = " ".join(page.split())
+    assert (
+        f'Its extension <a href="/requests/{extension.pk}/">{extension.ref}</a> (pending) ends too.' in words
+    )
+    assert 'name="reason"' not in page
+    assert bare["Location"] == f"/requests/{grant.pk}/relinquish/confirm/"
+    assert _state(grant) == State.APPROVED
+    _confirmed(client, grant, "relinquish")
+    assert (_state(grant), _state(extension)) == (State.RELINQUISHED, State.CANCELLED)
+
+
+def test_the_confirmation_page_refuses_whom_the_action_is_not_for(world, client):
+    grant = _approved(world)
+
+    assert _as(client, world.bob).get(f"/requests/{grant.pk}/relinquish/confirm/").status_code == 403
+    assert _as(client, world.eve).get(f"/requests/{grant.pk}/revoke/confirm/").status_code == 404
+    assert _as(client, world.dave).get(f"/requests/{grant.pk}/approve/confirm/").status_code == 404
+
+
+def test_the_confirmation_page_of_an_ended_grant_names_its_state(world, client):
+    grant = _approved(world)
+    grant_end(request_id=grant.pk, user=world.alice, action=Action.RELINQUISH, channel=Channel.WEB)
+
+    response = _as(client, world.dave).get(f"/requests/{grant.pk}/revoke/confirm/", follow=True)
+
+    assert f"{grant.ref}: cannot revoke: the request is relinquished." in response.content.decode()
+
+
+# The approvals page
+
+
+def test_an_extension_in_the_queue_says_which_grant_it_extends(world, client):
+    grant = _approved(world)
+    grant.refresh_from_db()
+    extension = world.request("email", duration=timedelta(hours=1), extends=grant)
+
+    queue = _as(client, world.bob).get("/approvals/").content.decode()
+
+    ends = timezone.localtime(grant.expires_at).strftime("%H:%M %Z, %-d %b")
+    assert f"{extension.ref}</a>: Alice Engineer asks for more time on" in queue
+    assert f">{grant.ref}</a> (ends {ends})" in queue

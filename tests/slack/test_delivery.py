@@ -209,6 +209,27 @@ def test_every_way_a_request_ends_is_shown_in_place_without_buttons(slack, fake_
         assert "use the replica" in denial.shown
 
 
+def test_a_revocation_reason_is_shown_in_the_channel_and_told_to_the_requester(slack, fake_slack):
+    request = slack.request("email")
+    request_approve(request_id=request.pk, approver=slack.bob, channel=Channel.WEB)
+    deliver_outbox()
+
+    grant_end(
+        request_id=request.pk,
+        user=slack.dave,
+        action=Action.REVOKE,
+        channel=Channel.WEB,
+        reason="Access <!channel> no longer needed",
+    )
+    deliver_outbox()
+
+    [message] = fake_slack.in_channel(APPROVALS)
+    revoked = next(m for m in dm(fake_slack, "alice") if "was revoked" in m.text)
+    for shown in (message.shown, revoked.shown):
+        assert "Revoked by dave at" in shown
+        assert "(Access &lt;!channel&gt; no longer needed); values are masked again." in shown
+
+
 def test_the_requester_is_warned_before_expiry_with_an_extend_link_and_told_at_expiry(
     slack, fake_slack, time_machine
 ):

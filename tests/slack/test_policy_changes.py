@@ -16,6 +16,7 @@ from jitaccess.slack.policy_messages import (
     POLICY_APPROVE,
     POLICY_REJECT,
     POLICY_REJECT_MODAL,
+    diff_summary,
     policy_message_sync,
     policy_messages_sweep,
     policy_reminders_announce,
@@ -315,3 +316,64 @@ def test_the_sweep_updates_a_message_a_lost_task_left_stale(
 
     assert policy_messages_sweep() == 1
     assert not message.has_buttons and "Withdrawn" in message.shown
+
+
+SALT = "pepper-4b1d-never-in-slack"
+
+
+def test_a_salt_never_reaches_slack(held, fake_slack, django_capture_on_commit_callbacks):
+    """A semantic type's algorithm is described in words in the Slack diff, as on the web: the md5
+    salt of a new type, the old and new salts of a changed one and a pseudonym's key never are."""
+    SemanticType.objects.create(
+        key="hashed", title="Hashed", algorithm={"type": "md5", "salt": "old-" + SALT}
+    )
+    document = export_document()
+    hashed = next(t for t in document["semantic_types"] if t["key"] == "hashed")
+    hashed["algorithm"] = {"type": "md5", "salt": "new-" + SALT}
+    document["semantic_types"].append(
+        {"key": "salted", "title": "Salted", "algorithm": {"type": "md5", "salt": SALT}}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = policy_submit(
+            document=parse_document(document),
+            message="Rotate the salt",
+            actor=actor_for(held.dave),
+            channel=Channel.WEB,
+            author=held.dave,
+        )
+    assert submission.status == "pending"
+    assert SALT in json.dumps(submission.change.changes), "the stored change holds the salts"
+
+    [message] = fake_slack.in_channel(APPROVALS)
+
+    posted = json.dumps(message.blocks) + message.text
+    assert SALT not in posted
+    assert "algorithm `MD5 with salt (salt changed)` → `MD5 with salt (salt changed)`" in message.shown
+    assert "algorithm `∅` → `MD5 with salt`" in message.shown
+
+
+def test_the_slack_diff_words_algorithms_and_nothing_else_of_them():
+    changes = [
+        {
+            "section": "semantic_types",
+            "action": "update",
+            "key": "token",
+            "fields": [
+                {
+                    "field": "algorithm",
+                    "before": {"type": "pseudonym", "key_id": "key-" + SALT},
+                    "after": {"type": "pseudonym", "key_id": "key-2-" + SALT, "prefix": "tok_"},
+                },
+                {"field": "title", "before": "Token", "after": "Tokens"},
+            ],
+        }
+    ]
+
+    summary = diff_summary(changes)
+
+    assert SALT not in summary
+    assert (
+        "algorithm `Pseudonym: 16 hex digits (keyed HMAC-SHA256)` → "
+        "`Pseudonym: 'tok_' + 16 hex digits (keyed HMAC-SHA256)`" in summary
+    )
+    assert "title `Token` → `Tokens`" in summary
