@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from jitaccess.models import ApprovalPolicy
-from masking.cel import compile_condition
+from masking.cel import ConditionError, ConditionVariable, check_condition, compile_condition
 from masking.models import Project
 
 logger = logging.getLogger(__name__)
@@ -24,25 +24,37 @@ REQUEST_FIELDS = {
 }
 
 
+# What an approval policy's condition reads: its fields (listed when a condition names another)
+# and a sample request of the right types (what a field may be compared with).
+REQUEST = ConditionVariable(
+    "request",
+    {
+        "environment_id": "Environment of the database's instance, e.g. prod",
+        "project_id": "Project key",
+        "instance_id": "Instance id, e.g. prod-pg",
+        "database_name": "Database name",
+        "table_name": "Table name, '' when the request covers a whole database",
+        "classification_level": "Highest classification level in scope (a number, -1 if none)",
+        "duration_hours": "Requested duration in hours (a number)",
+        "requester_roles": "The requester's Veil roles (a list of names)",
+        "requester_groups": "The requester's IdP groups (a list of names)",
+    },
+    (REQUEST_FIELDS,),
+)
+
+
 class PolicyConditionError(ValueError):
     pass
 
 
 def check_request_condition(expression: str) -> None:
-    """Refuse a condition that does not compile or does not give a bool on a sample request."""
+    """Refuse, as rule conditions are refused (`masking.cel.check_condition`), a condition that does
+    not compile, names an unknown field, compares a field with a literal of another type or does
+    not give a bool on a sample request."""
     try:
-        program = compile_condition(expression)
-    except ValueError as exc:
-        raise PolicyConditionError(f"does not compile: {str(exc).splitlines()[0]}") from exc
-    unknown = [v for v in program.variables() if v != "request"]
-    if unknown:
-        raise PolicyConditionError(f"unknown variable(s) {', '.join(unknown)}; only `request` is available")
-    try:
-        result = program.execute({"request": REQUEST_FIELDS})
-    except Exception as exc:  # the CEL runtime raises several exception types
-        raise PolicyConditionError(f"cannot be evaluated: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(result, bool):
-        raise PolicyConditionError("must evaluate to true or false")
+        check_condition(expression, REQUEST)
+    except ConditionError as exc:
+        raise PolicyConditionError(str(exc)) from exc
 
 
 def match_approval_policy(*, project: Project, variables: dict[str, Any]) -> ApprovalPolicy | None:

@@ -17,6 +17,7 @@ from jitaccess.approval_policies import (
 )
 from jitaccess.models import ApprovalPolicy
 from jitaccess.policies import PolicyConditionError, check_request_condition
+from jitaccess.services import access_settings
 from masking.models import Project
 from masking.policy_document import (
     ApplyContext,
@@ -43,6 +44,22 @@ class ApprovalPoliciesSection(Section):
         "slack_channel",
         "enabled",
     )
+
+    def warnings(self, item: Mapping[str, Any]) -> list[str]:
+        """A policy's cap above its project's own is never reached: the project's applies first."""
+        if not item["max_duration"]:
+            return []
+        project = Project.objects.filter(key=item["project"]).first()
+        if project is None:
+            return []
+        cap = access_settings(project).max_duration
+        if parse_duration(item["max_duration"]) <= cap:
+            return []
+        return [
+            f"approval policy {item['project']}: {item['title']!r} allows up to {item['max_duration']}, "
+            f"but project {item['project']} caps every grant at {format_duration(cap)}: requests it "
+            "matches get at most the project's cap"
+        ]
 
     def export(self) -> list[dict[str, Any]]:
         policies = (

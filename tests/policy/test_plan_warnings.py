@@ -4,6 +4,7 @@ active people who could approve. A warning, never a refusal: a role may gain mem
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
@@ -41,7 +42,7 @@ def approval_form(**overrides):
         "condition": "request.classification_level >= 3",
         "approver_roles": ["pii-approvers"],
         "approvals_required": "99",
-        "max_duration": "1000d",
+        "max_duration": "1d",
         "enabled": "on",
     }
     return {**form, **overrides}
@@ -180,3 +181,40 @@ def _item(title="PII"):
         "slack_channel": "",
         "enabled": True,
     }
+
+
+def test_a_policy_cap_above_the_projects_is_a_warning_naming_both(polly_client, pii_approvers):
+    from jitaccess.models import ProjectAccessSettings
+    from masking.models import Project
+
+    ProjectAccessSettings.objects.update_or_create(
+        project=Project.objects.get(key="shop"), defaults={"max_duration": timedelta(days=7)}
+    )
+
+    over = polly_client.post(
+        reverse("policy:approval-policy-new"), approval_form(approvals_required="1", max_duration="1000d")
+    )
+    within = polly_client.post(
+        reverse("policy:approval-policy-new"), approval_form(approvals_required="1", max_duration="2d")
+    )
+
+    assert "allows up to 1000d, but project shop caps every grant at 7d" in over.content.decode()
+    assert "caps every grant" not in within.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("condition", "says"),
+    [
+        ('request.duration_hours == "4"', "compares request.duration_hours, a number, with a string"),
+        ("request.nonsense == 1", "known: environment_id, project_id"),
+        ("request.environment_id ==", "is not valid CEL"),
+    ],
+)
+def test_approval_policy_conditions_get_the_rule_checks_messages(polly_client, condition, says):
+    page = polly_client.post(
+        reverse("policy:approval-policy-new"), approval_form(condition=condition, approvals_required="1")
+    ).content.decode()
+
+    assert says in page
+    assert "Review: Save approval policy" not in page
+    assert not ApprovalPolicy.objects.filter(title="PII").exists()
