@@ -199,18 +199,7 @@ def render_summary(
     return buffer.getvalue(), doc.page
 
 
-_IN_FORCE_SHOWN = (
-    "kind",
-    "id",
-    "project",
-    "principal",
-    "members",
-    "condition",
-    "reason",
-    "request",
-    "created_at",
-    "expires_at",
-)
+_IN_FORCE_SHOWN = tuple(c for c in IN_FORCE_COLUMNS if c != "created_by")  # a page is narrow
 
 
 def _in_force_table(flt: AuditFilter, scope: AuditScope, styles: dict[str, ParagraphStyle]) -> list[Any]:
