@@ -15,7 +15,23 @@ from typing import Any
 from veil_sdk.algorithms import FULL_MASK, AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
-__all__ = ["describe"]
+__all__ = ["SECRET_FIELDS", "describe", "redact", "secrets_changed"]
+
+# Fields whose value is a secret of the data-access side: an `md5` salt lets anyone confirm a
+# guessed value. They are never written to the audit log or shown outside the policy editor.
+SECRET_FIELDS = frozenset({"salt"})
+REDACTED = "(secret)"
+
+
+def redact(algorithm: Mapping[str, Any]) -> dict[str, Any]:
+    """The algorithm with its secret fields replaced by a marker (kept only when set)."""
+    return {k: (REDACTED if k in SECRET_FIELDS and v else v) for k, v in algorithm.items()}
+
+
+def secrets_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
+    """The secret fields whose value differs between two versions of an algorithm."""
+    old, new = before or {}, after or {}
+    return sorted(f for f in SECRET_FIELDS if old.get(f) != new.get(f))
 
 
 def _quoted(text: str) -> str:

@@ -22,6 +22,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 
 from audit.services import Actor, Target, record_event
 from identity.models import Role, ServiceAccount, User
+from masking.algorithms import redact, secrets_changed
 from masking.cel import ConditionError, check_condition
 from masking.models import (
     Column,
@@ -78,7 +79,7 @@ def _snapshot(obj: SemanticType | MaskingRule | None) -> dict[str, Any] | None:
             "key": obj.key,
             "title": obj.title,
             "description": obj.description,
-            "algorithm": obj.algorithm,
+            "algorithm": redact(obj.algorithm),  # the audit log never holds a salt
         }
     return {
         "title": obj.title,
@@ -103,6 +104,7 @@ def semantic_type_save(
     with policy_change(actor=actor, channel=channel, message=f"Semantic type {key} saved"):
         existing = SemanticType.objects.select_for_update().filter(key=key).first()
         before = _snapshot(existing)
+        changed_secrets = secrets_changed(existing.algorithm if existing else None, algorithm)
         semantic_type = existing or SemanticType(key=key)
         semantic_type.title, semantic_type.algorithm, semantic_type.description = (
             title.strip(),
@@ -115,7 +117,11 @@ def semantic_type_save(
             actor=actor,
             channel=channel,
             target=Target("semantic_type", key, title),
-            detail={"before": before, "after": _snapshot(semantic_type)},
+            detail={
+                "before": before,
+                "after": _snapshot(semantic_type),
+                **({"secrets_changed": changed_secrets} if existing and changed_secrets else {}),
+            },
         )
         bump_epoch(policy=True)
     return semantic_type
