@@ -86,6 +86,12 @@ class DurationLimit:
         return f"{self.describe()} (you asked {duration_label(asked)})"
 
 
+def live_extension_of(request: AccessRequest) -> AccessRequest | None:
+    """The extension asked for this grant and not ended (pending or approved), if any: a grant has
+    at most one, and more time after it is asked on that extension."""
+    return request.extensions.filter(state__in=[State.PENDING, State.APPROVED]).order_by("pk").first()
+
+
 def access_settings(project: Project) -> ProjectAccessSettings:
     """The project's limits, without creating a row on a read (an unsaved row carries the defaults)."""
     saved = ProjectAccessSettings.objects.filter(project=project).first()
@@ -268,6 +274,10 @@ def request_create(
     principal_spec = (
         {"service_account": service_account.name} if service_account else {"user": requester.username}
     )
+    if extends is not None and (already := live_extension_of(extends)) is not None:
+        raise RequestError(
+            "extends", f"{already.ref} already extends {extends.ref}; extend {already.ref} instead."
+        )
     if extends is None and not _masked_for(principal_spec, columns):
         raise RequestError("scope", _nothing_masked(requester, service_account, scope))
     level = _highest_level(columns)

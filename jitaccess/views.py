@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -123,6 +123,11 @@ def request_new(request: HttpRequest) -> HttpResponse:
                 "can be extended. Ask for access anew.",
             )
             return redirect("jitaccess:request-detail", pk=extended.pk)
+        if (already := services.live_extension_of(extended)) is not None:
+            messages.error(
+                request, f"{already.ref} already extends {extended.ref}; extend {already.ref} instead."
+            )
+            return redirect("jitaccess:request-detail", pk=already.pk)
         database: Database | None = extended.database
     else:
         database = _chosen_database(databases, request.GET.get("database"))
@@ -337,7 +342,7 @@ def _render_detail(
         "decide": pending and services.can_approve(target, user),
         "cancel": pending and is_requester,
         "relinquish": approved and is_requester,
-        "extend": approved and is_requester,
+        "extend": approved and is_requester and services.live_extension_of(target) is None,
         "revoke": approved and services.can_revoke(target, user),
         "review": target.is_breakglass
         and target.reviewed_at is None
@@ -384,6 +389,13 @@ def _active_grants(user: User) -> QuerySet[AccessRequest]:
     return (
         selectors.requests_visible_to(user)
         .filter(requester=user, state=State.APPROVED, expires_at__gt=timezone.now())
+        .annotate(
+            extended=Exists(
+                AccessRequest.objects.filter(
+                    extends=OuterRef("pk"), state__in=[State.PENDING, State.APPROVED]
+                )
+            )
+        )
         .order_by("expires_at")
     )
 

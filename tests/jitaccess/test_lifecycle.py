@@ -315,18 +315,12 @@ def test_ending_a_grant_ends_its_extensions(world, action, who, ended):
     first.refresh_from_db()
     scheduled = world.request("email", duration=timedelta(hours=1), extends=first)
     request_approve(request_id=scheduled.pk, approver=world.bob, channel=Channel.WEB)
-    further = world.request("email", duration=timedelta(hours=1), extends=scheduled)
-    pending = world.request("email", duration=timedelta(hours=1), extends=first)
+    further = world.request("email", duration=timedelta(hours=1), extends=scheduled)  # pending
 
     grant_end(request_id=first.pk, user=getattr(world, who), action=action, channel=Channel.WEB)
 
     states = {r.pk: r.state for r in AccessRequest.objects.all()}
-    assert states == {
-        first.pk: ended,
-        scheduled.pk: ended,
-        further.pk: State.CANCELLED,
-        pending.pk: State.CANCELLED,
-    }
+    assert states == {first.pk: ended, scheduled.pk: ended, further.pk: State.CANCELLED}
     scheduled.refresh_from_db()
     assert scheduled.grant.revoked_at is not None
     assert _decision_for_alice(world).action == "mask"
@@ -377,3 +371,20 @@ def test_a_revocation_reason_has_a_length_limit(world):
             request_id=grant.pk, user=world.dave, action=Action.REVOKE, channel=Channel.WEB, reason="x" * 2001
         )
     assert AccessRequest.objects.get(pk=grant.pk).state == State.APPROVED
+
+
+def test_a_grant_has_at_most_one_live_extension(world):
+    first = world.request("email")
+    request_approve(request_id=first.pk, approver=world.bob, channel=Channel.WEB)
+    first.refresh_from_db()
+    extension = world.request("email", duration=timedelta(hours=1), extends=first)
+
+    with pytest.raises(
+        RequestError, match=f"{extension.ref} already extends {first.ref}; extend {extension.ref}"
+    ):
+        world.request("email", duration=timedelta(hours=1), extends=first)
+    request_approve(request_id=extension.pk, approver=world.bob, channel=Channel.WEB)
+    further = world.request("email", duration=timedelta(hours=1), extends=extension)
+
+    further.refresh_from_db()
+    assert further.extends == extension, "more time is asked on the extension"

@@ -240,6 +240,19 @@ def test_an_approved_extension_shows_as_scheduled_until_the_grant_it_extends_end
     assert "state-scheduled" in detail and starts in detail
 
 
+def test_a_grant_already_extended_offers_no_second_extension(world, client):
+    grant = _approved(world)
+    extension = world.request("email", duration=timedelta(hours=1), extends=grant)
+
+    listing = _as(client, world.alice).get("/requests/").content.decode()
+    detail = client.get(f"/requests/{grant.pk}/").content.decode()
+    again = client.get(NEW, {"extends": grant.pk}, follow=True)
+
+    assert f"?extends={grant.pk}" not in listing and f"?extends={grant.pk}" not in detail
+    assert again.redirect_chain[-1][0] == f"/requests/{extension.pk}/"
+    assert f"{extension.ref} already extends {grant.ref}" in again.content.decode()
+
+
 def test_the_detail_shows_scope_policy_timeline_and_notifications(world, client):
     grant = _approved(world)
     grant_end(request_id=grant.pk, user=world.dave, action=Action.REVOKE, channel=Channel.WEB)
