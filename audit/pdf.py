@@ -1,5 +1,6 @@
-"""The PDF summary for auditors (reportlab): one page of scope, counts and the chain verification,
-then one section per report, each starting on a new page.
+"""The PDF summary for auditors (reportlab): scope, counts and the chain verification, then one
+section per report. Sections flow one after another; a section starts a new page only when too
+little of the current one is left for its heading and first rows.
 
 Tables are capped (`MAX_ROWS`) so the PDF stays small and its memory bounded; the CSV and JSON
 Lines exports hold every row, and the summary says how many rows each table left out.
@@ -19,10 +20,19 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import CondPageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from audit import signing
-from audit.display import Cell, action_cell, column_label, present, value_text
+from audit.display import (
+    Cell,
+    action_cell,
+    channel_label,
+    column_label,
+    family_label,
+    object_type_label,
+    present,
+    value_text,
+)
 from audit.filters import AuditFilter, AuditScope, describe, events_matching
 from audit.models import AccessEvent, DecisionRecord
 from audit.reports import breakglass_rows, denied_rows, in_force_rows, policy_rows, unmask_summary
@@ -131,7 +141,7 @@ def render_summary(
         Paragraph("Veil audit summary", styles["title"]),
         Paragraph(f"<b>Period:</b> {escape(period)}", styles["body"]),
         Paragraph(f"<b>Filters:</b> {escape(describe(flt))}", styles["body"]),
-        Paragraph(f"<b>Projects:</b> {escape(_text(scope.as_dict()['projects']))}", styles["body"]),
+        Paragraph(f"<b>Projects:</b> {escape(_projects_text(flt, scope))}", styles["body"]),
         Paragraph(
             f"<b>Generated:</b> {generated_at:%Y-%m-%d %H:%M:%S} UTC by {escape(generated_by)}; "
             f"signing key {signing.current_key().key_id}",
@@ -153,15 +163,15 @@ def render_summary(
     story += [Spacer(1, 4 * mm), Paragraph("Counts in the period", styles["h2"])]
     story += _table(["What", "Count"], _counts(flt, scope), styles)
 
-    story += [PageBreak(), Paragraph(SECTIONS[0], styles["h2"])]
-    summary = unmask_summary(flt, scope)
+    story += _section(SECTIONS[0], styles)
+    summary = ((*r[:3], _NOTHING if r[3] is None else r[3], *r[4:]) for r in unmask_summary(flt, scope))
     story += _table(["Person", "Decisions", "Columns", "Rows returned", "First", "Last"], summary, styles)
 
     moment = flt.moment
-    story += [PageBreak(), Paragraph(f"{SECTIONS[1]} at {_text(moment) or 'now'}", styles["h2"])]
+    story += _section(f"{SECTIONS[1]} at {_text(moment) or 'now'}", styles)
     story += _in_force_table(flt, scope, styles)
 
-    story += [PageBreak(), Paragraph(SECTIONS[2], styles["h2"])]
+    story += _section(SECTIONS[2], styles)
     story += _table(
         ["#", "When", "Change", "By", "Object", "Project", "Before", "After"],
         (
@@ -170,7 +180,7 @@ def render_summary(
                 r[1],
                 action_cell(r[2]),
                 r[3],
-                r[6] or r[5],
+                _object(r[4], r[5], r[6]),
                 r[7],
                 value_text(r[8]),
                 value_text(r[9] or r[10]),
@@ -180,23 +190,56 @@ def render_summary(
         styles,
     )
 
-    story += [PageBreak(), Paragraph(SECTIONS[3], styles["h2"])]
+    story += _section(SECTIONS[3], styles)
     story += _table(
         ["Break-glass", "Opened", "Person", "Project", "Reason", "Status", "Reviewed", "Reviewer", "Outcome"],
         (r[:9] for r in breakglass_rows(flt, scope)),
         styles,
     )
-    story += [Spacer(1, 6 * mm), Paragraph(SECTIONS[4], styles["h2"])]
+    story += _section(SECTIONS[4], styles)
     story += _table(
         ["#", "When", "Event", "By", "Object", "Project", "Channel", "Details"],
         (
-            (r[0], r[1], action_cell(r[2]), r[5] or r[4] or r[3], r[6], r[7], r[8], value_text(r[9]))
+            (
+                r[0],
+                r[1],
+                action_cell(r[2]),
+                r[5] or r[4] or r[3],
+                r[6],
+                r[7],
+                channel_label(r[8]),
+                value_text(r[9]),
+            )
             for r in denied_rows(flt, scope)
         ),
         styles,
     )
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
     return buffer.getvalue(), doc.page
+
+
+_NOTHING = "—"
+# Room a section needs at the foot of a page for its heading and first rows; less, and it starts on
+# the next page.
+_SECTION_ROOM = 45 * mm
+
+
+def _section(title: str, styles: dict[str, ParagraphStyle]) -> list[Any]:
+    return [Spacer(1, 6 * mm), CondPageBreak(_SECTION_ROOM), Paragraph(escape(title), styles["h2"])]
+
+
+def _projects_text(flt: AuditFilter, scope: AuditScope) -> str:
+    """The project the summary is filtered to; without a project filter, the reader's scope."""
+    if flt.project:
+        return flt.project
+    projects = scope.as_dict()["projects"]
+    return _text(projects) if projects not in (None, "") else "all"
+
+
+def _object(kind: str, ident: str, name: str) -> Cell:
+    """A policy change's object: its recorded name, with its type in words."""
+    label = object_type_label(kind) if kind else ""
+    return Cell(name or ident, code=label)
 
 
 _IN_FORCE_SHOWN = tuple(c for c in IN_FORCE_COLUMNS if c != "created_by")  # a page is narrow
@@ -215,7 +258,7 @@ def _counts(flt: AuditFilter, scope: AuditScope) -> list[tuple[str, int]]:
     families: Counter[str] = Counter()
     for action in events_matching(flt, scope).values_list("action", flat=True).iterator(chunk_size=5000):
         families[action.split(".", 1)[0]] += 1
-    rows = [(f"{family}.* events", n) for family, n in sorted(families.items())]
+    rows = [(family_label(family), n) for family, n in sorted(families.items())]
     if scope.is_everything:
         decisions = DecisionRecord.objects.all()
         accesses = AccessEvent.objects.all()

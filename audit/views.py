@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.access import audit_scope_for
-from audit.display import present, report_title
+from audit.display import event_rows, present, report_title
 from audit.exports import ExportError, export_job_create, export_path
 from audit.filters import AuditFilter, AuditScope, FilterError, check_project, events_matching
 from audit.models import ExportFormat, ExportJob, ExportState, VerificationState
@@ -35,6 +35,13 @@ from audit.verification import verification_run_request, verification_status
 PAGE_SIZE = 50
 REPORT_PREVIEW_ROWS = 200
 FILTER_NAMES = ("from", "to", "at", "person", "role", "project", "instance", "database", "column", "action")
+
+# Media types by export format (`mimetypes` knows no `.jsonl`, and would serve octet-stream).
+DOWNLOAD_TYPES: dict[str, str] = {
+    ExportFormat.JSONL: "application/x-ndjson",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.PDF: "application/pdf",
+}
 
 View = Callable[..., HttpResponseBase]
 
@@ -140,7 +147,7 @@ def events(request: HttpRequest, scope: AuditScope) -> HttpResponse:
         _context(
             request,
             scope,
-            page=page,
+            page=event_rows(page),
             next_url=next_url,
             filter_error=problem,
             report_key="events",
@@ -227,7 +234,12 @@ def export_download(request: HttpRequest, scope: AuditScope, pk: int) -> FileRes
     path = export_path(job)
     if not path.exists():
         raise Http404("The export file is no longer on disk.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=job.file_name)
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=job.file_name,
+        content_type=DOWNLOAD_TYPES.get(job.format) or None,
+    )
 
 
 @audit_reader

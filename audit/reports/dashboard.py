@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count
@@ -26,6 +26,34 @@ class Bar:
     value: float
     display: str
     percent: int
+    short: str = ""  # what tells this bar from the others (the label when empty)
+
+    @property
+    def shown(self) -> str:
+        return self.short or self.label
+
+
+def short_column_label(label: str) -> str:
+    """The part of a column or scope label that tells it apart: `prod-pg/shop/public.orders.email`
+    -> `orders.email`; `prod-pg/shop/public.orders (email, phone)` -> `orders (email, phone)`."""
+    tail = label.rsplit("/", 1)[-1]
+    head, paren, columns = tail.partition(" (")
+    parts = head.split(".")
+    if len(parts) >= 3 or (paren and len(parts) == 2):
+        head = ".".join(parts[1:])  # without the schema
+    return head + paren + columns
+
+
+def _column_bars(items: Iterable[tuple[str, float]]) -> list[Bar]:
+    """Bars for columns, each named by its table and column; where two would read the same (the
+    same table in two databases), those keep their full label."""
+    bars = _bars(items)
+    shorts = [short_column_label(bar.label) for bar in bars]
+    seen = Counter(shorts)
+    return [
+        replace(bar, short=short) if seen[short] == 1 else bar
+        for bar, short in zip(bars, shorts, strict=True)
+    ]
 
 
 def _bars(items: Iterable[tuple[str, float]], fmt: Callable[[float], str] = lambda v: f"{v:g}") -> list[Bar]:
@@ -120,8 +148,8 @@ def dashboard(scope: AuditScope, *, weeks: int = 12, now: datetime | None = None
         since=since,
         unmasks_per_week=_bars((f"{w:%d %b}", week_counts[w]) for w in weeks_axis),
         pending_breakglass=pending,
-        top_requested_columns=_bars(requested.most_common(10)),
-        top_unmasked_columns=_bars(unmasked_columns.most_common(10)),
+        top_requested_columns=_column_bars(requested.most_common(10)),
+        top_unmasked_columns=_column_bars(unmasked_columns.most_common(10)),
         approval_latency=_bars((label, latency_counts[label]) for label, _ in buckets),
         latency_median=minutes(statistics.median(latencies) if latencies else None),
         latency_p90=minutes(statistics.quantiles(latencies, n=10)[-1] if len(latencies) >= 2 else None),

@@ -243,15 +243,17 @@ SUMMARY_COLUMNS = ("person", "decisions", "columns", "rows_returned", "first", "
 
 
 def unmask_summary(flt: AuditFilter, scope: AuditScope) -> list[Row]:
-    """Per person: how many unmask decisions, which columns, rows returned, first and last."""
+    """Per person: how many unmask decisions, which columns, rows returned (None when no decision
+    of theirs has a reported row count), first and last."""
     people: dict[str, dict[str, Any]] = {}
     for row in unmask_rows(flt, scope):
         person = people.setdefault(
-            row[1], {"records": set(), "columns": set(), "rows": 0, "first": row[0], "last": row[0]}
+            row[1], {"records": set(), "columns": set(), "rows": None, "first": row[0], "last": row[0]}
         )
         person["records"].add(row[18])
         person["columns"].update(row[7])
-        person["rows"] += row[17] or 0
+        if row[17] is not None:  # rows returned is unknown (None) until the proxy reports it
+            person["rows"] = (person["rows"] or 0) + row[17]
         person["first"], person["last"] = min(person["first"], row[0]), max(person["last"], row[0])
     return [
         (name, len(p["records"]), sorted(p["columns"]), p["rows"], p["first"], p["last"])

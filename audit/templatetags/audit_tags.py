@@ -36,3 +36,15 @@ def audit_report_title(key: str) -> str:
 @register.filter
 def audit_filters(filters: Mapping[str, Any] | None) -> str:
     return filters_text(filters or {})
+
+
+@register.filter
+def audit_export_size(job: Any) -> str:
+    """An export's size as people count it: rows for CSV and JSON Lines, pages for a PDF (which has
+    no rows), "—" while it is not written or when its manifest does not say."""
+    if job.state != "done":
+        return "—"
+    if job.format == "pdf":
+        pages = (job.manifest or {}).get("pages")
+        return f"{pages} page{'' if pages == 1 else 's'}" if isinstance(pages, int) else "—"
+    return "—" if job.rows is None else str(job.rows)

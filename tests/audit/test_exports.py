@@ -181,14 +181,14 @@ def _pdf_pages_and_text(data: bytes) -> tuple[int, str]:
     return pages, "\n".join(text)
 
 
-def test_the_pdf_summary_has_a_page_per_section_and_the_verification(tmp_path):
+def test_the_pdf_summary_has_every_section_and_the_verification(tmp_path):
     _awkward_events()
     checkpoint_create()
 
     out = _export(tmp_path, "pdf", **{"from": "2000-01-01"})
 
     pages, text = _pdf_pages_and_text(out.read_bytes())
-    assert pages == 5
+    assert pages < 5, "short sections flow on, not a page each"
     for heading in (
         "Veil audit summary",
         "Chain verification",
@@ -198,11 +198,11 @@ def test_the_pdf_summary_has_a_page_per_section_and_the_verification(tmp_path):
         "Policy changes",
         "Break-glass reviews",
         "Denied and unauthorized attempts",
-        "Page 5",
+        f"Page {pages}",
     ):
         assert heading in text, heading
     assert verify_export(out, Path(f"{out}.manifest.json")) == []
-    assert json.loads(Path(f"{out}.manifest.json").read_text())["pages"] == 5
+    assert json.loads(Path(f"{out}.manifest.json").read_text())["pages"] == pages
 
 
 def test_the_manifest_names_the_file_filters_and_verification(tmp_path):
