@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
+from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
 from audit.models import AuditEvent
@@ -51,6 +52,25 @@ def approval_queue(user: User) -> list[AccessRequest]:
     )
     pending = pending.select_related("extends").prefetch_related("approvals")
     return [r for r in pending if can_approve(r, user)]
+
+
+def grants_still_in_force_beside(request: AccessRequest) -> list[AccessRequest]:
+    """The same principal's other grants in force now on the same database, outside the chain that
+    ends with `request`: where its columns may stay unmasked after it ends."""
+    now = timezone.now()
+    ending = {request.pk, *(r.pk for r in extensions_ending_with(request))}
+    return list(
+        AccessRequest.objects.filter(
+            requester=request.requester_id,
+            service_account=request.service_account_id,
+            database=request.database_id,
+            state=State.APPROVED,
+            expires_at__gt=now,
+        )
+        .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=now))
+        .exclude(pk__in=ending)
+        .order_by("expires_at")
+    )
 
 
 def extensions_ending_with(request: AccessRequest) -> list[AccessRequest]:

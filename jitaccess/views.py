@@ -323,6 +323,7 @@ def _render_end_confirm(
         "action": action,
         "form": form,
         "extensions": selectors.extensions_ending_with(target),
+        "still_in_force": selectors.grants_still_in_force_beside(target),
         "now": timezone.now(),
     }
     return render(request, "jitaccess/request_end_confirm.html", context)
@@ -497,11 +498,20 @@ def _action_message(action: str, result: AccessRequest) -> str:
     messages_by_action: dict[str, str] = {
         Action.DENY: f"{result.ref} denied.",
         Action.CANCEL: f"{result.ref} cancelled.",
-        Action.RELINQUISH: f"You gave up the grant of {result.ref}: its columns are masked again.",
-        Action.REVOKE: f"{result.ref} revoked: its columns are masked again.",
+        Action.RELINQUISH: f"You gave up the grant of {result.ref}.{_still_in_force(result)}",
+        Action.REVOKE: f"{result.ref} revoked.{_still_in_force(result)}",
         "review": f"Break-glass {result.ref} reviewed.",
     }
     return messages_by_action[action]
+
+
+def _still_in_force(ended: AccessRequest) -> str:
+    """What still unmasks on the ended grant's database, so nobody reads "masked again" wrongly."""
+    others = selectors.grants_still_in_force_beside(ended)
+    if not others:
+        return " It no longer unmasks anything (an exemption may still cover some columns)."
+    listed = ", ".join(f"{r.ref} ({r.scope_label}, until {_when(r.expires_at)})" for r in others)
+    return f" Still in force on {ended.database}: {listed}."
 
 
 def _when(moment: datetime | None) -> str:

@@ -745,3 +745,17 @@ def test_an_extension_in_the_queue_says_which_grant_it_extends(world, client):
     ends = timezone.localtime(grant.expires_at).strftime("%H:%M %Z, %-d %b")
     assert f"{extension.ref}</a>: Alice Engineer asks for more time on" in queue
     assert f">{grant.ref}</a> (ends {ends})" in queue
+
+
+def test_revoking_one_grant_names_the_grants_still_in_force_on_its_database(world, client):
+    email = _approved(world)
+    phone = request_approve(request_id=world.request("phone").pk, approver=world.bob, channel=Channel.WEB)
+    _as(client, world.dave)
+
+    confirm = client.get(f"/requests/{phone.pk}/revoke/confirm/").content.decode()
+    first = client.post(f"/requests/{phone.pk}/revoke/", {"confirm": "1"}, follow=True).content.decode()
+    last = client.post(f"/requests/{email.pk}/revoke/", {"confirm": "1"}, follow=True).content.decode()
+
+    assert f"Still in force on {email.database} afterwards" in confirm and email.ref in confirm
+    assert f"{phone.ref} revoked. Still in force on {email.database}: {email.ref}" in first
+    assert f"{email.ref} revoked. It no longer unmasks anything" in last
