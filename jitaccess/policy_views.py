@@ -40,7 +40,13 @@ def approval_policies(request: HttpRequest) -> HttpResponse:
         .prefetch_related("approver_roles")
         .order_by("project__key", "position", "id")
     )
-    return render(request, "masking/approval_policies.html", {"policies": policies, "mine": mine})
+    rows = list(policies)
+    # Order is per project: the first of a project cannot move up, nor its last down.
+    for index, policy in enumerate(rows):
+        project_id = policy.project_id
+        policy.can_move_up = index > 0 and rows[index - 1].project_id == project_id  # type: ignore[attr-defined]
+        policy.can_move_down = index + 1 < len(rows) and rows[index + 1].project_id == project_id  # type: ignore[attr-defined]
+    return render(request, "masking/approval_policies.html", {"policies": rows, "mine": mine})
 
 
 def _key(policy: ApprovalPolicy) -> str:

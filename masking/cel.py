@@ -141,15 +141,26 @@ def explain_compile_error(raw: str, expression: str = "") -> str:
 
     `Failed to parse expression '...': ERROR: <input>:1:13: Syntax error: mismatched input '<EOF>'
     expecting {...}` (plus a caret drawing) becomes `is not valid CEL: the condition ends too
-    early, something is missing at column 13 (CEL: Syntax error: mismatched input ...)`.
+    early, something is missing at column 13 (CEL: Syntax error: mismatched input '<EOF>')`: the
+    list of tokens ANTLR expected is dropped.
     """
     match = _PARSE_ERROR.search(raw)
     if match is None:
         first = raw.strip().splitlines()[0] if raw.strip() else "unknown error"
-        return f"is not valid CEL ({first})"
-    line, column, detail = int(match["line"]), int(match["column"]), match["detail"].strip()
+        return f"is not valid CEL ({_without_expected_tokens(first)})"
+    line, column = int(match["line"]), int(match["column"])
+    detail = _without_expected_tokens(match["detail"].strip())
     where = f"line {line}, column {column}" if "\n" in expression.strip() else f"column {column}"
     return f"is not valid CEL: {_parse_hint(detail)} at {where} (CEL: {detail})"
+
+
+_EXPECTED_TOKENS = re.compile(r"\s*expecting \{[^}]*\}?")
+
+
+def _without_expected_tokens(detail: str) -> str:
+    """CEL's detail without ANTLR's list of the tokens it expected (`expecting {'[', '{', ...,
+    NUM_FLOAT, ...}`): grammar names that mean nothing to an admin. `expecting <EOF>` stays."""
+    return _EXPECTED_TOKENS.sub("", detail).strip()
 
 
 def _parse_hint(detail: str) -> str:

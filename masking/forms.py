@@ -135,6 +135,9 @@ class ExemptionForm(PolicyItemForm):
         set_choices(self, "groups", _names(Group.objects.all(), "name"))
         set_choices(self, "roles", _names(Role.objects.all(), "name"))
         set_choices(self, "service_accounts", _names(ServiceAccount.objects.filter(is_active=True), "name"))
+        zone = timezone.get_current_timezone_name()
+        self.fields["expires_at"].label = f"Expires at ({zone})"
+        self.fields["expires_at"].help_text = f"Date and time in {zone}; empty: until revoked"
 
     def clean_expires_at(self) -> datetime | None:
         """An expiry already past would unmask nothing: the plan would drop the exemption with a

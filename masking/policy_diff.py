@@ -19,6 +19,7 @@ from masking.policy_document import (
     REORDER,
     UPDATE,
     DocumentError,
+    Fields,
     Section,
     SectionPlan,
     canonical_document,
@@ -75,7 +76,9 @@ class Plan:
     def summary(self) -> str:
         if not self.changes:
             return "No changes."
-        c = self.counts()
+        c = {CREATE: 0, UPDATE: 0, DELETE: 0, REORDER: 0}
+        for change in self.changes:  # as the diff shows them: settings are updated, never created
+            c[UPDATE if change.section in SETTINGS_SECTIONS else change.action] += 1
         parts = [f"{c[CREATE]} to create", f"{c[UPDATE]} to update", f"{c[DELETE]} to delete"]
         if c[REORDER]:
             parts.append(f"{c[REORDER]} to reorder")
@@ -266,7 +269,49 @@ def plan_against_live(target: Mapping[str, list[dict[str, Any]]]) -> Plan:
     warnings = check_references(target, current, _known_outside)
     plan = diff_documents(current, target)
     plan.warnings = warnings + plan.warnings + plan_warnings(target, current, plan)
+    plan.warnings += shadow_warnings(target, plan)
     return plan
+
+
+# --- Items that never apply --------------------------------------------------------------------
+
+ALWAYS_TRUE = ("", "true")
+_NOUNS = {"rules": "rule", "approval_policies": "approval policy"}
+
+
+def shadow_warnings(target: Mapping[str, list[dict[str, Any]]], plan: Plan) -> list[str]:
+    """Items of ordered sections (first enabled match wins) that can never apply: an enabled item
+    placed after an enabled item of its group whose condition is always true (`true`, or empty).
+
+    Said when the plan creates or updates either of the two, or reorders their group, so a plan
+    that puts an item where it never applies says so; it never refuses the plan.
+    """
+    target = canonical_document(target)
+    warnings = []
+    for sec in sections():
+        if not sec.ordered or sec.name not in target:
+            continue
+        mine = [c for c in plan.changes if c.section == sec.name]
+        changed = {c.key for c in mine if c.action in (CREATE, UPDATE)}
+        reordered = {c.key for c in mine if c.action == REORDER}
+        noun = _NOUNS.get(sec.name, f"{sec.name} item")
+        catch_all: dict[str, str] = {}  # group -> key of its first enabled always-true item
+        for item in target[sec.name]:
+            if not item.get("enabled", True):
+                continue
+            group, key = sec.group_of(item), sec.key(item)
+            first = catch_all.get(group)
+            if first is None:
+                if str(item.get("condition") or "").strip() in ALWAYS_TRUE:
+                    catch_all[group] = key
+                continue
+            if key in changed or first in changed or (group or "order") in reordered:
+                warnings.append(
+                    f"{noun} {key!r} never applies: it comes after {noun} {first!r}, whose condition "
+                    f"is always true, and the first enabled {noun} that matches wins; move it above "
+                    f"{first!r}, or narrow or disable {first!r}"
+                )
+    return warnings
 
 
 def _known_outside(kind: str, names: Iterable[str]) -> set[str]:
@@ -284,3 +329,33 @@ def _known_outside(kind: str, names: Iterable[str]) -> set[str]:
         "service_account": ServiceAccount.objects.filter(name__in=wanted).values_list("name", flat=True),
     }
     return set(lookups[kind])
+
+
+# --- Changes as a reader sees them -------------------------------------------------------------
+
+# Sections listing only what is away from the defaults of something that exists anyway (a project's
+# settings): creating or deleting one of their items changes settings; it makes or removes nothing.
+SETTINGS_SECTIONS = {"projects": "project settings"}
+
+
+def shown_change(change: Change | Mapping[str, Any]) -> dict[str, Any]:
+    """A change (a plan's, or a stored version's dict) as the diff shows it: a settings item
+    created or deleted reads as an update of those settings, from or to their defaults."""
+    data = change.as_json() if isinstance(change, Change) else dict(change)
+    label = SETTINGS_SECTIONS.get(data["section"])
+    if label is None or data["action"] not in (CREATE, DELETE):
+        return data
+    sec = {s.name: s for s in sections()}[data["section"]]
+    fields = [f if isinstance(f, Mapping) else vars(f) for f in data.get("fields", [])]
+    side = "after" if data["action"] == CREATE else "before"
+    item = {f["field"]: f[side] for f in fields}
+    identity = {name for name in sec.fields if name in item and sec.key(item) == str(item[name])}
+    raw = {name: item[name] for name in identity}
+    defaults = sec.normalize(raw, Fields(raw, data["section"]))
+    other = "before" if side == "after" else "after"
+    shown = [
+        {"field": f["field"], side: f[side], other: defaults.get(f["field"])}
+        for f in fields
+        if f["field"] not in identity and defaults.get(f["field"]) != f[side]
+    ]
+    return {**data, "section": label, "action": UPDATE, "fields": shown}

@@ -286,7 +286,14 @@ def exemption_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if exemption is not None:
         form.fields["project"].disabled = True
         form.fields["reason"].help_text = "Changing the reason replaces the exemption with a new one"
-    project = exemption.project.key if exemption else (form.data.get("project", "") if form.is_bound else "")
+    # Unbound, the project shown is the one the select starts on (its first choice): the preview
+    # is for that project, as the live check (which reads the select) is.
+    unbound_project = projects[0] if projects else ""
+    project = (
+        exemption.project.key
+        if exemption
+        else (form.data.get("project", "") if form.is_bound else unbound_project)
+    )
     condition = (form.data.get("condition") if form.is_bound else initial.get("condition")) or "true"
     matches = _safe_matches(condition, [], project) if project else []
     page = (

@@ -38,7 +38,7 @@ from masking.forms import (
     ProjectSettingsForm,
     ReviewForm,
 )
-from masking.models import ChangeState, PolicyChange, PolicyVersion, ProjectPolicySettings
+from masking.models import ChangeState, Column, PolicyChange, PolicyVersion, ProjectPolicySettings
 from masking.policy_access import administered_projects, administers_any, may_administer, needs_second_person
 from masking.policy_diff import diff_documents, plan_against_live
 from masking.policy_document import (
@@ -385,8 +385,28 @@ def checks(request: HttpRequest) -> HttpResponse:
             "min_level": min_level,
             "uncovered": [f for f in report.uncovered if f.column.project in mine],
             "unreviewed": [f for f in report.unreviewed if f.column.project in mine],
+            "discovered": discovered_columns(mine),
             "drift": differing,
         },
+    )
+
+
+def discovered_columns(projects: set[str]) -> list[Column]:
+    """Columns decision requests named that no catalog push or sync lists (`discovered_by_decision`).
+
+    The decision engine does not know them: it answers `unknown_column` and masks them whatever
+    their level or suggestion says, so the checks above (which ask the engine) never see them. A
+    catalog push or sync registers them."""
+    return list(
+        Column.objects.filter(discovered_by_decision=True, table__schema__database__project__key__in=projects)
+        .select_related("table__schema__database__instance", "table__schema__database__project")
+        .order_by(
+            "table__schema__database__instance__key",
+            "table__schema__database__name",
+            "table__schema__name",
+            "table__name",
+            "name",
+        )
     )
 
 

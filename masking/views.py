@@ -27,7 +27,9 @@ def catalog(request: HttpRequest) -> HttpResponse:
     """Browse columns of the projects the person may administer or audit, with suggestions.
 
     A policy administrator of a column's project may confirm the suggested level of an
-    unclassified column (POST, `confirm_suggestion`)."""
+    unclassified column (POST, `confirm_suggestion`). Columns only seen in decision requests
+    (`discovered_by_decision`) are not offered: the engine does not know them until a catalog push
+    registers them, so a level would change nothing."""
     if request.method == "POST":
         return confirm_suggestion(request)
     projects = get_objects_for_user(
@@ -90,6 +92,13 @@ def confirm_suggestion(request: HttpRequest) -> HttpResponse:
         messages.info(
             request,
             f"{label} is already classified: {column.get_classification_level_display()}. Nothing changed.",
+        )
+    elif column.discovered_by_decision:
+        messages.error(
+            request,
+            f"{label} was only seen in a query: it is not in the catalog, so decisions treat it as an "
+            "unknown column (masked in full) whatever its level. Register it by pushing the catalog, "
+            "then classify it. Nothing changed.",
         )
     elif column.suggested_level is None or shown != str(column.suggested_level):
         messages.error(

@@ -74,11 +74,29 @@
         status.textContent = "Could not check the condition right now.";
       });
     }
-    area.addEventListener("input", function () {
+    // The server's own error for the field (after a submit) stays the one message shown until the
+    // admin edits the condition; then the live status takes over and the stale error goes.
+    var serverErrors = area.parentNode.querySelector("[data-server-errors]");
+    function recheck() {
       clearTimeout(timer);
       timer = setTimeout(check, 300);
+    }
+    area.addEventListener("input", function () {
+      if (serverErrors) { serverErrors.remove(); serverErrors = null; }
+      recheck();
     });
-    if (area.value.trim()) { check(); }
+    // An exemption's empty condition means every column of its project; its project is chosen on
+    // the same form, so the matches follow both.
+    var isExemption = area.dataset.checkKind === "exemption";
+    if (isExemption && area.dataset.projectField) {
+      var projectField = document.querySelector(area.dataset.projectField);
+      if (projectField) { projectField.addEventListener("change", recheck); }
+    }
+    if (serverErrors) {
+      area.setAttribute("aria-invalid", "true");
+    } else if (area.value.trim() || isExemption) {
+      check();
+    }
   });
 
   document.querySelectorAll("[data-preview-url]").forEach(function (button) {

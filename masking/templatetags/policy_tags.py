@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import template
+from django.utils import timezone
 
 from masking.algorithms import describe
+from masking.policy_diff import shown_change
 
 register = template.Library()
 
@@ -31,6 +33,26 @@ def algorithm_label(algorithm: Any) -> str:
     return describe(algorithm)
 
 
+TIMESTAMP_FIELDS = ("expires_at",)
+
+
+@register.filter
+def timestamp_value(value: str) -> str:
+    """A document timestamp (`2026-12-31T10:00:00Z`, always UTC) as a reader expects it, in the
+    server's time zone and naming it: `2026-12-31 10:00 UTC`. Text that is not one is shown as is."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return policy_value(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = timezone.localtime(moment)
+    seconds = ":%S" if local.second else ""
+    return local.strftime(f"%Y-%m-%d %H:%M{seconds} ") + (
+        local.tzname() or timezone.get_current_timezone_name()
+    )
+
+
 def _get(change: Any, name: str) -> Any:
     """A field change's part, from a plan's `FieldChange` or a stored version's dict."""
     return change.get(name) if isinstance(change, dict) else getattr(change, name)
@@ -44,6 +66,8 @@ def field_value(change: Any, side: str) -> str:
     on both sides (only the salt changed), the fields that changed are named, not their values.
     """
     value = _get(change, side)
+    if _get(change, "field") in TIMESTAMP_FIELDS and isinstance(value, str):
+        return timestamp_value(value)
     if _get(change, "field") != "algorithm" or not isinstance(value, dict):
         return policy_value(value)
     label = describe(value)
@@ -52,6 +76,12 @@ def field_value(change: Any, side: str) -> str:
         changed = sorted(k for k in set(value) | set(other) if value.get(k) != other.get(k))
         label += f" ({', '.join(changed)} changed)"
     return label
+
+
+@register.filter
+def shown_changes(changes: list[Any]) -> list[dict[str, Any]]:
+    """Changes as the diff shows them (`masking.policy_diff.shown_change`)."""
+    return [shown_change(change) for change in changes]
 
 
 @register.filter
