@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from audit.access import audit_scope_for
+from jitaccess.selectors import may_request_somewhere
 from masking.policy_access import administers_any
 
 Check = Callable[[HttpRequest], bool]
@@ -26,6 +27,10 @@ def signed_in(request: HttpRequest) -> bool:
     """Requests, approvals and the API docs: for everyone signed in (the approval queue is per
     person, and approvers may come from approval policies' roles, so no permission gates it)."""
     return bool(request.user.is_authenticated)
+
+
+def requester(request: HttpRequest) -> bool:
+    return may_request_somewhere(request.user)  # type: ignore[arg-type]
 
 
 def policy_admin(request: HttpRequest) -> bool:
@@ -45,7 +50,7 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
         "Engineer",
         [
             ("My access", "home", signed_in),
-            ("Request access", "jitaccess:request-new", signed_in),
+            ("Request access", "jitaccess:request-new", requester),
             ("My requests", "jitaccess:requests", signed_in),
         ],
     ),

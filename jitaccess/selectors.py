@@ -122,3 +122,12 @@ def _end_events(request_id: object) -> QuerySet[AuditEvent]:
 
 def unreviewed_breakglass(user: User) -> QuerySet[AccessRequest]:
     return requests_visible_to(user).filter(is_breakglass=True, reviewed_at__isnull=True)
+
+
+def may_request_somewhere(user: User) -> bool:
+    """Whether the person may ask for unmask in any project (`request_unmask`, as the request page
+    checks it per project)."""
+    if user.is_superuser:
+        return True
+    projects = get_objects_for_user(user, "masking.request_unmask", klass=Project, accept_global_perms=True)
+    return projects.exists()

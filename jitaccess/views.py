@@ -39,6 +39,7 @@ from jitaccess.models import AccessRequest
 from jitaccess.states import Action, InvalidTransition, State
 from jitaccess.templatetags.jitaccess_tags import duration_label
 from masking.models import Database, Project
+from masking.policy_access import administers_any
 
 TIMELINE_LABELS = {
     "request.created": "Requested",
@@ -306,8 +307,10 @@ def breakglass_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def breakglass_reviews(request: HttpRequest) -> HttpResponse:
-    """Break-glass grants nobody has reviewed yet, oldest first."""
+    """Break-glass grants nobody has reviewed yet, oldest first: for project administrators."""
     user = _person(request)
+    if not administers_any(user):
+        return _forbidden(request, "Break-glass reviews are for project administrators.")
     pending = list(selectors.unreviewed_breakglass(user).order_by("created_at"))
     reviewable = {r.pk for r in pending if services.can_review_breakglass(r, user)}
     return render(
@@ -484,14 +487,14 @@ def _redirect_back(request: HttpRequest, default: str) -> HttpResponse:
 
 def _created_message(created: AccessRequest) -> str:
     if created.state == State.APPROVED:
-        return f"{created.ref} was approved by policy: the grant runs until {_when(created.expires_at)}."
+        return f"{created.ref} was approved by policy: {_grant_period(created)}."
     return f"{created.ref} is waiting for approval."
 
 
 def _action_message(action: str, result: AccessRequest) -> str:
     if action == Action.APPROVE:
         if result.state == State.APPROVED:
-            return f"{result.ref} approved: the grant runs until {_when(result.expires_at)}."
+            return f"{result.ref} approved: {_grant_period(result)}."
         count, required = result.approvals.count(), result.approvals_required
         plural = "" if required == 1 else "s"
         return f"Your approval of {result.ref} is recorded ({count} of {required} approval{plural})."
@@ -503,6 +506,13 @@ def _action_message(action: str, result: AccessRequest) -> str:
         "review": f"Break-glass {result.ref} reviewed.",
     }
     return messages_by_action[action]
+
+
+def _grant_period(request: AccessRequest) -> str:
+    """ "the grant runs until 06:51 UTC, 23 Nov", naming its start when it starts later (an extension)."""
+    if request.starts_at and request.starts_at > timezone.now():
+        return f"the grant starts at {_when(request.starts_at)} and runs until {_when(request.expires_at)}"
+    return f"the grant runs until {_when(request.expires_at)}"
 
 
 def _still_in_force(ended: AccessRequest) -> str:

@@ -759,3 +759,23 @@ def test_revoking_one_grant_names_the_grants_still_in_force_on_its_database(worl
     assert f"Still in force on {email.database} afterwards" in confirm and email.ref in confirm
     assert f"{phone.ref} revoked. Still in force on {email.database}: {email.ref}" in first
     assert f"{email.ref} revoked. It no longer unmasks anything" in last
+
+
+def test_break_glass_reviews_are_refused_to_someone_who_administers_nothing(world, client):
+    page = _as(client, world.alice).get("/breakglass/reviews/")
+
+    assert page.status_code == 403
+    assert "Break-glass reviews are for project administrators." in page.content.decode()
+    assert _as(client, world.dave).get("/breakglass/reviews/").status_code == 200
+
+
+def test_approving_an_extension_says_when_its_grant_starts(world, client):
+    grant = _approved(world)
+    grant.refresh_from_db()
+    extension = world.request("email", duration=timedelta(hours=1), extends=grant)
+
+    page = _as(client, world.bob).post(f"/requests/{extension.pk}/approve/", follow=True).content.decode()
+
+    assert (
+        f"{extension.ref} approved: the grant starts at {timezone.localtime(grant.expires_at):%H:%M}" in page
+    )
