@@ -172,3 +172,12 @@ def test_the_navigation_offers_the_audit_pages(client, people):
     page = client.get(reverse("audit:dashboard")).content.decode()
 
     assert reverse("audit:events") in page and "Compliance" in page
+
+
+def test_the_event_type_filter_offers_every_known_event_by_name(client, people):
+    client.force_login(people["dave"])
+
+    page = client.get(reverse("audit:events")).content.decode()
+
+    assert 'list="event-types"' in page
+    assert '<option value="request.approved">' in page and '<option value="grant.revoked">' in page
