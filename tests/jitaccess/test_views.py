@@ -779,3 +779,13 @@ def test_approving_an_extension_says_when_its_grant_starts(world, client):
     assert (
         f"{extension.ref} approved: the grant starts at {timezone.localtime(grant.expires_at):%H:%M}" in page
     )
+
+
+def test_an_auto_approved_request_says_so_instead_of_counting_approvals(world, client):
+    world.policy.auto_approve = True
+    world.policy.save()
+    request = world.request("email")
+
+    page = _as(client, world.alice).get(f"/requests/{request.pk}/").content.decode()
+
+    assert "Approved automatically" in page and "0 of 1" not in page
