@@ -88,6 +88,8 @@ ACTION_LABELS: dict[str, str] = {
     "audit.exported": "Audit export written",
     "audit.archived": "Old events archived",
 }
+# The event-type filter's choices: (code, name), by code.
+EVENT_TYPES = tuple(sorted(ACTION_LABELS.items()))
 
 COLUMN_LABELS: dict[str, str] = {
     "seq": "#",

@@ -62,7 +62,8 @@ def _enqueue(run_id: int) -> None:
     from audit.tasks import run_verification
 
     try:
-        run_verification.delay(run_id)
+        # No publish retries: the reader's request waits for this (as jitaccess's deliveries do).
+        run_verification.apply_async((run_id,), retry=False)
     except Exception:
         logger.warning("audit verification %s not enqueued (broker unreachable)", run_id)
         VerificationRun.objects.filter(pk=run_id, state=VerificationState.PENDING).update(

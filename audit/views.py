@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.access import audit_scope_for
-from audit.display import ACTION_LABELS, event_rows, present, report_title
+from audit.display import EVENT_TYPES, event_rows, present, report_title
 from audit.exports import ExportError, export_job_create, export_path
 from audit.filters import AuditFilter, AuditScope, FilterError, check_project, events_matching
 from audit.models import ExportFormat, ExportJob, ExportState, VerificationState
@@ -81,7 +81,7 @@ def _context(request: HttpRequest, scope: AuditScope, **extra: Any) -> dict[str,
         "error": str(problem) if problem else "",
         "error_fields": problem.fields if problem else (),
         "reports": REPORTS.values(),
-        "event_types": sorted(ACTION_LABELS.items()),
+        "event_types": EVENT_TYPES,
         "formats": ExportFormat.choices,
         **extra,
     }

@@ -1,9 +1,18 @@
-"""Audit test helpers: tampering "behind Veil's back" and files kept in a temporary directory."""
+"""Audit test helpers: tampering "behind Veil's back", files kept in a temporary directory, and the
+personas and readers the compliance page tests share."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from audit.models import ActorType
+from audit.services import Actor
+
+CAROL = Actor(ActorType.USER, "local:3", "Carol Support")
+ERIN = Actor(ActorType.USER, "local:5", "Erin Security")
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +41,25 @@ def rehash(exported: dict) -> str:
     fields = {k: exported[k] for k in EVENT_FIELDS if k not in ("prev_hash", "hash")}
     fields["occurred_at"] = datetime.fromisoformat(exported["occurred_at"])
     return chain_hash(exported["prev_hash"], canonical_event(**fields))
+
+
+@pytest.fixture
+def people(shop):
+    """Dave audits shop, alice may only unmask there, sam (staff) reads everything."""
+    from tests.factories import grant_project_perm, make_project, make_user
+
+    make_project("analytics")
+    dave = make_user("dave", display_name="Dave Compliance")
+    grant_project_perm(dave, "view_audit", shop)
+    alice = make_user("alice")
+    grant_project_perm(alice, "request_unmask", shop)
+    staff = make_user("sam", is_staff=True)
+    return {"dave": dave, "alice": alice, "staff": staff}
+
+
+def page(client: Client, user, name: str, *args, **query) -> str:
+    """The page `name` as `user` reads it (asserting it is there)."""
+    client.force_login(user)
+    response = client.get(reverse(name, args=args), query)
+    assert response.status_code == 200
+    return response.content.decode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -29,25 +28,20 @@ from audit.reports import policy_rows
 from audit.selectors import ChainVerification
 from audit.services import SYSTEM, Actor, Target, checkpoint_create, record_event
 from audit.tasks import run_verification, verify_log
-from tests.audit.conftest import raw_sql
-from tests.factories import grant_project_perm, make_project, make_user
+from tests.audit.conftest import CAROL, ERIN, raw_sql
+from tests.audit.conftest import page as _page
+from tests.jitaccess.workers import (
+    celery_worker,
+    free_port,
+    private_redis,
+    publishing_to,
+    wait_until,
+    worker_env,
+)
 
 pytestmark = pytest.mark.django_db
 
 ANN = Actor(ActorType.USER, "local:1", "Ann")
-CAROL = Actor(ActorType.USER, "local:3", "Carol Support")
-ERIN = Actor(ActorType.USER, "local:5", "Erin Security")
-
-
-@pytest.fixture
-def people(shop):
-    make_project("analytics")
-    dave = make_user("dave", display_name="Dave Compliance")
-    grant_project_perm(dave, "view_audit", shop)
-    alice = make_user("alice")
-    grant_project_perm(alice, "request_unmask", shop)
-    staff = make_user("sam", is_staff=True)
-    return {"dave": dave, "alice": alice, "staff": staff}
 
 
 def _request(ref: int, who: Actor, project: str = "shop") -> None:
@@ -60,22 +54,13 @@ def _request(ref: int, who: Actor, project: str = "shop") -> None:
         project=project,
         detail={"scope": f"{project} (email)", "reason": "INC-1"},
     )
-    record_event(
-        action="request.approval_recorded",
-        actor=ERIN,
-        channel=Channel.SLACK,
-        target=target,
-        project=project,
-        detail={"approvals": 1, "required": 1},
-    )
-    record_event(
-        action="request.approved",
-        actor=ERIN,
-        channel=Channel.SLACK,
-        target=target,
-        project=project,
-        detail={"approvers": [ERIN.id], "auto_approved": False},
-    )
+    for action, detail in (
+        ("request.approval_recorded", {"approvals": 1, "required": 1}),
+        ("request.approved", {"approvers": [ERIN.id], "auto_approved": False}),
+    ):
+        record_event(
+            action=action, actor=ERIN, channel=Channel.SLACK, target=target, project=project, detail=detail
+        )
 
 
 def _grant(grant_id: int, ref: int, principal: str, project: str = "shop") -> None:
@@ -119,13 +104,6 @@ def _policy_event(action: str, project: str = "", **detail) -> None:
         project=project,
         detail=detail or {"before": None, "after": {"title": "x"}},
     )
-
-
-def _page(client: Client, user, name: str, *args, **query) -> str:
-    client.force_login(user)
-    response = client.get(reverse(name, args=args), query)
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 # --- 1. words for people --------------------------------------------------------------------------
@@ -364,6 +342,24 @@ def test_a_reader_queues_a_verification_and_sees_its_result(
     assert AuditEvent.objects.count() == events_before, "like the CLI, verifying appends nothing"
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_verification_a_reader_asked_for(client, people, tmp_path):
+    _log_with_checkpoint()
+    with private_redis(free_port()) as broker, publishing_to(broker):
+        client.force_login(people["dave"])
+        client.post(reverse("audit:verify"))
+        with celery_worker(worker_env(broker, VEIL_VAR_DIR=str(tmp_path)), beat=False):
+            wait_until(
+                lambda: VerificationRun.objects.get().state == VerificationState.DONE,
+                timeout=30,
+                what="a worker to run the verification",
+            )
+
+    assert VerificationRun.objects.get().ok is True
+    assert "Intact." in client.get(reverse("audit:dashboard")).content.decode()
+
+
 def test_a_broken_chain_is_named_on_the_dashboard(client, people):
     _log_with_checkpoint()
     raw_sql("UPDATE audit_auditevent SET actor_name = 'Mallory' WHERE seq = 2")
@@ -397,7 +393,7 @@ def test_a_verification_the_broker_never_got_says_so(client, people, django_capt
     client.force_login(people["dave"])
 
     with (
-        mock.patch("audit.tasks.run_verification.delay", side_effect=OSError("broker down")),
+        publishing_to(f"redis://127.0.0.1:{free_port()}/0"),  # nothing listens there: the broker is down
         django_capture_on_commit_callbacks(execute=True),
     ):
         client.post(reverse("audit:verify"))

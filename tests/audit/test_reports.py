@@ -28,13 +28,12 @@ from audit.services import (
     record_event,
     record_unmask_decisions,
 )
+from tests.audit.conftest import CAROL, ERIN
 
 pytestmark = pytest.mark.django_db
 
 ALICE = Actor(ActorType.USER, "local:1", "Alice Engineer")
 BOB = Actor(ActorType.USER, "local:2", "Bob Lead")
-CAROL = Actor(ActorType.USER, "local:3", "Carol Support")
-ERIN = Actor(ActorType.USER, "local:5", "Erin Security")
 EMAIL = "prod-pg/shop/public.customers.email"
 PHONE = "prod-pg/shop/public.customers.phone"
 EVENTS_COLUMN = "warehouse/analytics/public.events.ip"

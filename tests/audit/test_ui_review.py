@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,29 +18,12 @@ from audit.models import ActorType, AuditEvent, Channel, ExportJob, ExportState
 from audit.reports import unmask_summary
 from audit.reports.dashboard import short_column_label
 from audit.services import SYSTEM, Actor, Target, record_event
-from tests.factories import grant_project_perm, make_project, make_user
+from tests.audit.conftest import CAROL, ERIN
+from tests.audit.conftest import page as _page
 
 pytestmark = pytest.mark.django_db
 
 ALICE = Actor(ActorType.USER, "local:2", "Alice Example")
-CAROL = Actor(ActorType.USER, "local:3", "Carol Support")
-ERIN = Actor(ActorType.USER, "local:5", "Erin Security")
-
-
-@pytest.fixture
-def people(shop):
-    make_project("analytics")
-    dave = make_user("dave", display_name="Dave Compliance")
-    grant_project_perm(dave, "view_audit", shop)
-    staff = make_user("sam", is_staff=True)
-    return {"dave": dave, "staff": staff}
-
-
-def _page(client: Client, user, name: str, *args, **query) -> str:
-    client.force_login(user)
-    response = client.get(reverse(name, args=args), query)
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 def _granted(ref: int, grant_id: int, who: Actor = ALICE) -> None:
