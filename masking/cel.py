@@ -58,7 +58,6 @@ _SAMPLES: tuple[dict[str, Any], ...] = (
         "tags": [],
     },
 )
-_STRING_LITERAL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 
 
 @dataclass(frozen=True)
@@ -104,17 +103,14 @@ def check_condition(expression: str, variable: ConditionVariable = RESOURCE) -> 
     unknown_vars = [v for v in program.variables() if v != name and v not in _bound_names(expression)]
     if unknown_vars:
         raise ConditionError(f"unknown variable(s): {', '.join(unknown_vars)}; only `{name}` is available")
-    without_strings = _STRING_LITERAL.sub('""', expression)
-    referenced = re.findall(
-        rf"(?<![\w.])\b{re.escape(name)}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)", without_strings
-    )
-    unknown_fields = sorted(set(referenced) - set(variable.fields))
+    tokens = _tokens(expression)
+    unknown_fields = sorted(_field_references(tokens, name) - set(variable.fields))
     if unknown_fields:
         raise ConditionError(
             f"unknown field(s) {name}.{f', {name}.'.join(unknown_fields)}; "
             f"known: {', '.join(variable.fields)}"
         )
-    mismatches = type_mismatches(expression, variable)
+    mismatches = type_mismatches(tokens, variable)
     if mismatches:
         raise ConditionError("; ".join(mismatches))
     for sample in variable.samples:
@@ -233,12 +229,26 @@ def _tokens(expression: str) -> list[_Token]:
     tokens, position = [], 0
     while position < len(expression):
         match = _TOKEN.match(expression, position)
-        if match is None or match.end() == position:
+        if match is None:
             break
         kind = match.lastgroup or "op"
         tokens.append(_Token(kind, match[kind]))
         position = match.end()
     return tokens
+
+
+def _field_references(tokens: list[_Token], name: str) -> set[str]:
+    """The fields read from the variable `name` (`resource.x`, not `other.resource.x`); names
+    inside string literals are not references."""
+    return {
+        tokens[i + 2].text
+        for i, token in enumerate(tokens[:-2])
+        if token.kind == "ident"
+        and token.text == name
+        and _text(tokens[i + 1]) == "."
+        and tokens[i + 2].kind == "ident"
+        and (i == 0 or _text(tokens[i - 1]) != ".")
+    }
 
 
 def _value_type(value: Any) -> str | None:
@@ -284,12 +294,12 @@ def _text(token: _Token | None) -> str | None:
     return token.text if token is not None and token.kind == "op" else ("" if token else None)
 
 
-def type_mismatches(expression: str, variable: ConditionVariable) -> list[str]:
+def type_mismatches(tokens: list[_Token], variable: ConditionVariable) -> list[str]:
     """`field op literal` (or `literal op field`, `field in [literals]`, `literal in list-field`)
     comparisons whose two sides have types that never match. CEL does not convert between types,
     so `request.duration_hours == "4"` is always false and `!=` always true; an ordering such as
-    `<` fails. Only plain atoms are judged; anything more involved is left to the evaluation."""
-    tokens = _tokens(expression)
+    `<` fails. Only plain atoms are judged; anything more involved is left to the evaluation.
+    `tokens`: the condition as `_tokens` reads it."""
     found: list[str] = []
 
     def at(i: int) -> _Token | None:

@@ -245,7 +245,12 @@ def check_references(
                         continue
                     where = f"{sec.name}[{index}].{ref.field}" if from_file else sec.name
                     suffix = "" if from_file else f" (by {sec.key(item)!r}, which the file leaves as it is)"
-                    raise DocumentError(where, f"unknown {ref.kind.replace('_', ' ')} {missing!r}{suffix}")
+                    raise DocumentError(
+                        where,
+                        f"unknown {ref.kind.replace('_', ' ')} {missing!r}{suffix}",
+                        reason="unknown",
+                        name=missing,
+                    )
     return sorted(set(warnings))
 
 

@@ -34,12 +34,18 @@ CREATE, UPDATE, DELETE, REORDER = "create", "update", "delete", "reorder"
 
 
 class DocumentError(ValueError):
-    """A document that cannot be planned; `path` names the place (`rules[2].condition`)."""
+    """A document that cannot be planned; `path` names the place (`rules[2].condition`).
 
-    def __init__(self, path: str, message: str) -> None:
+    `reason` and `name` say what was refused for a page to word it without parsing `message`:
+    "duplicate" (the item's key is taken) or "unknown" (a reference to `name` does not resolve).
+    """
+
+    def __init__(self, path: str, message: str, *, reason: str = "", name: str = "") -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
+        self.reason = reason
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -329,7 +335,7 @@ def parse_document(raw: Any) -> dict[str, list[dict[str, Any]]]:
             fields.done()
             key = sec.key(value)
             if key in seen:
-                raise DocumentError(path, f"duplicate {key!r} (also {name}[{seen[key]}])")
+                raise DocumentError(path, f"duplicate {key!r} (also {name}[{seen[key]}])", reason="duplicate")
             seen[key] = index
             normalized.append(value)
         document[name] = normalized

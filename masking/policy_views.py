@@ -9,7 +9,6 @@ between, the review is shown again with the new diff.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import re
 from collections.abc import Callable, Mapping
@@ -212,15 +211,15 @@ def explain_error(
         key = sec.key(item)
     except (KeyError, IndexError, TypeError):
         return ExplainedError(field, error.message, str(error.path))
-    if error.message.startswith("duplicate "):
+    if error.reason == "duplicate":
         return ExplainedError(key_field or None, _duplicate(name, noun, key, item))
-    for ref in sec.references(item) if field else []:
-        if ref.field != field:
-            continue
-        kind = ref.kind.replace("_", " ")
-        missing = _quoted_name(error.message, f"unknown {kind} ")
-        if missing is None:
-            break
+    ref = (
+        next((r for r in sec.references(item) if r.field == field), None)
+        if error.reason == "unknown"
+        else None
+    )
+    if ref is not None:
+        kind, missing = ref.kind.replace("_", " "), error.name
         if any(
             p.provides == ref.kind and missing in map(p.key, live.get(p.name, [])) for p in known.values()
         ):
@@ -241,17 +240,6 @@ def _duplicate(section: str, noun: str, key: str, item: Mapping[str, Any]) -> st
     if section == "semantic_types":
         return f"A semantic type with the key {key!r} already exists."
     return f"There is already a {noun} {key!r}."
-
-
-def _quoted_name(message: str, prefix: str) -> str | None:
-    """The name in `unknown semantic type 'email'` (a Python repr after `prefix`), or None."""
-    if not message.startswith(prefix):
-        return None
-    try:
-        name = ast.literal_eval(message.removeprefix(prefix))
-    except (ValueError, SyntaxError):
-        return None
-    return name if isinstance(name, str) else None
 
 
 def item_form_page(
