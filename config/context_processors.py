@@ -99,13 +99,10 @@ def menu_for(request: HttpRequest) -> Menu:
     return menu
 
 
-def _menu_once(request: HttpRequest) -> Menu:
-    menu: Menu | None = getattr(request, "_veil_menu", None)
-    if menu is None:
-        menu = menu_for(request)
-        request._veil_menu = menu  # type: ignore[attr-defined]
-    return menu
-
-
 def navigation(request: HttpRequest) -> dict[str, Any]:
-    return {"navigation": SimpleLazyObject(lambda: _menu_once(request))}
+    """The menu, built when a template first shows it and kept on the request for later renders."""
+    menu = getattr(request, "_veil_menu", None)
+    if menu is None:
+        menu = SimpleLazyObject(lambda: menu_for(request))
+        request._veil_menu = menu  # type: ignore[attr-defined]
+    return {"navigation": menu}

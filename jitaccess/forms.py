@@ -12,8 +12,8 @@ from typing import Any, cast
 
 from django import forms
 
+from jitaccess.formatting import duration_label
 from jitaccess.services import END_REASON_LIMIT, DurationLimit, RequestError, Scope
-from jitaccess.templatetags.jitaccess_tags import duration_label
 from masking.models import Column, Database, Table
 
 WHOLE_DATABASE = "database"

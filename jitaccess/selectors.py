@@ -13,7 +13,7 @@ from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess.models import AccessRequest, Notification, NotificationChannel
 from jitaccess.services import can_approve
-from jitaccess.states import State
+from jitaccess.states import LIVE_STATES, State
 from masking.models import Project
 
 _OVERSIGHT_PERMS = ["masking.approve_request", "masking.administer_policy", "masking.view_audit"]
@@ -54,11 +54,16 @@ def approval_queue(user: User) -> list[AccessRequest]:
     return [r for r in pending if can_approve(r, user)]
 
 
-def grants_still_in_force_beside(request: AccessRequest) -> list[AccessRequest]:
+def grants_still_in_force_beside(
+    request: AccessRequest, extensions: list[AccessRequest] | None = None
+) -> list[AccessRequest]:
     """The same principal's other grants in force now on the same database, outside the chain that
-    ends with `request`: where its columns may stay unmasked after it ends."""
+    ends with `request` (`extensions`: its `extensions_ending_with`, when the caller has them):
+    where its columns may stay unmasked after it ends."""
     now = timezone.now()
-    ending = {request.pk, *(r.pk for r in extensions_ending_with(request))}
+    if extensions is None:
+        extensions = extensions_ending_with(request)
+    ending = {request.pk, *(r.pk for r in extensions)}
     return list(
         AccessRequest.objects.filter(
             requester=request.requester_id,
@@ -79,11 +84,7 @@ def extensions_ending_with(request: AccessRequest) -> list[AccessRequest]:
     found: list[AccessRequest] = []
     parents = [request.pk]
     while parents:
-        batch = list(
-            AccessRequest.objects.filter(
-                extends__in=parents, state__in=[State.PENDING, State.APPROVED]
-            ).order_by("pk")
-        )
+        batch = list(AccessRequest.objects.filter(extends__in=parents, state__in=LIVE_STATES).order_by("pk"))
         found += batch
         parents = [r.pk for r in batch]
     return found

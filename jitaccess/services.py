@@ -16,9 +16,8 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet
 from django.utils import timezone
-from django.utils.formats import date_format
 from guardian.shortcuts import get_users_with_perms
 
 from audit.models import Channel
@@ -26,6 +25,7 @@ from audit.services import SYSTEM, Target, record_event
 from identity.models import ServiceAccount, User
 from identity.selectors import role_names_of_user, users_in_roles
 from identity.services import actor_for
+from jitaccess.formatting import duration_label, moment_label
 from jitaccess.models import (
     AccessRequest,
     Approval,
@@ -36,8 +36,7 @@ from jitaccess.models import (
     ProjectAccessSettings,
 )
 from jitaccess.policies import match_approval_policy
-from jitaccess.states import Action, State, next_state
-from jitaccess.templatetags.jitaccess_tags import duration_label
+from jitaccess.states import LIVE_STATES, Action, State, next_state
 from masking.engine import ColumnKey
 from masking.models import Column, Database, Project
 from masking.selectors import decision_caches, read_epochs
@@ -89,7 +88,12 @@ class DurationLimit:
 def live_extension_of(request: AccessRequest) -> AccessRequest | None:
     """The extension asked for this grant and not ended (pending or approved), if any: a grant has
     at most one, and more time after it is asked on that extension."""
-    return request.extensions.filter(state__in=[State.PENDING, State.APPROVED]).order_by("pk").first()
+    return live_extensions(request).order_by("pk").first()
+
+
+def live_extensions(of: AccessRequest | OuterRef) -> QuerySet[AccessRequest]:
+    """The extensions of `of` (a request, or an `OuterRef` to one) pending or approved."""
+    return AccessRequest.objects.filter(extends=of, state__in=LIVE_STATES)
 
 
 def access_settings(project: Project) -> ProjectAccessSettings:
@@ -207,11 +211,10 @@ def _nothing_masked(requester: User, service_account: ServiceAccount | None, sco
         expires_at__gt=now,
     ).order_by("-expires_at")
     for grant in grants:
-        if _covers(grant, scope) and grant.expires_at:
-            until = date_format(timezone.localtime(grant.expires_at), "H:i T, j M")
+        if _covers(grant, scope):
             return (
                 f"nothing in this scope is masked for you: your grant {grant.ref} already covers it "
-                f"until {until}; extend that grant if you need more time"
+                f"until {moment_label(grant.expires_at)}; extend that grant if you need more time"
             )
     return "nothing in this scope is masked for you; there is nothing to request"
 
@@ -573,13 +576,8 @@ def _end_with_extensions(
         detail=detail,
     )
     notify(request, NotificationKind.STATE_CHANGED, [])
-    extensions = (
-        AccessRequest.objects.select_for_update(of=("self",))
-        .select_related("grant", "project")
-        .filter(extends=request, state__in=[State.PENDING, State.APPROVED])
-        .order_by("pk")
-    )
-    for extension in extensions:
+    extensions = live_extensions(request).select_for_update(of=("self",)).select_related("grant", "project")
+    for extension in extensions.order_by("pk"):
         _end_with_extensions(
             extension, user=user, action=action, channel=channel, because=request, reason=reason
         )

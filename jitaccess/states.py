@@ -46,7 +46,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (State.APPROVED, Action.REVOKE): State.REVOKED,
     (State.APPROVED, Action.RELINQUISH): State.RELINQUISHED,
 }
-FINAL_STATES = frozenset(State) - {State.PENDING, State.APPROVED}
+LIVE_STATES = frozenset({State.PENDING, State.APPROVED})  # not decided yet, or a grant not ended
+FINAL_STATES = frozenset(State) - LIVE_STATES
 
 
 class InvalidTransition(Exception):

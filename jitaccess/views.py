@@ -8,7 +8,6 @@ Every write is one service call; its errors become something a person can read: 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, cast
 
 from django.contrib import messages
@@ -18,7 +17,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from guardian.shortcuts import get_objects_for_user
@@ -27,6 +25,7 @@ from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess import selectors, services
+from jitaccess.formatting import duration_label, moment_label
 from jitaccess.forms import (
     BreakGlassForm,
     DenyForm,
@@ -37,7 +36,6 @@ from jitaccess.forms import (
 )
 from jitaccess.models import AccessRequest
 from jitaccess.states import Action, InvalidTransition, State
-from jitaccess.templatetags.jitaccess_tags import duration_label
 from masking.models import Database, Project
 from masking.policy_access import administers_any
 
@@ -291,7 +289,7 @@ def breakglass_new(request: HttpRequest) -> HttpResponse:
             else:
                 messages.warning(
                     request,
-                    f"Break-glass {taken.ref} is active until {_when(taken.expires_at)}. "
+                    f"Break-glass {taken.ref} is active until {moment_label(taken.expires_at)}. "
                     "Security has been alerted and an administrator will review it.",
                 )
                 return redirect("jitaccess:request-detail", pk=taken.pk)
@@ -321,12 +319,13 @@ def breakglass_reviews(request: HttpRequest) -> HttpResponse:
 def _render_end_confirm(
     request: HttpRequest, target: AccessRequest, action: str, form: EndGrantForm
 ) -> HttpResponse:
+    extensions = selectors.extensions_ending_with(target)
     context = {
         "r": target,
         "action": action,
         "form": form,
-        "extensions": selectors.extensions_ending_with(target),
-        "still_in_force": selectors.grants_still_in_force_beside(target),
+        "extensions": extensions,
+        "still_in_force": selectors.grants_still_in_force_beside(target, extensions),
         "now": timezone.now(),
     }
     return render(request, "jitaccess/request_end_confirm.html", context)
@@ -393,13 +392,7 @@ def _active_grants(user: User) -> QuerySet[AccessRequest]:
     return (
         selectors.requests_visible_to(user)
         .filter(requester=user, state=State.APPROVED, expires_at__gt=timezone.now())
-        .annotate(
-            extended=Exists(
-                AccessRequest.objects.filter(
-                    extends=OuterRef("pk"), state__in=[State.PENDING, State.APPROVED]
-                )
-            )
-        )
+        .annotate(extended=Exists(services.live_extensions(OuterRef("pk"))))
         .order_by("expires_at")
     )
 
@@ -510,9 +503,10 @@ def _action_message(action: str, result: AccessRequest) -> str:
 
 def _grant_period(request: AccessRequest) -> str:
     """ "the grant runs until 06:51 UTC, 23 Nov", naming its start when it starts later (an extension)."""
+    until = f"runs until {moment_label(request.expires_at)}"
     if request.starts_at and request.starts_at > timezone.now():
-        return f"the grant starts at {_when(request.starts_at)} and runs until {_when(request.expires_at)}"
-    return f"the grant runs until {_when(request.expires_at)}"
+        return f"the grant starts at {moment_label(request.starts_at)} and {until}"
+    return f"the grant {until}"
 
 
 def _still_in_force(ended: AccessRequest) -> str:
@@ -520,13 +514,8 @@ def _still_in_force(ended: AccessRequest) -> str:
     others = selectors.grants_still_in_force_beside(ended)
     if not others:
         return " It no longer unmasks anything (an exemption may still cover some columns)."
-    listed = ", ".join(f"{r.ref} ({r.scope_label}, until {_when(r.expires_at)})" for r in others)
+    listed = ", ".join(f"{r.ref} ({r.scope_label}, until {moment_label(r.expires_at)})" for r in others)
     return f" Still in force on {ended.database}: {listed}."
-
-
-def _when(moment: datetime | None) -> str:
-    """A moment as the pages show it: "06:51 UTC, 23 Nov" (the local time zone named)."""
-    return date_format(timezone.localtime(moment), "H:i T, j M") if moment else ""
 
 
 def _person(request: HttpRequest) -> User:

@@ -8,24 +8,13 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from jitaccess.formatting import duration_label
 from masking.models import ClassificationLevel
 
 register = template.Library()
 
 
-@register.filter
-def duration_label(duration: timedelta | None) -> str:
-    """A duration as people say it: "45 minutes", "1 hour", "90 minutes", "36 hours", "7 days"."""
-    if duration is None:
-        return ""
-    minutes = int(duration.total_seconds() // 60)
-    if minutes % 60:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    hours = minutes // 60
-    if hours % 24:
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    days = hours // 24
-    return f"{days} day{'s' if days != 1 else ''}"
+register.filter("duration_label", duration_label)
 
 
 @register.filter
