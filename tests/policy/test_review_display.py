@@ -16,7 +16,7 @@ from jitaccess.approval_policies import approval_policy_save
 from masking.cel import ConditionError, check_condition
 from masking.models import Project
 from masking.policy_diff import Change, FieldChange, shown_change
-from masking.templatetags.policy_tags import field_value
+from masking.policy_display import field_value
 
 pytestmark = pytest.mark.django_db
 
