@@ -57,8 +57,8 @@ def test_in_the_demo_support_sees_phone_numbers_and_engineers_do_not():
 
 
 def test_the_demo_has_unmask_records_and_someone_who_may_break_the_glass():
+    from identity.selectors import role_names_of_user
     from jitaccess.models import ProjectAccessSettings
-    from jitaccess.services import role_names_of_user
 
     call_command("demo_data")
     records = list(DecisionRecord.objects.values_list("principal_name", "unmasked"))
