@@ -41,6 +41,10 @@ def audit_reader(request: HttpRequest) -> bool:
     return audit_scope_for(request.user) is not None
 
 
+def service_account_viewer(request: HttpRequest) -> bool:
+    return bool(request.user.has_perm("identity.view_serviceaccount"))
+
+
 def admin_site_user(request: HttpRequest) -> bool:
     return bool(admin.site.has_permission(request))
 
@@ -75,7 +79,13 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
             ("Audit exports", "audit:exports", audit_reader),
         ],
     ),
-    ("Developers", [("API docs", "api-docs", signed_in)]),
+    (
+        "Developers",
+        [
+            ("Service accounts", "identity:service-accounts", service_account_viewer),
+            ("API docs", "api-docs", signed_in),
+        ],
+    ),
 ]
 
 Menu = list[tuple[str, list[tuple[str, str]]]]

@@ -48,6 +48,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("admin/", admin.site.urls),
+    path("service-accounts/", include("identity.urls")),
     path("api/v1/", include(api_v1)),
     path("policy/", include(masking_pages)),
     path("", include("jitaccess.urls")),

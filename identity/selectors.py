@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from identity.models import Role, ServiceAccount, User
+from identity.models import ApiToken, Role, ServiceAccount, User
 
 
 def role_names_of_user(user: User, extra_groups: Iterable[str] = ()) -> frozenset[str]:
@@ -30,4 +30,12 @@ def users_in_roles(role_names: Iterable[str]) -> QuerySet[User]:
         User.objects.filter(is_active=True)
         .filter(Q(veil_roles__name__in=names) | Q(groups__veil_roles__name__in=names))
         .distinct()
+    )
+
+
+def service_accounts_with_tokens() -> QuerySet[ServiceAccount]:
+    """Every service account with its owner, roles and tokens (newest first), for the listing."""
+    tokens = ApiToken.objects.select_related("created_by", "revoked_by").order_by("-created_at")
+    return ServiceAccount.objects.select_related("owner").prefetch_related(
+        Prefetch("tokens", queryset=tokens), "roles"
     )

@@ -40,6 +40,22 @@ def _hash_secret(secret: str) -> str:
 
 
 @transaction.atomic
+def service_account_create(
+    *, name: str, description: str, owner: User | None, created_by: User | None, channel: str
+) -> ServiceAccount:
+    """Create a service account (no token yet: each token is created with the scopes it needs)."""
+    account = ServiceAccount.objects.create(name=name, description=description, owner=owner)
+    record_event(
+        action="service_account.created",
+        actor=actor_for(created_by),
+        channel=channel,
+        target=Target("service_account", str(account.pk), account.name),
+        detail={"description": description, "owner": owner.canonical_subject if owner else None},
+    )
+    return account
+
+
+@transaction.atomic
 def token_create(
     *,
     service_account: ServiceAccount,

@@ -100,3 +100,34 @@ def test_a_semantic_type_with_an_invalid_algorithm_is_refused(admin_client):
 def test_approval_policy_conditions_are_checked(condition):
     with pytest.raises(PolicyConditionError):
         check_request_condition(condition)
+
+
+def test_a_visitor_signs_in_through_veils_login_page_and_comes_back(client):
+    response = client.get("/admin/masking/maskingrule/")
+    assert response.status_code == 302
+    admin_login = response["Location"]
+    assert admin_login.startswith("/admin/login/")
+    response = client.get(admin_login)
+    assert response.status_code == 302
+    assert response["Location"] == "/login/?next=/admin/masking/maskingrule/"
+
+
+def test_someone_who_is_not_staff_is_told_why_instead_of_shown_a_password_form(client):
+    call_command("demo_data")
+    client.login(username="alice", password="veil-demo")
+    response = client.get("/admin/", follow=True)
+    assert response.status_code == 403
+    assert "The admin site is for Veil&#x27;s staff" in response.content.decode()
+    assert b'name="password"' not in response.content
+
+
+def test_staff_signed_in_go_straight_to_the_admin(admin_client):
+    response = admin_client.get("/admin/login/?next=/admin/masking/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/masking/"
+    assert b"Veil administration" in admin_client.get("/admin/").content
+
+
+def test_the_admin_login_does_not_redirect_off_site(admin_client):
+    response = admin_client.get("/admin/login/?next=https://evil.example/")
+    assert response["Location"] == "/admin/"

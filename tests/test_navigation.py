@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Permission
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
@@ -25,6 +25,7 @@ REQUESTER = {"Request access"}  # people with request_unmask somewhere
 POLICY = {"Catalog", "Policy", "Rules", "Policy versions", "Policy insights", "Break-glass review"}
 AUDIT = {"Audit", "Audit events", "Audit exports"}
 ADMIN = {"Admin site"}
+SERVICE_ACCOUNTS = {"Service accounts"}
 
 
 @pytest.fixture
@@ -71,8 +72,9 @@ def test_a_security_admin_is_offered_policy_and_audit_but_not_the_admin_site(cli
 def test_a_superuser_is_offered_everything(client, demo):
     links = menu_links(client, demo["admin"])
 
-    assert set(links) == EVERYONE | REQUESTER | POLICY | AUDIT | ADMIN
+    assert set(links) == EVERYONE | REQUESTER | POLICY | AUDIT | ADMIN | SERVICE_ACCOUNTS
     assert links["Admin site"] == reverse("admin:index")
+    assert links["Service accounts"] == reverse("identity:service-accounts")
 
 
 def test_staff_are_offered_the_admin_site_and_the_audit_they_may_read(client, db):
@@ -161,3 +163,9 @@ def test_a_server_error_gets_the_standalone_branded_500(client, settings, django
     assert "<title>Something went wrong · Veil</title>" in page and 'class="brand"' in page
     with django_assert_num_queries(0):  # no request context, no database
         assert "Something went wrong" in defaults.server_error(RequestFactory().get("/")).content.decode()
+
+
+def test_someone_given_the_view_permission_is_offered_the_service_accounts(client, db):
+    sam = make_user("sam")
+    sam.user_permissions.add(Permission.objects.get(codename="view_serviceaccount"))
+    assert set(menu_links(client, sam)) == EVERYONE | SERVICE_ACCOUNTS
