@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -152,10 +153,12 @@ class DecisionsApi(APIView):
 class AccessEventIn(StrictSerializer):
     principal = PrincipalIn()
     query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    occurred_at = serializers.DateTimeField()
+    # Without an offset: UTC, as the SDK reads a naive datetime, whatever Veil's TIME_ZONE.
+    occurred_at = serializers.DateTimeField(default_timezone=UTC)
     unmasked_columns = ColumnRefIn(many=True, required=False, default=list)
     masked_columns = ColumnRefIn(many=True, required=False, default=list)
-    row_count = serializers.IntegerField(min_value=0)
+    # The bound of the PositiveBigIntegerField it is stored in: beyond it the INSERT would fail (a 500).
+    row_count = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
 
 
 class AccessEventsApi(APIView):

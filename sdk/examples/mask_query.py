@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Decisions for {principal.id} (query {query_id}):")
         for decision in decisions:
             how = f"with {dict(decision.algorithm)}" if decision.algorithm else ""
-            print(f"  {decision.column.label():45} {decision.action:7} {decision.reason_kind:15} {how}")
+            print(
+                f"  {decision.column.label():45} {decision.action:7} {decision.reason_kind:15} {how}".rstrip()
+            )
 
         print("Masked rows:")
         for row in client.mask_rows(SAMPLE_ROWS, decisions):
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     degraded = any(d.degraded for d in decisions)
     print(f"Access event {'delivered' if delivered else 'NOT delivered'}.")
     if degraded:
-        print("Veil could not be asked: every column was masked in full (fail closed).")
+        print("Veil gave no decisions (see the warning): every column was masked in full (fail closed).")
     return 0 if delivered and not degraded else 1
 
 

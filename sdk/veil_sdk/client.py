@@ -63,8 +63,11 @@ _USER_AGENT = "veil-sdk/0.1"
 _MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # 1000 decisions are ~300 KB; anything far larger is wrong
 _MAX_NAME = 128  # the server's limit on instance, database, schema, table and column names
 _MAX_QUERY_ID = 200
+_MAX_ROW_COUNT = 2**63 - 1  # the server stores row counts as 64-bit integers
+_MAX_REFUSED_LOGGED = 1000  # columns with invalid names are logged once each, up to this many
 _MAX_MASKERS = 4096  # distinct algorithms are few; the bound only guards against a misbehaving server
 _BACKOFF_START_S = 0.5
+_DECISIONS_PATH = "/api/v1/decisions"
 
 
 class Column(NamedTuple):
@@ -270,6 +273,18 @@ class _ProtocolError(Exception):
     """Veil answered something this client cannot use."""
 
 
+class _Refused(_ProtocolError):
+    """Veil answered with an HTTP error status instead of decisions."""
+
+    def __init__(self, status: int, message: str) -> None:
+        # No message in Veil's error shape: not Veil's API answering (a base_url with a path
+        # too many, a proxy in the way).
+        detail = message or f"not an answer from Veil's API at {_DECISIONS_PATH}: is base_url right?"
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.by_veil = bool(message)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Refuse redirects: following one would send the bearer token to wherever it points (and
     urllib would turn the POST into a GET). The 3xx then surfaces as an HTTPError."""
@@ -337,6 +352,7 @@ class VeilClient:
         self._cache: OrderedDict[tuple[Principal, Column], tuple[float, ColumnDecision]] = OrderedDict()
         self._maskers: dict[str, tuple[Mapping[str, Any], Masker]] = {}
         self._healthy = True
+        self._refused_columns: set[Column] = set()
 
         # Reporting: the queue, the sender thread and their counters share one condition.
         self._flush_interval = flush_interval
@@ -369,20 +385,30 @@ class VeilClient:
         """One decision per column, in order: cached answers first, the rest from Veil in one batch.
 
         Never raises for anything Veil or the network does: columns it could not get an answer
-        for come back masked in full with reason ``degraded`` (and are not cached). It raises
-        ``TypeError``/``ValueError`` only for arguments that are not a principal and columns,
-        a bug the first call of the caller reveals. ``query_id`` ties Veil's audit record of any
-        unmask to the query.
+        for come back masked in full with reason ``degraded`` (and are not cached). So does a
+        column whose names Veil would refuse (an empty name, or one over 128 characters): it is
+        not sent, and the other columns are still asked for. It raises ``TypeError``/
+        ``ValueError`` only for arguments that are not a principal, columns and a ``query_id`` of
+        at most 200 characters, a bug the first call of the caller reveals. ``query_id`` ties
+        Veil's audit record of any unmask to the query.
         """
         who = _as_principal(principal)
         wanted = [_as_column(c) for c in columns]
+        _check_query_id(query_id)
         if not wanted:
             return []
         results: list[ColumnDecision | None] = [None] * len(wanted)
         missing: dict[Column, list[int]] = {}
+        refused = 0
         now = self._clock()
         with self._lock:
             for index, column in enumerate(wanted):
+                problem = _column_problem(column)
+                if problem is not None:
+                    results[index] = _degraded(column)
+                    refused += 1
+                    self._note_refused_column(column, problem)
+                    continue
                 key = (who, column)
                 entry = self._cache.get(key)
                 if entry is not None and now < entry[0]:
@@ -392,8 +418,9 @@ class VeilClient:
                     del self._cache[key]
                 missing.setdefault(column, []).append(index)
             misses = sum(len(indexes) for indexes in missing.values())
-            self.stats.cache_hits += len(wanted) - misses
+            self.stats.cache_hits += len(wanted) - refused - misses
             self.stats.cache_misses += misses
+            self.stats.degraded_columns += refused
         if missing:
             fetched = self._fetch(who, list(missing), query_id)
             for column, decision in zip(missing, fetched, strict=True):
@@ -404,6 +431,15 @@ class VeilClient:
                 with self._lock:
                     self.stats.degraded_columns += degraded
         return [decision for decision in results if decision is not None]
+
+    def _note_refused_column(self, column: Column, problem: str) -> None:
+        """Log a column Veil would refuse, once per column (called with the lock held)."""
+        if column in self._refused_columns:
+            return
+        if len(self._refused_columns) >= _MAX_REFUSED_LOGGED:
+            self._refused_columns.clear()
+        self._refused_columns.add(column)
+        logger.warning("cannot ask Veil about column %r (%s); masking it in full", column.label(), problem)
 
     def clear_cache(self) -> None:
         """Forget every cached decision, e.g. after a policy change that must apply at once."""
@@ -441,9 +477,9 @@ class VeilClient:
             "query_id": query_id,
             "columns": [c.as_json() for c in chunk],
         }
-        status, payload = self._post("/api/v1/decisions", body, self.timeout)
+        status, payload = self._post(_DECISIONS_PATH, body, self.timeout)
         if not 200 <= status < 300:
-            raise _ProtocolError(f"HTTP {status}: {_error_message(payload)}")
+            raise _Refused(status, _error_message(payload))
         if not isinstance(payload, dict):
             raise _ProtocolError("the body is not a JSON object")
         items = payload.get("decisions")
@@ -518,10 +554,14 @@ class VeilClient:
         with self._lock:
             self.stats.decision_failures += 1
             first, self._healthy = self._healthy, False
+        # A 4xx is a request Veil refused (a token without the scope, groups asserted without
+        # assert-groups...): say so, rather than blaming an outage that is not happening.
+        refused = isinstance(exc, _Refused) and exc.by_veil and 400 <= exc.status < 500
+        what = "Veil refused the decision request" if refused else "Veil decisions unavailable"
         if first:
-            logger.warning("Veil decisions unavailable (%s); masking the columns in full", _describe(exc))
+            logger.warning("%s (%s); masking the columns in full", what, _describe(exc))
         else:
-            logger.debug("Veil decisions still unavailable: %s", _describe(exc))
+            logger.debug("%s again: %s", what, _describe(exc))
 
     def _note_success(self) -> None:
         if not self._healthy:
@@ -765,7 +805,7 @@ class VeilClient:
                 self._events_healthy = True
                 logger.warning("Veil accepts access events again")
             return "sent"
-        message = _error_message(payload)
+        message = _error_message(payload) or "(not an answer from Veil's API: is base_url right?)"
         if status in (400, 413, 422):
             logger.warning("Veil refused %d access event(s): HTTP %s %s", len(chunk), status, message)
             return "rejected"
@@ -854,10 +894,9 @@ def _event(
     """An access event as the API takes it, checked against the server's limits now, so that an
     invalid one is refused to its caller's log rather than in a batch with good ones."""
     who = _as_principal(principal)
-    if not isinstance(query_id, str) or len(query_id) > _MAX_QUERY_ID:
-        raise ValueError(f"query_id must be a string of at most {_MAX_QUERY_ID} characters")
-    if not isinstance(row_count, int) or isinstance(row_count, bool) or row_count < 0:
-        raise ValueError(f"row_count must be a non-negative integer, not {row_count!r}")
+    _check_query_id(query_id)
+    if not isinstance(row_count, int) or isinstance(row_count, bool) or not 0 <= row_count <= _MAX_ROW_COUNT:
+        raise ValueError(f"row_count must be an integer from 0 to 2**63 - 1, not {row_count!r}")
     when = datetime.now(_UTC) if occurred_at is None else occurred_at
     if not isinstance(when, datetime):
         raise TypeError("occurred_at must be a datetime")
@@ -875,10 +914,25 @@ def _event(
 
 def _checked_column(value: Column | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     column = _as_column(value)
-    for name, part in column._asdict().items():
-        if len(part) > _MAX_NAME or (not part and name != "schema"):
-            raise ValueError(f"column {name} must be 1 to {_MAX_NAME} characters: {column.label()}")
+    problem = _column_problem(column)
+    if problem is not None:
+        raise ValueError(f"{problem}: {column.label()}")
     return column.as_json()
+
+
+def _column_problem(column: Column) -> str | None:
+    """Why Veil would refuse this column reference (and with it the whole request), or None."""
+    for name, part in zip(Column._fields, column, strict=True):
+        if name == "schema" and len(part) > _MAX_NAME:
+            return f"the schema name is over {_MAX_NAME} characters"
+        if name != "schema" and not 0 < len(part) <= _MAX_NAME:
+            return f"the {name} name must be 1 to {_MAX_NAME} characters"
+    return None
+
+
+def _check_query_id(query_id: Any) -> None:
+    if not isinstance(query_id, str) or len(query_id) > _MAX_QUERY_ID:
+        raise ValueError(f"query_id must be a string of at most {_MAX_QUERY_ID} characters")
 
 
 def _parse_time(value: Any) -> datetime:
@@ -901,4 +955,6 @@ def _error_message(payload: Any) -> str:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         return f"{type(exc).__name__}: {exc.reason}"
+    if isinstance(exc, _ProtocolError):
+        return str(exc)  # already says what Veil answered
     return f"{type(exc).__name__}: {exc}"

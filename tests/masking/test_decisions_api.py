@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -309,10 +309,21 @@ def test_access_events_are_stored(world, proxy):
     )
 
 
+def test_an_access_event_time_without_offset_is_utc_whatever_the_time_zone(world, proxy, settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    event = {"principal": {"user": "alice@example.com"}, "occurred_at": "2026-11-22T10:00:00", "row_count": 1}
+
+    response = proxy.post("/api/v1/access-events", {"events": [event]}, format="json")
+
+    assert response.status_code == 202
+    assert AccessEvent.objects.get().occurred_at == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("event_patch", "field"),
     [
         ({"row_count": -1}, "events[0].row_count"),
+        ({"row_count": 2**63}, "events[0].row_count"),  # was a 500: more than the column holds
         ({"occurred_at": "yesterday"}, "events[0].occurred_at"),
         ({"rows": 1}, "events[0].rows"),
     ],

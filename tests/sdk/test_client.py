@@ -222,6 +222,67 @@ def test_an_unknown_principal_is_masked_by_veil_itself(veil: Veil, clients) -> N
     assert [(d.action, d.reason_kind) for d in decisions] == [("mask", "unknown_principal")] * 2
 
 
+@db
+def test_a_column_veil_would_refuse_is_masked_alone_and_the_others_are_still_asked(
+    veil: Veil, relay: LoopbackServer, clients, caplog
+) -> None:
+    client = clients(relay.url, veil.token)
+    unnamed = Column("prod-pg", "shop", "public", "customers", "")
+    too_long = Column("prod-pg", "shop", "public", "customers", "c" * 129)
+
+    decisions = client.decide(ALICE, [unnamed, EMAIL, too_long, ID])
+    client.decide(ALICE, [unnamed])
+
+    assert [(d.action, d.reason_kind) for d in decisions] == [
+        ("mask", DEGRADED),
+        ("mask", "semantic_type"),
+        ("mask", DEGRADED),
+        ("unmask", "not_sensitive"),
+    ]
+    assert decisions[0].apply("secret") == "******"
+    assert [[c["column"] for c in r["columns"]] for r in relay.requests] == [["email", "id"]]
+    assert client.stats.degraded_columns == 3
+    assert client.stats.decision_failures == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "veil_sdk"]
+    assert len([w for w in warnings if "the column name must be 1 to 128 characters" in w]) == 2
+
+
+def test_decide_refuses_an_invalid_query_id_as_report_does(closed_url: str, clients) -> None:
+    client = clients(closed_url)
+
+    with pytest.raises(ValueError, match="query_id"):
+        client.decide(ALICE, [EMAIL], query_id="q" * 201)
+    with pytest.raises(ValueError, match="query_id"):
+        client.decide(ALICE, [EMAIL], query_id=None)  # type: ignore[arg-type]
+    assert client.stats.decision_requests == 0
+
+
+@db
+def test_a_request_veil_refuses_is_logged_as_refused_not_as_an_outage(
+    veil: Veil, closed_url: str, clients, caplog
+) -> None:
+    from identity.models import Scope
+    from tests.factories import make_token
+
+    _, events_only = make_token([Scope.ACCESS_EVENTS], account_name="reporter")
+    refused = clients(veil.url, events_only).decide(ALICE, [EMAIL])
+    unreachable = clients(closed_url).decide(ALICE, [EMAIL])
+    # base_url with a path too many: not Veil's API answering
+    misdirected = clients(veil.url + "/api/v1", veil.token, timeout=10).decide(ALICE, [EMAIL])
+
+    assert refused[0].reason_kind == unreachable[0].reason_kind == misdirected[0].reason_kind == DEGRADED
+    warnings = [r.getMessage() for r in caplog.records if r.name == "veil_sdk"]
+    assert any(
+        w.startswith("Veil refused the decision request (HTTP 403: This token lacks") for w in warnings
+    )
+    assert any(w.startswith("Veil decisions unavailable (URLError") for w in warnings)
+    assert any(
+        w.startswith("Veil decisions unavailable (HTTP 404: not an answer from Veil's API")
+        and "is base_url right?" in w
+        for w in warnings
+    )
+
+
 # --- Failing closed -----------------------------------------------------------------------------
 
 
@@ -478,8 +539,9 @@ def test_an_invalid_report_is_refused_without_raising(closed_url: str, clients) 
     assert client.report(ALICE, "q" * 201, [], [EMAIL], 1) is False
     assert client.report("alice", "q", [], [EMAIL], 1) is False  # type: ignore[arg-type]
     assert client.report(ALICE, "q", [("too", "short")], [], 1) is False
+    assert client.report(ALICE, "q", [], [EMAIL], 2**63) is False  # more than Veil can store
 
-    assert client.stats.events_rejected == 4
+    assert client.stats.events_rejected == 5
     assert client.stats.events_queued == 0
     assert client.flush(timeout=0.1)
 
@@ -558,6 +620,7 @@ def test_the_example_runs_against_veil(veil: Veil) -> None:
     )
 
     assert result.returncode == 0, result.stderr
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
     assert "a****@example.com" in result.stdout
     assert "alice@example.com" not in result.stdout.split("Masked rows")[1]
     assert AccessEvent.objects.get().masked_columns == [EMAIL_LABEL]
