@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -84,3 +85,23 @@ class StrictSerializer(serializers.Serializer):
                     {name: ["Unknown field."] for name in unknown}, code="unknown_field"
                 )
         return super().to_internal_value(data)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler404`: the API's error shape under /api/ (a client parses JSON), the branded page elsewhere."""
+    if _is_api(request):
+        message = f"No API operation at {request.path}; see /api/v1/docs."
+        return JsonResponse(error_payload(404, "not_found", message), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """`handler500`, likewise: a JSON 500 under /api/ (details are in the server's log only)."""
+    if _is_api(request):
+        message = "Veil failed to answer; the error is logged. Try again, or ask Veil's operators."
+        return JsonResponse(error_payload(500, "server_error", message), status=500)
+    return defaults.server_error(request)

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from config import api
 from identity.views import LoginView
 from jitaccess import apis as jit_apis
 from jitaccess.views import home
@@ -56,3 +57,6 @@ urlpatterns = [
     path("", include("jitaccess.policy_urls")),
     path("slack/", include("jitaccess.slack.urls")),
 ]
+
+handler404 = api.not_found
+handler500 = api.server_error

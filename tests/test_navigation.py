@@ -13,6 +13,7 @@ from django.test import RequestFactory
 from django.urls import include, path, reverse
 from django.views import defaults
 
+from config import urls as config_urls
 from config.context_processors import menu_for, navigation
 from identity.models import User
 from jitaccess.demo import load_demo_data
@@ -148,7 +149,8 @@ def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
 
 
-urlpatterns = [path("boom/", boom), path("", include("config.urls"))]
+urlpatterns = [path("boom/", boom), path("api/v1/boom", boom), path("", include("config.urls"))]
+handler404, handler500 = config_urls.handler404, config_urls.handler500
 
 
 def test_a_server_error_gets_the_standalone_branded_500(client, settings, django_assert_num_queries):
@@ -169,3 +171,18 @@ def test_someone_given_the_view_permission_is_offered_the_service_accounts(clien
     sam = make_user("sam")
     sam.user_permissions.add(Permission.objects.get(codename="view_serviceaccount"))
     assert set(menu_links(client, sam)) == EVERYONE | SERVICE_ACCOUNTS
+
+
+def test_the_api_answers_an_unknown_path_and_a_failure_in_its_json_error_shape(client, settings):
+    settings.DEBUG = False
+    settings.ROOT_URLCONF = __name__
+    client.raise_request_exception = False
+
+    missing = client.post("/api/v1/decisions/", {}, content_type="application/json")
+    failed = client.get("/api/v1/boom")
+
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/json"
+    assert missing.json()["error"]["code"] == "not_found"
+    assert "/api/v1/decisions/" in missing.json()["error"]["message"]
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "server_error"
+    assert "boom" not in failed.content.decode(), "no internals in the answer"
