@@ -1,10 +1,14 @@
 """The Django admin site for the catalog and the policy.
 
-Policy saves go through the audited services, so each becomes a policy version. While a project
+Policy saves go through the audited services, so each becomes a policy version. The catalog is
+read-only here (pushes and syncs write it) but for a column's classification level, stated
+through the same service as on the catalog page. While a project
 has the two-person rule on, its policy is read-only here: changes then go through the policy pages,
 which hold them for a second person (global rules and semantic types are read-only while any
 project has the rule on).
 """
+
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -15,6 +19,7 @@ from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
 from audit.models import Channel
+from identity.models import User
 from identity.services import actor_for
 from masking.forms import ConditionField
 from masking.models import (
@@ -29,7 +34,8 @@ from masking.models import (
     SemanticType,
     Table,
 )
-from masking.policy_access import needs_second_person
+from masking.policy_access import may_administer, needs_second_person
+from masking.services.catalog import column_classify
 from masking.services.policy import (
     exemption_create,
     exemption_revoke,
@@ -66,34 +72,65 @@ class ProjectAdmin(GuardedModelAdmin):
     search_fields = ["key", "title"]
 
 
+class CatalogAdmin(admin.ModelAdmin):
+    """The catalog as catalog pushes and syncs write it: read-only here. Edits made here would
+    neither reach decisions (the decision epoch would not move) nor survive the next push, which
+    states instances' environments, databases' projects and the columns."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(CatalogAdmin):
     list_display = ["key", "title", "engine", "environment"]
     list_filter = ["engine", "environment"]
     search_fields = ["key", "title"]
 
 
 @admin.register(Database)
-class DatabaseAdmin(admin.ModelAdmin):
+class DatabaseAdmin(CatalogAdmin):
     list_display = ["name", "instance", "project"]
     list_filter = ["project", "instance__environment"]
     search_fields = ["name", "instance__key"]
 
 
 @admin.register(Schema)
-class SchemaAdmin(admin.ModelAdmin):
+class SchemaAdmin(CatalogAdmin):
     list_display = ["name", "database"]
     search_fields = ["name", "database__name"]
 
 
 @admin.register(Table)
-class TableAdmin(admin.ModelAdmin):
+class TableAdmin(CatalogAdmin):
     list_display = ["name", "schema"]
     search_fields = ["name"]
 
 
+class ColumnClassificationForm(forms.ModelForm):
+    class Meta:
+        model = Column
+        fields = ["classification_level"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A level is stated, never taken back to "unclassified" (as on the catalog page).
+        self.fields["classification_level"].required = True
+
+
 @admin.register(Column)
-class ColumnAdmin(admin.ModelAdmin):
+class ColumnAdmin(CatalogAdmin):
+    """Read-only but for the classification level, which a policy administrator of the column's
+    project may state here as on the catalog page: through `column_classify`, so it is audited
+    and decisions follow it at once."""
+
+    form = ColumnClassificationForm
     list_display = [
         "name",
         "table",
@@ -108,7 +145,33 @@ class ColumnAdmin(admin.ModelAdmin):
         "table__schema__database__instance__environment",
     ]
     search_fields = ["name", "table__name"]
-    raw_id_fields = ["table"]
+    fields = [
+        "table",
+        "name",
+        "data_type",
+        "classification_level",
+        "suggested_category",
+        "semantic_type",
+        "tags",
+    ]
+    readonly_fields = ["table", "name", "data_type", "suggested_category", "semantic_type", "tags"]
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        if not isinstance(obj, Column):
+            return admin.ModelAdmin.has_change_permission(self, request, obj)
+        project = obj.table.schema.database.project.key
+        return admin.ModelAdmin.has_change_permission(self, request, obj) and may_administer(
+            cast(User, request.user), [project], is_global=False
+        )
+
+    def save_model(self, request: HttpRequest, obj: Column, form: forms.ModelForm, change: bool) -> None:
+        column_classify(
+            column=obj,
+            level=form.cleaned_data["classification_level"],
+            actor=actor_for(cast(User, request.user)),
+            channel=Channel.WEB,
+            detail={"source": "admin site"},
+        )
 
 
 class SemanticTypeForm(forms.ModelForm):

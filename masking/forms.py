@@ -170,9 +170,13 @@ class ExemptionForm(PolicyItemForm):
         }
 
 
+MAX_POLICY_FILE_BYTES = 5_000_000  # as the policy API's `policy` field
+
+
 class PolicySourceForm(forms.Form):
     source = forms.CharField(
         required=False,
+        max_length=MAX_POLICY_FILE_BYTES,
         widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code"}),
         help_text="A policy document as `manage.py policy export` writes it",
     )
@@ -183,12 +187,31 @@ class PolicySourceForm(forms.Form):
         label="Format",
     )
 
+    def clean_upload(self) -> str | None:
+        """The chosen file's text, whole or refused: a file cut short or with bytes replaced could
+        still parse, as a policy missing its last items."""
+        upload = self.cleaned_data.get("upload")
+        if upload is None:
+            return None
+        if upload.size > MAX_POLICY_FILE_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size:,} bytes; a policy file may be at most "
+                f"{MAX_POLICY_FILE_BYTES:,} bytes (the policy API takes the same)."
+            )
+        raw = upload.read()
+        try:
+            text: str = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise forms.ValidationError(
+                f"The file is not UTF-8 text (byte {exc.start + 1} cannot be read); save it as UTF-8."
+            ) from exc
+        return text
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        upload = data.get("upload")
-        if upload is not None:
-            data["source"] = upload.read(2_000_000).decode("utf-8", "replace")
-        if not (data.get("source") or "").strip():
+        if data.get("upload") is not None:
+            data["source"] = data["upload"]
+        if not (data.get("source") or "").strip() and not self.has_error("upload"):
             raise forms.ValidationError("Paste a policy document or choose a file.")
         return data
 

@@ -1,7 +1,8 @@
 """Policy-as-code API for pipelines: export, plan, apply, and the coverage and drift gates.
 
 Service-account tokens need the `policy:write` scope. People (session) need `administer_policy`:
-on at least one project to read, and on whatever a change touches to apply it. Errors use the one
+on at least one project to read, and on whatever a change touches to apply it; the coverage and
+drift gates list a person only the columns of projects they administer. Errors use the one
 error shape; a file's mistakes are reported under their document path (`rules[2].condition`).
 """
 
@@ -22,8 +23,8 @@ from config.api import StrictSerializer
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
-from masking.checks import DEFAULT_SENSITIVE_TAGS, coverage, default_min_level, drift
-from masking.policy_access import administers_any
+from masking.checks import DEFAULT_SENSITIVE_TAGS, CoverageReport, coverage, default_min_level, drift
+from masking.policy_access import PERMISSION, administered_projects, administers_any
 from masking.policy_diff import plan_against_live
 from masking.policy_document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
 from masking.selectors import load_policy, read_epochs
@@ -177,13 +178,18 @@ class PolicyCoverageApi(PolicyApi):
             min_level = int(params.get("min_level", default_min_level(policy)))
         except ValueError as exc:
             raise ValidationError({"min_level": ["must be an integer"]}) from exc
-        report = coverage(
+        found = coverage(
             policy,
             min_level=min_level,
             sensitive_tags=_csv(params.get("sensitive_tags")) or DEFAULT_SENSITIVE_TAGS,
             require_rule=params.get("require_rule", "").lower() in ("1", "true", "yes"),
             environments=_csv(params.get("environment")),
             now=timezone.now().timestamp(),
+        )
+        mine = _visible_projects(request)
+        report = CoverageReport(
+            uncovered=[f for f in found.uncovered if mine is None or f.column.project in mine],
+            unreviewed=[f for f in found.unreviewed if mine is None or f.column.project in mine],
         )
         return Response(report.as_json())
 
@@ -205,7 +211,22 @@ class PolicyDriftApi(PolicyApi):
             environments=_csv(request.query_params.get("environments")),
             now=timezone.now().timestamp(),
         )
+        mine = _visible_projects(request)
+        if mine is not None:
+            found = [d for d in found if any(e.column.project in mine for e in d.entries)]
         return Response({"ok": not found, "drift": [d.as_json() for d in found]})
+
+
+def _visible_projects(request: Request) -> set[str] | None:
+    """Projects whose columns the gates may list for this caller (None: every project).
+
+    A `policy:write` token is a pipeline's, and a person holding the permission globally
+    administers everything; anyone else sees the projects they administer, as on the Checks page:
+    the gates name catalog columns, which a person outside a project does not see."""
+    user = cast(User, request.user)
+    if isinstance(request.auth, ApiToken) or user.has_perm(PERMISSION):
+        return None
+    return administered_projects(user)
 
 
 def _csv(value: str | None) -> list[str]:

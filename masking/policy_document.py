@@ -149,6 +149,10 @@ def section(name: str) -> Section:
 # --- Reading items -----------------------------------------------------------------------------
 
 
+MAX_INTEGER = 32_767  # PositiveSmallIntegerField (approvals_required)
+MAX_DURATION_DAYS = 3650
+
+
 class Fields:
     """Typed reads of one item's fields; unknown fields are refused so a typo never does less."""
 
@@ -193,10 +197,12 @@ class Fields:
             raise self.error(name, "must be true or false")
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
+        """An integer from `minimum` to `maximum`. The default ceiling is the smallest integer
+        column a section stores a count in, so a number that passes here always fits its column."""
         value = self._get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.error(name, f"must be an integer >= {minimum}")
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            raise self.error(name, f"must be an integer from {minimum} to {maximum}")
         return value
 
     def names(self, name: str) -> list[str]:
@@ -246,13 +252,16 @@ _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90m`, `4h`, `1d12h`: the compact durations the document uses."""
+    """`90m`, `4h`, `1d12h`: the compact durations the document uses, up to ten years (longer is
+    a typo, and would not fit a duration column or `timedelta`)."""
     parts = re.findall(r"(\d+)\s*([dhms])", text.strip())
     if not parts or re.sub(r"(\d+)\s*([dhms])", "", text).strip():
         raise ValueError("must be a duration such as 30m, 4h or 2d")
     seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError("must be positive")
+    if seconds > MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"must be at most {MAX_DURATION_DAYS}d")
     return timedelta(seconds=seconds)
 
 

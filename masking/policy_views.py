@@ -20,7 +20,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -299,6 +299,11 @@ def review_confirm(request: HttpRequest) -> HttpResponse:
             rollback_of=payload["rollback_of"],
         )
     except StalePolicy as stale:
+        if _already_live(payload["document"]):  # confirmed twice (back button, double click)
+            messages.info(
+                request, f"Nothing to apply: this change is already in policy version {current_version()}."
+            )
+            return redirect(payload["back"])
         notice = f"The policy changed while you reviewed ({stale}). Here is the diff against it now."
         return review(
             request, payload["document"], notice=notice, message=form.cleaned_data["message"], **again
@@ -323,6 +328,13 @@ def review_confirm(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(request, "Nothing changed.")
     return redirect(payload["back"])
+
+
+def _already_live(document: dict[str, Any]) -> bool:
+    try:
+        return not plan_against_live(document).has_changes
+    except DocumentError:
+        return False
 
 
 def yaml_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -537,11 +549,15 @@ def change_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
         messages.error(request, str(error))
         return redirect("policy:change", pk=pk)
     except PolicyChange.DoesNotExist:
-        return HttpResponseBadRequest("No such change.")
+        raise Http404("No such policy change.") from None
     if change.state == ChangeState.APPLIED and change.version is not None:
         messages.success(request, f"Change #{pk} approved and applied as version {change.version.number}.")
     elif change.state == ChangeState.SUPERSEDED:
-        messages.error(request, f"Change #{pk} no longer applies: the policy changed since it was submitted.")
+        messages.error(
+            request,
+            f"Change #{pk} was not applied and is closed: {change.decision_note}. "
+            "Its author can submit it again.",
+        )
     else:
         messages.info(request, f"Change #{pk} {change.get_state_display().lower()}.")
     return redirect("policy:change", pk=pk)

@@ -17,7 +17,7 @@ from guardian.shortcuts import get_objects_for_user
 from audit.models import Channel
 from identity.models import User
 from identity.services import actor_for
-from masking.models import Column, Project
+from masking.models import ClassificationLevel, Column, Project
 from masking.policy_access import administered_projects, may_administer
 from masking.services.catalog import column_classify
 
@@ -27,9 +27,9 @@ def catalog(request: HttpRequest) -> HttpResponse:
     """Browse columns of the projects the person may administer or audit, with suggestions.
 
     A policy administrator of a column's project may confirm the suggested level of an
-    unclassified column (POST, `confirm_suggestion`). Columns only seen in decision requests
-    (`discovered_by_decision`) are not offered: the engine does not know them until a catalog push
-    registers them, so a level would change nothing."""
+    unclassified column, or choose its level (POST, `confirm_suggestion`). Columns only seen in
+    decision requests (`discovered_by_decision`) are not offered: the engine does not know them
+    until a catalog push registers them, so a level would change nothing."""
     if request.method == "POST":
         return confirm_suggestion(request)
     projects = get_objects_for_user(
@@ -64,12 +64,18 @@ def catalog(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "masking/catalog.html",
-        {"page": page, "query": query, "administered": administered_projects(user)},
+        {
+            "page": page,
+            "query": query,
+            "administered": administered_projects(user),
+            "levels": ClassificationLevel.choices,
+        },
     )
 
 
 def confirm_suggestion(request: HttpRequest) -> HttpResponse:
-    """Apply the level suggested for an unclassified column, as its project's policy administrator.
+    """Apply the level suggested for an unclassified column, or the level chosen from the list
+    (`choose=1`), as its project's policy administrator.
 
     The form carries the level the page showed: if the suggestion has changed since, nothing is
     written and the page says so (the person confirms what they saw, not what is there now).
@@ -88,7 +94,10 @@ def confirm_suggestion(request: HttpRequest) -> HttpResponse:
         return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
     label = f"{column.table}.{column.name}"
     shown = request.POST.get("level", "")
-    if column.classification_level is not None:
+    chosen = request.POST.get("choose") == "1"  # a level picked from the list, not the suggestion
+    if chosen and shown not in {str(level) for level in ClassificationLevel.values}:
+        messages.error(request, f"Choose a classification level for {label}. Nothing changed.")
+    elif column.classification_level is not None:
         messages.info(
             request,
             f"{label} is already classified: {column.get_classification_level_display()}. Nothing changed.",
@@ -100,6 +109,15 @@ def confirm_suggestion(request: HttpRequest) -> HttpResponse:
             "unknown column (masked in full) whatever its level. Register it by pushing the catalog, "
             "then classify it. Nothing changed.",
         )
+    elif chosen:
+        column_classify(
+            column=column,
+            level=int(shown),
+            actor=actor_for(user),
+            channel=Channel.WEB,
+            detail={"source": "chosen", "suggested_category": column.suggested_category},
+        )
+        messages.success(request, f"{label} classified as {column.get_classification_level_display()}.")
     elif column.suggested_level is None or shown != str(column.suggested_level):
         messages.error(
             request, f"The suggestion for {label} has changed since the page was shown. Nothing changed."

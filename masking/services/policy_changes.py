@@ -5,7 +5,8 @@
 change what it touches, and either applies it as one version or, when a project it affects has
 the two-person rule on, files it as a pending `PolicyChange`. A pending change has no effect until
 another person approves it (`policy_change_approve`), and it is applied only if it still makes the
-exact diff the author submitted; otherwise it is marked superseded and must be submitted again.
+exact diff the author submitted and is still a valid document; otherwise it is marked superseded
+(the note says why) and must be submitted again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from identity.services import actor_for
 from masking.models import ChangeState, PolicyChange, PolicyVersion
 from masking.policy_access import may_administer, needs_second_person
 from masking.policy_diff import Plan, plan_against_live
+from masking.policy_document import DocumentError, parse_document
 from masking.services.versions import lock_head, policy_apply
 
 # Called with the change's ID after a change is filed or decided, once that commits (jitaccess
@@ -133,7 +135,13 @@ def policy_change_approve(*, change_id: int, approver: User, channel: str) -> Po
         raise NotAllowed("You cannot approve your own policy change: someone else must.")
     if not may_administer(approver, change.projects, is_global=change.is_global):
         raise NotAllowed(_scope_refusal(set(change.projects), change.is_global))
-    plan = plan_against_live(change.document)
+    try:
+        # Read again as a file is: what the author submitted may name something deleted since,
+        # or hold what newer checks refuse; either way it can no longer be applied as reviewed.
+        plan = plan_against_live(parse_document(change.document))
+    except DocumentError as error:
+        _decide(change, ChangeState.SUPERSEDED, approver, channel, f"it is no longer valid ({error})")
+        return change
     if [c.as_json() for c in plan.changes] != change.changes:
         _decide(
             change, ChangeState.SUPERSEDED, approver, channel, "the policy changed since it was submitted"

@@ -159,3 +159,50 @@ def test_confirming_needs_the_csrf_token(columns, admin):
 
     assert response.status_code == 403
     assert Column.objects.get(name="billing_email").classification_level is None
+
+
+def test_a_policy_admin_chooses_the_level_of_a_column_without_a_suggestion(client, columns, admin):
+    client.force_login(admin)
+    notes = columns["notes"]
+
+    page = client.get(URL).content.decode()
+    response = client.post(URL, {"column": notes.pk, "choose": "1", "level": "2"})
+
+    assert page.count('class="classify"') == 2, "billing_email and notes are unclassified"
+    assert f'id="level-{notes.pk}"' in page and f'id="level-{columns["email"].pk}"' not in page
+    assert Column.objects.get(pk=notes.pk).classification_level == 2
+    event = AuditEvent.objects.get(action="catalog.classification_changed")
+    assert event.detail == {"source": "chosen", "suggested_category": "", "before": None, "after": 2}
+    assert "classified as 2 · Confidential." in client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.parametrize("level", ["", "9", "two"])
+def test_choosing_no_level_or_one_off_the_scale_changes_nothing(client, columns, admin, level):
+    client.force_login(admin)
+
+    response = client.post(URL, {"column": columns["notes"].pk, "choose": "1", "level": level})
+
+    assert response.status_code == 302
+    assert Column.objects.get(pk=columns["notes"].pk).classification_level is None
+    assert "Choose a classification level for" in client.get(response["Location"]).content.decode()
+
+
+def test_choosing_a_level_leaves_a_column_classified_meanwhile_as_it_is(client, columns, admin):
+    client.force_login(admin)
+
+    client.post(URL, {"column": columns["email"].pk, "choose": "1", "level": "0"})
+
+    assert Column.objects.get(pk=columns["email"].pk).classification_level == 3
+    assert not AuditEvent.objects.filter(action="catalog.classification_changed").exists()
+
+
+def test_someone_who_only_reads_the_project_cannot_choose_a_level(client, columns, shop):
+    auditor = make_user("audrey")
+    grant_project_perm(auditor, "view_audit", shop)
+    client.force_login(auditor)
+
+    page = client.get(URL).content.decode()
+    response = client.post(URL, {"column": columns["notes"].pk, "choose": "1", "level": "0"})
+
+    assert 'class="classify"' not in page and response.status_code == 403
+    assert Column.objects.get(pk=columns["notes"].pk).classification_level is None

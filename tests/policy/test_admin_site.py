@@ -1,13 +1,19 @@
-"""The Django admin site stays one more way into the same services (audited, versioned), and is
-read-only for policy while the two-person rule is on."""
+"""The Django admin site stays one more way into the same services (audited, versioned), is
+read-only for policy while the two-person rule is on, and for the catalog but for classification."""
 
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 
+from audit.models import AuditEvent
 from identity.models import Role
-from masking.models import Exemption, PolicyVersion, ProjectPolicySettings
+from masking.engine import ColumnKey, Principal
+from masking.models import Column, Exemption, Instance, PolicyVersion, ProjectPolicySettings
+from masking.selectors import load_policy, read_epochs
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +63,63 @@ def test_with_the_two_person_rule_on_policy_is_read_only_in_the_admin_site(super
 
     assert superuser_client.get(reverse("admin:masking_maskingrule_add")).status_code == 403
     assert superuser_client.get(reverse("admin:masking_exemption_add")).status_code == 403
+
+
+def notes_decision():
+    column = ColumnKey("prod-pg", "shop", "public", "customers", "notes")
+    policy = load_policy(read_epochs().policy)
+    return policy.decide(Principal("user", "0", "nobody"), [column], now=timezone.now().timestamp())[0]
+
+
+def test_a_classification_stated_in_the_admin_site_is_audited_and_decides_at_once(superuser_client):
+    notes = Column.objects.get(name="notes", table__schema__database__instance__key="prod-pg")
+    before = notes_decision()
+
+    response = superuser_client.post(
+        reverse("admin:masking_column_change", args=[notes.pk]), {"classification_level": 4}
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert before.action == "unmask"
+    assert notes_decision().action == "mask"
+    event = AuditEvent.objects.get(action="catalog.classification_changed")
+    assert event.actor_name == "Polly Policy" and event.detail["source"] == "admin site"
+
+
+def test_the_catalog_is_read_only_in_the_admin_site_but_for_classification(superuser_client, policy_world):
+    instance = Instance.objects.get(key="prod-pg")
+    notes = Column.objects.get(name="notes", table__schema__database__instance__key="prod-pg")
+
+    moved = superuser_client.post(
+        reverse("admin:masking_instance_change", args=[instance.pk]),
+        {"key": "prod-pg", "title": "", "engine": instance.engine, "environment": "staging"},
+    )
+    renamed = superuser_client.post(
+        reverse("admin:masking_column_change", args=[notes.pk]),
+        {"name": "renamed", "classification_level": 1},
+    )
+
+    assert moved.status_code == 403
+    instance.refresh_from_db()
+    notes.refresh_from_db()
+    assert instance.environment == "prod" and notes.name == "notes"
+    assert renamed.status_code == 302 and not AuditEvent.objects.filter(
+        action="catalog.classification_changed"
+    )
+
+
+def test_staff_who_do_not_administer_the_project_cannot_classify_its_columns(client, policy_world):
+    staff = make_user("stan")
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_column", "change_column"]))
+    client.force_login(staff)
+    notes = Column.objects.get(name="notes", table__schema__database__instance__key="prod-pg")
+
+    response = client.post(
+        reverse("admin:masking_column_change", args=[notes.pk]), {"classification_level": 4}
+    )
+
+    assert response.status_code == 403
+    notes.refresh_from_db()
+    assert notes.classification_level == 1

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from audit.models import Channel
+from audit.services import SYSTEM
 from identity.models import Scope
 from masking.models import ProjectPolicySettings, SemanticType
-from tests.factories import make_token
+from masking.services.policy import rule_save
+from tests.factories import grant_project_perm, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +96,25 @@ def test_the_gates_over_http(ci):
         "staging-pg/shop/public.customers.notes",
     ]
     assert drift == {"ok": True, "drift": []}
+
+
+def test_the_gates_over_a_session_list_only_the_projects_one_administers(api_client, policy_world):
+    """The Checks page leaves out other projects' columns; the same gates over HTTP do too."""
+    rule_save(
+        title="Notes in prod",
+        condition='resource.column_name == "notes" && resource.environment_id == "prod"',
+        semantic_type=SemanticType.objects.get(key="email"),
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )  # shop's notes now drift between prod and staging, and staging's stays uncovered
+    olga = make_user("olga")
+    grant_project_perm(olga, "administer_policy", make_project("billing"))
+
+    api_client.force_authenticate(olga)
+    theirs = (api_client.get("/api/v1/policy/coverage").json(), api_client.get("/api/v1/policy/drift").json())
+    api_client.force_authenticate(policy_world.polly)
+    mine = (api_client.get("/api/v1/policy/coverage").json(), api_client.get("/api/v1/policy/drift").json())
+
+    assert theirs == ({"ok": True, "uncovered": [], "unreviewed": []}, {"ok": True, "drift": []})
+    assert [f["column"] for f in mine[0]["uncovered"]] == ["staging-pg/shop/public.customers.notes"]
+    assert [d["column"] for d in mine[1]["drift"]] == ["shop/public.customers.notes"]
