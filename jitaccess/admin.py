@@ -1,8 +1,10 @@
-from django.contrib import admin
-from django.db import models
+from django.contrib import admin, messages
+from django.db import models, transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from audit.admin import ReadOnlyAdmin
+from jitaccess.delivery import retry_failed
 from jitaccess.models import (
     AccessRequest,
     Approval,
@@ -13,6 +15,7 @@ from jitaccess.models import (
     SlackRoute,
     SlackUserLink,
 )
+from jitaccess.tasks import enqueue_deliveries
 
 
 @admin.register(ApprovalPolicy)
@@ -58,12 +61,57 @@ class AccessRequestAdmin(ReadOnlyAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ["request", "kind", "channel", "recipient", "destination", "state", "attempts", "sent_at"]
+    """The outbox. Rows are written by the services and change only through delivery; a row that
+    gave up (failed) is put back with the "Retry delivery" action once its channel works again."""
+
+    list_display = [
+        "pk",
+        "request_ref",
+        "kind",
+        "channel",
+        "to",
+        "state",
+        "attempts",
+        "last_error",
+        "created_at",
+    ]
+    list_display_links = ["pk"]
     list_filter = ["state", "channel", "kind"]
+    list_select_related = ["request", "recipient"]
     readonly_fields = [f.name for f in Notification._meta.fields]
+    actions = ["retry_delivery"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="Request", ordering="request")
+    def request_ref(self, notification: Notification) -> str:
+        return notification.request.ref
+
+    @admin.display(description="To")
+    def to(self, notification: Notification) -> str:
+        return str(notification.recipient or notification.destination)
+
+    @admin.action(permissions=["change"], description="Retry delivery of the selected failed notifications")
+    def retry_delivery(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        chosen = list(queryset.values_list("pk", flat=True))
+        retried = retry_failed(ids=chosen)
+        transaction.on_commit(lambda: enqueue_deliveries(retried), robust=True)
+        if retried:
+            self.message_user(
+                request,
+                f"{len(retried)} notification(s) put back in the outbox with fresh attempts: the "
+                "workers send them within a minute (the Pending and Sent filters show how it went).",
+                messages.SUCCESS,
+            )
+        skipped = len(chosen) - len(retried)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected notification(s) left alone: only failed ones are retried "
+                "(pending ones are still being tried, sent ones were delivered).",
+                messages.WARNING,
+            )
 
 
 @admin.register(SlackRoute)

@@ -4,16 +4,23 @@ A notification is claimed with a conditional UPDATE (pending and not claimed, or
 so a task delivered twice, or the periodic retry sweep racing the first task, sends it once. A
 failed send backs off exponentially (`next_attempt_at`); the sweep retries it, so no task ever
 waits on a long countdown in the broker.
+
+After `MAX_ATTEMPTS` (about an hour and a half of back-off) a row stops retrying and is marked
+failed, never silently: the give-up is logged at ERROR, operators see the count on their home
+page and the rows in the admin, and `retry_failed` (the admin's "Retry delivery" action,
+`manage.py notifications retry`) puts them back in the outbox once the channel is fixed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import F, Q, QuerySet
+from django.db import transaction
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
@@ -42,20 +49,69 @@ def deliver(notification_id: int) -> bool:
     try:
         _send(notification)
     except Exception as exc:  # any channel failure: back off and let the sweep retry
-        failed = notification.attempts >= MAX_ATTEMPTS
+        gave_up = notification.attempts >= MAX_ATTEMPTS
         Notification.objects.filter(pk=notification_id).update(
-            state=DeliveryState.FAILED if failed else DeliveryState.PENDING,
-            next_attempt_at=now + timedelta(seconds=min(2**notification.attempts * 5, 3600)),
+            state=DeliveryState.FAILED if gave_up else DeliveryState.PENDING,
+            next_attempt_at=None
+            if gave_up
+            else now + timedelta(seconds=min(2**notification.attempts * 5, 3600)),
             last_error=f"{type(exc).__name__}: {exc}"[:500],
         )
-        logger.warning(
-            "notification %s not delivered (attempt %s): %s", notification_id, notification.attempts, exc
-        )
+        if gave_up:
+            logger.error(
+                "notification %s (%s, %s to %s, %s) NOT DELIVERED: gave up after %s attempts: %s. "
+                "Once the channel works, retry it: Django admin > Notifications > 'Retry delivery', "
+                "or `manage.py notifications retry`.",
+                notification_id,
+                notification.get_kind_display(),
+                notification.get_channel_display(),
+                notification.recipient or notification.destination,
+                notification.request.ref,
+                notification.attempts,
+                exc,
+            )
+        else:
+            logger.warning(
+                "notification %s not delivered (attempt %s of %s), will retry: %s",
+                notification_id,
+                notification.attempts,
+                MAX_ATTEMPTS,
+                exc,
+            )
         return False
     Notification.objects.filter(pk=notification_id).update(
         state=DeliveryState.SENT, sent_at=timezone.now(), last_error=""
     )
     return True
+
+
+def retry_failed(*, ids: Iterable[int] | None = None) -> list[int]:
+    """Put notifications that gave up back in the outbox, with a fresh set of attempts: all of
+    them, or those of `ids` (other ids, and rows not failed, are left alone). Returns the ids put
+    back; the caller hands them to the workers (`tasks.enqueue_deliveries`), and the periodic sweep
+    sends them anyway. Failed rows are never claimed, so resetting them races no sender."""
+    failed = Notification.objects.filter(state=DeliveryState.FAILED)
+    if ids is not None:
+        failed = failed.filter(pk__in=list(ids))
+    with transaction.atomic():
+        retried = list(failed.select_for_update().order_by("created_at").values_list("pk", flat=True))
+        Notification.objects.filter(pk__in=retried).update(
+            state=DeliveryState.PENDING, attempts=0, next_attempt_at=None
+        )
+    if retried:
+        logger.warning("%s undelivered notification(s) put back in the outbox: %s", len(retried), retried)
+    return retried
+
+
+def failed_counts() -> dict[str, int]:
+    """How many notifications gave up, per channel label ("Email": 2); empty when none did."""
+    rows = (
+        Notification.objects.filter(state=DeliveryState.FAILED)
+        .values_list("channel")
+        .annotate(n=Count("pk"))
+        .order_by("channel")
+    )
+    return {NotificationChannel(channel).label: n for channel, n in rows}
 
 
 def due_notification_ids(limit: int = 500) -> list[int]:

@@ -186,7 +186,7 @@ class NotificationChannel(models.TextChoices):
 class DeliveryState(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"
-    FAILED = "failed", "Failed (will not retry)"
+    FAILED = "failed", "Failed (gave up; an operator can retry)"
 
 
 class Notification(models.Model):

@@ -24,7 +24,7 @@ from guardian.shortcuts import get_objects_for_user
 from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
-from jitaccess import selectors, services
+from jitaccess import delivery, selectors, services
 from jitaccess.formatting import duration_label, moment_label
 from jitaccess.forms import (
     BreakGlassForm,
@@ -73,12 +73,16 @@ def home(request: HttpRequest) -> HttpResponse:
     unreviewed = None
     if projects["administer"]:
         unreviewed = selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]).count()
+    # For operators (who may retry them in the admin): what the outbox gave up on.
+    undelivered = delivery.failed_counts() if user.has_perm("jitaccess.change_notification") else {}
     context = {
         "projects": projects,
         "pending_approvals": len(selectors.approval_queue(user)),
         "active_grants": _active_grants(user),
         "unreviewed_breakglass": unreviewed,
         "can_break_glass": _breakglass_databases(user).exists(),
+        "undelivered": undelivered,
+        "undelivered_total": sum(undelivered.values()),
         "now": timezone.now(),
     }
     return render(request, "jitaccess/home.html", context)
@@ -94,8 +98,12 @@ def request_list(request: HttpRequest) -> HttpResponse:
         .annotate(end_reason=selectors.end_reason_of("pk"))
         .prefetch_related("approvals")[:100]
     )
+    requestable = get_objects_for_user(
+        user, "masking.request_unmask", klass=Project, accept_global_perms=True
+    )
     context = {
         "active_grants": _active_grants(user),
+        "extendable_projects": set(requestable.values_list("pk", flat=True)),
         "requests": mine,
         "inbox": selectors.inbox(user),
         "now": timezone.now(),
@@ -113,8 +121,8 @@ def request_new(request: HttpRequest) -> HttpResponse:
     extended = None
     if raw_extends := request.GET.get("extends"):
         extended = _visible(user, raw_extends)
-        if extended.requester_id != user.pk:
-            return _forbidden(request, "Only the requester can extend a grant.")
+        if refusal := _extend_refusal(extended, user):
+            return _forbidden(request, refusal)
         if extended.state != State.APPROVED:
             messages.error(
                 request,
@@ -345,8 +353,11 @@ def _render_detail(
         "decide": pending and services.can_approve(target, user),
         "cancel": pending and is_requester,
         "relinquish": approved and is_requester,
-        "extend": approved and is_requester and services.live_extension_of(target) is None,
-        "revoke": approved and services.can_revoke(target, user),
+        "extend": approved
+        and not _extend_refusal(target, user)
+        and services.live_extension_of(target) is None,
+        # The requester ends their own grant by relinquishing it: one button, not two that do the same.
+        "revoke": approved and not is_requester and services.can_revoke(target, user),
         "review": target.is_breakglass
         and target.reviewed_at is None
         and services.can_review_breakglass(target, user),
@@ -450,6 +461,22 @@ def _duration_help(
     if limit.policy_title:
         return f"At most {longest} for this scope, under the approval policy '{limit.policy_title}'."
     return f"At most {longest} in {database.project}."
+
+
+def _extend_refusal(extended: AccessRequest, user: User) -> str:
+    """Why `user` may not ask for more time on the grant; "" when they may. An extension is a new
+    request, so it needs `request_unmask` on the project (a break-glass grant's holder may lack it)."""
+    if extended.requester_id != user.pk:
+        return "Only the requester can extend a grant."
+    if not user.has_perm("masking.request_unmask", extended.project):
+        return (
+            f"You cannot request unmask in project {extended.project.key}, so {extended.ref} cannot be "
+            "extended: ask a project administrator for the permission, or break the glass again."
+            if extended.is_breakglass
+            else f"You cannot request unmask in project {extended.project.key} any more, so "
+            f"{extended.ref} cannot be extended."
+        )
+    return ""
 
 
 def _scope_of(extended: AccessRequest) -> services.Scope:

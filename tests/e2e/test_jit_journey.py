@@ -70,14 +70,18 @@ def test_request_approve_countdown_expiry_and_denial(page, bob_page, world, tmp_
     assert page.get_by_role("heading", name="Your active grants").is_visible()
     page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
     page.goto(f"/requests/{request.pk}/")
-    assert page.get_by_role("button", name="Relinquish now").is_visible()
     page.screenshot(path=str(tmp_path / "request-approved.png"), full_page=True)
+    page.get_by_role("link", name="Relinquish now").click()
+    assert page.url.endswith(f"/requests/{request.pk}/relinquish/confirm/"), "a clean URL, no bare '?'"
+    assert page.get_by_role("heading", name=f"Give up {request.ref}?").is_visible()
+    page.get_by_role("link", name="Keep it").click()
+    assert page.locator("h1 .state").inner_text() == "Approved (grant active)"
 
     request.refresh_from_db()
     assert requests_sweep(now=request.expires_at + timedelta(seconds=1)).expired == 1
     page.reload()
     assert page.locator("h1 .state").inner_text() == "Expired"
-    assert page.get_by_role("button", name="Relinquish now").count() == 0
+    assert page.get_by_role("link", name="Relinquish now").count() == 0
     page.goto("/requests/")
     assert page.get_by_text("No active grant").is_visible()
     assert page.get_by_role("row", name=re.compile(request.ref)).get_by_text("Expired").is_visible()

@@ -459,6 +459,39 @@ def test_someone_without_a_break_glass_role_is_told_so(world, oncall, client):
     assert "You are not in a break-glass role of any project" in page.content.decode()
 
 
+def test_a_break_glass_grant_offers_no_extension_to_someone_who_cannot_request(world, oncall, client):
+    oncall.breakglass_roles.get().users.add(world.eve)  # on call, but no request_unmask anywhere
+    taken = breakglass_take(
+        requester=world.eve,
+        scope=world.scope("email"),
+        duration=timedelta(minutes=30),
+        reason="INC-9",
+        channel=Channel.WEB,
+    )
+    _as(client, world.eve)
+
+    detail = client.get(f"/requests/{taken.pk}/").content.decode()
+    listing = client.get("/requests/").content.decode()
+    page = client.get(NEW, {"extends": taken.pk})
+
+    assert f"?extends={taken.pk}" not in detail and f"?extends={taken.pk}" not in listing
+    assert "Relinquish now" in detail
+    assert page.status_code == 403, "refused before the form is filled in, not after"
+    assert "You cannot request unmask in project shop" in page.content.decode()
+    assert "break the glass again" in page.content.decode()
+
+
+def test_the_requester_ends_their_own_grant_by_relinquishing_not_revoking(world, client):
+    grant_project_perm(world.dave, "request_unmask", world.project)
+    mine = world.request("email", requester=world.dave)
+    request_approve(request_id=mine.pk, approver=world.bob, channel=Channel.WEB)
+
+    detail = _as(client, world.dave).get(f"/requests/{mine.pk}/").content.decode()
+
+    assert "Relinquish now" in detail and "/revoke/confirm/" not in detail
+    assert "/revoke/confirm/" in _as(client, world.bob).get(f"/requests/{mine.pk}/").content.decode()
+
+
 def test_an_admin_reviews_break_glass_and_the_taker_cannot(world, oncall, client):
     taken = breakglass_take(
         requester=world.alice,
@@ -648,7 +681,8 @@ def test_revoke_asks_for_confirmation_and_an_optional_reason(world, client):
     page = client.get(f"/requests/{grant.pk}/revoke/confirm/")
     bare = _action(client, grant, "revoke")
 
-    assert f'action="/requests/{grant.pk}/revoke/confirm/"' in detail and 'method="get"' in detail
+    assert f'<a class="button danger" href="/requests/{grant.pk}/revoke/confirm/">Revoke</a>' in detail
+    assert 'method="get"' not in detail, "a link, not a GET form whose URL ends in a bare '?'"
     body = page.content.decode()
     assert f"Revoke {grant.ref}?" in body and "Alice Engineer loses" in body
     assert 'name="reason"' in body and 'name="confirm"' in body
@@ -703,6 +737,8 @@ def test_relinquish_asks_for_confirmation_and_names_the_extensions_that_end_too(
     page = client.get(f"/requests/{grant.pk}/relinquish/confirm/").content.decode()
     bare = _action(client, grant, "relinquish")
 
+    detail = client.get(f"/requests/{grant.pk}/").content.decode()
+    assert f'<a class="button" href="/requests/{grant.pk}/relinquish/confirm/">Relinquish now</a>' in detail
     assert f"Give up {grant.ref}?" in page and "You lose access" in page
     words = " ".join(page.split())
     assert (
