@@ -33,6 +33,7 @@ ACTION_LABELS: dict[str, str] = {
     "auth.sign_in_failed": "Sign-in failed",
     "token.created": "API token created",
     "token.revoked": "API token revoked",
+    "service_account.created": "Service account added",
     # Catalog and policy
     "catalog.upserted": "Catalog updated",
     "catalog.classification_changed": "Column classification changed",
@@ -243,6 +244,8 @@ OBJECT_TYPE_LABELS: dict[str, str] = {
     "column": "Column",
     "instance": "Instance",
     "token": "API token",
+    "api_token": "API token",
+    "service_account": "Service account",
     "export": "Export",
 }
 
@@ -250,6 +253,7 @@ OBJECT_TYPE_LABELS: dict[str, str] = {
 FAMILY_LABELS: dict[str, str] = {
     "auth": "Sign-in",
     "token": "API token",
+    "service_account": "Service account",
     "catalog": "Catalog",
     "semantic_type": "Semantic type",
     "rule": "Masking rule",

@@ -320,34 +320,38 @@ def write_export(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     digest, size, rows = hashlib.sha256(), 0, 0
     tmp_path = out_path.with_name(out_path.name + ".part")
-    with tmp_path.open("wb") as out:
-        if fmt == ExportFormat.PDF:
-            from audit.pdf import render_summary  # reportlab loads only when a PDF is asked for
+    try:
+        with tmp_path.open("wb") as out:
+            if fmt == ExportFormat.PDF:
+                from audit.pdf import render_summary  # reportlab loads only when a PDF is asked for
 
-            data, pages = render_summary(
-                flt=flt,
-                scope=scope,
-                verification=verification,
-                generated_at=generated_at,
-                generated_by=actor.name,
-            )
-            extra = {**(extra or {}), "pages": pages}
-            chunks: Iterable[bytes] = [data]
-        else:
-            counter = _Counter(progress)
-            if source is not None:
-                chunks = encode_rows(fmt, source[0], source[1], progress=counter)
+                data, pages = render_summary(
+                    flt=flt,
+                    scope=scope,
+                    verification=verification,
+                    generated_at=generated_at,
+                    generated_by=actor.name,
+                )
+                extra = {**(extra or {}), "pages": pages}
+                chunks: Iterable[bytes] = [data]
             else:
-                chunks = report_chunks(report, fmt, flt, scope, progress=counter)
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    if fmt != ExportFormat.PDF:
-        rows = exact_rows if exact_rows is not None else counter.count
-    tmp_path.replace(out_path)
+                counter = _Counter(progress)
+                if source is not None:
+                    chunks = encode_rows(fmt, source[0], source[1], progress=counter)
+                else:
+                    chunks = report_chunks(report, fmt, flt, scope, progress=counter)
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if fmt != ExportFormat.PDF:
+            rows = exact_rows if exact_rows is not None else counter.count
+        tmp_path.replace(out_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)  # no half-written file left behind
+        raise
     manifest = sign_manifest(
         {
             "file": out_path.name,

@@ -7,7 +7,9 @@ stored export job, so the web, the CLI and the Celery export run the very same s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ class FilterError(ValueError):
         self.fields = (field, *also)
         super().__init__(f"{', '.join(self.fields)}: {message}")
         self.field = field
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class AuditFilter:
             name: str(data.get(name) or "").strip()
             for name in ("person", "role", "project", "instance", "database", "column", "action")
         }
+        for name, value in text.items():
+            if _CONTROL.search(value):
+                # PostgreSQL refuses NUL in text, and no key, name or label holds a control character.
+                raise FilterError(name, "contains a control character; type the value as plain text")
         raw_from = data.get("from") or data.get("date_from")
         raw_to = data.get("to") or data.get("date_to")
         date_from = _parse_moment("from", raw_from, end_of_day=False)
@@ -81,7 +88,7 @@ class AuditFilter:
             date_from=date_from,
             date_to=date_to,
             at=_parse_moment("at", data.get("at"), end_of_day=True),
-            through_seq=int(data["through_seq"]) if str(data.get("through_seq") or "").isdigit() else None,
+            through_seq=parse_seq(data.get("through_seq")),
             **text,
         )
 
@@ -118,6 +125,12 @@ class AuditFilter:
         return not self.column or self.column.lower() in rest.lower()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Separators of a column label `instance/database/schema.table.column`: a column filter written as
+# a label or `table.column` also finds events that name the parts apart (a request's scope
+# `public.customers (email, phone)`, a grant's condition `table_name == "customers"`).
+_LABEL_SEPARATORS = re.compile(r"[/.]")
+
 # Bounds for filter dates: anything outside is a typo, and moments near datetime's own limits
 # overflow as soon as a day is added or a time zone applied.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -148,6 +161,15 @@ def _parse_moment(name: str, raw: Any, *, end_of_day: bool) -> datetime | None:
         raise FilterError(name, _OUT_OF_RANGE)
     start = datetime.combine(day, time.min, tzinfo=UTC)
     return start + timedelta(days=1) if end_of_day else start
+
+
+def parse_seq(raw: Any) -> int | None:
+    """An event number from a query string or an option: ASCII digits that fit the column (a
+    superscript "²" passes `str.isdigit` and a 30-digit one overflows), else None."""
+    value = str(raw or "").strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
 
 
 def _shown(raw: Any) -> str:
@@ -215,6 +237,40 @@ def check_project(flt: AuditFilter, scope: AuditScope) -> None:
     raise FilterError("project", problem + suggestion)
 
 
+# Reports whose `action` filter is an event type. Elsewhere it picks what allowed an unmask, the
+# kind of authorisation in force, or a break-glass review state, read as the reports read it.
+EVENT_TYPE_REPORTS = ("events", "policy", "denied")
+_OTHER_ACTIONS: dict[str, tuple[Callable[[str], str], tuple[str, ...]]] = {
+    "unmasks": (lambda a: a.rstrip("."), ("grant", "exemption")),
+    "in_force": (lambda a: a.rstrip(".").split(".")[0], ("grant", "exemption")),
+    "breakglass": (lambda a: a.rsplit(".", 1)[-1], ("pending", "reviewed")),
+}
+
+
+def check_action(flt: AuditFilter, report: str) -> None:
+    """Refuse an event type (or prefix) that no event in the log has, suggesting the closest known
+    one, rather than show an empty page for a typo. Reads the `action` index only."""
+    if not flt.action:
+        return
+    other = _OTHER_ACTIONS.get(report)
+    if other is not None:
+        part, allowed = other
+        if part(flt.action) not in allowed:
+            choices = " or ".join(repr(a) for a in allowed)
+            raise FilterError("action", f"{flt.action!r} is not {choices}, what this report filters on")
+        return
+    if report not in EVENT_TYPE_REPORTS:
+        return
+    if AuditEvent.objects.filter(flt.action_q()).exists():
+        return
+    from audit.display import ACTION_LABELS  # not at the top: display imports the reports, which import us
+
+    known = sorted({*ACTION_LABELS, *(code.split(".", 1)[0] + "." for code in ACTION_LABELS)})
+    close = difflib.get_close_matches(flt.action, known, n=1, cutoff=0.6)
+    suggestion = f"; did you mean {close[0]!r}?" if close else ""
+    raise FilterError("action", f"no event of type {flt.action!r} in the audit log{suggestion}")
+
+
 def _json_text_contains(value: str) -> Q:
     return Q(detail_text__icontains=value)
 
@@ -247,15 +303,38 @@ def events_matching(flt: AuditFilter, scope: AuditScope) -> QuerySet[AuditEvent]
     if flt.role:
         # The role appears as a JSON string wherever it matches, so the indexed text test comes
         # first and the precise one only rechecks the events it finds.
-        events = events.filter(_json_text_contains(f'"{flt.role}"')).filter(
-            Q(detail__members__roles__icontains=f'"{flt.role}"')
-            | Q(detail__roles__icontains=f'"{flt.role}"')
-            | Q(detail__role__iexact=flt.role)
-        )
-    for value in (flt.instance, flt.database, flt.column):
+        events = events.filter(_json_text_contains(f'"{flt.role}"')).filter(_role_q(flt.role))
+    for value in (flt.instance, flt.database):
         if value:
             events = events.filter(Q(target_id__icontains=value) | _json_text_contains(value))
+    if flt.column:
+        events = events.filter(_column_q(flt.column))
     return events.order_by("seq")
+
+
+def _role_q(role: str) -> Q:
+    """Events that name `role`: an exemption's members, an approval policy's approvers (as created,
+    or before or after a change), a role's own events, and details that carry `roles` or `role`."""
+    quoted = f'"{role}"'
+    q = Q(detail__roles__icontains=quoted) | Q(detail__role__iexact=role)
+    q |= Q(target_type="role", target_id__iexact=role)
+    for state in ("", "before__", "after__"):
+        q |= Q(**{f"detail__{state}members__roles__icontains": quoted})
+        q |= Q(**{f"detail__{state}approver_roles__icontains": quoted})
+    return q
+
+
+def _column_q(value: str) -> Q:
+    """The value anywhere in a target or detail; for a label or `table.column`, also an event whose
+    detail names every part (each part is a trigram-indexed test like the whole value)."""
+    q = Q(target_id__icontains=value) | _json_text_contains(value)
+    parts = [part for part in _LABEL_SEPARATORS.split(value) if part]
+    if len(parts) > 1:
+        every_part = Q()
+        for part in parts:
+            every_part &= _json_text_contains(part)
+        q |= every_part
+    return q
 
 
 def describe(flt: AuditFilter) -> str:

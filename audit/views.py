@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from functools import wraps
 from typing import Any
 
@@ -20,12 +21,22 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit import signing
 from audit.access import audit_scope_for
 from audit.display import EVENT_TYPES, event_rows, present, report_title
 from audit.exports import ExportError, export_job_create, export_path
-from audit.filters import AuditFilter, AuditScope, FilterError, check_project, events_matching
+from audit.filters import (
+    AuditFilter,
+    AuditScope,
+    FilterError,
+    check_action,
+    check_project,
+    events_matching,
+    parse_seq,
+)
 from audit.models import ExportFormat, ExportJob, ExportState, VerificationState
 from audit.reports import REPORTS
 from audit.reports.dashboard import dashboard as dashboard_counts
@@ -60,12 +71,15 @@ def audit_reader(view: View) -> View:
     return wrapper
 
 
-def _filter_from(request: HttpRequest, scope: AuditScope) -> tuple[AuditFilter, FilterError | None]:
+def _filter_from(
+    request: HttpRequest, scope: AuditScope, report: str
+) -> tuple[AuditFilter, FilterError | None]:
     """The filter of the query string, or the error naming what is wrong with it (a page with a
     filter error shows no rows rather than rows the reader did not ask for)."""
     try:
         flt = AuditFilter.from_mapping(request.GET)
         check_project(flt, scope)
+        check_action(flt, report)
     except FilterError as exc:
         return AuditFilter(), exc
     return flt, None
@@ -82,6 +96,9 @@ def _context(request: HttpRequest, scope: AuditScope, **extra: Any) -> dict[str,
         "error_fields": problem.fields if problem else (),
         "reports": REPORTS.values(),
         "event_types": EVENT_TYPES,
+        # Where `action` is not an event type: what allowed an unmask, and a break-glass review state.
+        "action_choices": (("grant", "Grants"), ("exemption", "Exemptions")),
+        "review_choices": (("pending", "Pending review"), ("reviewed", "Reviewed")),
         "formats": ExportFormat.choices,
         **extra,
     }
@@ -99,6 +116,8 @@ def dashboard(request: HttpRequest, scope: AuditScope) -> HttpResponse:
             board=dashboard_counts(scope),
             checkpoint=checkpoint,
             checkpoint_ok=checkpoint_ok,
+            checkpoint_readable=checkpoint is not None
+            and events_matching(AuditFilter(), scope).filter(seq=checkpoint.seq).exists(),
             verification=verification_status(),
             section="dashboard",
         ),
@@ -128,11 +147,11 @@ def verify(request: HttpRequest, scope: AuditScope) -> HttpResponse:
 @audit_reader
 def events(request: HttpRequest, scope: AuditScope) -> HttpResponse:
     """Newest first, a page at a time by sequence number (no COUNT over the whole log)."""
-    flt, problem = _filter_from(request, scope)
+    flt, problem = _filter_from(request, scope, "events")
     found = events_matching(flt, scope).order_by("-seq")
-    before = request.GET.get("before", "")
-    if before.isdigit():
-        found = found.filter(seq__lt=int(before))
+    before = parse_seq(request.GET.get("before"))
+    if before is not None:
+        found = found.filter(seq__lt=before)
     page = [] if problem else list(found[: PAGE_SIZE + 1])
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
@@ -165,10 +184,23 @@ def event_detail(request: HttpRequest, scope: AuditScope, seq: int) -> HttpRespo
     if position is None:
         raise Http404("No such event.")
     detail_json = json.dumps(position.event.detail, indent=2, sort_keys=True, ensure_ascii=False)
+    # A neighbour outside the reader's projects is named, not linked: its page would be a 404.
+    neighbours = [e.seq for e in (position.previous, position.next) if e is not None]
+    readable = set(
+        events_matching(AuditFilter(), scope).filter(seq__in=neighbours).values_list("seq", flat=True)
+    )
     return render(
         request,
         "audit/event_detail.html",
-        _context(request, scope, pos=position, detail_json=detail_json, section="events"),
+        _context(
+            request,
+            scope,
+            pos=position,
+            detail_json=detail_json,
+            previous_readable=position.previous is not None and position.previous.seq in readable,
+            next_readable=position.next is not None and position.next.seq in readable,
+            section="events",
+        ),
     )
 
 
@@ -177,7 +209,10 @@ def report(request: HttpRequest, scope: AuditScope, key: str) -> HttpResponse:
     spec = REPORTS.get(key)
     if spec is None or key == "events":
         raise Http404("No such report.")
-    flt, problem = _filter_from(request, scope)
+    flt, problem = _filter_from(request, scope, key)
+    if key == "in_force" and not problem and flt.at is None:
+        # Pin the moment the report reconstructs, so the page can say which one it shows.
+        flt = replace(flt, at=flt.date_to or timezone.now())
     rows = [] if problem else list(itertools.islice(spec.rows(flt, scope), REPORT_PREVIEW_ROWS + 1))
     return render(
         request,
@@ -189,6 +224,7 @@ def report(request: HttpRequest, scope: AuditScope, key: str) -> HttpResponse:
             table=present(key, spec.columns, rows[:REPORT_PREVIEW_ROWS]),
             truncated=len(rows) > REPORT_PREVIEW_ROWS,
             preview_rows=REPORT_PREVIEW_ROWS,
+            as_of=flt.at if key == "in_force" and not problem else None,
             filter_error=problem,
             report_key=key,
             section=key,
@@ -204,6 +240,7 @@ def exports(request: HttpRequest, scope: AuditScope) -> HttpResponse:
         try:
             flt = AuditFilter.from_mapping(request.POST)
             check_project(flt, scope)
+            check_action(flt, request.POST.get("report", "events"))
             job = export_job_create(
                 user=request.user,
                 report=request.POST.get("report", "events"),
@@ -218,7 +255,11 @@ def exports(request: HttpRequest, scope: AuditScope) -> HttpResponse:
             )
         return redirect(reverse("audit:exports"))
     jobs = ExportJob.objects.filter(requested_by_pk=request.user.pk)[:50]
-    return render(request, "audit/exports.html", _context(request, scope, jobs=jobs, section="exports"))
+    return render(
+        request,
+        "audit/exports.html",
+        _context(request, scope, jobs=jobs, signing_key=signing.current_key(), section="exports"),
+    )
 
 
 def _finished_job(request: HttpRequest, pk: int) -> ExportJob:

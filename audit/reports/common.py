@@ -51,6 +51,16 @@ def request_key(event: Mapping[str, Any]) -> str:
     return ref_key(detail.get("request"))
 
 
+def current_state(detail: Any) -> dict[str, Any]:
+    """What a grant or exemption is after an event: a change (`exemption.updated`) records
+    `{"before": …, "after": …}`, a creation the state itself."""
+    if not isinstance(detail, dict):
+        return {}
+    if "after" in detail and "before" in detail:
+        return detail["after"] if isinstance(detail["after"], dict) else {}
+    return detail
+
+
 def parse_time(value: Any) -> datetime | None:
     """A time as events store it: ISO text (DjangoJSONEncoder) or epoch seconds (decision records)."""
     if isinstance(value, bool) or value in (None, ""):

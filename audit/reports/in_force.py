@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.filters import AuditFilter, AuditScope
 from audit.models import AuditEvent
-from audit.reports.common import CHUNK, Row, parse_time, ref_key, request_key
+from audit.reports.common import CHUNK, Row, current_state, parse_time, ref_key, request_key
 
 ENDING_VERBS = ("revoked", "expired", "deleted")
 REQUEST_ENDING_VERBS = ("revoked", "relinquished", "expired")
@@ -68,7 +68,12 @@ def in_force_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
             state.pop(key, None)
         elif verb in ("created", "updated"):
             previous = state.get(key, {})
-            state[key] = {**event, "kind": kind, "created": previous.get("created", event)}
+            state[key] = {
+                **event,
+                "detail": current_state(event["detail"]),
+                "kind": kind,
+                "created": previous.get("created", event),
+            }
             if kind == "grant" and (event["detail"] or {}).get("request"):
                 grant_of_request[ref_key(event["detail"]["request"])] = key
     kind_filter = flt.action.rstrip(".").split(".")[0] if flt.action else ""

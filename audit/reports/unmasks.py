@@ -13,7 +13,16 @@ from django.db.models.functions import Cast
 
 from audit.filters import AuditFilter, AuditScope
 from audit.models import AccessEvent, AuditEvent, DecisionRecord
-from audit.reports.common import CHUNK, Row, chunks, duration_text, parse_time, ref_key, request_key
+from audit.reports.common import (
+    CHUNK,
+    Row,
+    chunks,
+    current_state,
+    duration_text,
+    parse_time,
+    ref_key,
+    request_key,
+)
 
 AUTHORISATION_ACTIONS = ("grant.created", "exemption.created", "exemption.updated")
 
@@ -102,7 +111,7 @@ class _LogIndex:
 
     def _add_authorisation(self, event: Mapping[str, Any]) -> None:
         kind = event["action"].split(".", 1)[0]
-        detail = event["detail"] or {}
+        detail = current_state(event["detail"])
         auth = self.authorisations.get(event["target_id"]) or Authorisation(kind=kind, id=event["target_id"])
         auth.project = event["project"] or auth.project
         if kind == "grant":
@@ -110,8 +119,12 @@ class _LogIndex:
         else:
             auth.reason = event["target_repr"] or auth.reason
         auth.created_at = auth.created_at or event["occurred_at"]
-        auth.expires_at = parse_time(detail.get("expires_at")) or auth.expires_at
-        auth.roles = list((detail.get("members") or {}).get("roles") or auth.roles)
+        if kind == "exemption":  # created or changed: the state after it, whole
+            auth.expires_at = parse_time(detail.get("expires_at"))
+            auth.roles = list((detail.get("members") or {}).get("roles") or [])
+        else:
+            auth.expires_at = parse_time(detail.get("expires_at")) or auth.expires_at
+            auth.roles = list((detail.get("members") or {}).get("roles") or auth.roles)
         self.authorisations[auth.id] = auth
 
     def _add_request_event(self, event: Mapping[str, Any]) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -144,6 +146,15 @@ def test_every_action_the_apps_record_has_words():
     ]
     assert all(action_label(a) != a for a in recorded)
     assert action_label("never.heard_of") == "never.heard_of"
+    written = {
+        (match.group(1), str(path))
+        for app in ("audit", "identity", "masking", "jitaccess")
+        for path in (Path(settings.BASE_DIR) / app).rglob("*.py")
+        if "migrations" not in path.parts
+        for match in re.finditer(r'action\s*=\s*"([a-z_]+\.[a-z_]+)"', path.read_text())
+    }
+    assert len(written) > 30, "the scan finds the apps' literal actions"
+    assert [(action, path) for action, path in written if action not in ACTION_LABELS] == []
     assert len(set(ACTION_LABELS.values())) == len(ACTION_LABELS), "no two events read the same"
 
 

@@ -12,6 +12,7 @@ audit public-key                  the key auditors check manifests with
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit import services, signing
 from audit.archive import ArchiveError, archive_before
 from audit.exports import ExportError, cli_actor, csv_cell, verify_export, write_export
-from audit.filters import EVERYTHING, AuditFilter, FilterError, check_project, events_matching
+from audit.filters import (
+    EVERYTHING,
+    AuditFilter,
+    FilterError,
+    check_action,
+    check_project,
+    events_matching,
+    parse_seq,
+)
 from audit.models import Channel, ExportFormat
 from audit.reports import REPORTS
 from audit.selectors import verify_chain
@@ -132,15 +141,17 @@ class Command(BaseCommand):
     def _filter(self, options: dict[str, Any]) -> AuditFilter:
         flt = AuditFilter.from_mapping({name: options.get(name) for name in FILTER_OPTIONS})
         check_project(flt, EVERYTHING)
+        check_action(flt, options["report"])
         return flt
 
     def _verify(self, options: dict[str, Any]) -> None:
         expect = {}
         for item in options["expect"]:
-            seq, _, digest = item.partition(":")
-            if not seq.isdigit() or len(digest) != 64:
+            raw_seq, _, digest = item.partition(":")
+            seq = parse_seq(raw_seq)
+            if seq is None or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
                 raise CommandError(f"--expect {item!r}: give SEQ:HASH (a number and 64 hex digits)")
-            expect[int(seq)] = digest.lower()
+            expect[seq] = digest.lower()
         result = verify_chain(expect=expect)
         for warning in result.warnings:
             self.stderr.write(f"warning: {warning}")
@@ -159,17 +170,23 @@ class Command(BaseCommand):
             raise CommandError("the summary report is a PDF: use --format pdf")
         total = events_matching(flt, EVERYTHING).count() if report == "events" else None
         progress = _Progress(total, sys.stderr) if fmt != ExportFormat.PDF else None
+        out_path = Path(options["out"])
+        if out_path.is_dir():
+            raise CommandError(f"--out: {out_path} is a directory; give the file to write")
         self.stderr.write("verifying the log before exporting…")
-        result = write_export(
-            report=report,
-            fmt=fmt,
-            flt=flt,
-            scope=EVERYTHING,
-            out_path=Path(options["out"]),
-            actor=cli_actor(),
-            channel=Channel.CLI,
-            progress=progress,
-        )
+        try:
+            result = write_export(
+                report=report,
+                fmt=fmt,
+                flt=flt,
+                scope=EVERYTHING,
+                out_path=out_path,
+                actor=cli_actor(),
+                channel=Channel.CLI,
+                progress=progress,
+            )
+        except OSError as exc:
+            raise CommandError(f"--out: cannot write {out_path}: {exc.strerror or exc}") from exc
         if progress:
             progress.finish()
         self.stdout.write(
@@ -194,8 +211,12 @@ class Command(BaseCommand):
             self.stdout.write("\t".join(str(csv_cell(v)).replace("\n", " ") for v in row))
 
     def _archive(self, options: dict[str, Any]) -> None:
-        before = AuditFilter.from_mapping({"from": options["before"]}).date_from
-        assert before is not None
+        try:
+            before = AuditFilter.from_mapping({"from": options["before"]}).date_from
+        except FilterError as exc:
+            raise CommandError(f"--before: {exc.message}") from exc
+        if before is None:
+            raise CommandError("--before: give a date (YYYY-MM-DD)")
         out_dir = Path(options["out_dir"] or settings.AUDIT_ARCHIVE_DIR)
         result = archive_before(
             before=before, out_dir=out_dir, actor=cli_actor(), channel=Channel.CLI, progress=None
