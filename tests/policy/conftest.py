@@ -11,13 +11,13 @@ from django.contrib.auth.models import Group
 
 from audit.models import Channel
 from audit.services import SYSTEM
-from identity.models import ServiceAccount, User
+from identity.models import Scope, ServiceAccount, User
 from jitaccess.approval_policies import approval_policy_save
 from masking.models import Project
 from masking.services.catalog import catalog_upsert
 from masking.services.policy import exemption_create, rule_save, semantic_type_save
 from masking.services.roles import role_save
-from tests.factories import catalog_payload, grant_project_perm, make_user
+from tests.factories import catalog_payload, grant_project_perm, make_token, make_user
 
 CUSTOMER_COLUMNS = [
     {"name": "id", "data_type": "bigint", "classification_level": 1},
@@ -106,3 +106,11 @@ def policy_world(db, shop) -> PolicyWorld:
         project=shop, title="Everything else", condition="true", actor=SYSTEM, channel=Channel.CLI
     )
     return PolicyWorld(shop, polly, quinn, eve)
+
+
+@pytest.fixture
+def ci(api_client, policy_world):
+    """The API client of a CI pipeline holding a policy:write token."""
+    _, token = make_token([Scope.POLICY_WRITE], "ci")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api_client

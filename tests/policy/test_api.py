@@ -14,13 +14,6 @@ from tests.factories import grant_project_perm, make_project, make_token, make_u
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ci(api_client, policy_world):
-    _, token = make_token([Scope.POLICY_WRITE], "ci")
-    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return api_client
-
-
 def test_a_pipeline_exports_plans_and_applies_on_merge(ci):
     exported = ci.get("/api/v1/policy/export").json()
     source = exported["yaml"].replace("title: Email\n", "title: Email address\n")

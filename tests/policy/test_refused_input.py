@@ -8,22 +8,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from audit.models import Channel
-from identity.models import Scope
 from identity.services import actor_for
 from jitaccess.models import ApprovalPolicy
 from masking.models import ChangeState, PolicyChange, PolicyVersion, ProjectPolicySettings
 from masking.policy_document import export_document, parse_document
 from masking.services.policy_changes import policy_submit
-from tests.factories import make_token
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ci(api_client, policy_world):
-    _, token = make_token([Scope.POLICY_WRITE], "ci")
-    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return api_client
 
 
 APPROVAL_POLICY = """\
