@@ -280,6 +280,8 @@ class _Refused(_ProtocolError):
         # No message in Veil's error shape: not Veil's API answering (a base_url with a path
         # too many, a proxy in the way).
         detail = message or f"not an answer from Veil's API at {_DECISIONS_PATH}: is base_url right?"
+        if message and status == 404:  # Veil's API has no such path: base_url has a path too many
+            detail += " Is base_url right?"
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.by_veil = bool(message)

@@ -267,15 +267,22 @@ def test_a_request_veil_refuses_is_logged_as_refused_not_as_an_outage(
     _, events_only = make_token([Scope.ACCESS_EVENTS], account_name="reporter")
     refused = clients(veil.url, events_only).decide(ALICE, [EMAIL])
     unreachable = clients(closed_url).decide(ALICE, [EMAIL])
-    # base_url with a path too many: not Veil's API answering
+    # base_url with a path too many: Veil's API says it has no such path
     misdirected = clients(veil.url + "/api/v1", veil.token, timeout=10).decide(ALICE, [EMAIL])
+    # base_url pointing outside the API: not an answer from Veil's API at all
+    elsewhere = clients(veil.url + "/somewhere", veil.token, timeout=10).decide(ALICE, [EMAIL])
 
-    assert refused[0].reason_kind == unreachable[0].reason_kind == misdirected[0].reason_kind == DEGRADED
+    assert {d[0].reason_kind for d in (refused, unreachable, misdirected, elsewhere)} == {DEGRADED}
     warnings = [r.getMessage() for r in caplog.records if r.name == "veil_sdk"]
     assert any(
         w.startswith("Veil refused the decision request (HTTP 403: This token lacks") for w in warnings
     )
     assert any(w.startswith("Veil decisions unavailable (URLError") for w in warnings)
+    assert any(
+        w.startswith("Veil refused the decision request (HTTP 404: No API operation at /api/v1/api/v1/")
+        and "Is base_url right?" in w
+        for w in warnings
+    )
     assert any(
         w.startswith("Veil decisions unavailable (HTTP 404: not an answer from Veil's API")
         and "is base_url right?" in w
