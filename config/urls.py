@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from audit import apis as audit_apis
 from config import api
 from identity.views import LoginView
 from jitaccess import apis as jit_apis
@@ -35,6 +36,7 @@ api_v1 = [
         "requests/<int:request_id>/<str:action>", jit_apis.RequestActionApi.as_view(), name="request-action"
     ),
     path("breakglass", jit_apis.BreakGlassApi.as_view(), name="breakglass"),
+    path("audit/events", audit_apis.AuditEventsApi.as_view(), name="audit-events"),
 ]
 
 masking_pages = (
