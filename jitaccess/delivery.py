@@ -147,7 +147,11 @@ def message_text(notification: Notification) -> tuple[str, str]:
     link = f"{settings.SITE_URL}/requests/{request.pk}/"
     when = f" until {request.expires_at:%Y-%m-%d %H:%M %Z}" if request.expires_at else ""
     lines = {
-        NotificationKind.APPROVAL_NEEDED: f"{request.requester} asks to unmask {request.scope_label}",
+        NotificationKind.APPROVAL_NEEDED: (
+            f"{request.requester} asks for more time on {request.scope_label} ({request.extends.ref})"
+            if request.extends
+            else f"{request.requester} asks to unmask {request.scope_label}"
+        ),
         NotificationKind.APPROVED: f"Your request to unmask {request.scope_label} was approved{when}",
         NotificationKind.DENIED: f"Your request for {request.scope_label} was denied: {request.deny_reason}",
         NotificationKind.EXPIRING: f"Your access to {request.scope_label} expires{when}; extend it if needed",

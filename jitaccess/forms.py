@@ -72,7 +72,10 @@ class ScopeForm(PlainForm):
 
     scope = forms.MultipleChoiceField(
         label="What to unmask",
-        error_messages={"required": "Choose columns, a whole table or the whole database."},
+        error_messages={
+            "required": "Choose columns, a whole table or the whole database.",
+            "invalid_choice": "%(value)s is not a table or column of this database: tick one from the list.",
+        },
     )
 
     def __init__(self, *args: Any, database: Database, fixed_scope: Scope | None = None, **kwargs: Any):
@@ -231,7 +234,15 @@ class UnmaskRequestForm(ScopeForm):
 
 
 class BreakGlassForm(ScopeForm):
-    duration = forms.TypedChoiceField(label="Duration", coerce=int, widget=forms.RadioSelect)
+    """`cap` is the project's `breakglass_max_duration`: the durations offered are 15, 30 and 60
+    minutes below it, and the cap itself; any other value is refused naming those offered."""
+
+    duration = forms.TypedChoiceField(
+        label="Duration",
+        coerce=int,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose how long you need access."},
+    )
     reason = forms.CharField(
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -243,10 +254,15 @@ class BreakGlassForm(ScopeForm):
         super().__init__(*args, **kwargs)
         cap_minutes = int(cap.total_seconds() // 60)
         minutes = sorted({m for m in (15, 30, 60) if m <= cap_minutes} | {cap_minutes})
-        cast(forms.ChoiceField, self.fields["duration"]).choices = [
-            (m, duration_label(timedelta(minutes=m))) for m in minutes
-        ]
-        self.fields["duration"].initial = minutes[-1]
+        labels = [duration_label(timedelta(minutes=m)) for m in minutes]
+        field = cast(forms.ChoiceField, self.fields["duration"])
+        field.choices = list(zip(minutes, labels, strict=True))
+        field.initial = minutes[-1]
+        offered = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
+        field.error_messages["invalid_choice"] = (
+            f"Choose one of the durations offered: {offered} "
+            f"(break-glass lasts at most {labels[-1]} in {self.database.project})."
+        )
 
     def clean_duration(self) -> timedelta:
         return timedelta(minutes=self.cleaned_data["duration"])

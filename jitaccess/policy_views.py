@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -182,18 +182,38 @@ def _sparkline(series: insights.PrincipalAttempts) -> dict[str, Any]:
     return {"series": series, "bars": bars, "width": width * len(bars), "bar_width": width - 1}
 
 
+def _missing(data: Any, *names: str) -> HttpResponse | None:
+    """A 400 naming the first of `names` absent or blank from the POST: the insights page always
+    sends them, so only a stale page or a hand-written request gets here."""
+    for name in names:
+        if not data.get(name, "").strip():
+            return HttpResponseBadRequest(
+                f"The parameter '{name}' is missing or empty: draft from the insights page again.",
+                content_type="text/plain; charset=utf-8",
+            )
+    return None
+
+
 @policy_admin_required
 @require_POST
 def draft_exemption(request: HttpRequest) -> HttpResponse:
     """One click from a frequently requested column to a standing exemption for the role asking,
     shown as a diff for review (nothing is applied until confirmed)."""
     data = request.POST
-    label, role, project = data.get("label", ""), data.get("role", ""), data.get("project", "")
+    if refused := _missing(data, "project", "role", "label", "condition"):
+        return refused
+    label, role, project = data["label"].strip(), data["role"].strip(), data["project"].strip()
+    requests = data.get("requests", "").strip()
+    if requests and not requests.isdigit():
+        return HttpResponseBadRequest(
+            f"The parameter 'requests' must be a whole number, not {requests[:40]!r}.",
+            content_type="text/plain; charset=utf-8",
+        )
+    asked = f"requested {requests} times" if requests else "requested often"
     item = {
         "project": project,
-        "reason": f"Standing access for {role} to {label}: requested {data.get('requests', '?')} times "
-        f"in {WINDOW_DAYS} days, none denied",
-        "condition": data.get("condition", ""),
+        "reason": f"Standing access for {role} to {label}: {asked} in {WINDOW_DAYS} days, none denied",
+        "condition": data["condition"].strip(),
         "users": [],
         "groups": [],
         "roles": [role],
@@ -214,17 +234,26 @@ def draft_exemption(request: HttpRequest) -> HttpResponse:
 def draft_rule_change(request: HttpRequest) -> HttpResponse:
     """One click from a column everyone asks for to the rule that masks it, narrowed to leave the
     column out; the reviewer sees exactly which condition changes."""
-    rule = get_object_or_404(MaskingRule, pk=request.POST.get("rule", "0"))
+    if refused := _missing(request.POST, "rule", "condition"):
+        return refused
+    raw_rule = request.POST["rule"].strip()
+    if not raw_rule.isdigit():
+        return HttpResponseBadRequest(
+            f"The parameter 'rule' must be a rule's id (a whole number), not {raw_rule[:40]!r}.",
+            content_type="text/plain; charset=utf-8",
+        )
+    rule = get_object_or_404(MaskingRule, pk=int(raw_rule))
     live = export_document()
     current = find_item(live, "rules", rule.title)
     if current is None:
         raise Http404("No such rule.")
-    excluded = request.POST.get("condition", "")
+    excluded = request.POST["condition"].strip()
+    label = request.POST.get("label", "").strip()
     item = {**current, "condition": f"({current['condition']}) && !({excluded})"}
     return review(
         request,
         upsert_item(live, "rules", item, replacing=rule.title),
-        heading=f"Draft: stop rule {rule.title!r} masking {request.POST.get('label', 'this column')}",
+        heading=f"Draft: stop rule {rule.title!r} masking {label or 'this column'}",
         back=reverse("policy:insights"),
-        message=f"Leave {request.POST.get('label', 'a column')} out of rule {rule.title!r} (from insights)",
+        message=f"Leave {label or 'a column'} out of rule {rule.title!r} (from insights)",
     )

@@ -198,9 +198,12 @@ def _scope_columns(scope: Scope) -> list[Column]:
     return found_columns
 
 
-def _nothing_masked(requester: User, service_account: ServiceAccount | None, scope: Scope) -> str:
-    """Why there is nothing to request: the person's live grant covering the scope, when one does
-    (an exemption or an unmasking rule may be the reason instead; those are not named)."""
+def _nothing_masked(
+    requester: User, service_account: ServiceAccount | None, scope: Scope, *, to: str = "request"
+) -> str:
+    """Why there is nothing to request (`to`: or to break the glass for): the person's live grant
+    covering the scope, when one does (an exemption or an unmasking rule may be the reason
+    instead; those are not named)."""
     now = timezone.now()
     grants = AccessRequest.objects.filter(
         Q(starts_at__isnull=True) | Q(starts_at__lte=now),
@@ -216,7 +219,7 @@ def _nothing_masked(requester: User, service_account: ServiceAccount | None, sco
                 f"nothing in this scope is masked for you: your grant {grant.ref} already covers it "
                 f"until {moment_label(grant.expires_at)}; extend that grant if you need more time"
             )
-    return "nothing in this scope is masked for you; there is nothing to request"
+    return f"nothing in this scope is masked for you; there is nothing to {to}"
 
 
 def _covers(grant: AccessRequest, scope: Scope) -> bool:
@@ -435,7 +438,11 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
 
 
 def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> None:
-    """pending -> approved: create the grant (an exemption with an expiry) and announce it."""
+    """pending -> approved: create the grant (an exemption with an expiry) and announce it.
+
+    A break-glass grant goes through the same transition but nobody approved it: its
+    `breakglass.taken` event says what happened, so no `request.approved` event and no
+    "approved" notice are written for it."""
     request.state = next_state(request.state, Action.APPROVE)
     now = timezone.now()
     start = max(now, request.extends.expires_at) if request.extends and request.extends.expires_at else now
@@ -460,6 +467,8 @@ def _approve(request: AccessRequest, *, approver: User | None, channel: str) -> 
         channel=channel,
     )
     request.save(update_fields=["state", "starts_at", "expires_at", "decided_at", "grant"])
+    if request.is_breakglass:
+        return
     approvers = [a.approver_subject for a in request.approvals.all()]
     record_event(
         action="request.approved",
@@ -663,6 +672,9 @@ def breakglass_take(
             f"break-glass lasts at most {duration_label(project_settings.breakglass_max_duration)}",
         )
     columns = _scope_columns(scope)
+    # As a request is: a scope the taker already sees in clear is refused before anyone is alerted.
+    if not _masked_for({"user": requester.username}, columns):
+        raise RequestError("scope", _nothing_masked(requester, None, scope, to="break the glass for"))
     with transaction.atomic():
         request = AccessRequest.objects.create(
             project=project,

@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from guardian.shortcuts import get_objects_for_user
 
+from audit.access import audit_scope_for
 from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
@@ -34,7 +35,7 @@ from jitaccess.forms import (
     ScopeForm,
     UnmaskRequestForm,
 )
-from jitaccess.models import AccessRequest
+from jitaccess.models import AccessRequest, ApprovalPolicy
 from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
 from masking.policy_access import administers_any
@@ -54,11 +55,15 @@ TIMELINE_LABELS = {
     "breakglass.taken": "Break-glass taken",
     "breakglass.reviewed": "Break-glass reviewed",
 }
+# Break-glass grants written before `_approve` stopped recording them as approvals still carry a
+# `request.approved` event: nobody approved them, so it is not shown as an approval.
+BREAKGLASS_TIMELINE_LABELS = {**TIMELINE_LABELS, "request.approved": "Access opened under break-glass"}
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page: what waits for the person, their live grants, and what they can do."""
+    """The landing page: what waits for the person, their live grants, and a card for each thing
+    they can do (request, approve, administer policy, audit), none for what they cannot."""
     user = _person(request)
     perms = {
         "request": "masking.request_unmask",
@@ -70,16 +75,27 @@ def home(request: HttpRequest) -> HttpResponse:
         key: get_objects_for_user(user, perm, klass=Project, accept_global_perms=True)
         for key, perm in perms.items()
     }
-    unreviewed = None
+    unreviewed, unreviewed_by_others = 0, 0
     if projects["administer"]:
-        unreviewed = selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]).count()
+        # The person's own break-glass grants wait for another administrator, not for them.
+        for taken in selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]):
+            if services.can_review_breakglass(taken, user):
+                unreviewed += 1
+            else:
+                unreviewed_by_others += 1
     # For operators (who may retry them in the admin): what the outbox gave up on.
     undelivered = delivery.failed_counts() if user.has_perm("jitaccess.change_notification") else {}
+    pending_approvals = len(selectors.approval_queue(user))
     context = {
         "projects": projects,
-        "pending_approvals": len(selectors.approval_queue(user)),
+        "can_approve": pending_approvals > 0
+        or projects["approve"].exists()
+        or ApprovalPolicy.objects.filter(approver_roles__name__in=role_names_of_user(user)).exists(),
+        "pending_approvals": pending_approvals,
         "active_grants": _active_grants(user),
         "unreviewed_breakglass": unreviewed,
+        "unreviewed_by_others": unreviewed_by_others,
+        "can_audit": audit_scope_for(user) is not None,
         "can_break_glass": _breakglass_databases(user).exists(),
         "undelivered": undelivered,
         "undelivered_total": sum(undelivered.values()),
@@ -103,6 +119,8 @@ def request_list(request: HttpRequest) -> HttpResponse:
     )
     context = {
         "active_grants": _active_grants(user),
+        "can_request": selectors.may_request_somewhere(user),
+        "can_break_glass": _breakglass_databases(user).exists(),
         "extendable_projects": set(requestable.values_list("pk", flat=True)),
         "requests": mine,
         "inbox": selectors.inbox(user),
@@ -363,12 +381,13 @@ def _render_detail(
         and services.can_review_breakglass(target, user),
     }
     approvals = list(target.approvals.select_related("approver"))
+    labels = BREAKGLASS_TIMELINE_LABELS if target.is_breakglass else TIMELINE_LABELS
     context = {
         "r": target,
         "now": timezone.now(),
         "approvals": approvals,
         "approvers": sorted(str(p) for p in services.eligible_approvers(target)) if pending else [],
-        "timeline": [(event, TIMELINE_LABELS.get(event.action, event.action)) for event in _timeline(target)],
+        "timeline": [(event, labels.get(event.action, event.action)) for event in _timeline(target)],
         "end_reason": selectors.end_reason(target) if target.ended_at else "",
         "notifications": target.notifications.select_related("recipient").order_by("created_at"),
         "actions": actions,

@@ -113,6 +113,10 @@ def test_break_glass_then_review_by_an_admin(page, browser, live_server, world, 
     assert page.get_by_text("Security has been alerted").is_visible()
     taken = AccessRequest.objects.get()
     assert (taken.is_breakglass, taken.state) == (True, State.APPROVED)
+    assert page.locator("h1 .state").all_inner_texts() == ["Active", "Break-glass"]
+    assert page.get_by_role("heading", name="Break-glass review").is_visible()
+    assert page.get_by_text("Review pending").is_visible()
+    assert not page.get_by_text(re.compile("Approved")).count(), "break-glass is never called an approval"
 
     context = browser.new_context(base_url=live_server.url, viewport={"width": 375, "height": 740})
     dave = context.new_page()

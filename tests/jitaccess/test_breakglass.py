@@ -77,3 +77,34 @@ def test_the_grant_stays_flagged_until_someone_else_reviews_it(oncall):
     assert AuditEvent.objects.get(action="breakglass.reviewed").detail == {"notes": "Justified by SEV1-88"}
     with pytest.raises(RequestError, match="already reviewed"):
         breakglass_review(request_id=request.pk, reviewer=oncall.dave, notes="again", channel=Channel.WEB)
+
+
+def test_break_glass_is_recorded_as_taken_never_as_an_approval(oncall):
+    before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    request = _take(oncall)
+
+    actions = list(AuditEvent.objects.filter(seq__gt=before).order_by("seq").values_list("action", flat=True))
+    assert actions == ["breakglass.taken", "grant.created"]
+    assert not Notification.objects.filter(kind="approved").exists(), "the taker is not told it was approved"
+    assert Notification.objects.filter(request=request, kind="breakglass").exists()
+
+
+def test_break_glass_on_a_scope_nothing_masks_is_refused_as_a_request_is(oncall):
+    with pytest.raises(RequestError, match="nothing in this scope is masked for you; there is nothing to"):
+        breakglass_take(
+            requester=oncall.alice,
+            scope=oncall.scope("id"),
+            duration=timedelta(minutes=30),
+            reason="SEV1 checkout down",
+            channel=Channel.WEB,
+        )
+
+    assert not AuditEvent.objects.filter(action="breakglass.taken").exists()
+    assert not Notification.objects.exists(), "nobody is alerted about access that unmasks nothing"
+
+
+def test_break_glass_over_a_live_grant_names_the_grant(oncall):
+    first = _take(oncall)
+
+    with pytest.raises(RequestError, match=f"your grant {first.ref} already covers it"):
+        _take(oncall)

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent, Channel
-from audit.services import SYSTEM
+from audit.services import SYSTEM, Target, record_event
 from identity.models import Role
 from jitaccess.models import AccessRequest, Notification, ProjectAccessSettings
 from jitaccess.services import breakglass_take, grant_end, request_approve, request_deny
@@ -169,7 +169,7 @@ def test_a_whole_table_or_the_whole_database_can_be_requested(world, client, pic
         ({"duration": "custom", "custom_hours": "0"}, "Ask for at least 1 hour."),
         ({"scope": ["column:ID"]}, "Nothing in this scope is masked for you"),
         ({"scope": ["database", "column:EMAIL"]}, "The whole database already covers every table"),
-        ({"scope": ["column:999999"]}, "Select a valid choice."),
+        ({"scope": ["column:999999"]}, "column:999999 is not a table or column of this database"),
         ({"ticket_url": "not a url"}, "Enter a valid URL."),
     ],
 )
@@ -448,9 +448,79 @@ def test_break_glass_refuses_more_than_the_cap_and_a_missing_reason(world, oncal
     too_long = client.post("/breakglass/", {"scope": [column], "duration": "120", "reason": "INC-9"})
     no_reason = client.post("/breakglass/", {"scope": [column], "duration": "60", "reason": ""})
 
-    assert "Select a valid choice" in too_long.content.decode()
     assert "break-glass needs a reason" in no_reason.content.decode()
     assert not AccessRequest.objects.exists()
+    assert "Select a valid choice" not in too_long.content.decode()
+
+
+@pytest.mark.parametrize("duration", ["9999", "abc", "120"])
+def test_a_break_glass_duration_not_offered_names_the_durations_that_are(world, oncall, client, duration):
+    oncall.breakglass_max_duration = timedelta(hours=1)
+    oncall.save()
+    column = f"column:{_column('email').pk}"
+
+    page = _as(client, world.alice).post(
+        "/breakglass/", {"scope": [column], "duration": duration, "reason": "INC-9"}
+    )
+
+    assert page.context["form"].errors["duration"] == [
+        "Choose one of the durations offered: 15 minutes, 30 minutes or 1 hour "
+        "(break-glass lasts at most 1 hour in Shop)."
+    ]
+    assert not AccessRequest.objects.exists()
+
+
+def test_break_glass_on_columns_nobody_masks_is_refused_before_anyone_is_alerted(world, oncall, client):
+    response = _as(client, world.alice).post(
+        "/breakglass/", {"scope": [f"column:{_column('id').pk}"], "duration": "30", "reason": "INC-9"}
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["scope"] == [
+        "Nothing in this scope is masked for you; there is nothing to break the glass for."
+    ]
+    assert not AccessRequest.objects.exists() and not Notification.objects.exists()
+
+
+def test_a_break_glass_grant_reads_as_taken_not_approved(world, oncall, client):
+    _as(client, world.alice).post(
+        "/breakglass/", {"scope": [f"column:{_column('email').pk}"], "duration": "30", "reason": "INC-9"}
+    )
+    taken = AccessRequest.objects.get()
+
+    page = client.get(f"/requests/{taken.pk}/")
+    body = page.content.decode()
+    timeline = [label for _, label in page.context["timeline"]]
+
+    assert timeline == ["Break-glass taken", "Grant created"]
+    assert "Approved" not in body, "neither the state badge, the timeline nor a notice says approved"
+    assert "without an approval" in body and "Review pending" in body
+    assert "Policy: Break-glass" not in body
+    assert not Notification.objects.filter(recipient=world.alice).exists(), "the taker gets no notice"
+
+
+def test_an_older_break_glass_grants_approval_event_is_not_shown_as_an_approval(world, oncall, client):
+    taken = breakglass_take(
+        requester=world.alice,
+        scope=world.scope("email"),
+        duration=timedelta(minutes=30),
+        reason="INC-9",
+        channel=Channel.WEB,
+    )
+    # What `breakglass_take` used to write as well.
+    record_event(
+        action="request.approved",
+        actor=SYSTEM,
+        channel=Channel.WEB,
+        target=Target("request", str(taken.pk), taken.ref),
+        project="shop",
+        detail={"approvers": [], "auto_approved": True},
+    )
+
+    page = _as(client, world.dave).get(f"/requests/{taken.pk}/")
+    labels = [label for _, label in page.context["timeline"]]
+
+    assert labels == ["Break-glass taken", "Grant created", "Access opened under break-glass"]
 
 
 def test_someone_without_a_break_glass_role_is_told_so(world, oncall, client):
@@ -825,3 +895,73 @@ def test_an_auto_approved_request_says_so_instead_of_counting_approvals(world, c
     page = _as(client, world.alice).get(f"/requests/{request.pk}/").content.decode()
 
     assert "Approved automatically" in page and "0 of 1" not in page
+
+
+def test_an_extensions_page_says_it_asks_for_more_time_on_the_grant_it_extends(world, client):
+    grant = _approved(world)
+    _as(client, world.alice).post(f"{NEW}?extends={grant.pk}", {"duration": "1", "reason": "still digging"})
+    extension = AccessRequest.objects.exclude(pk=grant.pk).get()
+
+    body = _as(client, world.bob).get(f"/requests/{extension.pk}/").content.decode()
+
+    assert "asks to unmask" not in body
+    assert "asks for more time on <strong>prod-pg/shop/public.customers (email)</strong>: 1 hour more" in body
+    assert f'extending the grant of <a href="/requests/{grant.pk}/">{grant.ref}</a>' in body
+
+
+def test_my_requests_offers_request_access_only_to_someone_who_may_request(world, oncall, client):
+    alice_page = _as(client, world.alice).get("/requests/").content.decode()
+    eve_page = _as(client, world.eve).get("/requests/").content.decode()
+    oncall.breakglass_roles.get().users.add(world.eve)
+    eve_on_call = client.get("/requests/").content.decode()
+
+    assert f'href="{NEW}">Request access</a>' in alice_page
+    assert f'href="{NEW}"' not in eve_page
+    assert "You cannot request unmask in any project yet" in eve_page
+    assert f'href="{NEW}"' not in eve_on_call and 'href="/breakglass/">Break glass</a>' in eve_on_call
+
+
+def _cards(page) -> list[str]:
+    body = page.content.decode()
+    return [h for h in ("Request access", "Approve", "Policy", "Compliance") if f'">{h}</h2>' in body]
+
+
+def test_home_shows_a_card_only_for_what_the_person_can_do(world, client):
+    auditor = make_user("audrey")
+    grant_project_perm(auditor, "view_audit", world.project)
+
+    assert _cards(_as(client, world.alice).get("/")) == ["Request access"]
+    assert _cards(_as(client, world.bob).get("/")) == ["Approve"], "an approver by role, nothing pending"
+    assert _cards(_as(client, world.dave).get("/")) == ["Policy"]
+    assert _cards(_as(client, auditor).get("/")) == ["Compliance"]
+    nobody = _as(client, world.eve).get("/").content.decode()
+    assert _cards(client.get("/")) == [] and "You have no access role in Veil yet" in nobody
+    assert "You administer no project" not in nobody and "You audit no project" not in nobody
+
+
+def test_an_administrators_own_break_glass_is_not_counted_as_theirs_to_review(world, oncall, client):
+    oncall.breakglass_roles.get().users.add(world.dave)
+    breakglass_take(
+        requester=world.dave,
+        scope=world.scope("email"),
+        duration=timedelta(minutes=30),
+        reason="INC-9",
+        channel=Channel.WEB,
+    )
+
+    home = _as(client, world.dave).get("/").content.decode()
+
+    assert "break-glass grant to review" not in home
+    assert "1 break-glass grant of yours waits for another administrator's review." in home
+
+
+@pytest.mark.parametrize("url", [NEW, "/breakglass/"])
+def test_a_scope_not_in_the_database_is_named_without_djangos_stock_message(world, oncall, client, url):
+    page = _as(client, world.alice).post(
+        f"{url}?database={world.database.pk}", _form("column:999999", duration="30")
+    )
+
+    assert page.context["form"].errors["scope"] == [
+        "column:999999 is not a table or column of this database: tick one from the list."
+    ]
+    assert not AccessRequest.objects.exists()
