@@ -25,6 +25,8 @@ from audit.reports.common import (
 )
 
 AUTHORISATION_ACTIONS = ("grant.created", "exemption.created", "exemption.updated")
+# A break-glass request has no `request.created`: this event says who took it, when and why.
+BREAKGLASS_TAKEN = "breakglass.taken"
 
 
 @dataclass
@@ -53,9 +55,12 @@ class RequestInfo:
     approvers: list[str] = field(default_factory=list)
     approved_at: datetime | None = None
     auto_approved: bool = False
+    breakglass: bool = False
 
     @property
     def approved_by(self) -> str:
+        if self.breakglass:  # taken without approval; its review is in the break-glass report
+            return "break-glass (no approval)"
         names = list(dict.fromkeys(self.approvers))
         if self.auto_approved:
             names.append("auto-approved")
@@ -94,7 +99,7 @@ class _LogIndex:
         if missing_keys:
             named = sorted({r for r in raw if ref_key(r) in missing_keys} | set(missing_keys))
             request_events = (
-                AuditEvent.objects.filter(action__startswith="request.")
+                AuditEvent.objects.filter(Q(action__startswith="request.") | Q(action=BREAKGLASS_TAKEN))
                 .filter(Q(target_type="request", target_id__in=missing_keys) | Q(detail__request__in=named))
                 .order_by("seq")
                 .values(
@@ -134,7 +139,8 @@ class _LogIndex:
         info = self.requests.setdefault(key, RequestInfo(key))
         detail = event["detail"] if isinstance(event["detail"], dict) else {}
         verb = event["action"].split(".", 1)[1]
-        if verb == "created":
+        info.breakglass = info.breakglass or event["action"] == BREAKGLASS_TAKEN
+        if event["action"] in ("request.created", BREAKGLASS_TAKEN):
             info.requested_by = event["actor_name"]
             info.requested_at = event["occurred_at"]
             info.reason = str(detail.get("reason") or "")

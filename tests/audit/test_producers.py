@@ -14,8 +14,8 @@ from audit.reports import REPORTS, in_force_rows, unmask_rows
 from audit.selectors import verify_chain
 from audit.services import record_access_events, seal_decisions
 from identity.models import Role
-from jitaccess.models import ApprovalPolicy
-from jitaccess.services import Scope, grant_end, request_approve, request_create
+from jitaccess.models import ApprovalPolicy, ProjectAccessSettings
+from jitaccess.services import Scope, breakglass_take, grant_end, request_approve, request_create
 from masking.engine import ColumnKey
 from masking.models import Database
 from masking.services.decisions import decide_columns
@@ -99,3 +99,38 @@ def test_a_real_grant_is_in_force_until_it_is_revoked(approved_request):
     grant_end(request_id=request.pk, user=bob, action="revoke", channel=Channel.WEB)
 
     assert [r[0] for r in in_force_rows(AuditFilter(), EVERYTHING)] == []
+
+
+def test_a_real_break_glass_unmask_is_reported_as_taken_without_approval(shop):
+    make_shop_policy()
+    erin = make_user("erin", display_name="Erin Oncall")
+    oncall = Role.objects.create(name="security-oncall")
+    oncall.users.add(erin)
+    access = ProjectAccessSettings.objects.create(project=shop, breakglass_max_duration=timedelta(hours=1))
+    access.breakglass_roles.add(oncall)
+    request = breakglass_take(
+        requester=erin,
+        scope=Scope(Database.objects.get(name="shop"), "public", "customers", ("email",)),
+        duration=timedelta(minutes=30),
+        reason="SEV1 checkout down",
+        channel=Channel.WEB,
+    )
+    decided = decide_columns(
+        service_account="sql-proxy",
+        principal_spec={"user": "erin"},
+        asserted_groups=[],
+        query_id="q-sev1",
+        columns=[EMAIL],
+    )
+    assert decided.decisions[0].action == "unmask"
+
+    rows = [
+        dict(zip(REPORTS["unmasks"].columns, r, strict=True)) for r in unmask_rows(AuditFilter(), EVERYTHING)
+    ]
+
+    assert [(r["person"], r["request"], r["request_reason"]) for r in rows] == [
+        ("Erin Oncall", request.ref, "SEV1 checkout down")
+    ]
+    assert rows[0]["approved_by"] == "break-glass (no approval)"
+    assert rows[0]["approved_at"] is None
+    assert rows[0]["requested_at"] is not None
