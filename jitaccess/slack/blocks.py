@@ -55,6 +55,14 @@ def scope_text(card: Card) -> str:
     return escape(scope)
 
 
+def asks_text(card: Card) -> str:
+    """What the request asks for, after the requester's name: unmasking, or more time on a grant."""
+    if card.extends:
+        ends = f", which ends {when(card.extends_until)}" if card.extends_until else ""
+        return f"asks for more time on {scope_text(card)}: extending {card.extends}{ends}"
+    return f"asks to unmask {scope_text(card)}"
+
+
 def status_text(card: Card) -> str:
     """One line saying where the request stands, who decided, when, and until when."""
     approvers = escape(", ".join(card.approvers))
@@ -102,12 +110,18 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
     for_agent = f" for agent `{escape(card.service_account)}`" if card.service_account else ""
     mention = f" (<@{card.requester_slack_id}>)" if card.requester_slack_id else ""
     ticket = f"<{link_target(card.ticket_url)}|{escape(card.ticket_url)}>" if card.ticket_url else "none"
+    heading = "Extension request" if card.extends else "Unmask request"
+    asks = (
+        f"asks for {duration_text(card.duration)} more on {card.extends}"
+        if card.extends
+        else "asks to see unmasked values"
+    )
     blocks: list[Block] = []
     if banner:
         blocks.append(section(banner))
     blocks += [
-        {"type": "header", "text": {"type": "plain_text", "text": f"Unmask request {card.ref}"[:150]}},
-        section(f"*{escape(card.requester)}*{mention} asks to see unmasked values{for_agent}"),
+        {"type": "header", "text": {"type": "plain_text", "text": f"{heading} {card.ref}"[:150]}},
+        section(f"*{escape(card.requester)}*{mention} {asks}{for_agent}"),
         {
             "type": "section",
             "fields": [
@@ -128,7 +142,7 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
     ]
     if card.state == State.PENDING:
         blocks.append({"type": "actions", "block_id": f"request:{card.pk}", "elements": _buttons(card)})
-    text = f"{card.ref}: {card.requester} asks to unmask {scope_text(card)}. {status_text(card)}"
+    text = f"{card.ref}: {card.requester} {asks_text(card)}. {status_text(card)}"
     return text, blocks
 
 
@@ -215,7 +229,7 @@ def deny_modal(card: Card, private_metadata: str) -> Block:
         callback_id=DENY_MODAL,
         title=f"Deny {card.ref}",
         submit="Deny",
-        intro=f"*{escape(card.requester)}* asks to unmask {scope_text(card)}.",
+        intro=f"*{escape(card.requester)}* {asks_text(card)}.",
         field="reason",
         label="Why is it denied? The requester will read this.",
         private_metadata=private_metadata,

@@ -56,6 +56,8 @@ class Card:
     link: str
     extend_link: str
     end_reason: str = ""  # why the grant was revoked, when the revoker said
+    extends: str = ""  # the ref of the grant an extension adds time to
+    extends_until: datetime | None = None  # when that grant ends, and this one would start
 
     @property
     def level_label(self) -> str:
@@ -83,7 +85,7 @@ def request_link(request_id: int) -> str:
 def card_for(request_id: int) -> Card:
     """Loads the request afresh, so a message rendered now shows the state committed now."""
     request = AccessRequest.objects.select_related(
-        "requester", "service_account", "database__instance", "ended_by"
+        "requester", "service_account", "database__instance", "ended_by", "extends"
     ).get(pk=request_id)
     columns = Column.objects.filter(table__schema__database=request.database, discovered_by_decision=False)
     if request.schema_name is not None:
@@ -130,6 +132,8 @@ def card_for(request_id: int) -> Card:
         link=request_link(request.pk),
         extend_link=f"{settings.SITE_URL}/requests/new/?extends={request.pk}",
         end_reason=end_reason(request) if request.state == State.REVOKED else "",
+        extends=request.extends.ref if request.extends else "",
+        extends_until=request.extends.expires_at if request.extends else None,
     )
 
 

@@ -63,6 +63,22 @@ def test_a_request_is_posted_to_the_channel_with_what_an_approver_needs_to_decid
     assert (stored.destination, stored.channel, stored.ts) == (APPROVALS, APPROVALS, message.ts)
 
 
+def test_an_extension_asks_for_more_time_on_the_grant_it_extends(slack, fake_slack):
+    first = slack.request("email")
+    request_approve(request_id=first.pk, approver=slack.bob, channel=Channel.WEB)
+    deliver_outbox()
+    extension = slack.request("email", duration=timedelta(hours=1), extends=first)
+
+    deliver_outbox()
+
+    message = next(m for m in fake_slack.in_channel(APPROVALS) if extension.ref in m.text)
+    assert f"Extension request {extension.ref}" in message.shown
+    assert f"asks for 1 hour more on {first.ref}" in message.shown
+    asks = f"asks for more time on prod-pg/shop/public.customers (email): extending {first.ref}"
+    assert asks in message.text
+    assert "asks to unmask" not in message.text
+
+
 def test_text_people_typed_cannot_mention_everyone_or_fake_links(slack, fake_slack):
     slack.request("email", reason="<!channel> please <https://evil.example|click>")
 
