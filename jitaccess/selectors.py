@@ -15,8 +15,9 @@ from jitaccess.models import AccessRequest, Notification, NotificationChannel
 from jitaccess.services import can_approve
 from jitaccess.states import LIVE_STATES, State
 from masking.models import Project
+from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
 
-_OVERSIGHT_PERMS = ["masking.approve_request", "masking.administer_policy", "masking.view_audit"]
+_OVERSIGHT_PERMS = [APPROVE_REQUEST, ADMINISTER_POLICY, VIEW_AUDIT]
 
 
 def projects_overseen_by(user: User) -> QuerySet[Project]:
@@ -130,5 +131,5 @@ def may_request_somewhere(user: User) -> bool:
     checks it per project)."""
     if user.is_superuser:
         return True
-    projects = get_objects_for_user(user, "masking.request_unmask", klass=Project, accept_global_perms=True)
+    projects = get_objects_for_user(user, REQUEST_UNMASK, klass=Project, accept_global_perms=True)
     return projects.exists()

@@ -39,6 +39,7 @@ from jitaccess.policies import match_approval_policy
 from jitaccess.states import LIVE_STATES, Action, State, next_state
 from masking.engine import ColumnKey
 from masking.models import Column, Database, Project
+from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, codename
 from masking.selectors import decision_caches, read_epochs
 from masking.services.policy import exemption_revoke, grant_condition, grant_create
 
@@ -268,7 +269,7 @@ def request_create(
 ) -> AccessRequest:
     """Ask to unmask a scope. Auto-approved when the matching policy says so."""
     project = scope.database.project
-    if not requester.has_perm("masking.request_unmask", project):
+    if not requester.has_perm(REQUEST_UNMASK, project):
         raise NotAllowed(f"You cannot request unmask in project {project.key}.")
     if service_account is not None and service_account.owner_id != requester.pk:
         raise RequestError("service_account", f"you do not own service account {service_account.name}")
@@ -350,7 +351,7 @@ def eligible_approvers(request: AccessRequest) -> list[User]:
     if request.approver_roles:
         people = users_in_roles(request.approver_roles)
     else:
-        perm = "approve_request" if request.policy_id else "administer_policy"
+        perm = APPROVE_REQUEST if request.policy_id else ADMINISTER_POLICY
         people = _people_with_perm(request.project, perm)
     return [p for p in people if p.is_active and p.canonical_subject != request.requester.canonical_subject]
 
@@ -358,9 +359,8 @@ def eligible_approvers(request: AccessRequest) -> list[User]:
 def _people_with_perm(project: Project, perm: str) -> QuerySet[User]:
     """People granted `perm` on the project, directly or through a group (superusers only if granted).
     guardian annotates the result `Any | list[str]`; without `attach_perms` it is a queryset of users."""
-    return cast(
-        "QuerySet[User]", get_users_with_perms(project, only_with_perms_in=[perm], with_group_users=True)
-    )
+    people = get_users_with_perms(project, only_with_perms_in=[codename(perm)], with_group_users=True)
+    return cast("QuerySet[User]", people)
 
 
 def can_approve(request: AccessRequest, user: User) -> bool:
@@ -372,7 +372,7 @@ def can_approve(request: AccessRequest, user: User) -> bool:
 def can_revoke(request: AccessRequest, user: User) -> bool:
     """An approver of the request or an administrator of its project; `grant_end` enforces it and the
     pages use it to decide whether to offer the button."""
-    return can_approve(request, user) or user.has_perm("masking.administer_policy", request.project)
+    return can_approve(request, user) or user.has_perm(ADMINISTER_POLICY, request.project)
 
 
 def end_refusal(request: AccessRequest, user: User, action: str) -> str:
@@ -388,9 +388,8 @@ def end_refusal(request: AccessRequest, user: User, action: str) -> str:
 def can_review_breakglass(request: AccessRequest, user: User) -> bool:
     """A project administrator other than the person who broke the glass (by IdP subject, so not
     their second account either): the two checks `breakglass_review` makes, each with its message."""
-    return request.requester.canonical_subject != user.canonical_subject and user.has_perm(
-        "masking.administer_policy", request.project
-    )
+    other_person = request.requester.canonical_subject != user.canonical_subject
+    return other_person and user.has_perm(ADMINISTER_POLICY, request.project)
 
 
 def _locked(request_id: int, *related: str) -> AccessRequest:
@@ -704,7 +703,7 @@ def breakglass_take(
             },
         )
         _approve(request, approver=None, channel=channel)
-        admins = _people_with_perm(project, "administer_policy")
+        admins = _people_with_perm(project, ADMINISTER_POLICY)
         emails = [e.strip() for e in project_settings.security_emails.split(",") if e.strip()]
         notify(
             request, NotificationKind.BREAKGLASS, [u for u in admins if u.pk != requester.pk], emails=emails
@@ -721,7 +720,7 @@ def breakglass_review(*, request_id: int, reviewer: User, notes: str, channel: s
         raise RequestError("request", f"was already reviewed by {request.reviewed_by}")
     if reviewer.canonical_subject == request.requester.canonical_subject:
         raise NotAllowed("Someone other than the person who broke the glass must review it.")
-    if not reviewer.has_perm("masking.administer_policy", request.project):
+    if not reviewer.has_perm(ADMINISTER_POLICY, request.project):
         raise NotAllowed("Only a project administrator can review break-glass access.")
     if not notes.strip():
         raise RequestError("notes", "say what the review found")

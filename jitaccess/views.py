@@ -38,6 +38,7 @@ from jitaccess.forms import (
 from jitaccess.models import AccessRequest, ApprovalPolicy
 from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
+from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
 from masking.policy_access import administers_any
 
 TIMELINE_LABELS = {
@@ -66,10 +67,10 @@ def home(request: HttpRequest) -> HttpResponse:
     they can do (request, approve, administer policy, audit), none for what they cannot."""
     user = _person(request)
     perms = {
-        "request": "masking.request_unmask",
-        "approve": "masking.approve_request",
-        "administer": "masking.administer_policy",
-        "audit": "masking.view_audit",
+        "request": REQUEST_UNMASK,
+        "approve": APPROVE_REQUEST,
+        "administer": ADMINISTER_POLICY,
+        "audit": VIEW_AUDIT,
     }
     projects = {
         key: get_objects_for_user(user, perm, klass=Project, accept_global_perms=True)
@@ -114,9 +115,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
         .annotate(end_reason=selectors.end_reason_of("pk"))
         .prefetch_related("approvals")[:100]
     )
-    requestable = get_objects_for_user(
-        user, "masking.request_unmask", klass=Project, accept_global_perms=True
-    )
+    requestable = get_objects_for_user(user, REQUEST_UNMASK, klass=Project, accept_global_perms=True)
     context = {
         "active_grants": _active_grants(user),
         "can_request": selectors.may_request_somewhere(user),
@@ -135,7 +134,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
 
     `?extends=<id>` asks for more time on one of the person's active grants, same scope."""
     user = _person(request)
-    databases = _databases_with(user, "masking.request_unmask")
+    databases = _databases_with(user, REQUEST_UNMASK)
     extended = None
     if raw_extends := request.GET.get("extends"):
         extended = _visible(user, raw_extends)
@@ -487,7 +486,7 @@ def _extend_refusal(extended: AccessRequest, user: User) -> str:
     request, so it needs `request_unmask` on the project (a break-glass grant's holder may lack it)."""
     if extended.requester_id != user.pk:
         return "Only the requester can extend a grant."
-    if not user.has_perm("masking.request_unmask", extended.project):
+    if not user.has_perm(REQUEST_UNMASK, extended.project):
         return (
             f"You cannot request unmask in project {extended.project.key}, so {extended.ref} cannot be "
             "extended: ask a project administrator for the permission, or break the glass again."

@@ -18,6 +18,7 @@ from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.models import ClassificationLevel, Database, Engine, Project
+from masking.permissions import ADMINISTER_POLICY
 from masking.services.catalog import CatalogError, catalog_upsert
 
 
@@ -137,5 +138,5 @@ class CatalogUpsertApi(APIView):
             ).values_list("project__key", flat=True)
         )
         for project in Project.objects.filter(key__in=keys):
-            if not request.user.has_perm("masking.administer_policy", project):
+            if not request.user.has_perm(ADMINISTER_POLICY, project):
                 raise PermissionDenied(f"You cannot administer policy in project {project.key}.")

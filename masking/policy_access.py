@@ -15,28 +15,27 @@ from guardian.shortcuts import get_objects_for_user, get_users_with_perms
 
 from identity.models import User
 from masking.models import Project, ProjectPolicySettings
-
-PERMISSION = "masking.administer_policy"
+from masking.permissions import ADMINISTER_POLICY
 
 
 def administered_projects(user: User) -> set[str]:
     """Keys of the projects where the person administers policy."""
     return set(
-        get_objects_for_user(user, PERMISSION, klass=Project, accept_global_perms=True).values_list(
+        get_objects_for_user(user, ADMINISTER_POLICY, klass=Project, accept_global_perms=True).values_list(
             "key", flat=True
         )
     )
 
 
 def administers_any(user: User) -> bool:
-    return bool(user.is_authenticated and (user.has_perm(PERMISSION) or administered_projects(user)))
+    return bool(user.is_authenticated and (user.has_perm(ADMINISTER_POLICY) or administered_projects(user)))
 
 
 def may_administer(user: User, projects: Iterable[str], *, is_global: bool) -> bool:
     """True when the person may change items of these projects (and global items if `is_global`)."""
     if not user.is_authenticated or not user.is_active:
         return False
-    if user.has_perm(PERMISSION):  # granted globally (or a superuser)
+    if user.has_perm(ADMINISTER_POLICY):  # granted globally (or a superuser)
         return True
     mine = administered_projects(user)
     if is_global:
@@ -52,7 +51,7 @@ def policy_deciders(projects: Iterable[str], *, is_global: bool, limit: int) -> 
     the permission globally or on every affected project, so one affected project's holders cover
     them all."""
     projects = list(projects)
-    app_label, codename = PERMISSION.split(".")
+    app_label, codename = ADMINISTER_POLICY.split(".")
     holders = User.objects.filter(
         Q(is_superuser=True)
         | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)

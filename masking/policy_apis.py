@@ -24,7 +24,8 @@ from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.checks import DEFAULT_SENSITIVE_TAGS, CoverageReport, coverage, default_min_level, drift
-from masking.policy_access import PERMISSION, administered_projects, administers_any
+from masking.permissions import ADMINISTER_POLICY
+from masking.policy_access import administered_projects, administers_any
 from masking.policy_diff import plan_against_live
 from masking.policy_document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
 from masking.selectors import load_policy, read_epochs
@@ -224,7 +225,7 @@ def _visible_projects(request: Request) -> set[str] | None:
     administers everything; anyone else sees the projects they administer, as on the Checks page:
     the gates name catalog columns, which a person outside a project does not see."""
     user = cast(User, request.user)
-    if isinstance(request.auth, ApiToken) or user.has_perm(PERMISSION):
+    if isinstance(request.auth, ApiToken) or user.has_perm(ADMINISTER_POLICY):
         return None
     return administered_projects(user)
 

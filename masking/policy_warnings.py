@@ -23,13 +23,13 @@ from guardian.shortcuts import get_users_with_perms
 
 from identity.models import User
 from masking.models import Project
+from masking.permissions import APPROVE_REQUEST, codename
 from masking.policy_document import CREATE, UPDATE, sections
 
 if TYPE_CHECKING:
     from masking.policy_diff import Plan
 
 Document = Mapping[str, list[dict[str, Any]]]
-APPROVE_PERMISSION = "approve_request"  # on the project: who approves when a policy names no role
 
 
 def plan_warnings(target: Document, current: Document, plan: Plan) -> list[str]:
@@ -122,6 +122,6 @@ def _project_approvers(project: Project) -> int:
     falls back to when a policy names no role)."""
     people = cast(
         "QuerySet[User]",
-        get_users_with_perms(project, only_with_perms_in=[APPROVE_PERMISSION], with_group_users=True),
+        get_users_with_perms(project, only_with_perms_in=[codename(APPROVE_REQUEST)], with_group_users=True),
     )  # guardian annotates `Any | list[str]`; without `attach_perms` it is a queryset of users
     return User.objects.filter(pk__in=people.values("pk"), is_active=True).count()

@@ -18,6 +18,7 @@ from audit.models import Channel
 from identity.models import User
 from identity.services import actor_for
 from masking.models import ClassificationLevel, Column, Project
+from masking.permissions import ADMINISTER_POLICY, REQUEST_UNMASK, VIEW_AUDIT
 from masking.policy_access import administered_projects, may_administer
 from masking.services.catalog import column_classify
 
@@ -34,7 +35,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         return confirm_suggestion(request)
     projects = get_objects_for_user(
         request.user,
-        ["masking.administer_policy", "masking.view_audit", "masking.request_unmask"],
+        [ADMINISTER_POLICY, VIEW_AUDIT, REQUEST_UNMASK],
         klass=Project,
         any_perm=True,
         accept_global_perms=True,
