@@ -34,6 +34,8 @@ ACTION_LABELS: dict[str, str] = {
     "token.created": "API token created",
     "token.revoked": "API token revoked",
     "service_account.created": "Service account added",
+    "service_account.deactivated": "Service account deactivated",
+    "service_account.reactivated": "Service account reactivated",
     # Catalog and policy
     "catalog.upserted": "Catalog updated",
     "catalog.classification_changed": "Column classification changed",

@@ -47,9 +47,16 @@ class ApiTokenInline(admin.TabularInline):
 
 @admin.register(ServiceAccount)
 class ServiceAccountAdmin(admin.ModelAdmin):
+    """Accounts are added, deactivated and reactivated on the Service accounts page, which records
+    each change in the audit log; here only the description and owner are edited."""
+
     list_display = ["name", "owner", "is_active", "created_at"]
     search_fields = ["name", "description"]
+    readonly_fields = ["name", "is_active", "created_at"]
     inlines = [ApiTokenInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(ApiToken)

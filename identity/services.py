@@ -56,6 +56,28 @@ def service_account_create(
 
 
 @transaction.atomic
+def service_account_set_active(
+    *, account: ServiceAccount, active: bool, changed_by: User | None, channel: str
+) -> ServiceAccount:
+    """Deactivate a service account (its tokens stop working and Veil no longer knows it as a
+    principal, so decisions for it mask) or reactivate it. Setting the state it has changes nothing."""
+    locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
+    if locked.is_active == active:
+        return locked
+    locked.is_active = active
+    locked.save(update_fields=["is_active"])
+    token_cache_clear()  # this process at once; others within API_TOKEN_CACHE_S
+    record_event(
+        action="service_account.reactivated" if active else "service_account.deactivated",
+        actor=actor_for(changed_by),
+        channel=channel,
+        target=Target("service_account", str(locked.pk), locked.name),
+        detail={"tokens_live": locked.tokens.filter(revoked_at__isnull=True).count()},
+    )
+    return locked
+
+
+@transaction.atomic
 def token_create(
     *,
     service_account: ServiceAccount,

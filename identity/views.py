@@ -10,12 +10,12 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from audit.models import Channel
 from identity import selectors, services
@@ -59,6 +59,7 @@ def service_accounts(request: HttpRequest) -> HttpResponse:
             "may_add_account": user.has_perm("identity.add_serviceaccount"),
             "may_add_token": user.has_perm("identity.add_apitoken"),
             "may_revoke": user.has_perm("identity.change_apitoken"),
+            "may_deactivate": user.has_perm("identity.change_serviceaccount"),
         },
     )
 
@@ -78,6 +79,28 @@ def service_account_new(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Service account {account.name} added. Create a token for it next.")
         return redirect("identity:token-new", account.pk)
     return render(request, "identity/service_account_new.html", {"form": form})
+
+
+@login_required
+@require_POST
+def service_account_active(request: HttpRequest, pk: int) -> HttpResponse:
+    """Deactivate or reactivate (the `active` field): reversible, so no confirmation page."""
+    _require(request, "identity.change_serviceaccount", "Deactivating service accounts")
+    account = get_object_or_404(ServiceAccount, pk=pk)
+    active = request.POST.get("active")
+    if active not in ("0", "1"):
+        return HttpResponseBadRequest("active: must be 0 (deactivate) or 1 (reactivate)")
+    account = services.service_account_set_active(
+        account=account,
+        active=active == "1",
+        changed_by=request.user,  # type: ignore[arg-type]
+        channel=Channel.WEB,
+    )
+    if account.is_active:
+        messages.success(request, f"{account.name} is active again: its live tokens work again.")
+    else:
+        messages.success(request, f"{account.name} is deactivated: its tokens are refused and it is masked.")
+    return redirect(f"{reverse('identity:service-accounts')}#sa-{account.pk}")
 
 
 @login_required

@@ -138,3 +138,38 @@ def test_revoking_asks_first_then_refuses_the_token(client, admin):
 def test_unknown_accounts_and_tokens_are_404(client, admin):
     assert client.get(reverse("identity:token-new", args=[999])).status_code == 404
     assert client.post(reverse("identity:token-revoke", args=[999])).status_code == 404
+
+
+def test_deactivating_an_account_refuses_its_tokens_until_it_is_reactivated(client, admin):
+    account, plaintext = make_token(["decisions"], "sql-proxy")
+    url = reverse("identity:service-account-active", args=[account.pk])
+
+    response = client.post(url, {"active": "0"})
+
+    assert response["Location"] == f"{reverse('identity:service-accounts')}#sa-{account.pk}"
+    assert token_authenticate(plaintext) is None
+    assert b"Reactivate" in client.get(reverse("identity:service-accounts")).content
+    client.post(url, {"active": "1"})
+    assert token_authenticate(plaintext) is not None
+    assert list(
+        AuditEvent.objects.filter(target_type="service_account")
+        .order_by("seq")
+        .values_list("action", "actor_id")
+    ) == [
+        ("service_account.deactivated", admin.canonical_subject),
+        ("service_account.reactivated", admin.canonical_subject),
+    ]
+
+
+def test_deactivating_is_a_post_by_an_administrator_with_a_valid_state(client, admin):
+    account, _ = make_token(["decisions"], "sql-proxy")
+    url = reverse("identity:service-account-active", args=[account.pk])
+
+    assert client.get(url).status_code == 405
+    refused = client.post(url, {"active": "maybe"})
+    assert refused.status_code == 400 and b"active" in refused.content
+    client.force_login(make_user("alice"))
+    assert client.post(url, {"active": "0"}).status_code == 403
+    account.refresh_from_db()
+    assert account.is_active
+    assert not AuditEvent.objects.filter(target_type="service_account").exists()
