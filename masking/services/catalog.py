@@ -273,34 +273,61 @@ def catalog_record_discovered(keys: list[ColumnKey]) -> int:
     They stay `discovered_by_decision` (and keep being decided as unknown columns, masked by
     default) until a catalog push or sync confirms them. Columns of instances or databases Veil
     does not know are skipped: a database needs a project, which only a person can choose.
-    Returns how many columns were added.
+
+    The decision request waits for this (once per column and process), so it is a fixed handful of
+    bulk statements whatever the number of columns, not a few per column; rows another process
+    adds meanwhile are left as they are (`ignore_conflicts`). Returns how many columns it inserted.
     """
-    added = 0
     databases = {
-        (d.instance.key, d.name): d
+        (d.instance.key, d.name): d.pk
         for d in Database.objects.select_related("instance").filter(
             instance__key__in={k.instance for k in keys}, name__in={k.database for k in keys}
         )
     }
-    for key in keys:
-        database = databases.get((key.instance, key.database))
-        if database is None:
-            continue
-        with transaction.atomic():
-            schema, _ = Schema.objects.get_or_create(database=database, name=key.schema)
-            table, _ = Table.objects.get_or_create(schema=schema, name=key.table)
-            suggestion = suggest_classification(key.column)
-            _, created = Column.objects.get_or_create(
-                table=table,
-                name=key.column,
-                defaults={
-                    "discovered_by_decision": True,
-                    "suggested_category": suggestion.category if suggestion else "",
-                    "suggested_level": suggestion.level if suggestion else None,
-                },
-            )
-        added += int(created)
-    return added
+    known = [(databases[(k.instance, k.database)], k) for k in keys if (k.instance, k.database) in databases]
+    if not known:
+        return 0
+    with transaction.atomic():
+        schema_keys = {(database, key.schema) for database, key in known}
+        Schema.objects.bulk_create(
+            [Schema(database_id=database, name=name) for database, name in schema_keys], ignore_conflicts=True
+        )
+        schemas = _ids(Schema.objects, "database_id", schema_keys)
+        table_keys = {(schemas[(database, key.schema)], key.table) for database, key in known}
+        Table.objects.bulk_create(
+            [Table(schema_id=schema, name=name) for schema, name in table_keys], ignore_conflicts=True
+        )
+        tables = _ids(Table.objects, "schema_id", table_keys)
+        column_keys = {
+            (tables[(schemas[(database, key.schema)], key.table)], key.column) for database, key in known
+        }
+        existing = set(
+            Column.objects.filter(
+                table_id__in={t for t, _ in column_keys}, name__in={c for _, c in column_keys}
+            ).values_list("table_id", "name")
+        )
+        new = [_discovered(table, name) for table, name in sorted(column_keys - existing)]
+        Column.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+def _ids(manager: Any, parent: str, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """`{(parent id, name): id}` of the schemas or tables `wanted` names (and a few more at most)."""
+    rows = manager.filter(
+        **{f"{parent}__in": {p for p, _ in wanted}, "name__in": {n for _, n in wanted}}
+    ).values_list("pk", parent, "name")
+    return {(parent_id, name): pk for pk, parent_id, name in rows}
+
+
+def _discovered(table_id: int, name: str) -> Column:
+    suggestion = suggest_classification(name)
+    return Column(
+        table_id=table_id,
+        name=name,
+        discovered_by_decision=True,
+        suggested_category=suggestion.category if suggestion else "",
+        suggested_level=suggestion.level if suggestion else None,
+    )
 
 
 @transaction.atomic

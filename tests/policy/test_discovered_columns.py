@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from masking.engine import ColumnKey
@@ -89,3 +91,37 @@ def test_a_confirmed_suggestion_shows_as_confirmed_not_as_a_question(polly_clien
     assert f"level {level}?" in before and f"Confirm level {level} for national_id" in before
     assert f"level {level}?" not in after and "✓ confirmed" in after
     assert f"Confirm level {level} for national_id" not in after
+
+
+def _unknown(count: int, table: str) -> list[ColumnKey]:
+    return [ColumnKey("prod-pg", "shop", "public", table, f"col_{i}") for i in range(count)]
+
+
+def test_recording_discoveries_costs_the_same_queries_for_3_columns_as_for_60(policy_world):
+    """The decision request that names them waits for this, so its cost must not grow per column."""
+    with CaptureQueriesContext(connection) as few:
+        assert catalog_record_discovered(_unknown(3, "ledger")) == 3
+    with CaptureQueriesContext(connection) as many:
+        assert catalog_record_discovered(_unknown(60, "journal") + _unknown(3, "ledger")) == 60
+
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert Column.objects.filter(table__name="journal", discovered_by_decision=True).count() == 60
+
+
+def test_recording_discoveries_leaves_known_columns_and_unknown_databases_alone(policy_world):
+    email = Column.objects.get(
+        table__schema__database__instance__key="prod-pg", table__name="customers", name="email"
+    )
+    keys = [
+        ColumnKey("prod-pg", "shop", "public", "customers", "email"),  # catalogued
+        ColumnKey("prod-pg", "nowhere", "public", "t", "c"),  # a database Veil does not know
+        ColumnKey("prod-pg", "shop", "billing", "invoices", "iban"),  # new schema and table
+    ]
+
+    assert catalog_record_discovered(keys) == 1
+    assert catalog_record_discovered(keys) == 0
+
+    assert Column.objects.get(pk=email.pk).discovered_by_decision is False
+    iban = Column.objects.get(table__schema__name="billing", table__name="invoices", name="iban")
+    assert iban.discovered_by_decision and iban.classification_level is None
+    assert not Column.objects.filter(table__name="t").exists()
