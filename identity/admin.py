@@ -3,7 +3,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
 
 from audit.models import Channel
-from identity.models import ApiToken, Role, ServiceAccount, User
+from identity.models import ApiToken, ServiceAccount, User
 from identity.services import token_revoke
 
 
@@ -18,11 +18,8 @@ class VeilUserAdmin(UserAdmin):
     readonly_fields = ["oidc_subject", "email_verified"]
 
 
-@admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
-    list_display = ["name", "description"]
-    search_fields = ["name"]
-    filter_horizontal = ["users", "groups", "service_accounts"]
+# `Role` is registered by masking/admin.py: its membership is policy, saved through
+# `masking.services.roles` (audited, versioned, read-only under the two-person rule).
 
 
 class ApiTokenInline(admin.TabularInline):
@@ -80,7 +77,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Revoke selected tokens")
+    # Without `permissions` an action is offered to anyone who may only view the list.
+    @admin.action(permissions=["change"], description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         for token in queryset:
             token_revoke(token=token, revoked_by=request.user, channel=Channel.WEB)  # type: ignore[arg-type]

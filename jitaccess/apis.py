@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
@@ -117,8 +118,19 @@ class JitApiView(APIView):
             owner = request.auth.service_account.owner
             if owner is None:
                 raise PermissionDenied("This service account has no owner to act for.")
+            if not owner.is_active:
+                raise PermissionDenied("This service account's owner is deactivated: nobody to act for.")
             return owner
         return request.user  # type: ignore[return-value]
+
+    def visible(self, request: Request) -> QuerySet[AccessRequest]:
+        """The requests the caller may read and act on: a person's as `selectors` says; an agent's
+        token (scope `requests`, to ask on its owner's behalf) only the requests made for its own
+        service account, not everything its owner may see (an approver's, an auditor's projects)."""
+        queryset = selectors.requests_visible_to(self.person(request))
+        if isinstance(request.auth, ApiToken):
+            queryset = queryset.filter(service_account=request.auth.service_account)
+        return queryset
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, services.RequestError):
@@ -139,7 +151,7 @@ class RequestListCreateApi(JitApiView):
 
     @extend_schema(operation_id="requests_list", responses={200: RequestOut(many=True)})
     def get(self, request: Request) -> Response:
-        queryset = selectors.requests_visible_to(self.person(request)).prefetch_related("approvals__approver")
+        queryset = self.visible(request).prefetch_related("approvals__approver")
         if state := request.query_params.get("state"):
             queryset = queryset.filter(state=state)
         return Response(RequestOut(queryset[:200], many=True).data)
@@ -152,7 +164,11 @@ class RequestListCreateApi(JitApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         person = self.person(request)
-        extends = selectors.request_for(person, data["extends"]) if data["extends"] else None
+        extends = None
+        if data["extends"]:
+            extends = self.visible(request).filter(pk=data["extends"]).first()
+            if extends is None:
+                raise ValidationError({"extends": [f"no request {data['extends']} that you can see"]})
         agent: ServiceAccount | None = (
             request.auth.service_account if isinstance(request.auth, ApiToken) else None
         )
@@ -172,7 +188,7 @@ class RequestListCreateApi(JitApiView):
 class RequestDetailApi(JitApiView):
     @extend_schema(operation_id="requests_retrieve", responses={200: RequestOut})
     def get(self, request: Request, request_id: int) -> Response:
-        return Response(RequestOut(selectors.request_for(self.person(request), request_id)).data)
+        return Response(RequestOut(self.visible(request).get(pk=request_id)).data)
 
 
 class RequestActionApi(JitApiView):
@@ -191,7 +207,7 @@ class RequestActionApi(JitApiView):
         if isinstance(request.auth, ApiToken) and action != "cancel":
             raise PermissionDenied("Agents may create and cancel requests; decisions are made by people.")
         person = self.person(request)
-        target = selectors.request_for(person, request_id)
+        target = self.visible(request).get(pk=request_id)
         data = serializer.validated_data
         if action == "approve":
             result = services.request_approve(request_id=target.pk, approver=person, channel=Channel.API)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -21,7 +22,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from identity.selectors import role_names_of_user
+from identity.models import Role
 from jitaccess.models import AccessRequest
 from jitaccess.states import State
 from masking.services.policy import grant_condition
@@ -120,19 +121,38 @@ class Latency:
     pending_by_project: list[tuple[str, int]]
 
 
-def _requests(since: datetime):  # type: ignore[no-untyped-def]
-    return AccessRequest.objects.filter(created_at__gte=since, is_breakglass=False).select_related(
-        "project", "database__instance", "requester"
-    )
+# Every reader below takes `projects`: the keys of the projects whose requests it may count, or
+# None for every project (a policy administrator of one project does not see another's requests).
+Projects = frozenset[str] | set[str] | None
 
 
-def requested_columns(since: datetime, limit: int = 15) -> list[RequestedColumn]:
+def _in(queryset, projects: Projects):  # type: ignore[no-untyped-def]
+    return queryset if projects is None else queryset.filter(project__key__in=sorted(projects))
+
+
+def _requests(since: datetime, projects: Projects = None):  # type: ignore[no-untyped-def]
+    return _in(
+        AccessRequest.objects.filter(created_at__gte=since, is_breakglass=False), projects
+    ).select_related("project", "database__instance", "requester")
+
+
+def roles_of_people(user_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+    """`role_names_of_user` of many people in two queries (held directly or through a group)."""
+    ids = set(user_ids)
+    held: dict[int, set[str]] = defaultdict(set)
+    direct = Role.objects.filter(users__in=ids).values_list("users", "name")
+    via_groups = Role.objects.filter(groups__user__in=ids).values_list("groups__user", "name")
+    for user_id, name in [*direct, *via_groups]:
+        held[user_id].add(name)
+    return {user_id: frozenset(held[user_id]) for user_id in ids}
+
+
+def requested_columns(since: datetime, limit: int = 15, projects: Projects = None) -> list[RequestedColumn]:
     """The most requested columns, with the roles of the people asking."""
-    roles_of: dict[int, frozenset[str]] = {}
+    requests = list(_requests(since, projects))
+    roles_of = roles_of_people(r.requester_id for r in requests)
     found: dict[tuple[str, ...], RequestedColumn] = {}
-    for request in _requests(since):
-        if request.requester_id not in roles_of:
-            roles_of[request.requester_id] = role_names_of_user(request.requester)
+    for request in requests:
         db = request.database
         for column in request.column_names or [None]:
             key = (
@@ -167,15 +187,15 @@ def requested_columns(since: datetime, limit: int = 15) -> list[RequestedColumn]
     return sorted(found.values(), key=lambda c: (-c.requests, c.label))[:limit]
 
 
-def role_load(since: datetime) -> list[RoleLoad]:
+def role_load(since: datetime, projects: Projects = None) -> list[RoleLoad]:
     """Approved and denied requests per role of the requester; many approvals and few denials
     suggest the role is masked more than its work needs."""
     loads: dict[str, RoleLoad] = {}
-    roles_of: dict[int, frozenset[str]] = {}
-    decided = _requests(since).exclude(state__in=[State.PENDING, State.CANCELLED, State.TIMED_OUT])
+    decided = list(
+        _requests(since, projects).exclude(state__in=[State.PENDING, State.CANCELLED, State.TIMED_OUT])
+    )
+    roles_of = roles_of_people(r.requester_id for r in decided)
     for request in decided:
-        if request.requester_id not in roles_of:
-            roles_of[request.requester_id] = role_names_of_user(request.requester)
         for role in roles_of[request.requester_id] or {"(no role)"}:
             load = loads.setdefault(role, RoleLoad(role))
             if request.state == State.DENIED:
@@ -185,18 +205,21 @@ def role_load(since: datetime) -> list[RoleLoad]:
     return sorted(loads.values(), key=lambda r: (-r.approved, r.role))
 
 
-def attempts(since: datetime, now: datetime | None = None, limit: int = 12) -> list[PrincipalAttempts]:
-    """Denied requests and failed sign-ins per principal and day, spikes marked."""
+def attempts(
+    since: datetime, now: datetime | None = None, limit: int = 12, projects: Projects = None
+) -> list[PrincipalAttempts]:
+    """Denied requests and failed sign-ins per principal and day, spikes marked. Sign-ins belong to
+    no project: they are counted for a reader of every project only."""
     now = now or timezone.now()
     counts: dict[str, Counter[date]] = defaultdict(Counter)
-    denied = AccessRequest.objects.filter(state=State.DENIED, created_at__gte=since).select_related(
-        "requester"
-    )
+    denied = _in(AccessRequest.objects.filter(state=State.DENIED, created_at__gte=since), projects)
+    denied = denied.select_related("requester")
     for request in denied:
         counts[request.requester.username][timezone.localdate(request.decided_at or request.created_at)] += 1
-    failed = AuditEvent.objects.filter(action="auth.sign_in_failed", occurred_at__gte=since).values_list(
-        "occurred_at", "detail"
-    )
+    sign_ins = AuditEvent.objects.filter(action="auth.sign_in_failed", occurred_at__gte=since)
+    if projects is not None:
+        sign_ins = sign_ins.none()
+    failed = sign_ins.values_list("occurred_at", "detail")
     for occurred_at, detail in failed:
         counts[str(detail.get("username") or "(blank)")][timezone.localdate(occurred_at)] += 1
     first, last = timezone.localdate(since), timezone.localdate(now)
@@ -221,11 +244,11 @@ def _mark_spikes(days: list[date], per_day: Counter[date]) -> list[tuple[date, i
     return marked
 
 
-def latency(since: datetime, now: datetime | None = None) -> Latency:
+def latency(since: datetime, now: datetime | None = None, projects: Projects = None) -> Latency:
     """How long decisions take, and what is still waiting."""
     now = now or timezone.now()
     decided = (
-        _requests(since)
+        _requests(since, projects)
         .filter(decided_at__isnull=False)
         .exclude(state=State.PENDING)
         .annotate(approvals_count=Count("approvals"))
@@ -245,7 +268,7 @@ def latency(since: datetime, now: datetime | None = None) -> Latency:
         buckets.append((label, sum(1 for w in remaining if w < edge)))
         remaining = [w for w in remaining if w >= edge]
     buckets.append(("≥ 1 day", len(remaining)))
-    pending = AccessRequest.objects.filter(state=State.PENDING)
+    pending = _in(AccessRequest.objects.filter(state=State.PENDING), projects)
     oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
     by_project = pending.values_list("project__key").annotate(n=Count("id")).order_by("-n")
     return Latency(

@@ -27,7 +27,7 @@ from masking.models import MaskingRule
 from masking.policy_access import administered_projects
 from masking.policy_document import export_document
 from masking.policy_edits import find_item, move_item, remove_item, upsert_item
-from masking.policy_views import item_form_page, person, policy_admin_required, review
+from masking.policy_views import can_edit_global, item_form_page, person, policy_admin_required, review
 
 WINDOW_DAYS = 90
 
@@ -126,8 +126,13 @@ def approval_condition_check(request: HttpRequest) -> JsonResponse:
 def insights_dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     since = now - timedelta(days=WINDOW_DAYS)
+    user = person(request)
+    # Requests (who asked for which columns, who was denied) are shown for the projects the person
+    # administers, as the Checks page shows their columns; failed sign-ins only to someone who
+    # administers every project.
+    projects = None if can_edit_global(user) else administered_projects(user)
     policy = live_policy()
-    requested = insights.requested_columns(since)
+    requested = insights.requested_columns(since, projects=projects)
     rules_by_id = {r.pk: r for r in MaskingRule.objects.all()}
     rows = []
     for item in requested:
@@ -144,9 +149,12 @@ def insights_dashboard(request: HttpRequest) -> HttpResponse:
             "window_days": WINDOW_DAYS,
             "requested": rows,
             "requested_bars": _bars([(r.label, r.requests) for r in requested]),
-            "roles": insights.role_load(since),
-            "attempts": [_sparkline(series) for series in insights.attempts(now - timedelta(days=28), now)],
-            "latency": insights.latency(since, now),
+            "roles": insights.role_load(since, projects=projects),
+            "attempts": [
+                _sparkline(series)
+                for series in insights.attempts(now - timedelta(days=28), now, projects=projects)
+            ],
+            "latency": insights.latency(since, now, projects=projects),
             "rules": [u for u in rule_usage(policy) if u.status],
             "idle_exemptions": exemptions_never_used(since),
         },

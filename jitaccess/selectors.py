@@ -12,7 +12,7 @@ from audit.models import AuditEvent
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess.models import AccessRequest, Notification, NotificationChannel
-from jitaccess.services import can_approve
+from jitaccess.services import ApproverPools, can_approve
 from jitaccess.states import LIVE_STATES, State
 from masking.models import Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
@@ -52,7 +52,8 @@ def approval_queue(user: User) -> list[AccessRequest]:
         requests_visible_to(user).filter(state=State.PENDING).exclude(requester=user).order_by("created_at")
     )
     pending = pending.select_related("extends").prefetch_related("approvals")
-    return [r for r in pending if can_approve(r, user)]
+    pools: ApproverPools = {}  # each distinct set of approvers is read once, not once per request
+    return [r for r in pending if can_approve(r, user, pools)]
 
 
 def grants_still_in_force_beside(

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet
 from django.utils import timezone
+from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import get_users_with_perms
 
 from audit.models import Channel
@@ -281,6 +282,8 @@ def request_create(
     principal_spec = (
         {"service_account": service_account.name} if service_account else {"user": requester.username}
     )
+    if extends is not None and (refusal := _extension_refusal(extends, requester, service_account, scope)):
+        raise RequestError("extends", refusal)
     if extends is not None and (already := live_extension_of(extends)) is not None:
         raise RequestError(
             "extends", f"{already.ref} already extends {extends.ref}; extend {already.ref} instead."
@@ -344,15 +347,53 @@ def request_create(
     return request
 
 
-def eligible_approvers(request: AccessRequest) -> list[User]:
+def _extension_refusal(
+    extends: AccessRequest, requester: User, service_account: ServiceAccount | None, scope: Scope
+) -> str:
+    """Why `requester` may not extend `extends` with `scope`; "" when they may. An extension is
+    more time on one's own active grant, for the same principal and the same scope: it skips the
+    "nothing is masked" check and starts when the grant ends, and ending the grant ends it. Read
+    afresh: the caller's copy may predate the grant's approval or its end."""
+    extends = AccessRequest.objects.get(pk=extends.pk)
+    if extends.requester_id != requester.pk or extends.service_account_id != (
+        service_account.pk if service_account else None
+    ):
+        return f"{extends.ref} is not your grant: only its requester can extend it, for the same principal"
+    if extends.state != State.APPROVED:
+        return f"{extends.ref} is {extends.get_state_display().lower()}: only an active grant can be extended"
+    same = (
+        extends.database_id == scope.database.pk
+        and extends.schema_name == scope.schema_name
+        and (extends.table_name or None) == (scope.table_name or None)
+        and sorted(extends.column_names) == sorted(scope.column_names)
+    )
+    if not same:
+        return f"an extension covers the scope of {extends.ref} ({extends.scope_label}), nothing else"
+    return ""
+
+
+ApproverPools = dict[tuple[object, ...], list[User]]
+
+
+def eligible_approvers(request: AccessRequest, pools: ApproverPools | None = None) -> list[User]:
     """Who may approve: members of the policy's approver roles; without roles, people with
     `approve_request` on the project; with no policy, the project's administrators. Never the
-    requester."""
+    requester.
+
+    `pools`, a dict the caller keeps across many requests (a queue), holds each distinct pool of
+    candidates once, so judging N requests costs one query per distinct pool, not one per request."""
     if request.approver_roles:
-        people = users_in_roles(request.approver_roles)
+        key: tuple[object, ...] = ("roles", *sorted(request.approver_roles))
     else:
-        perm = APPROVE_REQUEST if request.policy_id else ADMINISTER_POLICY
-        people = _people_with_perm(request.project, perm)
+        key = ("perm", APPROVE_REQUEST if request.policy_id else ADMINISTER_POLICY, request.project_id)
+    people = pools.get(key) if pools is not None else None
+    if people is None:
+        if request.approver_roles:
+            people = list(users_in_roles(request.approver_roles))
+        else:
+            people = list(_people_with_perm(request.project, str(key[1])))
+        if pools is not None:
+            pools[key] = people
     return [p for p in people if p.is_active and p.canonical_subject != request.requester.canonical_subject]
 
 
@@ -363,9 +404,9 @@ def _people_with_perm(project: Project, perm: str) -> QuerySet[User]:
     return cast("QuerySet[User]", people)
 
 
-def can_approve(request: AccessRequest, user: User) -> bool:
+def can_approve(request: AccessRequest, user: User, pools: ApproverPools | None = None) -> bool:
     return user.canonical_subject != request.requester.canonical_subject and any(
-        p.pk == user.pk for p in eligible_approvers(request)
+        p.pk == user.pk for p in eligible_approvers(request, pools)
     )
 
 
@@ -385,11 +426,14 @@ def end_refusal(request: AccessRequest, user: User, action: str) -> str:
     return ""
 
 
-def can_review_breakglass(request: AccessRequest, user: User) -> bool:
+def can_review_breakglass(
+    request: AccessRequest, user: User, perms: ObjectPermissionChecker | None = None
+) -> bool:
     """A project administrator other than the person who broke the glass (by IdP subject, so not
-    their second account either): the two checks `breakglass_review` makes, each with its message."""
+    their second account either): the two checks `breakglass_review` makes, each with its message.
+    `perms`: the person's guardian checker with the projects prefetched, when judging a list."""
     other_person = request.requester.canonical_subject != user.canonical_subject
-    return other_person and user.has_perm(ADMINISTER_POLICY, request.project)
+    return other_person and (perms or user).has_perm(ADMINISTER_POLICY, request.project)
 
 
 def _locked(request_id: int, *related: str) -> AccessRequest:

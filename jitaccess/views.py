@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import get_objects_for_user
 
 from audit.access import audit_scope_for
@@ -79,8 +80,10 @@ def home(request: HttpRequest) -> HttpResponse:
     unreviewed, unreviewed_by_others = 0, 0
     if projects["administer"]:
         # The person's own break-glass grants wait for another administrator, not for them.
-        for taken in selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]):
-            if services.can_review_breakglass(taken, user):
+        taken_list = list(selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]))
+        checker = _project_perms(user, taken_list)
+        for taken in taken_list:
+            if services.can_review_breakglass(taken, user, checker):
                 unreviewed += 1
             else:
                 unreviewed_by_others += 1
@@ -335,10 +338,21 @@ def breakglass_reviews(request: HttpRequest) -> HttpResponse:
     if not administers_any(user):
         return _forbidden(request, "Break-glass reviews are for project administrators.")
     pending = list(selectors.unreviewed_breakglass(user).order_by("created_at"))
-    reviewable = {r.pk for r in pending if services.can_review_breakglass(r, user)}
+    perms = _project_perms(user, pending)
+    reviewable = {r.pk for r in pending if services.can_review_breakglass(r, user, perms)}
     return render(
         request, "jitaccess/breakglass_reviews.html", {"pending": pending, "reviewable": reviewable}
     )
+
+
+def _project_perms(user: User, requests: list[AccessRequest]) -> ObjectPermissionChecker:
+    """The person's object permissions on the projects of `requests`, read in one go (two queries)
+    instead of once per request."""
+    perms = ObjectPermissionChecker(user)
+    projects = list({r.project_id: r.project for r in requests}.values())
+    if projects and not user.is_superuser:  # a superuser needs no lookup; guardian takes any iterable
+        perms.prefetch_perms(cast("QuerySet[Project]", projects))
+    return perms
 
 
 def _render_end_confirm(

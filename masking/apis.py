@@ -17,7 +17,7 @@ from config.api import StrictSerializer
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
-from masking.models import ClassificationLevel, Database, Engine, Project
+from masking.models import ClassificationLevel, Database, Engine, Instance, Project
 from masking.permissions import ADMINISTER_POLICY
 from masking.services.catalog import CatalogError, catalog_upsert
 
@@ -127,16 +127,27 @@ class CatalogUpsertApi(APIView):
         return Response(self.CatalogUpsertOutputSerializer(summary.as_dict()).data, status=status.HTTP_200_OK)
 
     def _check_object_permissions(self, request: Request, payload: dict) -> None:
-        """People need `administer_policy` on every project the push touches; tokens need the scope."""
+        """People need `administer_policy` on every project the push touches; tokens need the scope.
+
+        Changing an existing instance (its environment, engine or title) touches every database on
+        it, whichever project owns them: conditions read `environment_id` (an approval policy may
+        auto-approve staging), so it needs `administer_policy` on all of those projects."""
         if isinstance(request.auth, ApiToken):
             return
+        spec = payload["instance"]
         keys = {db.get("project") for db in payload["databases"] if db.get("project")}
+        on_instance = Database.objects.filter(instance__key=spec["id"])
         keys |= set(
-            Database.objects.filter(
-                instance__key=payload["instance"]["id"],
-                name__in=[db["name"] for db in payload["databases"]],
-            ).values_list("project__key", flat=True)
+            on_instance.filter(name__in=[db["name"] for db in payload["databases"]]).values_list(
+                "project__key", flat=True
+            )
         )
+        instance = Instance.objects.filter(key=spec["id"]).first()
+        if instance is not None and any(
+            field in spec and getattr(instance, field) != spec[field]
+            for field in ("environment", "engine", "title")
+        ):
+            keys |= set(on_instance.values_list("project__key", flat=True))
         for project in Project.objects.filter(key__in=keys):
             if not request.user.has_perm(ADMINISTER_POLICY, project):
                 raise PermissionDenied(f"You cannot administer policy in project {project.key}.")

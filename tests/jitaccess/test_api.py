@@ -8,7 +8,7 @@ from identity.models import Scope as TokenScope
 from identity.models import ServiceAccount
 from jitaccess.models import AccessRequest
 from jitaccess.states import State
-from tests.factories import make_project, make_token
+from tests.factories import grant_project_perm, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/requests"
@@ -148,3 +148,69 @@ def test_a_revocation_over_the_api_may_give_a_reason(world, api_client):
 
     assert response.status_code == 200 and response.json()["state"] == "revoked"
     assert AuditEvent.objects.get(action="request.revoked").detail["reason"] == "Ticket closed"
+
+
+def test_an_agent_reads_and_cancels_only_the_requests_made_for_it(world, api_client):
+    """A `requests` token asks on its owner's behalf; it does not read or cancel everything the
+    owner may see (here the owner's own request, and a request of a project Alice approves in)."""
+    from guardian.shortcuts import assign_perm
+
+    account, token = make_token([TokenScope.REQUESTS], account_name="support-bot")
+    ServiceAccount.objects.filter(pk=account.pk).update(owner=world.alice)
+    assign_perm("masking.approve_request", world.alice, world.project)
+    own = world.request("email")  # Alice's, made in the web pages
+    frank = make_user("frank")
+    grant_project_perm(frank, "request_unmask", world.project)
+    colleague = world.request("email", requester=frank)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    mine = api_client.post(URL, _body(), format="json").json()["id"]
+
+    assert [r["id"] for r in api_client.get(URL).json()] == [mine]
+    for other in (own, colleague):
+        assert api_client.get(f"{URL}/{other.pk}").status_code == 404
+        assert api_client.post(f"{URL}/{other.pk}/cancel", format="json").status_code == 404
+        assert AccessRequest.objects.get(pk=other.pk).state == State.PENDING
+    assert api_client.post(f"{URL}/{mine}/cancel", format="json").status_code == 200
+
+
+def test_an_agent_whose_owner_left_cannot_act_for_them(world, api_client):
+    account, token = make_token([TokenScope.REQUESTS], account_name="support-bot")
+    ServiceAccount.objects.filter(pk=account.pk).update(owner=world.alice)
+    world.alice.is_active = False
+    world.alice.save(update_fields=["is_active"])
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert api_client.get(URL).status_code == 403
+    assert api_client.post(URL, _body(), format="json").status_code == 403
+    assert not AccessRequest.objects.exists()
+
+
+def test_an_extension_is_more_time_on_ones_own_grant_for_the_same_scope(world, api_client):
+    """Over the API, `extends` once took any request the caller could see, in any state, with any
+    scope: an approver could hang a request of theirs on someone else's grant, and an extension
+    skips the check that something is masked."""
+    from jitaccess.services import request_approve
+
+    grant = world.request("email")
+    request_approve(request_id=grant.pk, approver=world.bob, channel="web")
+    pending = world.request("phone")
+    from guardian.shortcuts import assign_perm
+
+    assign_perm("masking.request_unmask", world.bob, world.project)
+    assign_perm("masking.approve_request", world.bob, world.project)
+
+    api_client.force_authenticate(world.bob)
+    hijack = api_client.post(URL, _body(extends=grant.pk), format="json")
+    assert hijack.status_code == 400 and "not your grant" in hijack.json()["error"]["message"]
+
+    api_client.force_authenticate(world.alice)
+    wider = api_client.post(URL, _body(columns=["email", "phone"], extends=grant.pk), format="json")
+    assert wider.status_code == 400 and "scope of" in wider.json()["error"]["message"], wider.content
+    not_yet = api_client.post(URL, _body(columns=["phone"], extends=pending.pk), format="json")
+    assert not_yet.status_code == 400 and "only an active grant" in not_yet.json()["error"]["message"]
+    unseen = api_client.post(URL, _body(extends=999999), format="json")
+    assert unseen.status_code == 400 and "extends" in unseen.json()["error"]["fields"]
+    assert AccessRequest.objects.filter(extends__isnull=False).count() == 0
+
+    same = api_client.post(URL, _body(extends=grant.pk, duration_minutes=60), format="json")
+    assert same.status_code == 201, same.content

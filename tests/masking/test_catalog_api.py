@@ -7,7 +7,7 @@ import pytest
 from audit.models import AuditEvent
 from identity.models import Scope
 from masking.models import Column, Instance, SemanticType
-from tests.factories import catalog_payload, grant_project_perm, make_token, make_user
+from tests.factories import catalog_payload, grant_project_perm, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/catalog"
@@ -166,3 +166,30 @@ def test_a_person_needs_administer_policy_on_the_project(api_client, shop):
     assert api_client.post(URL, catalog_payload(), format="json").status_code == 403
     api_client.force_authenticate(admin)
     assert api_client.post(URL, catalog_payload(), format="json").status_code == 200
+
+
+def test_changing_a_shared_instance_needs_every_project_on_it(api_client, shop):
+    """An instance's environment is read by every condition over its databases (an approval
+    policy may auto-approve staging): an administrator of one project may not move another
+    project's databases to staging by pushing their own database with a new environment."""
+    catalog_client_token = make_token([Scope.CATALOG_WRITE])[1]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {catalog_client_token}")
+    assert api_client.post(URL, catalog_payload(), format="json").status_code == 200
+    api_client.credentials()
+    analytics = make_project("analytics")
+    theirs = catalog_payload(environment="prod")
+    theirs["databases"][0].update(name="analytics", project="analytics")
+    admin = make_user()
+    grant_project_perm(admin, "administer_policy", analytics)
+    api_client.force_authenticate(admin)
+
+    assert api_client.post(URL, theirs, format="json").status_code == 200, "same environment: theirs only"
+    theirs["instance"]["environment"] = "staging"
+    refused = api_client.post(URL, theirs, format="json")
+
+    assert refused.status_code == 403, refused.content
+    assert "shop" in refused.json()["error"]["message"]
+    assert Instance.objects.get(key="prod-pg").environment == "prod"
+    grant_project_perm(admin, "administer_policy", shop)
+    assert api_client.post(URL, theirs, format="json").status_code == 200
+    assert Instance.objects.get(key="prod-pg").environment == "staging"

@@ -123,3 +123,71 @@ def test_staff_who_do_not_administer_the_project_cannot_classify_its_columns(cli
     assert response.status_code == 403
     notes.refresh_from_db()
     assert notes.classification_level == 1
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_revoking_in_the_admin_site_needs_the_change_permission_and_no_two_person_rule(
+    client, policy_world, guarded
+):
+    """Admin actions without `permissions` are offered to anyone who may view the list: staff with
+    view-only access could revoke standing exemptions (and grants), around the two-person rule."""
+    from identity.models import ApiToken
+    from identity.models import Scope as TokenScope
+    from tests.factories import make_token
+
+    make_token([TokenScope.DECISIONS], "sql-proxy")
+    staff = make_user("stan")
+    staff.is_staff = True
+    staff.save()
+    viewing = ["view_exemption", "view_apitoken"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=viewing))
+    if guarded:
+        staff.user_permissions.add(
+            *Permission.objects.filter(codename__in=["change_exemption", "change_apitoken"])
+        )
+        ProjectPolicySettings.objects.create(project=policy_world.project, two_person_rule=True)
+    client.force_login(staff)
+    exemption = Exemption.objects.get(kind="exemption")
+    token = ApiToken.objects.get()
+
+    client.post(
+        reverse("admin:masking_exemption_changelist"),
+        {"action": "revoke", "_selected_action": [exemption.pk]},
+    )
+    client.post(
+        reverse("admin:identity_apitoken_changelist"), {"action": "revoke", "_selected_action": [token.pk]}
+    )
+
+    exemption.refresh_from_db()
+    token.refresh_from_db()
+    assert exemption.revoked_at is None
+    assert (token.revoked_at is not None) is guarded, "a token is not policy: change permission suffices"
+
+
+def test_a_role_saved_in_the_admin_site_is_an_audited_version_and_guarded(superuser_client, policy_world):
+    """Role membership decides whom exemptions cover and who approves: the admin site once saved
+    it straight to the table, with no audit event, no version and no two-person rule."""
+    role = Role.objects.get(name="support-agents")
+    url = reverse("admin:identity_role_change", args=[role.pk])
+    versions = PolicyVersion.objects.count()
+
+    saved = superuser_client.post(
+        url,
+        {
+            "description": "Customer support",
+            "users": [policy_world.eve.pk],
+            "groups": [g.pk for g in role.groups.all()],
+        },
+    )
+
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert list(role.users.all()) == [policy_world.eve]
+    event = AuditEvent.objects.get(action="role.updated")
+    assert "eve" not in str(event.detail["before"]["users"]) and event.detail["after"]["users"]
+    assert PolicyVersion.objects.count() == versions + 1
+
+    ProjectPolicySettings.objects.create(project=policy_world.project, two_person_rule=True)
+    refused = superuser_client.post(url, {"description": "Customer support", "users": []})
+
+    assert refused.status_code == 403
+    assert list(role.users.all()) == [policy_world.eve]

@@ -174,3 +174,33 @@ def test_rules_that_never_decide_and_exemptions_never_used(policy_world):
         ],
     )
     assert exemptions_never_used(since) == []
+
+
+def test_an_administrator_of_another_project_sees_none_of_the_shops_requests(client, policy_world, agent):
+    """Like the Checks page, insights show the requests of the projects the reader administers:
+    an administrator of another project saw who asked for which shop columns, who was denied,
+    and every failed sign-in (a typo'd password is often typed as a username)."""
+    from tests.factories import grant_project_perm, make_project
+
+    for _ in range(3):
+        make_request(agent, decided_after=timedelta(minutes=10))
+    make_request(agent, columns=("email",), state=State.DENIED)
+    make_request(agent, state=State.PENDING)
+    record_event(
+        action="auth.sign_in_failed",
+        actor=ANONYMOUS,
+        channel=Channel.WEB,
+        detail={"username": "hunter2-typo"},
+    )
+    outsider = make_user("olga")
+    grant_project_perm(outsider, "administer_policy", make_project("billing"))
+
+    client.force_login(outsider)
+    theirs = client.get(reverse("policy:insights")).content.decode()
+    client.force_login(policy_world.polly)
+    ours = client.get(reverse("policy:insights")).content.decode()
+
+    for shown in ("prod-pg/shop/public.customers.phone", "shop: 1", "<td>alice</td>"):
+        assert shown in ours
+        assert shown not in theirs
+    assert "hunter2-typo" not in theirs and "hunter2-typo" not in ours, "sign-ins: global admins only"
