@@ -6,6 +6,7 @@ costs CEL evaluations only, never a catalog query.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,14 +34,14 @@ class ColumnMatch:
 
 
 def columns_matching(
-    condition: str, *, earlier_rules: list[RuleView] | None = None, project: str = ""
+    condition: str, *, earlier_rules: list[RuleView] | None = None, projects: Collection[str] | None = None
 ) -> list[ColumnMatch]:
     """Catalog columns a (checked) condition matches; with `earlier_rules`, which of them a rule
-    before it takes first (first match wins). Columns of other projects are left out if `project`."""
+    before it takes first (first match wins). Only columns of `projects`, unless it is None."""
     policy = live_policy()
     matches = []
     for column in sorted(policy.columns.values(), key=lambda c: c.key):
-        if project and column.project != project:
+        if projects is not None and column.project not in projects:
             continue
         resource = column.resource()
         if not _matches(condition, resource):

@@ -23,11 +23,13 @@ from django.views.decorators.http import require_POST
 from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import apply as apply_algorithm
 
+from identity.models import User
 from masking.cel import ConditionError, check_condition
 from masking.engine import RuleView
 from masking.forms import ExemptionForm, RuleForm, SemanticTypeForm
 from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType
+from masking.permissions import ADMINISTER_POLICY
 from masking.policy_access import administered_projects
 from masking.policy_document import export_document
 from masking.policy_edits import find_item, move_item, remove_item
@@ -163,7 +165,7 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     current = find_item(live, "rules", rule.title) if rule else None
     form = RuleForm(request.POST or None, initial=current or {"enabled": True})
     condition = (form.data.get("condition") if form.is_bound else (current or {}).get("condition")) or ""
-    matches = _safe_matches(condition, _earlier_rules(rule))
+    matches = _safe_matches(condition, _earlier_rules(rule), _projects_shown(person(request)))
     page = (
         "masking/rule_form.html",
         {
@@ -185,12 +187,22 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
 
 
-def _safe_matches(condition: str, earlier: list[RuleView], project: str = "") -> list[Any]:
+def _safe_matches(condition: str, earlier: list[RuleView], projects: set[str] | None) -> list[Any]:
     try:
         check_condition(condition)
     except ConditionError:
         return []
-    return columns_matching(condition, earlier_rules=earlier, project=project) if condition.strip() else []
+    return columns_matching(condition, earlier_rules=earlier, projects=projects) if condition.strip() else []
+
+
+def _projects_shown(user: User, project: str = "") -> set[str] | None:
+    """Whose columns a preview lists: `project`'s, or those of every project the person
+    administers (None: all, for someone who administers policy everywhere). Other projects'
+    column names are not the person's to browse, as on the Checks page."""
+    mine = None if user.has_perm(ADMINISTER_POLICY) else administered_projects(user)
+    if not project:
+        return mine
+    return {project} if mine is None or project in mine else set()
 
 
 @policy_admin_required
@@ -237,9 +249,11 @@ def condition_check(request: HttpRequest) -> JsonResponse:
     rule_id = request.POST.get("rule", "")
     rule = MaskingRule.objects.filter(pk=int(rule_id)).first() if rule_id.isdigit() else None
     earlier = _earlier_rules(rule) if kind == "rule" else []
-    matches = columns_matching(
-        condition or "true", earlier_rules=earlier, project=request.POST.get("project", "")
-    )
+    project = request.POST.get("project", "")
+    shown = _projects_shown(person(request), project)
+    if shown == set() and project:
+        return JsonResponse({"ok": False, "error": f"project: you do not administer {project!r}"}, status=403)
+    matches = columns_matching(condition or "true", earlier_rules=earlier, projects=shown)
     return JsonResponse(
         {
             "ok": True,
@@ -293,7 +307,7 @@ def exemption_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         else (form.data.get("project", "") if form.is_bound else unbound_project)
     )
     condition = (form.data.get("condition") if form.is_bound else initial.get("condition")) or "true"
-    matches = _safe_matches(condition, [], project) if project else []
+    matches = _safe_matches(condition, [], _projects_shown(user, project)) if project else []
     page = (
         "masking/exemption_form.html",
         {

@@ -19,8 +19,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import ActorType
 from audit.services import Actor, Target, record_event
-from identity.models import User
+from identity.models import ServiceAccount, User
 from identity.services import actor_for
 from masking.models import ChangeState, PolicyChange, PolicyVersion
 from masking.policy_access import may_administer, needs_second_person
@@ -133,6 +134,11 @@ def policy_change_approve(*, change_id: int, approver: User, channel: str) -> Po
         raise ChangeError(f"change #{change.pk} is {change.get_state_display().lower()}")
     if approver.canonical_subject == change.author_subject:
         raise NotAllowed("You cannot approve your own policy change: someone else must.")
+    if _owns_authoring_account(change, approver):
+        raise NotAllowed(
+            f"You own {change.author_name}, the service account that submitted this change: "
+            "someone else must approve it."
+        )
     if not may_administer(approver, change.projects, is_global=change.is_global):
         raise NotAllowed(_scope_refusal(set(change.projects), change.is_global))
     try:
@@ -199,6 +205,17 @@ def _decide(change: PolicyChange, state: str, user: User, channel: str, note: st
 def _announce(change: PolicyChange) -> None:
     for listener in policy_change_listeners:
         transaction.on_commit(functools.partial(listener, change.pk), robust=True)
+
+
+def _owns_authoring_account(change: PolicyChange, approver: User) -> bool:
+    """A pipeline's change (submitted with a service account's token) is its owner's as much as a
+    person's is their own: the owner approving it would be one person applying a change alone."""
+    if change.author_type != ActorType.SERVICE_ACCOUNT:
+        return False
+    name = change.author_subject.removeprefix("sa:")  # `identity.services.actor_for`'s id
+    account = ServiceAccount.objects.select_related("owner").filter(name=name).first()
+    owner = account.owner if account is not None else None
+    return owner is not None and owner.canonical_subject == approver.canonical_subject
 
 
 def _scope_refusal(projects: set[str], is_global: bool) -> str:

@@ -6,9 +6,10 @@ import pytest
 
 from audit.models import Channel
 from audit.services import SYSTEM
-from identity.models import Scope
-from masking.models import ProjectPolicySettings, SemanticType
+from identity.models import Scope, ServiceAccount
+from masking.models import ChangeState, ProjectPolicySettings, SemanticType
 from masking.services.policy import rule_save
+from masking.services.policy_changes import NotAllowed, policy_change_approve
 from tests.factories import grant_project_perm, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +112,16 @@ def test_the_gates_over_a_session_list_only_the_projects_one_administers(api_cli
     assert theirs == ({"ok": True, "uncovered": [], "unreviewed": []}, {"ok": True, "drift": []})
     assert [f["column"] for f in mine[0]["uncovered"]] == ["staging-pg/shop/public.customers.notes"]
     assert [d["column"] for d in mine[1]["drift"]] == ["shop/public.customers.notes"]
+
+
+def test_the_owner_of_the_pipeline_that_submitted_a_held_change_cannot_approve_it(ci, policy_world):
+    ProjectPolicySettings.objects.create(project=policy_world.project, two_person_rule=True)
+    ServiceAccount.objects.filter(name="ci").update(owner=policy_world.polly)
+    held = ci.post("/api/v1/policy/apply", {"policy": "rules: []\n", "message": "Drop rules"}, format="json")
+    change_id = held.json()["change"]
+
+    with pytest.raises(NotAllowed, match="You own ci, the service account that submitted this change"):
+        policy_change_approve(change_id=change_id, approver=policy_world.polly, channel=Channel.WEB)
+    approved = policy_change_approve(change_id=change_id, approver=policy_world.quinn, channel=Channel.WEB)
+
+    assert approved.state == ChangeState.APPLIED

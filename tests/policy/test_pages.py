@@ -7,9 +7,12 @@ import logging
 import pytest
 from django.urls import reverse
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Channel
+from audit.services import SYSTEM
 from jitaccess.models import ApprovalPolicy
 from masking.models import ChangeState, MaskingRule, PolicyChange, PolicyVersion, ProjectPolicySettings
+from masking.services.catalog import catalog_upsert
+from tests.factories import catalog_payload, grant_project_perm, make_project, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -102,6 +105,36 @@ def test_the_condition_check_validates_and_lists_matching_columns(polly_client):
         "staging-pg/shop/public.customers.phone",
     }
     assert shadowed["taken"] == 2, "both email columns are taken by the earlier Emails rule"
+
+
+def test_condition_previews_list_only_the_columns_of_projects_one_administers(client, policy_world):
+    mall = make_project("mall")
+    payload = catalog_payload(instance="mall-pg", project="mall")
+    catalog_upsert(
+        instance_spec=payload["instance"],
+        databases=payload["databases"],
+        prune=False,
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+    olga = make_user("olga")
+    grant_project_perm(olga, "administer_policy", mall)
+    client.force_login(olga)
+    url = reverse("policy:condition-check")
+    condition = 'resource.column_name == "phone"'
+
+    rule = client.post(url, {"condition": condition, "kind": "rule"}).json()
+    other = client.post(url, {"condition": condition, "kind": "exemption", "project": "shop"})
+    own = client.post(url, {"condition": condition, "kind": "exemption", "project": "mall"}).json()
+
+    assert {m["column"] for m in rule["matches"]} == {"mall-pg/shop/public.customers.phone"}
+    assert other.status_code == 403 and other.json()["error"] == "project: you do not administer 'shop'"
+    assert own["count"] == 1
+    client.force_login(policy_world.polly)  # administers shop only: sees shop's two, not mall's
+    assert {m["column"] for m in client.post(url, {"condition": condition}).json()["matches"]} == {
+        "prod-pg/shop/public.customers.phone",
+        "staging-pg/shop/public.customers.phone",
+    }
 
 
 def test_the_preview_masks_samples_without_keeping_or_logging_them(polly_client, caplog):
