@@ -11,7 +11,7 @@ project has the rule on).
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils import timezone
 from guardian.admin import GuardedModelAdmin
@@ -331,8 +331,19 @@ class ExemptionAdmin(GuardedPolicyAdmin):
     # go around the two-person rule that `has_change_permission` enforces.
     @admin.action(permissions=["change"], description="Revoke now")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        for exemption in queryset:
+        """Standing exemptions only. A grant is ended on its request's page (Revoke), which also
+        ends the request, its extensions and tells the requester; revoking the bare grant here
+        would leave the request saying it is approved and in force."""
+        grants = [e.request_ref or f"grant {e.pk}" for e in queryset if e.kind == ExemptionKind.GRANT]
+        for exemption in queryset.exclude(kind=ExemptionKind.GRANT):
             exemption_revoke(exemption=exemption, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
+        if grants:
+            self.message_user(
+                request,
+                f"Not revoked here: {', '.join(grants)}. Revoke a grant on its request's page, so the "
+                "request ends with it and the requester is told.",
+                level=messages.WARNING,
+            )
 
 
 @admin.register(Role)

@@ -191,3 +191,38 @@ def test_a_role_saved_in_the_admin_site_is_an_audited_version_and_guarded(superu
 
     assert refused.status_code == 403
     assert list(role.users.all()) == [policy_world.eve]
+
+
+def test_the_admin_revoke_action_leaves_grants_to_their_request_page(superuser_client, policy_world):
+    """Revoking a bare grant here would leave its request saying it is approved and in force."""
+    from datetime import timedelta
+
+    from django.contrib.messages import get_messages
+
+    from audit.models import Channel
+    from audit.services import SYSTEM
+    from masking.services.policy import grant_create
+
+    grant = grant_create(
+        project=policy_world.project,
+        principal=policy_world.eve,
+        condition="true",
+        expires_at=timezone.now() + timedelta(hours=1),
+        reason="INC-1",
+        request_ref="REQ-9",
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+    exemption = Exemption.objects.get(kind="exemption")
+
+    response = superuser_client.post(
+        reverse("admin:masking_exemption_changelist"),
+        {"action": "revoke", "_selected_action": [exemption.pk, grant.pk]},
+        follow=True,
+    )
+
+    exemption.refresh_from_db()
+    grant.refresh_from_db()
+    assert exemption.revoked_at is not None
+    assert grant.revoked_at is None
+    assert any("Not revoked here: REQ-9" in str(m) for m in get_messages(response.wsgi_request))
