@@ -59,6 +59,7 @@ ACTION_LABELS: dict[str, str] = {
     "approval_policy.deleted": "Approval policy deleted",
     "approval_policy.reordered": "Approval policies reordered",
     "project.policy_settings_updated": "Project policy settings changed",
+    "project.access_settings_updated": "Request and break-glass settings changed",
     "policy.version_created": "Policy version saved",
     "policy_change.submitted": "Policy change submitted for approval",
     "policy_change.applied": "Policy change approved and applied",

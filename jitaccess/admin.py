@@ -1,9 +1,12 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from audit.admin import ReadOnlyAdmin
+from audit.models import Channel
 from jitaccess.delivery import retry_failed
 from jitaccess.models import (
     AccessRequest,
@@ -15,6 +18,7 @@ from jitaccess.models import (
     SlackRoute,
     SlackUserLink,
 )
+from jitaccess.services import access_settings_state, record_access_settings_change
 from jitaccess.tasks import enqueue_deliveries
 
 
@@ -37,8 +41,29 @@ class ApprovalPolicyAdmin(ReadOnlyAdmin):
 
 @admin.register(ProjectAccessSettings)
 class ProjectAccessSettingsAdmin(admin.ModelAdmin):
+    """Who may break the glass, for how long, the caps and who is alerted: each save is recorded
+    in the audit log with what changed (in the admin's transaction, after the roles are saved)."""
+
     list_display = ["project", "max_duration", "pending_timeout", "breakglass_max_duration"]
     filter_horizontal = ["breakglass_roles"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        request._access_settings_before = (  # type: ignore[attr-defined]
+            access_settings_state(obj) if obj is not None else {}
+        )
+        return super().get_form(request, obj, change, **kwargs)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        record_access_settings_change(
+            settings=form.instance,
+            before=getattr(request, "_access_settings_before", {}),
+            actor=request.user,  # type: ignore[arg-type]
+            channel=Channel.WEB,
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # back to the defaults is a change like any other: edit the values
 
 
 class ApprovalInline(admin.TabularInline):

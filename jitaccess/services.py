@@ -98,6 +98,38 @@ def live_extensions(of: AccessRequest | OuterRef) -> QuerySet[AccessRequest]:
     return AccessRequest.objects.filter(extends=of, state__in=LIVE_STATES)
 
 
+def access_settings_state(settings: ProjectAccessSettings) -> dict[str, Any]:
+    """What a project's request and break-glass settings say, as the audit log records them."""
+    return {
+        "max_duration": duration_label(settings.max_duration),
+        "pending_timeout": duration_label(settings.pending_timeout),
+        "breakglass_max_duration": duration_label(settings.breakglass_max_duration),
+        "breakglass_roles": sorted(settings.breakglass_roles.values_list("name", flat=True))
+        if settings.pk
+        else [],
+        "security_emails": settings.security_emails,
+    }
+
+
+def record_access_settings_change(
+    *, settings: ProjectAccessSettings, before: dict[str, Any], actor: User, channel: str
+) -> None:
+    """Record a change of a project's access settings (saved by the caller, in its transaction):
+    who may break the glass and for how long, the caps and who is alerted decide who sees PII."""
+    after = access_settings_state(settings)
+    if after == before:
+        return
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    record_event(
+        action="project.access_settings_updated",
+        actor=actor_for(actor),
+        channel=channel,
+        target=Target("project", settings.project.key, settings.project.title),
+        project=settings.project.key,
+        detail={"before": {k: before.get(k) for k in changed}, "after": {k: after[k] for k in changed}},
+    )
+
+
 def access_settings(project: Project) -> ProjectAccessSettings:
     """The project's limits, without creating a row on a read (an unsaved row carries the defaults)."""
     saved = ProjectAccessSettings.objects.filter(project=project).first()

@@ -6,8 +6,11 @@ import pytest
 from django.contrib import admin
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils.duration import duration_string
 
 from audit.models import AuditEvent
+from identity.models import Role
+from jitaccess.models import ProjectAccessSettings
 from jitaccess.policies import PolicyConditionError, check_request_condition
 from masking.models import DecisionEpoch, MaskingRule, SemanticType
 
@@ -131,3 +134,30 @@ def test_staff_signed_in_go_straight_to_the_admin(admin_client):
 def test_the_admin_login_does_not_redirect_off_site(admin_client):
     response = admin_client.get("/admin/login/?next=https://evil.example/")
     assert response["Location"] == "/admin/"
+
+
+def test_access_settings_saved_in_the_admin_site_are_recorded_with_what_changed(admin_client):
+    settings = ProjectAccessSettings.objects.get(project__key="shop")
+    url = reverse("admin:jitaccess_projectaccesssettings_change", args=[settings.pk])
+    admins = Role.objects.create(name="dba-oncall")
+
+    response = admin_client.post(
+        url,
+        {
+            "project": settings.project_id,
+            "max_duration": duration_string(settings.max_duration),
+            "pending_timeout": duration_string(settings.pending_timeout),
+            "breakglass_roles": [admins.pk],
+            "breakglass_max_duration": "04:00:00",
+            "security_emails": settings.security_emails,
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    event = AuditEvent.objects.get(action="project.access_settings_updated")
+    assert event.project == "shop"
+    before, after = event.detail["before"], event.detail["after"]
+    assert before == {"breakglass_max_duration": "1 hour", "breakglass_roles": ["security-oncall"]}
+    assert after == {"breakglass_max_duration": "4 hours", "breakglass_roles": ["dba-oncall"]}
+    delete = reverse("admin:jitaccess_projectaccesssettings_delete", args=[settings.pk])
+    assert admin_client.get(delete).status_code == 403

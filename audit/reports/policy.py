@@ -27,6 +27,7 @@ POLICY_PREFIXES = (
 POLICY_ACTIONS = (
     "catalog.classification_changed",
     "project.policy_settings_updated",
+    "project.access_settings_updated",
     "slack.route_changed",
     "policy.version_created",
 )
