@@ -34,6 +34,7 @@ ACTION_LABELS: dict[str, str] = {
     "token.created": "API token created",
     "token.revoked": "API token revoked",
     "service_account.created": "Service account added",
+    "service_account.updated": "Service account changed",
     "service_account.deactivated": "Service account deactivated",
     "service_account.reactivated": "Service account reactivated",
     # Catalog and policy

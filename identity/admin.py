@@ -1,10 +1,12 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
 
 from audit.models import Channel
 from identity.models import ApiToken, ServiceAccount, User
-from identity.services import token_revoke
+from identity.services import service_account_update, token_revoke
 
 
 @admin.register(User)
@@ -54,6 +56,15 @@ class ServiceAccountAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: ServiceAccount, form: Any, change: bool) -> None:
+        service_account_update(
+            account=obj,
+            description=form.cleaned_data["description"],
+            owner=form.cleaned_data["owner"],
+            changed_by=request.user,  # type: ignore[arg-type]
+            channel=Channel.WEB,
+        )
 
 
 @admin.register(ApiToken)

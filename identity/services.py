@@ -56,6 +56,34 @@ def service_account_create(
 
 
 @transaction.atomic
+def service_account_update(
+    *, account: ServiceAccount, description: str, owner: User | None, changed_by: User | None, channel: str
+) -> ServiceAccount:
+    """Change what an account is for and who owns it. The owner is whom an agent's requests are
+    attributed to and who answers for it, so a change is recorded with before and after."""
+    locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
+    before = {"description": locked.description, "owner": _subject(locked.owner)}
+    after = {"description": description, "owner": _subject(owner)}
+    if before == after:
+        return locked
+    locked.description, locked.owner = description, owner
+    locked.save(update_fields=["description", "owner"])
+    changed = [k for k in after if after[k] != before[k]]
+    record_event(
+        action="service_account.updated",
+        actor=actor_for(changed_by),
+        channel=channel,
+        target=Target("service_account", str(locked.pk), locked.name),
+        detail={"before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}},
+    )
+    return locked
+
+
+def _subject(user: User | None) -> str | None:
+    return user.canonical_subject if user is not None else None
+
+
+@transaction.atomic
 def service_account_set_active(
     *, account: ServiceAccount, active: bool, changed_by: User | None, channel: str
 ) -> ServiceAccount:

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.duration import duration_string
 
 from audit.models import AuditEvent
-from identity.models import Role
+from identity.models import Role, ServiceAccount, User
 from jitaccess.models import ProjectAccessSettings
 from jitaccess.policies import PolicyConditionError, check_request_condition
 from masking.models import DecisionEpoch, MaskingRule, SemanticType
@@ -161,3 +161,26 @@ def test_access_settings_saved_in_the_admin_site_are_recorded_with_what_changed(
     assert after == {"breakglass_max_duration": "4 hours", "breakglass_roles": ["dba-oncall"]}
     delete = reverse("admin:jitaccess_projectaccesssettings_delete", args=[settings.pk])
     assert admin_client.get(delete).status_code == 403
+
+
+def test_a_service_account_owner_changed_in_the_admin_site_is_recorded(admin_client):
+    account = ServiceAccount.objects.get(name="sql-proxy")
+    ada = User.objects.get(username="admin")
+
+    response = admin_client.post(
+        reverse("admin:identity_serviceaccount_change", args=[account.pk]),
+        {
+            "description": account.description,
+            "owner": ada.pk,
+            "tokens-TOTAL_FORMS": "0",
+            "tokens-INITIAL_FORMS": "0",
+            "tokens-MIN_NUM_FORMS": "0",
+            "tokens-MAX_NUM_FORMS": "1000",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account.refresh_from_db()
+    assert account.owner == ada
+    event = AuditEvent.objects.get(action="service_account.updated")
+    assert event.detail == {"before": {"owner": None}, "after": {"owner": ada.canonical_subject}}
