@@ -3,6 +3,11 @@
 Pure: a `Card` in, dicts out. Every text a person typed (reason, ticket, names) is escaped, so a
 reason cannot say `<!channel>` or fake a link. Times are Slack date tokens, shown in each reader's
 own time zone, with a UTC fallback.
+
+Slack refuses a whole message when one part is over Block Kit's limits (3,000 characters in a
+section or context element, 300 in a confirm dialog), and counts them escaped. So typed text is
+cut to a budget after escaping (`clip`, `cut`; never inside an `&amp;`), a cut ends with "…", and a long
+column list says how many it leaves out.
 """
 
 from __future__ import annotations
@@ -23,13 +28,32 @@ APPROVE, APPROVE_IN_WEB, DENY, OPEN_IN_WEB, EXTEND = (
     "extend",
 )
 DENY_MODAL = "deny_modal"
-REASON_LIMIT = 1500
+REASON_LIMIT = 1500  # characters of a typed reason shown inside a longer line, as Slack counts them
+SECTION_LIMIT = 3000  # Block Kit: the text of a section or of a context element
+CONFIRM_TEXT_LIMIT = 300  # Block Kit: the text of a confirm dialog
+NAMED_COLUMNS_LIMIT = 5  # a scope names its columns up to this many, else counts them
 NOTHING_CHANGED = "Nothing changed."  # how every refused or stale click's reply ends
 
 
 def escape(text: str) -> str:
     """Slack's mrkdwn escaping: only &, < and > are control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` escaped, and cut to at most `limit` characters ending with "…" if longer."""
+    return cut(escape(text), limit)
+
+
+def cut(escaped: str, limit: int) -> str:
+    """Cut already-escaped text to `limit` characters, never inside an entity such as `&amp;`."""
+    if len(escaped) <= limit:
+        return escaped
+    kept = escaped[: limit - 1]
+    entity = kept.rfind("&")
+    if entity >= 0 and ";" not in kept[entity:]:
+        kept = kept[:entity]
+    return kept + "…"
 
 
 def when(moment: datetime) -> str:
@@ -51,7 +75,11 @@ def scope_text(card: Card) -> str:
     if card.table:
         scope += f"/{card.table}"
     if not card.all_columns:
-        scope += f" ({', '.join(c.name for c in card.columns)})"
+        count = max(card.column_count, len(card.columns))
+        if count <= NAMED_COLUMNS_LIMIT:
+            scope += f" ({', '.join(c.name for c in card.columns)})"
+        else:
+            scope += f" ({count} columns)"
     return escape(scope)
 
 
@@ -79,9 +107,9 @@ def status_text(card: Card) -> str:
         who = f"by {approvers}" if card.approvers else "automatically"
         return f":white_check_mark: Approved {who} at {decided}; access until {when(card.expires_at)}."
     if card.state == State.DENIED:
-        return f":no_entry: Denied by {ended_by} at {decided}: {escape(_truncate(card.deny_reason))}"
+        return f":no_entry: Denied by {ended_by} at {decided}: {clip(card.deny_reason, REASON_LIMIT)}"
     ended = when(card.ended_at) if card.ended_at else "?"
-    why = f" ({escape(_truncate(card.end_reason))})" if card.end_reason else ""
+    why = f" ({clip(card.end_reason, REASON_LIMIT)})" if card.end_reason else ""
     endings = {
         State.EXPIRED: f":lock: Expired {ended}; values are masked again.",
         State.REVOKED: f":lock: Revoked by {ended_by} at {ended}{why}; values are masked again.",
@@ -134,7 +162,12 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
             ],
         },
         section(f"*Columns*\n{_columns_text(card)}"),
-        section("*Reason*\n" + "\n".join(f">{line}" for line in escape(_truncate(card.reason)).splitlines())),
+        section(
+            cut(
+                "*Reason*\n" + "\n".join(f">{line}" for line in escape(card.reason).splitlines()),
+                SECTION_LIMIT,
+            )
+        ),
         {
             "type": "context",
             "elements": [mrkdwn(f"{status_text(card)}  <{link_target(card.link)}|Open {card.ref} in Veil>")],
@@ -142,7 +175,7 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
     ]
     if card.state == State.PENDING:
         blocks.append({"type": "actions", "block_id": f"request:{card.pk}", "elements": _buttons(card)})
-    text = f"{card.ref}: {card.requester} {asks_text(card)}. {status_text(card)}"
+    text = f"{card.ref}: {escape(card.requester)} {asks_text(card)}. {status_text(card)}"
     return text, blocks
 
 
@@ -158,7 +191,7 @@ def notice_message(kind: str, card: Card) -> tuple[str, list[Block]]:
         NotificationKind.TIMED_OUT: f":zzz: Nobody decided on {card.ref} ({scope}) in time.",
         NotificationKind.BREAKGLASS: (
             f":rotating_light: Break-glass: *{escape(card.requester)}* took access to {scope} "
-            f"for {duration_text(card.duration)}. Reason: {escape(_truncate(card.reason))}. "
+            f"for {duration_text(card.duration)}. Reason: {clip(card.reason, REASON_LIMIT)}. "
             "It must be reviewed."
         ),
     }
@@ -218,6 +251,16 @@ def reason_modal(
     }
 
 
+def notice_modal(*, title: str, text: str) -> Block:
+    """A modal that only says something (it replaces a reason modal that cannot be submitted)."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": title[:24]},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [section(cut(text, SECTION_LIMIT))],
+    }
+
+
 def reason_modal_value(body: dict[str, Any], field: str) -> str:
     """What was typed in a submitted `reason_modal` (its `field` names both block and input), stripped."""
     values = body["view"]["state"]["values"]
@@ -242,8 +285,11 @@ def _buttons(card: Card) -> list[Block]:
     else:
         confirm = confirm_dialog(
             f"Approve {card.ref}?",
-            f"{escape(card.requester)} will see unmasked values of {scope_text(card)} "
-            f"for {duration_text(card.duration)}.",
+            cut(
+                f"{escape(card.requester)} will see unmasked values of {scope_text(card)} "
+                f"for {duration_text(card.duration)}.",
+                CONFIRM_TEXT_LIMIT,
+            ),
         )
         approve = button("Approve", APPROVE, value=str(card.pk), style="primary", confirm=confirm)
     return [
@@ -285,11 +331,20 @@ def confirm_dialog(title: str, text: str) -> Block:
 
 
 def _columns_text(card: Card) -> str:
+    """One line per column with its classification, as many as fit; then how many are left out."""
     if not card.table:
         return f"every column of every table; the most sensitive is {card.level_label}"
-    lines = [f"`{escape(c.name)}` · {level_label(c.level)}" for c in card.columns]
-    if card.all_columns:
-        lines.insert(0, "every column of the table:")
+    lines = ["every column of the table:"] if card.all_columns else []
+    budget = SECTION_LIMIT - 200  # the heading, and the line saying what is left out
+    for column in card.columns:
+        line = f"`{escape(column.name)}` · {level_label(column.level)}"
+        if sum(len(kept) + 1 for kept in lines) + len(line) > budget:
+            break
+        lines.append(line)
+    listed = len(lines) - card.all_columns
+    left_out = max(card.column_count, len(card.columns)) - listed
+    if left_out > 0:
+        lines.append(f"…and {left_out} more: the full list is in Veil.")
     return "\n".join(lines)
 
 
@@ -303,10 +358,6 @@ def section(text: str) -> Block:
 
 def mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
 
 def link_target(url: str) -> str:

@@ -107,12 +107,22 @@ def _post_request_message(request: AccessRequest, destination: str, *, banner: s
     message, _ = SlackMessage.objects.get_or_create(request=request, destination=destination)
     if message.ts:
         return
+    _link_requester(request)
 
     def render() -> tuple[str, list[blocks.Block], dict[str, Any]]:
         return (*blocks.request_message(card_for(request.pk), banner=banner), {})
 
     if not post_once(SlackMessage.objects.filter(pk=message.pk), destination, render):
         raise DeliveryFailed(f"{request.ref} is being posted to {destination} by another worker")
+
+
+def _link_requester(request: AccessRequest) -> None:
+    """Find the requester's Slack account before the first post, so the message mentions them
+    from the start. Best effort: a failed lookup costs the mention, not the message."""
+    try:
+        slack_user_id_for(request.requester)
+    except Exception as exc:
+        logger.info("%s: requester's Slack account not looked up (%s)", request.ref, exc)
 
 
 def post_once(

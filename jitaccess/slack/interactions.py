@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from slack_bolt import Ack, App
 from slack_bolt.adapter.django import SlackRequestHandler
 
 from audit.models import Channel
 from identity.models import User
-from jitaccess.models import AccessRequest
+from jitaccess.models import AccessRequest, Approval
 from jitaccess.services import NotAllowed, RequestError, can_approve, request_approve, request_deny
 from jitaccess.slack import policy_interactions as policy
 from jitaccess.slack.blocks import (
@@ -36,6 +37,8 @@ from jitaccess.slack.blocks import (
     OPEN_IN_WEB,
     approval_count,
     deny_modal,
+    escape,
+    notice_modal,
     reason_modal_value,
     when,
 )
@@ -47,6 +50,7 @@ from jitaccess.slack.services import click_refused_record
 from jitaccess.states import Action, InvalidTransition, State
 
 logger = logging.getLogger(__name__)
+MODAL_KEPT_S = 10 * 60  # how long the view ID of an unlinked clicker's reason modal is remembered
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ def approve(click: Click) -> str:
             f"{request.ref} covers {level}: approve it in Veil after signing in, "
             f"<{request_link(request.pk)}|here>. {NOTHING_CHANGED}"
         )
+    # Wording only (the service decides under its lock): a second click is told it added nothing.
+    repeated = Approval.objects.filter(request=request, approver_subject=user.canonical_subject).exists()
     try:
         request = request_approve(request_id=request.pk, approver=user, channel=Channel.SLACK)
     except NotAllowed as exc:
@@ -152,6 +158,8 @@ def approve(click: Click) -> str:
     if request.state == State.APPROVED and request.expires_at:
         return f":white_check_mark: You approved {request.ref}: access until {when(request.expires_at)}."
     card = card_for(request.pk)
+    if repeated:
+        return f"You already approved {request.ref}: {approval_count(card)}. {NOTHING_CHANGED}"
     return f":white_check_mark: Your approval of {request.ref} is recorded: {approval_count(card)}."
 
 
@@ -162,19 +170,40 @@ def open_deny_modal(ack: Ack, body: dict[str, Any]) -> None:
     if click.request_id is None or _deny_refusal(click):
         return
     view = deny_modal(card_for(click.request_id), click.metadata())
-    slack_client().views_open(trigger_id=body["trigger_id"], view=view)
+    remember_modal(body, slack_client().views_open(trigger_id=body["trigger_id"], view=view))
 
 
 def explain_deny_refusal(body: dict[str, Any]) -> None:
+    """After the ack: tell a clicker who may not deny why (privately; audited unless the request
+    has just ended). One whose modal opened because Veil did not know them yet is worked out now,
+    with Slack's help; if they may not deny either, the modal says why instead of asking a reason."""
     click = Click.from_action(body)
+    modal = unlinked_modal(body)
+    if (
+        modal
+        and (request := _request(click)) is not None
+        and clicker(click.slack_user_id, people_on(request)) is None
+    ):
+        replace_modal(body, modal, f"Deny {request.ref}", _unlinked(request, click, Action.DENY))
+        return
     refusal = _deny_refusal(click)
-    if refusal:
+    if not refusal:
+        return
+    request, user = _request(click), linked_user(click.slack_user_id)
+    if request is not None and request.state == State.PENDING and user is not None:
+        reason = refusal.removesuffix(f" {NOTHING_CHANGED}")
+        click_refused_record(
+            request=request, user=user, slack_user_id=click.slack_user_id, action=Action.DENY, reason=reason
+        )
+    if modal:
+        replace_modal(body, modal, f"Deny {request.ref if request else ''}", refusal)
+    else:
         reply(click, refusal)
 
 
 def _deny_refusal(click: Click) -> str:
-    """Why the deny modal does not open, or "". A clicker not linked yet gets the modal: who they
-    are is worked out (with Slack's help) when they submit it."""
+    """Why the clicker may not deny, or "". Database only: a clicker not linked yet is given the
+    modal, and worked out (with Slack's help) after the ack."""
     request = _request(click)
     if request is None:
         return f"This request is no longer in Veil. {NOTHING_CHANGED}"
@@ -186,6 +215,32 @@ def _deny_refusal(click: Click) -> str:
     if user is not None and not can_approve(request, user):
         return f"You are not an approver for this request. {NOTHING_CHANGED}"
     return ""
+
+
+def remember_modal(body: dict[str, Any], opened: Any) -> None:
+    """Keep the view ID of a reason modal opened for a clicker Veil does not know yet (inside the
+    ack, where Slack may not be asked who they are), for the lazy listener to replace if need be."""
+    if linked_user(body["user"]["id"]) is None:
+        cache.set(_modal_key(body), str(opened["view"]["id"]), MODAL_KEPT_S)
+
+
+def unlinked_modal(body: dict[str, Any]) -> str:
+    """The view ID `remember_modal` kept for this click, or ""."""
+    return str(cache.get(_modal_key(body)) or "")
+
+
+def replace_modal(body: dict[str, Any], view_id: str, title: str, text: str) -> None:
+    """Show `text` in place of the reason a modal asks for: nothing is left to submit. Falls back
+    to a private message if the modal cannot be updated (closed already, say)."""
+    try:
+        slack_client().views_update(view_id=view_id, view=notice_modal(title=title, text=text))
+    except Exception:
+        logger.info("could not update modal %s; answering in the channel", view_id, exc_info=True)
+        reply(Click.from_action(body), text)
+
+
+def _modal_key(body: dict[str, Any]) -> str:
+    return f"slack:unlinked-modal:{body['user']['id']}:{body['trigger_id']}"
 
 
 def check_deny_reason(ack: Ack, body: dict[str, Any]) -> None:
@@ -217,7 +272,7 @@ def deny(click: Click, reason: str) -> str:
         return _already(AccessRequest.objects.get(pk=request.pk), Action.DENY)
     except RequestError as exc:
         return f"{exc.message}. {NOTHING_CHANGED}"
-    return f":no_entry: You denied {request.ref}. {request.requester} is told why."
+    return f":no_entry: You denied {request.ref}. {escape(str(request.requester))} is told why."
 
 
 def unknown_action(body: dict[str, Any]) -> None:

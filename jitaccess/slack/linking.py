@@ -9,6 +9,7 @@ clicks or DMs does not run into Slack's rate limits.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from jitaccess.slack.client import slack_client, slack_error
 from jitaccess.slack.selectors import linked_slack_id, linked_user
 from jitaccess.slack.services import slack_user_link
 
+logger = logging.getLogger(__name__)
 FOUND_TTL_S = 24 * 3600
 MISSING_TTL_S = 10 * 60
 # What a clicker Veil cannot attribute is told, for request and policy-change buttons alike.
@@ -42,16 +44,57 @@ def slack_user_id_for(user: User) -> str:
 def clicker(slack_user_id: str, candidates: Iterable[User]) -> User | None:
     """The Veil user behind a click: a valid link, else the first of `candidates` (the people who
     may act on what was clicked; read only when there is no link) whose verified email Slack knows
-    under this ID, who is then linked to it. A person who already has a link to another Slack
-    account is linked to this one too: Slack vouches for the email now. None: unknown, nothing may
-    change. Calls Slack: lazy listeners only."""
+    under this ID, who is then linked to it, else whoever the clicker's Slack profile email names
+    (`_clicker_by_profile`), so that someone who may not act is told that, not that Veil does not
+    know them. A person who already has a link to another Slack account is linked to this one too:
+    Slack vouches for the email now. None: unknown, nothing may change. Calls Slack: lazy
+    listeners only."""
     user = linked_user(slack_user_id)
     if user is not None:
         return user
     for candidate in candidates:
         if slack_id_of_verified_email(candidate) == slack_user_id:
             return candidate if _link_by_email(candidate) else None
-    return None
+    return _clicker_by_profile(slack_user_id)
+
+
+def _clicker_by_profile(slack_user_id: str) -> User | None:
+    """The one active Veil user whose verified email is the clicker's Slack profile email, linked
+    the way every email link is made: only if users.lookupByEmail on that email leads back to
+    this Slack account."""
+    email = _profile_email(slack_user_id)
+    if not email:
+        return None
+    matches = list(User.objects.filter(email__iexact=email, email_verified=True, is_active=True)[:2])
+    if len(matches) != 1 or slack_id_of_verified_email(matches[0]) != slack_user_id:
+        return None
+    return matches[0] if _link_by_email(matches[0]) else None
+
+
+def _profile_email(slack_user_id: str) -> str:
+    """The email of a Slack member's profile (users.info), cached like lookups; "" if none, or if
+    Slack cannot say now: this only words a refusal better, so it never fails the click's answer."""
+    key = (
+        f"slack:profile:{hashlib.sha256(f'{settings.SLACK_BOT_TOKEN}|{slack_user_id}'.encode()).hexdigest()}"
+    )
+    cached = cache.get(key)
+    if cached is not None:
+        return str(cached)
+    try:
+        member = slack_client().users_info(user=slack_user_id)["user"]
+    except SlackApiError as exc:
+        if slack_error(exc) not in ("user_not_found", "users_not_found"):
+            logger.warning("users.info on %s failed: %s", slack_user_id, exc)
+            return ""
+        member = {}
+    except Exception as exc:
+        logger.warning("users.info on %s failed: %s", slack_user_id, exc)
+        return ""
+    email = ""
+    if not (member.get("deleted") or member.get("is_bot")):
+        email = str((member.get("profile") or {}).get("email") or "")
+    cache.set(key, email, FOUND_TTL_S if email else MISSING_TTL_S)
+    return email
 
 
 def people_on(request: AccessRequest) -> Iterator[User]:

@@ -64,28 +64,40 @@ def approve(slack_user_id: str, change_id: int | None) -> str:
 
 def open_reject_modal(ack: Ack, body: dict[str, Any]) -> None:
     """Inside the 3-second window (the trigger ID dies with it): database reads only."""
-    from jitaccess.slack.interactions import Click
+    from jitaccess.slack.interactions import Click, remember_modal
 
     ack()
     click = Click.from_action(body)
     if click.request_id is None or reject_refusal(click.slack_user_id, click.request_id):
         return
     change = PolicyChange.objects.get(pk=click.request_id)
-    slack_client().views_open(trigger_id=body["trigger_id"], view=reject_modal(change, click.metadata()))
+    view = reject_modal(change, click.metadata())
+    remember_modal(body, slack_client().views_open(trigger_id=body["trigger_id"], view=view))
 
 
 def explain_reject_refusal(body: dict[str, Any]) -> None:
-    from jitaccess.slack.interactions import Click, reply
+    """As for a request's Deny: a refused clicker is told why (privately, or in place of the
+    reason in a modal opened before Veil knew who they were) and the attempt is audited."""
+    from jitaccess.slack.interactions import Click, replace_modal, reply, unlinked_modal
 
     click = Click.from_action(body)
+    modal = unlinked_modal(body)
+    change = _change(click.request_id)
+    title = f"Reject change #{click.request_id}"
+    if modal and change is not None and clicker(click.slack_user_id, _candidates(change)) is None:
+        replace_modal(body, modal, title, _unlinked(change, click.slack_user_id, "reject"))
+        return
     refusal = reject_refusal(click.slack_user_id, click.request_id)
-    if refusal:
-        change = _change(click.request_id)
-        if change is not None and change.state == ChangeState.PENDING:  # refused, not just stale
-            user = linked_user(click.slack_user_id)
-            policy_click_refused_record(
-                change=change, user=user, slack_user_id=click.slack_user_id, action="reject", reason=refusal
-            )
+    if not refusal:
+        return
+    if change is not None and change.state == ChangeState.PENDING:  # refused, not just stale
+        user = linked_user(click.slack_user_id)
+        policy_click_refused_record(
+            change=change, user=user, slack_user_id=click.slack_user_id, action="reject", reason=refusal
+        )
+    if modal:
+        replace_modal(body, modal, title, refusal)
+    else:
         reply(click, refusal)
 
 

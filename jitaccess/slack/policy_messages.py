@@ -24,9 +24,11 @@ from django.utils import timezone
 
 from jitaccess.models import SlackPolicyMessage, SlackRoute
 from jitaccess.slack.blocks import (
+    SECTION_LIMIT,
     Block,
     button,
     confirm_dialog,
+    cut,
     escape,
     link_target,
     mrkdwn,
@@ -202,10 +204,13 @@ def policy_message(change: PolicyChange) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Policy change #{change.pk}"}},
         section(
-            f"*{escape(change.author_name)}* proposes a policy change affecting {escape(scope)}\n"
-            + "\n".join(f">{line}" for line in escape(change.message[:1500]).splitlines())
+            cut(
+                f"*{escape(change.author_name)}* proposes a policy change affecting {escape(scope)}\n"
+                + "\n".join(f">{line}" for line in escape(change.message).splitlines()),
+                SECTION_LIMIT,
+            )
         ),
-        section(f"*Diff*\n{diff_summary(change.changes)}"),
+        section(cut(f"*Diff*\n{diff_summary(change.changes)}", SECTION_LIMIT)),
         {
             "type": "context",
             "elements": [mrkdwn(f"{status_line(change)}  <{link}|Open change #{change.pk} in Veil>")],

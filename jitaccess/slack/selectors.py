@@ -36,7 +36,7 @@ class Card:
     environment: str
     database: str
     table: str  # "" for every table of the database
-    columns: tuple[ColumnLine, ...]  # the named columns, or every column of the table
+    columns: tuple[ColumnLine, ...]  # the named columns, or every column of the table (the first ones)
     all_columns: bool
     level: int
     duration: timedelta
@@ -58,6 +58,7 @@ class Card:
     end_reason: str = ""  # why the grant was revoked, when the revoker said
     extends: str = ""  # the ref of the grant an extension adds time to
     extends_until: datetime | None = None  # when that grant ends, and this one would start
+    column_count: int = 0  # how many columns `columns` stands for: it lists MAX_COLUMNS_SHOWN at most
 
     @property
     def level_label(self) -> str:
@@ -96,10 +97,12 @@ def card_for(request_id: int) -> Card:
         columns = columns.filter(name__in=request.column_names)
     table = ""
     lines: tuple[ColumnLine, ...] = ()
+    column_count = 0
     if request.table_name:
         table = f"{request.schema_name}.{request.table_name}" if request.schema_name else request.table_name
         shown = columns.order_by("name").values_list("name", "classification_level")[:MAX_COLUMNS_SHOWN]
         lines = tuple(ColumnLine(name, level) for name, level in shown)
+        column_count = len(lines) if len(lines) < MAX_COLUMNS_SHOWN else columns.count()
     approvers = tuple(str(a.approver) for a in request.approvals.select_related("approver"))
     return Card(
         pk=request.pk,
@@ -134,6 +137,7 @@ def card_for(request_id: int) -> Card:
         end_reason=end_reason(request) if request.state == State.REVOKED else "",
         extends=request.extends.ref if request.extends else "",
         extends_until=request.extends.expires_at if request.extends else None,
+        column_count=column_count,
     )
 
 

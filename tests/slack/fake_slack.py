@@ -2,7 +2,8 @@
 
 It implements the methods Veil calls, keeps the messages it was sent (so a test can read what a
 channel shows), records every call, and can be told to fail: answer an error, answer 429 with
-Retry-After, hang past the client's timeout without acting, or be down altogether.
+Retry-After, hang past the client's timeout without acting, or be down altogether. Like Slack, it
+refuses blocks and views past Block Kit's documented limits (`invalid_blocks`, `invalid_arguments`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Fault:
 @dataclass
 class FakeSlack:
     users: dict[str, str] = field(default_factory=dict)  # email -> Slack user ID
+    profiles: dict[str, str] = field(default_factory=dict)  # Slack user ID -> email, beyond `users`
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)  # ID -> name, is_member, is_archived
     scopes: tuple[str, ...] = ALL_SCOPES
     token: str = TOKEN
@@ -194,6 +196,8 @@ class FakeSlack:
         return channel if channel in self.channels else ""
 
     def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        if problem := block_kit_problem(_blocks(params.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks", "errors": [problem]}
         conversation = self._conversation(str(params.get("channel", "")))
         if not conversation:
             return {"ok": False, "error": "channel_not_found"}
@@ -210,6 +214,8 @@ class FakeSlack:
         return {"ok": True, "channel": conversation, "ts": message.ts, "message": {"text": message.text}}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        if problem := block_kit_problem(_blocks(params.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks", "errors": [problem]}
         for message in self.messages:
             if (message.channel, message.ts) == (params.get("channel"), params.get("ts")):
                 message.text, message.blocks = str(params.get("text", "")), _blocks(params.get("blocks"))
@@ -223,14 +229,33 @@ class FakeSlack:
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         view = params.get("view")
+        if problem := view_problem(_json(view)):
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [problem]}}
         self.views.append({"trigger_id": params.get("trigger_id"), "view": _json(view)})
         return {"ok": True, "view": {"id": f"V{len(self.views)}"}}
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        view = _json(params.get("view"))
+        if problem := view_problem(view):
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [problem]}}
+        for number, opened in enumerate(self.views, start=1):
+            if f"V{number}" == params.get("view_id"):
+                opened["view"], opened["updates"] = view, opened.get("updates", 0) + 1
+                return {"ok": True, "view": {"id": params["view_id"]}}
+        return {"ok": False, "error": "not_found"}
 
     def _users_lookupByEmail(self, params: dict[str, Any]) -> dict[str, Any]:
         email = str(params.get("email", "")).lower()
         if email not in self.users:
             return {"ok": False, "error": "users_not_found"}
         return {"ok": True, "user": {"id": self.users[email], "profile": {"email": email}}}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = str(params.get("user", ""))
+        emails = {slack_id: email for email, slack_id in self.users.items()} | self.profiles
+        if user_id not in emails:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": user_id, "profile": {"email": emails[user_id]}}}
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self.channels.get(str(params.get("channel", "")))
@@ -249,3 +274,71 @@ def _json(value: Any) -> Any:
 
 def _blocks(value: Any) -> list[dict[str, Any]]:
     return _json(value) or []
+
+
+# Block Kit's documented limits (api.slack.com/reference/block-kit), the ones Veil's messages meet.
+MAX_BLOCKS, MAX_TEXT, MAX_FIELD, MAX_FIELDS, MAX_HEADER = 50, 3000, 2000, 10, 150
+MAX_ELEMENTS, MAX_BUTTON_TEXT, MAX_BUTTON_VALUE, MAX_URL = 25, 75, 2000, 3000
+MAX_CONFIRM_TITLE, MAX_CONFIRM_TEXT, MAX_CONFIRM_BUTTON = 100, 300, 30
+MAX_VIEW_TITLE, MAX_VIEW_METADATA, MAX_LABEL = 24, 3000, 2000
+
+
+def block_kit_problem(blocks: list[dict[str, Any]]) -> str:
+    """What Slack would refuse in these blocks, or "". Lengths are counted as sent (escaped)."""
+
+    def text_of(obj: Any) -> str:
+        return str((obj or {}).get("text", ""))
+
+    if len(blocks) > MAX_BLOCKS:
+        return f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"
+    for i, block in enumerate(blocks):
+        where = f"[json-pointer:/blocks/{i}]"
+        kind = block.get("type")
+        if kind == "section":
+            if len(text_of(block.get("text"))) > MAX_TEXT:
+                return f"must be less than {MAX_TEXT + 1} characters {where}/text/text"
+            fields = block.get("fields") or []
+            if len(fields) > MAX_FIELDS or any(len(text_of(f)) > MAX_FIELD for f in fields):
+                return f"fields over the limits {where}/fields"
+        elif kind == "header" and len(text_of(block.get("text"))) > MAX_HEADER:
+            return f"must be less than {MAX_HEADER + 1} characters {where}/text/text"
+        elif kind == "context":
+            elements = block.get("elements") or []
+            if len(elements) > 10 or any(len(text_of(e)) > MAX_TEXT for e in elements):
+                return f"elements over the limits {where}/elements"
+        elif kind == "actions":
+            elements = block.get("elements") or []
+            if len(elements) > MAX_ELEMENTS:
+                return f"no more than {MAX_ELEMENTS} items allowed {where}/elements"
+            for element in elements:
+                if problem := _button_problem(element):
+                    return f"{problem} {where}"
+    return ""
+
+
+def _button_problem(button: dict[str, Any]) -> str:
+    if len(str(button["text"]["text"])) > MAX_BUTTON_TEXT:
+        return "button text too long"
+    if len(str(button.get("value", ""))) > MAX_BUTTON_VALUE or len(str(button.get("url", ""))) > MAX_URL:
+        return "button value or url too long"
+    confirm = button.get("confirm")
+    if confirm and (
+        len(confirm["title"]["text"]) > MAX_CONFIRM_TITLE
+        or len(confirm["text"]["text"]) > MAX_CONFIRM_TEXT
+        or len(confirm["confirm"]["text"]) > MAX_CONFIRM_BUTTON
+        or len(confirm["deny"]["text"]) > MAX_CONFIRM_BUTTON
+    ):
+        return "confirm dialog over the limits"
+    return ""
+
+
+def view_problem(view: dict[str, Any]) -> str:
+    """What views.open would refuse in a modal, or ""."""
+    for part in ("title", "submit", "close"):
+        if len(str((view.get(part) or {}).get("text", ""))) > MAX_VIEW_TITLE:
+            return f"{part} must be less than {MAX_VIEW_TITLE + 1} characters"
+    if len(str(view.get("private_metadata", ""))) > MAX_VIEW_METADATA:
+        return "private_metadata too long"
+    if any(len(str(b.get("label", {}).get("text", ""))) > MAX_LABEL for b in view.get("blocks", [])):
+        return "label too long"
+    return block_kit_problem([b for b in view.get("blocks", []) if b.get("type") != "input"])

@@ -135,10 +135,10 @@ def test_a_double_click_counts_once(slack, client, after_ack, fake_slack):
     after_ack.run()
 
     assert nothing_changed(request, approvals=1)
-    assert (
-        ephemeral_texts(fake_slack, "bob")
-        == [f":white_check_mark: Your approval of {request.ref} is recorded: 1 of 2 approvals."] * 2
-    )
+    assert ephemeral_texts(fake_slack, "bob") == [
+        f":white_check_mark: Your approval of {request.ref} is recorded: 1 of 2 approvals.",
+        f"You already approved {request.ref}: 1 of 2 approvals. Nothing changed.",
+    ]
 
 
 def test_an_unknown_action_is_answered_privately_and_changes_nothing(slack, client, after_ack, fake_slack):
@@ -181,7 +181,56 @@ def test_someone_who_is_not_an_approver_is_told_privately(slack, client, after_a
         ephemeral_texts(fake_slack, "eve")
         == ["You are not an approver for this request. Nothing changed."] * 2
     )
-    assert AuditEvent.objects.get(action="slack.action.refused").actor_name == "eve"
+    refused = AuditEvent.objects.filter(action="slack.action.refused").order_by("seq")
+    assert [(e.actor_name, e.detail["action"]) for e in refused] == [("eve", "approve"), ("eve", "deny")], (
+        "both attempts reach the denied-attempts report"
+    )
+
+
+def test_someone_not_linked_yet_who_is_not_an_approver_is_told_that_not_that_veil_cannot_tell(
+    slack, client, after_ack, fake_slack
+):
+    request = slack.request("email")  # Eve is in the workspace under her verified email, never linked
+
+    post_interaction(client, click("approve", request.pk, user="UEVE"))
+    after_ack.run()
+
+    assert nothing_changed(request)
+    assert ephemeral_texts(fake_slack, "eve") == [
+        "You are not an approver for this request. Nothing changed."
+    ]
+    refused = AuditEvent.objects.get(action="slack.action.refused")
+    assert (refused.actor_name, refused.detail["reason"]) == (
+        "eve",
+        "You are not an approver for this request.",
+    )
+    assert AuditEvent.objects.filter(action="slack.user_linked", target_repr="eve").exists()
+
+
+def test_a_clicker_slack_cannot_describe_now_still_gets_an_answer(slack, client, after_ack, fake_slack):
+    request = slack.request("email")
+    fake_slack.fail("users.info", "missing_scope")  # a token installed before users:read.email
+
+    post_interaction(client, click("approve", request.pk, user="UEVE"))
+    after_ack.run()
+
+    assert nothing_changed(request)
+    [reply] = ephemeral_texts(fake_slack, "eve")
+    assert reply.startswith("Veil cannot tell which Veil account is yours")
+
+
+def test_a_slack_profile_email_alone_links_nobody(slack, client, after_ack, fake_slack):
+    """Only a lookup of the email that leads back to the clicker links: a profile claiming Bob's
+    email while Slack files that email under Bob's own account proves nothing."""
+    request = slack.request("email")
+    fake_slack.profiles["UMALLORY"] = slack.bob.email
+
+    post_interaction(client, click("approve", request.pk, user="UMALLORY"))
+    after_ack.run()
+
+    assert nothing_changed(request)
+    [reply] = ephemeral_texts(fake_slack, "UMALLORY")
+    assert reply.startswith("Veil cannot tell which Veil account is yours")
 
 
 def test_the_requester_cannot_approve_even_from_a_second_slack_account(slack, client, after_ack, fake_slack):
@@ -292,12 +341,38 @@ def test_a_deny_submitted_by_an_unknown_slack_account_changes_nothing(slack, cli
     request = slack.request("email")
 
     post_interaction(client, click("deny", request.pk, user="USTRANGER"))
-    assert len(fake_slack.views) == 1, "who it is is worked out when the modal is submitted"
-    post_interaction(client, deny_submission(request.pk, "no", user="USTRANGER"))
+    assert len(fake_slack.views) == 1, "who it is is worked out after the answer"
+    post_interaction(client, deny_submission(request.pk, "no", user="USTRANGER"))  # typed quickly
     after_ack.run()
 
     assert nothing_changed(request)
     assert "Veil cannot tell which Veil account is yours" in ephemeral_texts(fake_slack, "USTRANGER")[0]
+    [modal] = fake_slack.views
+    assert "Veil cannot tell which Veil account is yours" in modal["view"]["blocks"][0]["text"]["text"]
+
+
+def test_an_outsider_not_linked_yet_sees_the_deny_modal_replaced_by_why_they_cannot_deny(
+    slack, client, after_ack, fake_slack
+):
+    request = slack.request("email")
+
+    post_interaction(client, click("deny", request.pk, user="UEVE"))  # Veil does not know Eve yet
+    after_ack.run()
+
+    assert nothing_changed(request)
+    [modal] = fake_slack.views
+    assert modal.get("updates") == 1
+    assert "submit" not in modal["view"], "nothing left to submit"
+    assert modal["view"]["title"]["text"] == f"Deny {request.ref}"
+    assert (
+        modal["view"]["blocks"][0]["text"]["text"]
+        == "You are not an approver for this request. Nothing changed."
+    )
+    assert ephemeral_texts(fake_slack, "eve") == []
+
+    post_interaction(client, click("deny", request.pk, user="UBOB"))  # an approver keeps the modal
+    after_ack.run()
+    assert [v.get("updates") for v in fake_slack.views] == [1, None]
 
 
 @pytest.mark.django_db(transaction=True)

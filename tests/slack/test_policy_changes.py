@@ -40,7 +40,7 @@ def held(slack, monkeypatch):
     return slack
 
 
-def submit(world, captured) -> PolicyChange:
+def submit(world, captured, message: str = "Mask phones <!channel>") -> PolicyChange:
     document = export_document()
     document["rules"].append(
         {
@@ -53,13 +53,23 @@ def submit(world, captured) -> PolicyChange:
     with captured(execute=True):
         submission = policy_submit(
             document=parse_document(document),
-            message="Mask phones <!channel>",
+            message=message,
             actor=actor_for(world.dave),
             channel=Channel.WEB,
             author=world.dave,
         )
     assert submission.status == "pending"
     return submission.change
+
+
+def test_a_long_message_full_of_markup_is_still_announced_and_cut_visibly(
+    held, fake_slack, django_capture_on_commit_callbacks
+):
+    submit(held, django_capture_on_commit_callbacks, message="Mask <&> " * 300)
+
+    [message] = fake_slack.in_channel(APPROVALS)  # Slack refuses a section over 3,000 characters
+    assert message.has_buttons
+    assert "Mask &lt;&amp;&gt; Mask" in message.shown and "…" in message.shown
 
 
 def ephemerals(fake_slack, user):
@@ -265,6 +275,23 @@ def test_reject_opens_a_modal_and_stores_the_note(
     [reply] = ephemerals(fake_slack, "carol")
     assert reply.startswith(":no_entry: You rejected")
     assert not message.has_buttons and "Too broad" in message.shown
+
+
+def test_the_author_not_linked_yet_sees_the_reject_modal_replaced_by_why(
+    held, client, after_ack, fake_slack, django_capture_on_commit_callbacks
+):
+    change = submit(held, django_capture_on_commit_callbacks)  # Dave's Slack account is not linked yet
+
+    post_interaction(client, click(POLICY_REJECT, change.pk, user="UDAVE"))
+    after_ack.run()
+
+    [modal] = fake_slack.views
+    assert modal.get("updates") == 1 and "submit" not in modal["view"]
+    assert "your own change" in modal["view"]["blocks"][0]["text"]["text"]
+    assert ephemerals(fake_slack, "dave") == []
+    change.refresh_from_db()
+    assert change.state == ChangeState.PENDING
+    assert AuditEvent.objects.get(action="slack.action.refused").actor_name == "dave"
 
 
 def test_the_author_gets_no_reject_modal(
