@@ -27,6 +27,7 @@
   const picker = document.querySelector("[data-picker]");
   if (filter && picker) {
     const empty = picker.querySelector("[data-picker-empty]");
+    const status = picker.querySelector("[data-picker-status]");
     const apply = () => {
       const query = filter.value.trim().toLowerCase();
       let anyShown = false;
@@ -43,6 +44,14 @@
         anyShown ||= !table.hidden;
       }
       empty.hidden = anyShown;
+      // Screen readers hear how far the list narrowed (WCAG 4.1.3), not only sighted users.
+      if (status) {
+        const tables = picker.querySelectorAll("[data-table]:not([hidden])").length;
+        const columns = picker.querySelectorAll("[data-table]:not([hidden]) [data-column]:not([hidden])").length;
+        status.textContent = anyShown
+          ? `${tables} ${tables === 1 ? "table" : "tables"}, ${columns} ${columns === 1 ? "column" : "columns"} shown.`
+          : empty.textContent;
+      }
     };
     filter.addEventListener("input", apply);
   }

@@ -53,7 +53,8 @@
   }
 
   document.querySelectorAll("textarea[data-check-url]").forEach(function (area) {
-    var status = document.getElementById(area.getAttribute("aria-describedby"));
+    // The live status sits next to the field; aria-describedby also names its help and errors.
+    var status = area.parentNode.querySelector(".check-status");
     var timer = null;
     var sent = 0;
     function check() {
@@ -82,7 +83,16 @@
       timer = setTimeout(check, 300);
     }
     area.addEventListener("input", function () {
-      if (serverErrors) { serverErrors.remove(); serverErrors = null; }
+      if (serverErrors) {
+        var errorList = serverErrors.querySelector("[id]");
+        if (errorList) {
+          // The error is gone from the page: stop describing the field with it.
+          var ids = area.getAttribute("aria-describedby").split(/\s+/).filter(function (id) { return id !== errorList.id; });
+          area.setAttribute("aria-describedby", ids.join(" "));
+        }
+        serverErrors.remove();
+        serverErrors = null;
+      }
       recheck();
     });
     // An exemption's empty condition means every column of its project; its project is chosen on
@@ -108,9 +118,13 @@
         results.replaceChildren();
         if (!result.ok) { results.appendChild(text("p", result.error, "error")); return; }
         var table = document.createElement("table");
+        table.appendChild(text("caption", "Sample values and how they are masked", "visually-hidden"));
         var head = table.createTHead().insertRow();
-        head.appendChild(text("th", "Value"));
-        head.appendChild(text("th", "Masked"));
+        ["Value", "Masked"].forEach(function (heading) {
+          var cell = text("th", heading);
+          cell.scope = "col";
+          head.appendChild(cell);
+        });
         var body = table.createTBody();
         result.results.forEach(function (row) {
           var line = body.insertRow();
