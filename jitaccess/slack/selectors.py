@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from identity.models import User
 from jitaccess.models import AccessRequest, SlackUserLink
@@ -71,11 +72,23 @@ def level_label(level: int | None) -> str:
 
 def needs_web_confirmation(request: AccessRequest) -> bool:
     """A Slack click proves a Slack identity, not an IdP session with MFA: from
-    `SLACK_WEB_CONFIRM_LEVEL` up, and for scopes with no classification at all, the approver
-    confirms in the web UI."""
-    return (
-        request.classification_level < 0 or request.classification_level >= settings.SLACK_WEB_CONFIRM_LEVEL
-    )
+    `SLACK_WEB_CONFIRM_LEVEL` up, and for scopes with any column nobody has classified (its level
+    is unknown, so it may be the highest), the approver confirms in the web UI."""
+    if request.classification_level < 0 or request.classification_level >= settings.SLACK_WEB_CONFIRM_LEVEL:
+        return True
+    return _scope_columns(request).filter(classification_level__isnull=True).exists()
+
+
+def _scope_columns(request: AccessRequest) -> QuerySet[Column]:
+    """The catalogued columns a request covers."""
+    columns = Column.objects.filter(table__schema__database=request.database_id, discovered_by_decision=False)
+    if request.schema_name is not None:
+        columns = columns.filter(table__schema__name=request.schema_name)
+    if request.table_name:
+        columns = columns.filter(table__name=request.table_name)
+    if request.column_names:
+        columns = columns.filter(name__in=request.column_names)
+    return columns
 
 
 def request_link(request_id: int) -> str:
@@ -88,13 +101,7 @@ def card_for(request_id: int) -> Card:
     request = AccessRequest.objects.select_related(
         "requester", "service_account", "database__instance", "ended_by", "extends"
     ).get(pk=request_id)
-    columns = Column.objects.filter(table__schema__database=request.database, discovered_by_decision=False)
-    if request.schema_name is not None:
-        columns = columns.filter(table__schema__name=request.schema_name)
-    if request.table_name:
-        columns = columns.filter(table__name=request.table_name)
-    if request.column_names:
-        columns = columns.filter(name__in=request.column_names)
+    columns = _scope_columns(request)
     table = ""
     lines: tuple[ColumnLine, ...] = ()
     column_count = 0
