@@ -158,7 +158,6 @@ def test_scopes_at_the_web_confirmation_level_are_approved_in_the_web_ui(slack, 
     assert "approve in Veil after signing in" in message.shown
 
 
-
 def test_a_scope_with_an_unclassified_column_is_approved_in_the_web_ui(slack, fake_slack):
     """email is classified 3 (below the default web-confirmation level 4), phone nobody has
     classified: its level is unknown, so a Slack click may not approve the pair."""
@@ -170,6 +169,7 @@ def test_a_scope_with_an_unclassified_column_is_approved_in_the_web_ui(slack, fa
     actions = next(b for b in message.blocks if b["type"] == "actions")["elements"]
     assert actions[0]["action_id"] == "approve_in_web"
     assert actions[0]["url"] == f"https://veil.example/requests/{request.pk}/"
+
 
 def test_a_decision_on_the_web_updates_the_slack_message_and_tells_the_requester(slack, fake_slack):
     request = slack.request("email")
