@@ -35,6 +35,11 @@ class DeliveryFailed(Exception):
     """The channel refused or could not be reached; worth another try later."""
 
 
+class NotSent(Exception):
+    """Nothing was sent, and retrying would not change that (the recipient has no account on the
+    channel, or the notice is no longer true). The row says so instead of claiming it was sent."""
+
+
 def deliver(notification_id: int) -> bool:
     """Send one notification if it is still pending and nobody else holds it. True when sent."""
     now = timezone.now()
@@ -48,6 +53,12 @@ def deliver(notification_id: int) -> bool:
     ).get(pk=notification_id)
     try:
         _send(notification)
+    except NotSent as skipped:
+        Notification.objects.filter(pk=notification_id).update(
+            state=DeliveryState.SKIPPED, next_attempt_at=None, last_error=str(skipped)[:500]
+        )
+        logger.info("notification %s not sent: %s", notification_id, skipped)
+        return False
     except Exception as exc:  # any channel failure: back off and let the sweep retry
         gave_up = notification.attempts >= MAX_ATTEMPTS
         Notification.objects.filter(pk=notification_id).update(

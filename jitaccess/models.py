@@ -186,6 +186,7 @@ class NotificationChannel(models.TextChoices):
 class DeliveryState(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"
+    SKIPPED = "skipped", "Not sent (nothing to send it to, or no longer true)"
     FAILED = "failed", "Failed (gave up; an operator can retry)"
 
 

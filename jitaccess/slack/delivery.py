@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from jitaccess.delivery import CLAIM, DeliveryFailed
+from jitaccess.delivery import CLAIM, DeliveryFailed, NotSent
 from jitaccess.models import (
     AccessRequest,
     DeliveryState,
@@ -96,9 +96,7 @@ def _send(notification: Notification) -> None:
             banner = blocks.escalation_banner(card_for(request.pk), settings.SLACK_ESCALATION_MENTION)
             _post_request_message(request, notification.destination, banner=banner)
     elif kind == NotificationKind.APPROVAL_NEEDED:
-        destination = notification.destination or _dm_destination(notification)
-        if destination:
-            _post_request_message(request, destination)
+        _post_request_message(request, notification.destination or _dm_destination(notification))
     else:
         _send_notice(notification)
 
@@ -198,10 +196,9 @@ def _send_notice(notification: Notification) -> None:
     if notification.kind == NotificationKind.EXPIRING and not (
         request.state == State.APPROVED and request.expires_at and request.expires_at > timezone.now()
     ):
-        return  # delivered late (Slack was down): the grant has ended, the "expired" notice says so
+        # Delivered late (Slack was down): the grant has ended, the "expired" notice says so.
+        raise NotSent("the grant had already ended; the notice that it ended says so")
     slack_user_id = _dm_destination(notification)
-    if not slack_user_id:
-        return
     text, message_blocks = blocks.notice_message(notification.kind, card_for(request.pk))
     slack_client().chat_postMessage(
         channel=slack_user_id, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
@@ -209,9 +206,10 @@ def _send_notice(notification: Notification) -> None:
 
 
 def _dm_destination(notification: Notification) -> str:
-    """The recipient's Slack user ID; "" (nothing to send) when they are not on Slack."""
+    """The recipient's Slack user ID. Raises NotSent when they are not on Slack: the row then says
+    nothing was sent, rather than that it was."""
     recipient = notification.recipient
     slack_user_id = slack_user_id_for(recipient) if recipient is not None else ""
     if not slack_user_id:
-        logger.info("notification %s: %s has no linked Slack account", notification.pk, recipient)
+        raise NotSent(f"{recipient or 'the recipient'} has no Slack account Veil could find by email")
     return slack_user_id

@@ -417,3 +417,22 @@ def test_a_message_deleted_in_slack_does_not_hold_up_updating_the_others(slack, 
     assert Notification.objects.get(kind=NotificationKind.STATE_CHANGED).state == DeliveryState.SENT
     posts = fake_slack.in_channel(APPROVALS) + dm(fake_slack, "bob") + dm(fake_slack, "carol")
     assert sum("Approved by Bob" in m.shown for m in posts) == 2
+
+
+def test_a_dm_to_someone_slack_does_not_know_is_recorded_as_not_sent(slack, fake_slack, client):
+    """It was marked sent although nothing left Veil; the request page now says it was not."""
+    del fake_slack.users[slack.alice.email]
+    request = slack.request("email")
+    request_approve(request_id=request.pk, approver=slack.bob, channel=Channel.WEB)
+
+    deliver_outbox()
+
+    approved = Notification.objects.get(
+        request=request, kind=NotificationKind.APPROVED, channel=NotificationChannel.SLACK
+    )
+    assert approved.state == DeliveryState.SKIPPED
+    assert "has no Slack account Veil could find" in approved.last_error
+    assert dm(fake_slack, "alice") == []
+    client.force_login(slack.alice)
+    page = client.get(f"/requests/{request.pk}/").content.decode()
+    assert "Not sent" in page and "has no Slack account Veil could find" in page
