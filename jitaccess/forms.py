@@ -28,6 +28,7 @@ class PickerColumn:
     value: str
     column: Column
     checked: bool
+    visible: bool = False  # the person already sees it in clear
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,9 @@ class ScopeForm(PlainForm):
         else:
             self.add_error(None, _sentence(f"{error.field} {error.message}"))
 
-    def picker(self, query: str = "") -> Picker:
-        """The tables and columns to list: those matching `query`, at most PICKER_LIMIT columns.
+    def picker(self, query: str = "", visible: frozenset[int] = frozenset()) -> Picker:
+        """The tables and columns to list: those matching `query`, at most PICKER_LIMIT columns;
+        `visible`, the ids of columns the person already sees in clear, marks them.
 
         A table whose name matches lists all its columns; chosen columns are always listed."""
         query = query.strip().lower()
@@ -161,7 +163,9 @@ class ScopeForm(PlainForm):
                 continue
             if column.table_id not in tables:
                 tables[column.table_id] = PickerTable(table_value, label, table_value in picked, [])
-            tables[column.table_id].columns.append(PickerColumn(value, column, value in picked))
+            tables[column.table_id].columns.append(
+                PickerColumn(value, column, value in picked, column.pk in visible)
+            )
         return Picker(WHOLE_DATABASE in picked, list(tables.values()), matched)
 
     def _table(self, value: str) -> Table:

@@ -289,6 +289,22 @@ def _masked_for(principal_spec: dict[str, str], columns: Sequence[Column]) -> li
     return [c for c, d in zip(columns, decisions, strict=True) if not d.unmask]
 
 
+def columns_unmasked_for(user: User, database: Database, columns: Sequence[Column]) -> set[int]:
+    """Which of a database's columns the person already sees in clear (an exemption, a live grant,
+    a rule or classification that does not mask them), so the request form can say so. Columns are
+    those of `database`, with their table and schema loaded."""
+    epochs = read_epochs()
+    principal = decision_caches.principal({"user": user.username}, frozenset())
+    if principal is None:
+        return set()
+    instance, name = database.instance.key, database.name
+    keys = [ColumnKey(instance, name, c.table.schema.name, c.table.name, c.name) for c in columns]
+    decisions = decision_caches.policy(epochs).decide(
+        principal, keys, decision_caches.grants(epochs, principal), now=timezone.now().timestamp()
+    )
+    return {c.pk for c, d in zip(columns, decisions, strict=True) if d.unmask}
+
+
 def request_create(
     *,
     requester: User,

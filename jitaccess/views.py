@@ -414,12 +414,16 @@ def _picker_context(
     request: HttpRequest, form: ScopeForm | None, databases: QuerySet[Database], database: Database | None
 ) -> dict[str, Any]:
     query = request.GET.get("q", "")
+    picker = None
+    if form is not None and form.fixed_scope is None and database is not None:
+        visible = services.columns_unmasked_for(_person(request), database, form.columns)
+        picker = form.picker(query, frozenset(visible))
     return {
         "form": form,
         "databases": databases,
         "database": database,
         "query": query,
-        "picker": form.picker(query) if form is not None and form.fixed_scope is None else None,
+        "picker": picker,
     }
 
 

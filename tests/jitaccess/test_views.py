@@ -72,6 +72,20 @@ def billing(world) -> Database:
 # The request form
 
 
+def test_the_column_picker_says_which_columns_are_already_visible(world, client):
+    """alice's live grant unmasks email; phone is masked until she asks, and id is not sensitive."""
+    _approved(world)
+
+    page = _as(client, world.alice).get(f"{NEW}?database={world.database.pk}").content.decode()
+
+    def row(column: str) -> str:
+        start = page.index(f"<code>{column}</code>")
+        return page[start : page.index("</label>", start)]
+
+    assert "already visible to you" in row("email")
+    assert "already visible to you" not in row("phone")
+
+
 def test_the_request_form_offers_only_databases_the_person_may_request_in(world, billing, client):
     page = _as(client, world.alice).get(NEW)
 
