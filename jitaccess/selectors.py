@@ -5,14 +5,13 @@ from __future__ import annotations
 from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
-from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
 from audit.models import AuditEvent
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess.models import AccessRequest, Notification, NotificationChannel
-from jitaccess.services import ApproverPools, can_approve
+from jitaccess.services import ApproverPools, can_approve, grants_in_force
 from jitaccess.states import LIVE_STATES, State
 from masking.models import Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
@@ -62,22 +61,15 @@ def grants_still_in_force_beside(
     """The same principal's other grants in force now on the same database, outside the chain that
     ends with `request` (`extensions`: its `extensions_ending_with`, when the caller has them):
     where its columns may stay unmasked after it ends."""
-    now = timezone.now()
     if extensions is None:
         extensions = extensions_ending_with(request)
     ending = {request.pk, *(r.pk for r in extensions)}
-    return list(
-        AccessRequest.objects.filter(
-            requester=request.requester_id,
-            service_account=request.service_account_id,
-            database=request.database_id,
-            state=State.APPROVED,
-            expires_at__gt=now,
-        )
-        .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=now))
-        .exclude(pk__in=ending)
-        .order_by("expires_at")
+    in_force = grants_in_force(
+        requester_id=request.requester_id,
+        service_account_id=request.service_account_id,
+        database_id=request.database_id,
     )
+    return list(in_force.exclude(pk__in=ending).order_by("expires_at"))
 
 
 def extensions_ending_with(request: AccessRequest) -> list[AccessRequest]:

@@ -98,6 +98,21 @@ def live_extensions(of: AccessRequest | OuterRef) -> QuerySet[AccessRequest]:
     return AccessRequest.objects.filter(extends=of, state__in=LIVE_STATES)
 
 
+def grants_in_force(
+    *, requester_id: int, service_account_id: int | None, database_id: int
+) -> QuerySet[AccessRequest]:
+    """The principal's grants on the database that unmask now (approved, started, not expired)."""
+    now = timezone.now()
+    return AccessRequest.objects.filter(
+        Q(starts_at__isnull=True) | Q(starts_at__lte=now),
+        requester=requester_id,
+        service_account=service_account_id,
+        database=database_id,
+        state=State.APPROVED,
+        expires_at__gt=now,
+    )
+
+
 def access_settings_state(settings: ProjectAccessSettings) -> dict[str, Any]:
     """What a project's request and break-glass settings say, as the audit log records them."""
     return {
@@ -238,16 +253,12 @@ def _nothing_masked(
     """Why there is nothing to request (`to`: or to break the glass for): the person's live grant
     covering the scope, when one does (an exemption or an unmasking rule may be the reason
     instead; those are not named)."""
-    now = timezone.now()
-    grants = AccessRequest.objects.filter(
-        Q(starts_at__isnull=True) | Q(starts_at__lte=now),
-        requester=requester,
-        service_account=service_account,
-        database=scope.database,
-        state=State.APPROVED,
-        expires_at__gt=now,
-    ).order_by("-expires_at")
-    for grant in grants:
+    grants = grants_in_force(
+        requester_id=requester.pk,
+        service_account_id=service_account.pk if service_account else None,
+        database_id=scope.database.pk,
+    )
+    for grant in grants.order_by("-expires_at"):
         if _covers(grant, scope):
             return (
                 f"nothing in this scope is masked for you: your grant {grant.ref} already covers it "
@@ -269,40 +280,39 @@ def _covers(grant: AccessRequest, scope: Scope) -> bool:
 
 def _masked_for(principal_spec: dict[str, str], columns: Sequence[Column]) -> list[Column]:
     """The columns of the scope that the principal would see masked right now."""
-    epochs = read_epochs()
-    policy = decision_caches.policy(epochs)
-    principal = decision_caches.principal(principal_spec, frozenset())
-    if principal is None:
+    keys = [_column_key(c.table.schema.database, c) for c in columns]
+    unmasks = _unmasks(principal_spec, keys)
+    if unmasks is None:
         return list(columns)
-    grants = decision_caches.grants(epochs, principal)
-    keys = [
-        ColumnKey(
-            c.table.schema.database.instance.key,
-            c.table.schema.database.name,
-            c.table.schema.name,
-            c.table.name,
-            c.name,
-        )
-        for c in columns
-    ]
-    decisions = policy.decide(principal, keys, grants, now=timezone.now().timestamp())
-    return [c for c, d in zip(columns, decisions, strict=True) if not d.unmask]
+    return [c for c, unmask in zip(columns, unmasks, strict=True) if not unmask]
 
 
 def columns_unmasked_for(user: User, database: Database, columns: Sequence[Column]) -> set[int]:
     """Which of a database's columns the person already sees in clear (an exemption, a live grant,
     a rule or classification that does not mask them), so the request form can say so. Columns are
     those of `database`, with their table and schema loaded."""
-    epochs = read_epochs()
-    principal = decision_caches.principal({"user": user.username}, frozenset())
-    if principal is None:
+    unmasks = _unmasks({"user": user.username}, [_column_key(database, c) for c in columns])
+    if unmasks is None:
         return set()
-    instance, name = database.instance.key, database.name
-    keys = [ColumnKey(instance, name, c.table.schema.name, c.table.name, c.name) for c in columns]
-    decisions = decision_caches.policy(epochs).decide(
-        principal, keys, decision_caches.grants(epochs, principal), now=timezone.now().timestamp()
+    return {c.pk for c, unmask in zip(columns, unmasks, strict=True) if unmask}
+
+
+def _column_key(database: Database, column: Column) -> ColumnKey:
+    return ColumnKey(
+        database.instance.key, database.name, column.table.schema.name, column.table.name, column.name
     )
-    return {c.pk for c, d in zip(columns, decisions, strict=True) if d.unmask}
+
+
+def _unmasks(principal_spec: dict[str, str], keys: Sequence[ColumnKey]) -> list[bool] | None:
+    """Whether the principal sees each column in clear right now, as the decision path answers;
+    None when Veil does not know the principal."""
+    epochs = read_epochs()
+    principal = decision_caches.principal(principal_spec, frozenset())
+    if principal is None:
+        return None
+    grants = decision_caches.grants(epochs, principal)
+    decisions = decision_caches.policy(epochs).decide(principal, keys, grants, now=timezone.now().timestamp())
+    return [d.unmask for d in decisions]
 
 
 def request_create(
@@ -434,15 +444,15 @@ def eligible_approvers(request: AccessRequest, pools: ApproverPools | None = Non
         key: tuple[object, ...] = ("roles", *sorted(request.approver_roles))
     else:
         key = ("perm", APPROVE_REQUEST if request.policy_id else ADMINISTER_POLICY, request.project_id)
-    people = pools.get(key) if pools is not None else None
-    if people is None:
+    pools = {} if pools is None else pools
+    if key not in pools:
         if request.approver_roles:
-            people = list(users_in_roles(request.approver_roles))
+            pools[key] = list(users_in_roles(request.approver_roles))
         else:
-            people = list(_people_with_perm(request.project, str(key[1])))
-        if pools is not None:
-            pools[key] = people
-    return [p for p in people if p.is_active and p.canonical_subject != request.requester.canonical_subject]
+            pools[key] = list(_people_with_perm(request.project, str(key[1])))
+    return [
+        p for p in pools[key] if p.is_active and p.canonical_subject != request.requester.canonical_subject
+    ]
 
 
 def _people_with_perm(project: Project, perm: str) -> QuerySet[User]:

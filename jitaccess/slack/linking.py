@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -74,9 +75,7 @@ def _clicker_by_profile(slack_user_id: str) -> User | None:
 def _profile_email(slack_user_id: str) -> str:
     """The email of a Slack member's profile (users.info), cached like lookups; "" if none, or if
     Slack cannot say now: this only words a refusal better, so it never fails the click's answer."""
-    key = (
-        f"slack:profile:{hashlib.sha256(f'{settings.SLACK_BOT_TOKEN}|{slack_user_id}'.encode()).hexdigest()}"
-    )
+    key = _cache_key("profile", slack_user_id)
     cached = cache.get(key)
     if cached is not None:
         return str(cached)
@@ -90,11 +89,8 @@ def _profile_email(slack_user_id: str) -> str:
     except Exception as exc:
         logger.warning("users.info on %s failed: %s", slack_user_id, exc)
         return ""
-    email = ""
-    if not (member.get("deleted") or member.get("is_bot")):
-        email = str((member.get("profile") or {}).get("email") or "")
-    cache.set(key, email, FOUND_TTL_S if email else MISSING_TTL_S)
-    return email
+    email = (member.get("profile") or {}).get("email") if _is_person(member) else ""
+    return _remember(key, str(email or ""))
 
 
 def people_on(request: AccessRequest) -> Iterator[User]:
@@ -125,8 +121,7 @@ def slack_id_of_verified_email(user: User) -> str:
 
 
 def _lookup_by_email(email: str) -> str:
-    digest = hashlib.sha256(f"{settings.SLACK_BOT_TOKEN}|{email.lower()}".encode()).hexdigest()
-    key = f"slack:lookup:{digest}"
+    key = _cache_key("lookup", email.lower())
     cached = cache.get(key)
     if cached is not None:
         return str(cached)
@@ -135,8 +130,20 @@ def _lookup_by_email(email: str) -> str:
     except SlackApiError as exc:
         if slack_error(exc) != "users_not_found":
             raise
-        cache.set(key, "", MISSING_TTL_S)
-        return ""
-    found = "" if member.get("deleted") or member.get("is_bot") else str(member["id"])
+        return _remember(key, "")
+    return _remember(key, str(member["id"]) if _is_person(member) else "")
+
+
+def _cache_key(kind: str, value: str) -> str:
+    """Where a Slack lookup's answer is cached: per bot token (so per workspace), the value hashed."""
+    return f"slack:{kind}:{hashlib.sha256(f'{settings.SLACK_BOT_TOKEN}|{value}'.encode()).hexdigest()}"
+
+
+def _remember(key: str, found: str) -> str:
+    """Cache a lookup's answer, an empty one ("not there") for less time, and return it."""
     cache.set(key, found, FOUND_TTL_S if found else MISSING_TTL_S)
     return found
+
+
+def _is_person(member: dict[str, Any]) -> bool:
+    return not (member.get("deleted") or member.get("is_bot"))

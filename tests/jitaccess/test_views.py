@@ -440,6 +440,17 @@ def oncall(world) -> ProjectAccessSettings:
     return settings
 
 
+def _break_glass(world, requester) -> AccessRequest:
+    """`requester` breaks the glass on the email column for 30 minutes."""
+    return breakglass_take(
+        requester=requester,
+        scope=world.scope("email"),
+        duration=timedelta(minutes=30),
+        reason="INC-9",
+        channel=Channel.WEB,
+    )
+
+
 def test_break_glass_warns_grants_at_once_and_asks_for_review(world, oncall, client):
     _as(client, world.alice)
     page = client.get("/breakglass/")
@@ -514,13 +525,7 @@ def test_a_break_glass_grant_reads_as_taken_not_approved(world, oncall, client):
 
 
 def test_an_older_break_glass_grants_approval_event_is_not_shown_as_an_approval(world, oncall, client):
-    taken = breakglass_take(
-        requester=world.alice,
-        scope=world.scope("email"),
-        duration=timedelta(minutes=30),
-        reason="INC-9",
-        channel=Channel.WEB,
-    )
+    taken = _break_glass(world, world.alice)
     # What `breakglass_take` used to write as well.
     record_event(
         action="request.approved",
@@ -545,13 +550,7 @@ def test_someone_without_a_break_glass_role_is_told_so(world, oncall, client):
 
 def test_a_break_glass_grant_offers_no_extension_to_someone_who_cannot_request(world, oncall, client):
     oncall.breakglass_roles.get().users.add(world.eve)  # on call, but no request_unmask anywhere
-    taken = breakglass_take(
-        requester=world.eve,
-        scope=world.scope("email"),
-        duration=timedelta(minutes=30),
-        reason="INC-9",
-        channel=Channel.WEB,
-    )
+    taken = _break_glass(world, world.eve)
     _as(client, world.eve)
 
     detail = client.get(f"/requests/{taken.pk}/").content.decode()
@@ -577,13 +576,7 @@ def test_the_requester_ends_their_own_grant_by_relinquishing_not_revoking(world,
 
 
 def test_an_admin_reviews_break_glass_and_the_taker_cannot(world, oncall, client):
-    taken = breakglass_take(
-        requester=world.alice,
-        scope=world.scope("email"),
-        duration=timedelta(minutes=30),
-        reason="INC-9",
-        channel=Channel.WEB,
-    )
+    taken = _break_glass(world, world.alice)
 
     assert _action(_as(client, world.alice), taken, "review", notes="fine").status_code == 403
     _as(client, world.dave)
@@ -955,13 +948,7 @@ def test_home_shows_a_card_only_for_what_the_person_can_do(world, client):
 
 def test_an_administrators_own_break_glass_is_not_counted_as_theirs_to_review(world, oncall, client):
     oncall.breakglass_roles.get().users.add(world.dave)
-    breakglass_take(
-        requester=world.dave,
-        scope=world.scope("email"),
-        duration=timedelta(minutes=30),
-        reason="INC-9",
-        channel=Channel.WEB,
-    )
+    _break_glass(world, world.dave)
 
     home = _as(client, world.dave).get("/").content.decode()
 
