@@ -19,7 +19,7 @@ from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.models import ClassificationLevel, Database, Engine, Instance, Project
 from masking.permissions import ADMINISTER_POLICY
-from masking.services.catalog import CatalogError, catalog_upsert
+from masking.services.catalog import CatalogError, catalog_upsert, instance_changes
 
 
 def _refuse_duplicate_names(items: list[dict], what: str) -> list[dict]:
@@ -143,10 +143,7 @@ class CatalogUpsertApi(APIView):
             )
         )
         instance = Instance.objects.filter(key=spec["id"]).first()
-        if instance is not None and any(
-            field in spec and getattr(instance, field) != spec[field]
-            for field in ("environment", "engine", "title")
-        ):
+        if instance is not None and instance_changes(instance, spec):
             keys |= set(on_instance.values_list("project__key", flat=True))
         for project in Project.objects.filter(key__in=keys):
             if not request.user.has_perm(ADMINISTER_POLICY, project):

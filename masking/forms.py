@@ -16,7 +16,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 from identity.models import Role, ServiceAccount, User
 from masking.cel import ConditionError, check_condition
 from masking.models import SemanticType
-from masking.policy_document import canonical_mapping, format_timestamp
+from masking.policy_document import MAX_SOURCE_CHARS, canonical_mapping, format_timestamp
 
 
 class ConditionField(forms.CharField):
@@ -170,13 +170,10 @@ class ExemptionForm(PolicyItemForm):
         }
 
 
-MAX_POLICY_FILE_BYTES = 5_000_000  # as the policy API's `policy` field
-
-
 class PolicySourceForm(forms.Form):
     source = forms.CharField(
         required=False,
-        max_length=MAX_POLICY_FILE_BYTES,
+        max_length=MAX_SOURCE_CHARS,
         widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code"}),
         help_text="A policy document as `manage.py policy export` writes it",
     )
@@ -193,10 +190,10 @@ class PolicySourceForm(forms.Form):
         upload = self.cleaned_data.get("upload")
         if upload is None:
             return None
-        if upload.size > MAX_POLICY_FILE_BYTES:
+        if upload.size > MAX_SOURCE_CHARS:
             raise forms.ValidationError(
                 f"The file is {upload.size:,} bytes; a policy file may be at most "
-                f"{MAX_POLICY_FILE_BYTES:,} bytes (the policy API takes the same)."
+                f"{MAX_SOURCE_CHARS:,} bytes (the policy API takes the same)."
             )
         raw = upload.read()
         try:

@@ -27,6 +27,12 @@ def administered_projects(user: User) -> set[str]:
     )
 
 
+def columns_scope(user: User) -> set[str] | None:
+    """Projects whose catalog columns the person may browse: those they administer, or None
+    (every project) when they hold the permission globally."""
+    return None if user.has_perm(ADMINISTER_POLICY) else administered_projects(user)
+
+
 def administers_any(user: User) -> bool:
     return bool(user.is_authenticated and (user.has_perm(ADMINISTER_POLICY) or administered_projects(user)))
 

@@ -24,10 +24,16 @@ from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.checks import DEFAULT_SENSITIVE_TAGS, CoverageReport, coverage, default_min_level, drift
-from masking.permissions import ADMINISTER_POLICY
-from masking.policy_access import administered_projects, administers_any
+from masking.policy_access import administers_any, columns_scope
 from masking.policy_diff import plan_against_live
-from masking.policy_document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
+from masking.policy_document import (
+    MAX_SOURCE_CHARS,
+    SOURCE_FORMATS,
+    DocumentError,
+    dump_yaml,
+    export_document,
+    load_source,
+)
 from masking.selectors import load_policy, read_epochs
 from masking.services.policy_changes import NotAllowed, StalePolicy, policy_submit
 from masking.services.versions import current_version
@@ -50,7 +56,7 @@ class PolicyApi(APIView):
 
 class PolicySourceInputSerializer(StrictSerializer):
     policy = serializers.CharField(
-        max_length=5_000_000, trim_whitespace=False, help_text="The policy file's text"
+        max_length=MAX_SOURCE_CHARS, trim_whitespace=False, help_text="The policy file's text"
     )
     source_format = serializers.ChoiceField(
         choices=SOURCE_FORMATS, default="veil", help_text="veil (YAML) or bytebase (an export)"
@@ -224,10 +230,7 @@ def _visible_projects(request: Request) -> set[str] | None:
     A `policy:write` token is a pipeline's, and a person holding the permission globally
     administers everything; anyone else sees the projects they administer, as on the Checks page:
     the gates name catalog columns, which a person outside a project does not see."""
-    user = cast(User, request.user)
-    if isinstance(request.auth, ApiToken) or user.has_perm(ADMINISTER_POLICY):
-        return None
-    return administered_projects(user)
+    return None if isinstance(request.auth, ApiToken) else columns_scope(cast(User, request.user))
 
 
 def _csv(value: str | None) -> list[str]:

@@ -408,6 +408,7 @@ def dump_yaml(document: Mapping[str, list[dict[str, Any]]]) -> str:
 
 
 SOURCE_FORMATS = ("veil", "bytebase")
+MAX_SOURCE_CHARS = 5_000_000  # a policy file, pasted, uploaded or sent to the policy API
 
 
 def load_source(text: str, source_format: str = "veil") -> dict[str, list[dict[str, Any]]]:

@@ -29,8 +29,7 @@ from masking.engine import RuleView
 from masking.forms import ExemptionForm, RuleForm, SemanticTypeForm
 from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType
-from masking.permissions import ADMINISTER_POLICY
-from masking.policy_access import administered_projects
+from masking.policy_access import administered_projects, columns_scope
 from masking.policy_document import export_document
 from masking.policy_edits import find_item, move_item, remove_item
 from masking.policy_views import can_edit_global, item_form_page, person, policy_admin_required, review
@@ -199,7 +198,7 @@ def _projects_shown(user: User, project: str = "") -> set[str] | None:
     """Whose columns a preview lists: `project`'s, or those of every project the person
     administers (None: all, for someone who administers policy everywhere). Other projects'
     column names are not the person's to browse, as on the Checks page."""
-    mine = None if user.has_perm(ADMINISTER_POLICY) else administered_projects(user)
+    mine = columns_scope(user)
     if not project:
         return mine
     return {project} if mine is None or project in mine else set()

@@ -20,6 +20,7 @@ from identity.services import actor_for
 from masking.models import ClassificationLevel, Column, Project
 from masking.permissions import ADMINISTER_POLICY, REQUEST_UNMASK, VIEW_AUDIT
 from masking.policy_access import administered_projects, may_administer
+from masking.policy_views import forbidden
 from masking.services.catalog import column_classify
 
 
@@ -92,8 +93,8 @@ def confirm_suggestion(request: HttpRequest) -> HttpResponse:
     project = column.table.schema.database.project
     if not may_administer(user, [project.key], is_global=False):
         reason = f"Only a policy administrator of project {project.key!r} can classify its columns."
-        return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
-    label = f"{column.table}.{column.name}"
+        return forbidden(request, reason)
+    label = str(column)
     shown = request.POST.get("level", "")
     chosen = request.POST.get("choose") == "1"  # a level picked from the list, not the suggestion
     if chosen and shown not in {str(level) for level in ClassificationLevel.values}:

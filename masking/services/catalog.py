@@ -71,14 +71,17 @@ def _upsert_instance(spec: dict[str, Any]) -> Instance:
         },
     )
     if not created:
-        changed = False
-        for attr, key in (("title", "title"), ("engine", "engine"), ("environment", "environment")):
-            if key in spec and getattr(instance, attr) != spec[key]:
-                setattr(instance, attr, spec[key])
-                changed = True
+        changed = instance_changes(instance, spec)
+        for attr in changed:
+            setattr(instance, attr, spec[attr])
         if changed:
             instance.save()
     return instance
+
+
+def instance_changes(instance: Instance, spec: dict[str, Any]) -> list[str]:
+    """The fields of `instance` (title, engine, environment) a push's instance spec changes."""
+    return [f for f in ("title", "engine", "environment") if f in spec and getattr(instance, f) != spec[f]]
 
 
 def _resolve_projects(databases: list[dict[str, Any]], instance: Instance) -> dict[str, Project]:
@@ -357,14 +360,13 @@ def column_classify(
     locked.save(update_fields=["classification_level"])
     column.classification_level = level
     bump_epoch(policy=True)
-    schema = locked.table.schema
-    label = f"{schema.database}/{schema.name}.{locked.table.name}.{locked.name}"
+    label = str(locked)  # instance/database/schema.table.column, as a catalog push records it
     record_event(
         action="catalog.classification_changed",
         actor=actor,
         channel=channel,
         target=Target("column", label, label),
-        project=schema.database.project.key,
+        project=locked.table.schema.database.project.key,
         detail={**(detail or {}), "before": before, "after": level},
     )
     return True

@@ -405,12 +405,6 @@ class VeilClient:
         now = self._clock()
         with self._lock:
             for index, column in enumerate(wanted):
-                problem = _column_problem(column)
-                if problem is not None:
-                    results[index] = _degraded(column)
-                    refused += 1
-                    self._note_refused_column(column, problem)
-                    continue
                 key = (who, column)
                 entry = self._cache.get(key)
                 if entry is not None and now < entry[0]:
@@ -418,6 +412,13 @@ class VeilClient:
                     continue
                 if entry is not None:
                     del self._cache[key]
+                # Checked on a miss only: a column Veil would refuse is never asked for, so never cached.
+                problem = _column_problem(column)
+                if problem is not None:
+                    results[index] = _degraded(column)
+                    refused += 1
+                    self._note_refused_column(column, problem)
+                    continue
                 missing.setdefault(column, []).append(index)
             misses = sum(len(indexes) for indexes in missing.values())
             self.stats.cache_hits += len(wanted) - refused - misses

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.urls import reverse
 
 from audit.models import Channel
 from audit.services import SYSTEM
@@ -114,3 +115,16 @@ def ci(api_client, policy_world):
     _, token = make_token([Scope.POLICY_WRITE], "ci")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return api_client
+
+
+@pytest.fixture
+def polly_client(client, policy_world):
+    """The test client, signed in as Polly, a policy admin of the shop."""
+    client.force_login(policy_world.polly)
+    return client
+
+
+def confirm(client, review_response, message="Reviewed"):
+    """Press the review page's confirm button."""
+    payload = review_response.context["review_form"]["payload"].value()
+    return client.post(reverse("policy:review-confirm"), {"payload": payload, "message": message})

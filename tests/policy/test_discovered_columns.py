@@ -27,12 +27,6 @@ def ssn(policy_world):
     return column
 
 
-@pytest.fixture
-def polly_client(client, policy_world):
-    client.force_login(policy_world.polly)
-    return client
-
-
 def test_the_checks_page_lists_columns_seen_in_queries_but_not_in_the_catalog(polly_client, ssn):
     page = polly_client.get(reverse("policy:checks")).content.decode()
 

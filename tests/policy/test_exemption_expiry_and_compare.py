@@ -16,12 +16,6 @@ from masking.services.policy import rule_save
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def polly_client(client, policy_world):
-    client.force_login(policy_world.polly)
-    return client
-
-
 def exemption_form(expires_at: str) -> dict[str, str]:
     return {
         "project": "shop",

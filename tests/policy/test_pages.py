@@ -13,20 +13,9 @@ from jitaccess.models import ApprovalPolicy
 from masking.models import ChangeState, MaskingRule, PolicyChange, PolicyVersion, ProjectPolicySettings
 from masking.services.catalog import catalog_upsert
 from tests.factories import catalog_payload, grant_project_perm, make_project, make_user
+from tests.policy.conftest import confirm
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def polly_client(client, policy_world):
-    client.force_login(policy_world.polly)
-    return client
-
-
-def confirm(client, review_response, message="Reviewed"):
-    """Press the review page's confirm button."""
-    payload = review_response.context["review_form"]["payload"].value()
-    return client.post(reverse("policy:review-confirm"), {"payload": payload, "message": message})
 
 
 def test_every_policy_page_opens_for_a_policy_admin(polly_client):

@@ -29,12 +29,6 @@ def pii_approvers(policy_world):
     return role_save(name="pii-approvers", users=members, actor=SYSTEM, channel=Channel.CLI)
 
 
-@pytest.fixture
-def polly_client(client, policy_world):
-    client.force_login(policy_world.polly)
-    return client
-
-
 def approval_form(**overrides):
     form = {
         "project": "shop",

@@ -16,19 +16,9 @@ from audit.services import SYSTEM
 from jitaccess.approval_policies import approval_policy_save
 from masking.models import MaskingRule, PolicyVersion, SemanticType
 from masking.services.policy import semantic_type_save
+from tests.policy.conftest import confirm
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def polly_client(client, policy_world):
-    client.force_login(policy_world.polly)
-    return client
-
-
-def confirm(client, review_response, message="Reviewed"):
-    payload = review_response.context["review_form"]["payload"].value()
-    return client.post(reverse("policy:review-confirm"), {"payload": payload, "message": message})
 
 
 def diff_list(page: str) -> str:

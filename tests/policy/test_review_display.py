@@ -21,12 +21,6 @@ from masking.policy_display import field_value
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def polly_client(client, policy_world):
-    client.force_login(policy_world.polly)
-    return client
-
-
 # --- 6. Project settings read as an update ------------------------------------------------------
 
 
