@@ -38,6 +38,7 @@ from audit.access import audit_scope_for
 from audit.display import ACTION_LABELS, action_label
 from audit.filters import (
     EVERYTHING,
+    FILTER_NAMES,
     AuditFilter,
     AuditScope,
     FilterError,
@@ -54,7 +55,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # The largest seq the column holds (a BIGINT): beyond it the query would fail, not find nothing.
 MAX_SEQ = 2**63 - 1
-FILTERS = ("from", "to", "person", "role", "project", "instance", "database", "column", "action")
 
 
 def _token_scopes(request: Request) -> list[str] | None:
@@ -90,6 +90,11 @@ def reader_scope(request: Request) -> AuditScope:
     return scope
 
 
+def _text_filter(max_length: int, help_text: str) -> serializers.CharField:
+    """An optional filter of the event search, as text (parsed and checked by `_filter`)."""
+    return serializers.CharField(required=False, allow_blank=True, max_length=max_length, help_text=help_text)
+
+
 class AuditEventsQuery(StrictSerializer):
     """The query string. Unknown parameters are refused, so a misspelt filter is not ignored."""
 
@@ -107,54 +112,27 @@ class AuditEventsQuery(StrictSerializer):
         help_text=f"At most this many events (default {DEFAULT_LIMIT}, maximum {MAX_LIMIT}).",
     )
     # `from` is declared below the class: it is a Python keyword.
-    to = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=40,
-        help_text="Events before this moment: an ISO date-time, or a date (YYYY-MM-DD) to include "
+    to = _text_filter(
+        40,
+        "Events before this moment: an ISO date-time, or a date (YYYY-MM-DD) to include "
         "that whole day (UTC).",
     )
-    person = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=255,
-        help_text="An actor or principal id (`local:3`, `user:alice`), or part of a person's name.",
+    person = _text_filter(
+        255, "An actor or principal id (`local:3`, `user:alice`), or part of a person's name."
     )
-    role = serializers.CharField(
-        required=False, allow_blank=True, max_length=255, help_text="A Veil role named in the event."
+    role = _text_filter(255, "A Veil role named in the event.")
+    project = _text_filter(64, "A project key; a person may name only projects they audit.")
+    instance = _text_filter(1000, "Part of an instance key.")
+    database = _text_filter(1000, "Part of a database name.")
+    column = _text_filter(
+        1000, "Part of a column label `instance/database/schema.table.column`, or `table.column`."
     )
-    project = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=64,
-        help_text="A project key; a person may name only projects they audit.",
-    )
-    instance = serializers.CharField(
-        required=False, allow_blank=True, max_length=1000, help_text="Part of an instance key."
-    )
-    database = serializers.CharField(
-        required=False, allow_blank=True, max_length=1000, help_text="Part of a database name."
-    )
-    column = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=1000,
-        help_text="Part of a column label `instance/database/schema.table.column`, or `table.column`.",
-    )
-    action = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=64,
-        help_text="An event type (`request.approved`) or a prefix (`request` or `request.`).",
-    )
+    action = _text_filter(64, "An event type (`request.approved`) or a prefix (`request` or `request.`).")
 
 
 # `from` is a Python keyword, so it cannot be a class attribute; DRF reads `_declared_fields`.
-AuditEventsQuery._declared_fields["from"] = serializers.CharField(
-    required=False,
-    allow_blank=True,
-    max_length=40,
-    help_text="Events at or after this moment: an ISO date-time, or a date (YYYY-MM-DD, from 00:00 UTC).",
+AuditEventsQuery._declared_fields["from"] = _text_filter(
+    40, "Events at or after this moment: an ISO date-time, or a date (YYYY-MM-DD, from 00:00 UTC)."
 )
 
 
@@ -212,7 +190,7 @@ def _filter(data: dict[str, Any], scope: AuditScope) -> AuditFilter:
     """The filter of the query, checked as the event search checks it, except that an event type or
     project that has no event yet is not an error: a poller asks before it happens."""
     try:
-        flt = AuditFilter.from_mapping({name: data.get(name, "") for name in FILTERS})
+        flt = AuditFilter.from_mapping({name: data.get(name, "") for name in FILTER_NAMES})
         try:
             check_project(flt, scope)
         except FilterError:

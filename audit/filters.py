@@ -26,6 +26,11 @@ from audit.models import AuditEvent
 GLOBAL_POLICY_PREFIXES = ("rule.", "semantic_type.", "role.")
 
 
+# The filters every audit page, export, CLI command and the read API take, by their query names.
+TEXT_FILTERS = ("person", "role", "project", "instance", "database", "column", "action")
+FILTER_NAMES = ("from", "to", "at", *TEXT_FILTERS)
+
+
 class FilterError(ValueError):
     """A filter value that cannot be understood; `field` names it, and `fields` every filter the
     message is about (`from` and `to` for a period that ends before it starts)."""
@@ -65,10 +70,7 @@ class AuditFilter:
     def from_mapping(cls, data: Mapping[str, Any]) -> AuditFilter:
         """Parse `from`, `to`, `at` (ISO date or date-time) and the text filters. A period that ends
         before it starts is an error naming both ends, not an empty result."""
-        text = {
-            name: str(data.get(name) or "").strip()
-            for name in ("person", "role", "project", "instance", "database", "column", "action")
-        }
+        text = {name: str(data.get(name) or "").strip() for name in TEXT_FILTERS}
         for name, value in text.items():
             if _CONTROL.search(value):
                 # PostgreSQL refuses NUL in text, and no key, name or label holds a control character.
@@ -238,13 +240,20 @@ def check_project(flt: AuditFilter, scope: AuditScope) -> None:
 
 
 # Reports whose `action` filter is an event type. Elsewhere it picks what allowed an unmask, the
-# kind of authorisation in force, or a break-glass review state, read as the reports read it.
+# kind of authorisation in force, or a break-glass review state: `report_action` reads it for them.
 EVENT_TYPE_REPORTS = ("events", "policy", "denied")
 _OTHER_ACTIONS: dict[str, tuple[Callable[[str], str], tuple[str, ...]]] = {
     "unmasks": (lambda a: a.rstrip("."), ("grant", "exemption")),
     "in_force": (lambda a: a.rstrip(".").split(".")[0], ("grant", "exemption")),
     "breakglass": (lambda a: a.rsplit(".", 1)[-1], ("pending", "reviewed")),
 }
+
+
+def report_action(flt: AuditFilter, report: str) -> str:
+    """What the `action` filter picks in `report` (`unmasks`, `in_force`, `breakglass`), where it is
+    not an event type; empty when there is no action filter."""
+    part, _ = _OTHER_ACTIONS[report]
+    return part(flt.action) if flt.action else ""
 
 
 def check_action(flt: AuditFilter, report: str) -> None:
@@ -269,6 +278,15 @@ def check_action(flt: AuditFilter, report: str) -> None:
     close = difflib.get_close_matches(flt.action, known, n=1, cutoff=0.6)
     suggestion = f"; did you mean {close[0]!r}?" if close else ""
     raise FilterError("action", f"no event of type {flt.action!r} in the audit log{suggestion}")
+
+
+def checked_filter(data: Mapping[str, Any], scope: AuditScope, report: str) -> AuditFilter:
+    """The filter of `data` for `report` (the web pages, a web export, the CLI): parsed, then
+    refused with FilterError if its project or event type can only match nothing."""
+    flt = AuditFilter.from_mapping(data)
+    check_project(flt, scope)
+    check_action(flt, report)
+    return flt
 
 
 def _json_text_contains(value: str) -> Q:

@@ -29,11 +29,11 @@ from audit.access import audit_scope_for
 from audit.display import EVENT_TYPES, event_rows, present, report_title
 from audit.exports import ExportError, export_job_create, export_path
 from audit.filters import (
+    FILTER_NAMES,
     AuditFilter,
     AuditScope,
     FilterError,
-    check_action,
-    check_project,
+    checked_filter,
     events_matching,
     parse_seq,
 )
@@ -45,7 +45,6 @@ from audit.verification import verification_run_request, verification_status
 
 PAGE_SIZE = 50
 REPORT_PREVIEW_ROWS = 200
-FILTER_NAMES = ("from", "to", "at", "person", "role", "project", "instance", "database", "column", "action")
 
 # Media types by export format (`mimetypes` knows no `.jsonl`, and would serve octet-stream).
 DOWNLOAD_TYPES: dict[str, str] = {
@@ -77,9 +76,7 @@ def _filter_from(
     """The filter of the query string, or the error naming what is wrong with it (a page with a
     filter error shows no rows rather than rows the reader did not ask for)."""
     try:
-        flt = AuditFilter.from_mapping(request.GET)
-        check_project(flt, scope)
-        check_action(flt, report)
+        flt = checked_filter(request.GET, scope, report)
     except FilterError as exc:
         return AuditFilter(), exc
     return flt, None
@@ -237,13 +234,12 @@ def report(request: HttpRequest, scope: AuditScope, key: str) -> HttpResponse:
 def exports(request: HttpRequest, scope: AuditScope) -> HttpResponse:
     """POST queues an export (written by a Celery worker); GET lists the reader's exports."""
     if request.method == "POST":
+        report_key = request.POST.get("report", "events")
         try:
-            flt = AuditFilter.from_mapping(request.POST)
-            check_project(flt, scope)
-            check_action(flt, request.POST.get("report", "events"))
+            flt = checked_filter(request.POST, scope, report_key)
             job = export_job_create(
                 user=request.user,
-                report=request.POST.get("report", "events"),
+                report=report_key,
                 fmt=request.POST.get("format", ""),
                 flt=flt,
             )

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.filters import AuditFilter, AuditScope, events_matching
+from audit.filters import AuditFilter, AuditScope, events_matching, report_action
 from audit.models import AuditEvent
 from audit.reports.common import CHUNK, Row, duration_text
 
@@ -65,7 +65,7 @@ def breakglass_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
             if _is_review(review_event["action"]):
                 reviews[_breakglass_key(review_event)] = dict(review_event)
     now = timezone.now()
-    wanted_status = flt.action.rsplit(".", 1)[-1] if flt.action else ""
+    wanted_status = report_action(flt, "breakglass")
     for key, case in cases.items():
         review = reviews.get(key)
         detail = case["detail"] if isinstance(case["detail"], dict) else {}

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.filters import AuditFilter, AuditScope
+from audit.filters import AuditFilter, AuditScope, report_action
 from audit.models import AuditEvent
 from audit.reports.common import CHUNK, Row, current_state, parse_time, ref_key, request_key
 
@@ -76,7 +76,7 @@ def in_force_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
             }
             if kind == "grant" and (event["detail"] or {}).get("request"):
                 grant_of_request[ref_key(event["detail"]["request"])] = key
-    kind_filter = flt.action.rstrip(".").split(".")[0] if flt.action else ""
+    kind_filter = report_action(flt, "in_force")
     for item in state.values():
         detail = item["detail"] or {}
         expires = parse_time(detail.get("expires_at"))

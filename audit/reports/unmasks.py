@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Q, Sum, TextField
 from django.db.models.functions import Cast
 
-from audit.filters import AuditFilter, AuditScope
+from audit.filters import AuditFilter, AuditScope, report_action
 from audit.models import AccessEvent, AuditEvent, DecisionRecord
 from audit.reports.common import (
     CHUNK,
@@ -207,7 +207,7 @@ def unmask_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
     which grant or exemption, approved by whom, for what reason, and how many rows were returned
     (summed from the access events reported for the same query)."""
     index = _LogIndex()
-    kind_filter = flt.action.rstrip(".") if flt.action else ""
+    kind_filter = report_action(flt, "unmasks")
     for chunk in chunks(_decision_records(flt)):
         auth_ids = {str(e.get("id")) for record in chunk for e in record[7] if e.get("id") is not None}
         request_refs = {str(e["request"]) for record in chunk for e in record[7] if e.get("request")}

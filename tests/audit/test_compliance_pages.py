@@ -30,7 +30,7 @@ from audit.reports import policy_rows
 from audit.selectors import ChainVerification
 from audit.services import SYSTEM, Actor, Target, checkpoint_create, record_event
 from audit.tasks import run_verification, verify_log
-from tests.audit.conftest import CAROL, ERIN, raw_sql
+from tests.audit.conftest import CAROL, ERIN, raw_sql, record_approved_request, record_grant
 from tests.audit.conftest import page as _page
 from tests.jitaccess.workers import (
     celery_worker,
@@ -44,41 +44,6 @@ from tests.jitaccess.workers import (
 pytestmark = pytest.mark.django_db
 
 ANN = Actor(ActorType.USER, "local:1", "Ann")
-
-
-def _request(ref: int, who: Actor, project: str = "shop") -> None:
-    target = Target("request", str(ref), f"REQ-{ref} {project} (email)")
-    record_event(
-        action="request.created",
-        actor=who,
-        channel=Channel.WEB,
-        target=target,
-        project=project,
-        detail={"scope": f"{project} (email)", "reason": "INC-1"},
-    )
-    for action, detail in (
-        ("request.approval_recorded", {"approvals": 1, "required": 1}),
-        ("request.approved", {"approvers": [ERIN.id], "auto_approved": False}),
-    ):
-        record_event(
-            action=action, actor=ERIN, channel=Channel.SLACK, target=target, project=project, detail=detail
-        )
-
-
-def _grant(grant_id: int, ref: int, principal: str, project: str = "shop") -> None:
-    record_event(
-        action="grant.created",
-        actor=ERIN,
-        channel=Channel.SLACK,
-        target=Target("grant", str(grant_id), f"REQ-{ref}"),
-        project=project,
-        detail={
-            "principal": principal,
-            "request": f"REQ-{ref}",
-            "condition": 'resource.column_name in ["email"]',
-            "expires_at": (timezone.now() + timedelta(days=30)).isoformat(),
-        },
-    )
 
 
 def _exemption(exemption_id: int, members: dict | None) -> None:
@@ -112,7 +77,7 @@ def _policy_event(action: str, project: str = "", **detail) -> None:
 
 
 def test_the_event_list_names_events_in_words_and_keeps_the_code_beside_them(client, people):
-    _request(5, ANN)
+    record_approved_request(5, ANN)
     record_event(action="custom.thing_happened", actor=SYSTEM, channel=Channel.SYSTEM, project="shop")
 
     page = _page(client, people["dave"], "audit:events")
@@ -124,7 +89,7 @@ def test_the_event_list_names_events_in_words_and_keeps_the_code_beside_them(cli
 
 
 def test_the_event_page_heading_names_the_event(client, people):
-    _request(5, ANN)
+    record_approved_request(5, ANN)
 
     page = _page(client, people["dave"], "audit:event", 1)
 
@@ -176,10 +141,10 @@ def test_in_force_members_read_as_text_and_principals_as_names(client, people):
     record_event(action="auth.sign_in", actor=CAROL, channel=Channel.WEB)
     _exemption(10, {"users": ["local:3"], "groups": [], "roles": ["support-agents"], "service_accounts": []})
     _exemption(11, None)
-    _request(5, ANN)
-    _grant(21, 5, "user:1")
-    _grant(22, 77, "user:9")  # its request is not in the log
-    _grant(23, 5, "sa:etl-loader")
+    record_approved_request(5, ANN)
+    record_grant(21, 5, "user:1")
+    record_grant(22, 77, "user:9")  # its request is not in the log
+    record_grant(23, 5, "sa:etl-loader")
 
     page = _page(client, people["dave"], "audit:report", "in_force")
 
@@ -220,8 +185,8 @@ def test_the_exports_table_names_the_report_and_its_filters(client, people):
 def test_the_pdf_uses_names_and_words(tmp_path, people):
     from tests.audit.test_exports import _pdf_pages_and_text
 
-    _request(5, ANN)
-    _grant(21, 5, "user:1")
+    record_approved_request(5, ANN)
+    record_grant(21, 5, "user:1")
     _policy_event("role.created")
     out = tmp_path / "summary.pdf"
 
@@ -244,7 +209,7 @@ def test_policy_history_includes_approval_policies_roles_and_project_settings(pe
     _policy_event("slack.route_changed", "shop", channel="#approvals")
     _policy_event("policy_change.submitted", projects=["shop"], summary={})
     _policy_event("policy.version_created", number=3)
-    _request(5, ANN)  # not a policy change
+    record_approved_request(5, ANN)  # not a policy change
 
     everything = [r[2] for r in policy_rows(AuditFilter(), EVERYTHING)]
     shop = [r[2] for r in policy_rows(AuditFilter(), AuditScope(frozenset({"shop"})))]
@@ -323,7 +288,7 @@ def test_the_policy_page_shows_approval_policy_changes_in_words(client, people):
 
 
 def _log_with_checkpoint() -> None:
-    _request(5, ANN)
+    record_approved_request(5, ANN)
     checkpoint_create()
 
 
@@ -509,7 +474,7 @@ def test_a_project_outside_the_readers_scope_is_named(client, people, project):
 
 
 def test_an_unknown_project_for_a_reader_of_everything_is_named_with_a_hint(client, people):
-    _request(5, ANN)
+    record_approved_request(5, ANN)
     staff = people["staff"]
 
     unknown = _page(client, staff, "audit:report", "in_force", project="nope")
@@ -544,7 +509,7 @@ def test_the_verification_summary_counts_in_the_singular_when_there_is_one():
 
 
 def test_the_dashboard_counts_one_approval_in_the_singular(client, people):
-    _request(5, ANN)
+    record_approved_request(5, ANN)
 
     page = _page(client, people["dave"], "audit:dashboard")
 

@@ -25,6 +25,25 @@ pytestmark = pytest.mark.django_db
 EMAIL = ColumnKey("prod-pg", "shop", "public", "customers", "email")
 
 
+def _email_decision(user: str, query_id: str) -> str:
+    """What the SQL proxy is told for `user` reading the email column (recording the decision)."""
+    result = decide_columns(
+        service_account="sql-proxy",
+        principal_spec={"user": user},
+        asserted_groups=[],
+        query_id=query_id,
+        columns=[EMAIL],
+    )
+    return result.decisions[0].action
+
+
+def _unmask_report() -> list[dict]:
+    """The "who saw unmasked data" report, each row by column name."""
+    return [
+        dict(zip(REPORTS["unmasks"].columns, r, strict=True)) for r in unmask_rows(AuditFilter(), EVERYTHING)
+    ]
+
+
 @pytest.fixture
 def approved_request(shop):
     make_shop_policy()
@@ -51,14 +70,7 @@ def approved_request(shop):
 
 def test_a_real_unmask_is_reported_with_its_request_and_approver(approved_request):
     request, _, _ = approved_request
-    result = decide_columns(
-        service_account="sql-proxy",
-        principal_spec={"user": "alice"},
-        asserted_groups=[],
-        query_id="q-1",
-        columns=[EMAIL],
-    )
-    assert result.decisions[0].action == "unmask"
+    assert _email_decision("alice", "q-1") == "unmask"
     record_access_events(
         service_account="sql-proxy",
         events=[
@@ -74,9 +86,7 @@ def test_a_real_unmask_is_reported_with_its_request_and_approver(approved_reques
         ],
     )
 
-    rows = [
-        dict(zip(REPORTS["unmasks"].columns, r, strict=True)) for r in unmask_rows(AuditFilter(), EVERYTHING)
-    ]
+    rows = _unmask_report()
 
     assert len(rows) == 1
     row = rows[0]
@@ -115,18 +125,9 @@ def test_a_real_break_glass_unmask_is_reported_as_taken_without_approval(shop):
         reason="SEV1 checkout down",
         channel=Channel.WEB,
     )
-    decided = decide_columns(
-        service_account="sql-proxy",
-        principal_spec={"user": "erin"},
-        asserted_groups=[],
-        query_id="q-sev1",
-        columns=[EMAIL],
-    )
-    assert decided.decisions[0].action == "unmask"
+    assert _email_decision("erin", "q-sev1") == "unmask"
 
-    rows = [
-        dict(zip(REPORTS["unmasks"].columns, r, strict=True)) for r in unmask_rows(AuditFilter(), EVERYTHING)
-    ]
+    rows = _unmask_report()
 
     assert [(r["person"], r["request"], r["request_reason"]) for r in rows] == [
         ("Erin Oncall", request.ref, "SEV1 checkout down")

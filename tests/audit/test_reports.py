@@ -28,7 +28,7 @@ from audit.services import (
     record_event,
     record_unmask_decisions,
 )
-from tests.audit.conftest import CAROL, ERIN
+from tests.audit.conftest import CAROL, ERIN, record_approved_request, record_grant
 
 pytestmark = pytest.mark.django_db
 
@@ -43,62 +43,6 @@ FEB = datetime(2026, 2, 16, 9, 0, tzinfo=UTC)
 
 def _at(moment: datetime):
     return time_machine.travel(moment, tick=False)
-
-
-def _request(ref_id: int, project: str, who: Actor, approver: Actor, reason: str, minutes: int) -> None:
-    """What jitaccess records for a request that gets approved, in the shapes it uses."""
-    target = Target("request", str(ref_id), f"REQ-{ref_id} {project}")
-    record_event(
-        action="request.created",
-        actor=who,
-        channel=Channel.WEB,
-        target=target,
-        project=project,
-        detail={"scope": f"{project} (email)", "duration_s": 7200, "reason": reason},
-    )
-    with _at(datetime.now(UTC) + timedelta(minutes=minutes)):
-        record_event(
-            action="request.approval_recorded",
-            actor=approver,
-            channel=Channel.SLACK,
-            target=target,
-            project=project,
-            detail={"approvals": 1, "required": 1},
-        )
-        record_event(
-            action="request.approved",
-            actor=approver,
-            channel=Channel.SLACK,
-            target=target,
-            project=project,
-            detail={"approvers": [approver.id], "auto_approved": False},
-        )
-
-
-def _grant(
-    grant_id: int,
-    ref_id: int,
-    project: str,
-    principal: str,
-    instance: str,
-    database: str,
-    column: str,
-    hours: int = 2,
-) -> None:
-    record_event(
-        action="grant.created",
-        actor=BOB,
-        channel=Channel.SLACK,
-        target=Target("grant", str(grant_id), f"REQ-{ref_id}"),
-        project=project,
-        detail={
-            "principal": principal,
-            "request": f"REQ-{ref_id}",
-            "condition": f'resource.instance_id == "{instance}" && resource.database_name == "{database}"'
-            f' && resource.column_name in ["{column}"]',
-            "expires_at": (datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
-        },
-    )
 
 
 def _decision(person: str, pid: str, entries: list[dict], query_id: str) -> None:
@@ -131,10 +75,22 @@ def log():
                 "members": {"users": [], "groups": [], "roles": ["support-agents"], "service_accounts": []},
             },
         )
-        _request(5, "shop", ALICE, BOB, "INC-4711 refund mismatch", minutes=30)
-        _grant(11, 5, "shop", "user:1", "prod-pg", "shop", "email", hours=24 * 60)
-        _request(6, "analytics", CAROL, BOB, "quarterly report", minutes=90)
-        _grant(21, 6, "analytics", "user:3", "warehouse", "analytics", "ip", hours=24 * 60)
+        record_approved_request(5, ALICE, approver=BOB, reason="INC-4711 refund mismatch", minutes=30)
+        record_grant(11, 5, "user:1", days=60, by=BOB)
+        record_approved_request(
+            6, CAROL, project="analytics", approver=BOB, reason="quarterly report", minutes=90
+        )
+        record_grant(
+            21,
+            6,
+            "user:3",
+            project="analytics",
+            instance="warehouse",
+            database="analytics",
+            column="ip",
+            days=60,
+            by=BOB,
+        )
     with _at(FEB):
         _decision(
             "Alice Engineer",

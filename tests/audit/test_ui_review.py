@@ -17,7 +17,14 @@ from audit.filters import EVERYTHING, AuditFilter, AuditScope
 from audit.models import ActorType, AuditEvent, Channel, ExportJob, ExportState
 from audit.reports import unmask_summary
 from audit.reports.dashboard import short_column_label
-from audit.services import SYSTEM, Actor, Target, record_event
+from audit.services import (
+    SYSTEM,
+    Actor,
+    Target,
+    record_access_events,
+    record_event,
+    record_unmask_decisions,
+)
 from tests.audit.conftest import CAROL, ERIN
 from tests.audit.conftest import page as _page
 
@@ -229,18 +236,42 @@ def test_the_pdf_projects_line_is_the_filter_or_else_the_readers_scope():
     assert _projects_text(AuditFilter(), EVERYTHING) == "all"
 
 
-def test_rows_returned_is_unknown_not_zero_until_reported(monkeypatch):
-    def row(record: int, rows_returned: int | None) -> tuple:
-        values: list = [None] * 19
-        values[0], values[1], values[7] = timezone.now(), "Alice Example", ["orders.email"]
-        values[17], values[18] = rows_returned, record
-        return tuple(values)
+def test_rows_returned_is_unknown_not_zero_until_reported():
+    column = "prod-pg/shop/public.orders.email"
 
-    monkeypatch.setattr("audit.reports.unmasks.unmask_rows", lambda flt, scope: iter([row(1, None)]))
+    def unmasked(query_id: str, row_count: int | None = None) -> None:
+        """A decision that unmasked for Alice, and the proxy's report of the rows it returned."""
+        record_unmask_decisions(
+            service_account="sql-proxy",
+            principal_type="user",
+            principal_id="2",
+            principal_name="Alice Example",
+            query_id=query_id,
+            policy_version=1,
+            asserted_groups=[],
+            unmasked=[{"column": column, "reason": "grant", "id": 1}],
+        )
+        if row_count is not None:
+            record_access_events(
+                service_account="sql-proxy",
+                events=[
+                    {
+                        "occurred_at": timezone.now(),
+                        "principal_type": "user",
+                        "principal": "alice",
+                        "query_id": query_id,
+                        "unmasked_columns": [column],
+                        "masked_columns": [],
+                        "row_count": row_count,
+                    }
+                ],
+            )
+
+    unmasked("q-1")
     assert unmask_summary(AuditFilter(), EVERYTHING)[0][3] is None
 
-    rows = [row(1, None), row(2, 0), row(3, 5)]
-    monkeypatch.setattr("audit.reports.unmasks.unmask_rows", lambda flt, scope: iter(rows))
+    unmasked("q-2", row_count=0)
+    unmasked("q-3", row_count=5)
     assert unmask_summary(AuditFilter(), EVERYTHING)[0][3] == 5
 
 

@@ -26,18 +26,16 @@ from audit.archive import ArchiveError, archive_before
 from audit.exports import ExportError, cli_actor, csv_cell, verify_export, write_export
 from audit.filters import (
     EVERYTHING,
+    FILTER_NAMES,
     AuditFilter,
     FilterError,
-    check_action,
-    check_project,
+    checked_filter,
     events_matching,
     parse_seq,
 )
 from audit.models import Channel, ExportFormat
 from audit.reports import REPORTS
 from audit.selectors import verify_chain
-
-FILTER_OPTIONS = ("from", "to", "at", "person", "role", "project", "instance", "database", "column", "action")
 
 
 def _add_filters(parser: CommandParser) -> None:
@@ -139,10 +137,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _filter(self, options: dict[str, Any]) -> AuditFilter:
-        flt = AuditFilter.from_mapping({name: options.get(name) for name in FILTER_OPTIONS})
-        check_project(flt, EVERYTHING)
-        check_action(flt, options["report"])
-        return flt
+        return checked_filter(
+            {name: options.get(name) for name in FILTER_NAMES}, EVERYTHING, options["report"]
+        )
 
     def _verify(self, options: dict[str, Any]) -> None:
         expect = {}
