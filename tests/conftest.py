@@ -91,3 +91,13 @@ def _fresh_decision_caches():
     yield
     decision_caches.clear()
     token_cache_clear()
+
+
+@pytest.fixture
+def demo(db):
+    """The demo company (`make run`'s data), its people by username."""
+    from identity.models import User
+    from jitaccess.demo import load_demo_data
+
+    load_demo_data()
+    return {u.username: u for u in User.objects.all()}

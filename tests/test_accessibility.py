@@ -18,7 +18,6 @@ from django.conf import settings
 from django.urls import reverse
 
 from identity.models import User
-from jitaccess.demo import load_demo_data
 from jitaccess.models import AccessRequest
 from masking.models import Database
 
@@ -74,12 +73,6 @@ def parse(html: str) -> Page:
     parsed = Page()
     parsed.feed(html)
     return parsed
-
-
-@pytest.fixture
-def demo(db) -> dict[str, User]:
-    load_demo_data()
-    return {u.username: u for u in User.objects.all()}
 
 
 def pages_of(demo: dict[str, User]) -> list[tuple[str, str]]:

@@ -16,7 +16,6 @@ from django.views import defaults
 from config import urls as config_urls
 from config.context_processors import menu_for, navigation
 from identity.models import User
-from jitaccess.demo import load_demo_data
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -27,12 +26,6 @@ POLICY = {"Catalog", "Policy", "Rules", "Policy versions", "Policy insights", "B
 AUDIT = {"Audit", "Audit events", "Audit exports"}
 ADMIN = {"Admin site"}
 SERVICE_ACCOUNTS = {"Service accounts"}
-
-
-@pytest.fixture
-def demo(db) -> dict[str, User]:
-    load_demo_data()
-    return {u.username: u for u in User.objects.all()}
 
 
 def main_menu(client, user: User) -> str:
