@@ -52,22 +52,6 @@ def chain_hash(prev_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
 
 
-def canonical_event_around_seq(**fields: Any) -> tuple[str, str]:
-    """The canonical form of an event whose seq is not known yet, as the text before and after it:
-    `prefix + str(seq) + suffix == canonical_event(seq=seq, **fields).decode()`.
-
-    Lets the database, which assigns the seq under the chain-head lock, finish the hash in the same
-    statement (see `audit.services.record_event`). Sorted keys put `seq` between `project` and
-    `target_id`, so both halves are never empty.
-    """
-    body = json.loads(canonical_event(seq=0, **fields))
-    del body["seq"]
-    before = {k: v for k, v in body.items() if k < "seq"}
-    after = {k: v for k, v in body.items() if k > "seq"}
-    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-    return dumps(before)[:-1] + ',"seq":', "," + dumps(after)[1:]
-
-
 # Decision records and access events are sealed into the chain in batches (see
 # `audit.services.seal_decisions`): their canonical forms, in id order, are digested with SHA-256.
 DECISION_RECORD_FIELDS = (

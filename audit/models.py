@@ -1,8 +1,10 @@
 """The append-only, hash-chained audit log.
 
 Each event stores the SHA-256 of its canonical form chained to the previous event's hash, so
-editing, deleting or inserting a row behind Veil's back breaks the chain at that row. On
-PostgreSQL, triggers refuse UPDATE, DELETE and TRUNCATE outright. `audit` imports no other Veil app:
+editing, deleting or inserting a row behind Veil's back breaks the chain at that row, and a MAC
+of that hash keyed outside the database, so re-chaining a rewritten tail does not hide it. On
+PostgreSQL, triggers refuse UPDATE, DELETE and TRUNCATE, and the runtime role has no privilege to
+do them at all (`manage.py audit db-roles`). `audit` imports no other Veil app:
 callers describe actors and targets with plain values.
 """
 
@@ -46,6 +48,12 @@ class AuditEvent(models.Model):
     detail = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    mac = models.CharField(
+        max_length=64,
+        blank=True,
+        db_default="",
+        help_text="HMAC of seq and hash with a key kept outside the database (audit.signing.event_mac).",
+    )
 
     class Meta:
         ordering = ["seq"]

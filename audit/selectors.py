@@ -3,12 +3,14 @@
 `verify_chain` is what `manage.py audit verify`, every export manifest and the archive use. In one
 pass over the events in chain order it checks:
 
-- each event's hash and link (an edited, deleted or inserted event breaks the chain there);
+- each event's hash and link (an edited, deleted or inserted event breaks the chain there), and its
+  MAC, keyed outside the database (a tail rewritten and re-chained breaks at the first event changed);
 - the chain's start: event #1 after the genesis hash, or the signed archive boundary;
 - every signed checkpoint: its signature, and that the event it names is still there with that hash
   (a cut tail, where events and chain head were both rolled back, leaves checkpoints past the end);
 - every `audit.decisions_sealed` event: the decision records and access events in its id range
-  still digest to what was sealed, and the ranges follow one another with no gap;
+  still digest to what was sealed, the ranges follow one another with no gap, and no id inside a
+  range was missing when it was sealed (a row deleted before its seal);
 - the chain head.
 """
 
@@ -19,6 +21,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +41,7 @@ from audit.chain import (
     chain_hash,
 )
 from audit.models import AccessEvent, ArchiveBoundary, AuditEvent, ChainHead, Checkpoint, DecisionRecord
+from audit.published import PublishedCheckpointError, read_published
 
 logger = logging.getLogger(__name__)
 
@@ -168,35 +172,53 @@ def latest_boundary() -> ArchiveBoundary | None:
 
 @dataclass(frozen=True)
 class SealedRange:
-    """Rows with after_id < id <= last_id: how many, and the SHA-256 of their canonical forms."""
+    """Rows with after_id < id <= last_id: how many, the SHA-256 of their canonical forms, and the
+    ids of the range that have no row (`missing`, as [first, last] runs)."""
 
     after_id: int
     last_id: int
     count: int
     sha256: str
+    missing: list[list[int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def digest_range(
-    table: str, *, after_id: int, last_id: int, limit: int | None = None, chunk_size: int = 2000
+    table: str,
+    *,
+    after_id: int,
+    last_id: int,
+    limit: int | None = None,
+    chunk_size: int = 2000,
+    contiguous_from: int | None = None,
 ) -> SealedRange:
     """Digest the rows of a sealed table in (after_id, last_id], in id order, in constant memory.
 
-    With `limit`, stops after that many rows and ends the range at the last row read.
+    With `limit`, stops after that many rows and ends the range at the last row read. Ids are
+    expected without a gap from `contiguous_from` (default after_id + 1; None-like 0 means "from the
+    first row", for the very first seal of a log): each run of absent ids is listed in `missing`,
+    so a row deleted before it was sealed is named in the seal instead of vanishing unnoticed.
     """
     model, fields = SEALED_TABLES[table]
     rows = model._default_manager.filter(id__gt=after_id, id__lte=last_id).order_by("id").values_list(*fields)
     if limit is not None:
         rows = rows[:limit]
     digest, count, last_seen = hashlib.sha256(), 0, after_id
+    expected = after_id + 1 if contiguous_from is None else contiguous_from
+    missing: list[list[int]] = []
     for values in rows.iterator(chunk_size=chunk_size):
         digest.update(canonical_row(fields, values))
         digest.update(b"\n")
+        if expected and values[0] > expected:
+            missing.append([expected, values[0] - 1])
+        expected = values[0] + 1
         count, last_seen = count + 1, values[0]
     end = last_seen if limit is not None and count >= limit else last_id
-    return SealedRange(after_id, end, count, digest.hexdigest())
+    if expected and end >= expected and count:
+        missing.append([expected, end])
+    return SealedRange(after_id, end, count, digest.hexdigest(), missing)
 
 
 def ids_before_boundary(boundary: ArchiveBoundary | None) -> dict[str, int]:
@@ -230,9 +252,11 @@ def committed_watermark(table: str) -> int:
     model, _ = SEALED_TABLES[table]
     with transaction.atomic():
         if connection.vendor == "postgresql":
+            # The runtime role may not lock the table itself (it has no UPDATE or DELETE on it): the
+            # function, owned by the migrating role, takes the lock (migration 0007).
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '500ms'")
-                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN SHARE MODE")
+                cursor.execute("SELECT audit_committed_watermark(%s)", [model._meta.db_table])
+                return int(cursor.fetchone()[0])
         return model._default_manager.aggregate(m=Max("id"))["m"] or 0
 
 
@@ -264,7 +288,9 @@ def _event_hash(row: tuple[Any, ...], prev_hash: str) -> str:
 def event_content_matches(event: AuditEvent) -> bool:
     """True if one event's stored fields still hash to its stored hash (given its prev_hash)."""
     row = tuple(getattr(event, name) for name in EVENT_FIELDS)
-    return _event_hash(row, event.prev_hash) == event.hash
+    if _event_hash(row, event.prev_hash) != event.hash:
+        return False
+    return not event.mac or signing.event_mac_matches(event.seq, event.hash, event.mac)
 
 
 class _SealChecker:
@@ -320,6 +346,14 @@ class _SealChecker:
                 actual = digest_range(table, after_id=after_id, last_id=last_id)
             else:
                 actual = self._digest_next(table, after_id, last_id)
+            for first, last in sealed.get("missing") or []:
+                ids = f"#{first}" if first == last else f"#{first}-#{last}"
+                breaks.append(
+                    ChainBreak(
+                        seq,
+                        f"{table} {ids} missing when sealed: deleted before sealing (or never committed)",
+                    )
+                )
             if (actual.count, actual.sha256) != (sealed.get("count"), sealed.get("sha256")):
                 breaks.append(
                     ChainBreak(
@@ -352,13 +386,13 @@ class _SealChecker:
 
 
 def _event_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
-    """Every event in chain order as EVENT_FIELDS. On PostgreSQL the time arrives as the canonical
-    ISO text, which spares parsing and re-printing a million timestamps."""
+    """Every event in chain order as EVENT_FIELDS and its MAC. On PostgreSQL the time arrives as the
+    canonical ISO text, which spares parsing and re-printing a million timestamps."""
     events = AuditEvent.objects.order_by("seq")
     if connection.vendor != "postgresql":
-        return events.values_list(*EVENT_FIELDS).iterator(chunk_size=chunk_size)
+        return events.values_list(*EVENT_FIELDS, "mac").iterator(chunk_size=chunk_size)
     iso = "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-    fields = [f if f != "occurred_at" else "occurred_iso" for f in EVENT_FIELDS]
+    fields = [f if f != "occurred_at" else "occurred_iso" for f in (*EVENT_FIELDS, "mac")]
     return (
         events.annotate(occurred_iso=RawSQL(iso, ()))  # noqa: S611 - a constant expression
         .values_list(*fields)
@@ -383,11 +417,18 @@ def verify_chain(*, chunk_size: int = 5000, expect: dict[int, str] | None = None
     Reports breaks by the event they name; `first_break` is what `audit verify` prints. A chain break
     stops the walk (nothing after it can be trusted); seal and checkpoint failures are collected.
     `expect` maps seqs to hashes held outside the database (a checkpoint line from the logs, the
-    `last_seq`/`last_hash` of an old manifest): each must still be in the chain.
+    `last_seq`/`last_hash` of an old manifest): each must still be in the chain, as must every
+    checkpoint published to `AUDIT_CHECKPOINT_PATH`.
     """
     expect = dict(expect or {})
     keys = signing.verification_keys()
     result = ChainVerification(events_checked=0, breaks=[])
+    if settings.AUDIT_CHECKPOINT_PATH and Path(settings.AUDIT_CHECKPOINT_PATH).exists():
+        try:
+            for seq, digest in read_published(Path(settings.AUDIT_CHECKPOINT_PATH)).items():
+                expect.setdefault(seq, digest)
+        except (PublishedCheckpointError, OSError) as exc:
+            result.warnings.append(f"published checkpoints not used: {exc}")
     boundary = latest_boundary()
     prev_hash, expected_seq = GENESIS_HASH, 1
     if boundary is not None:
@@ -408,8 +449,10 @@ def verify_chain(*, chunk_size: int = 5000, expect: dict[int, str] | None = None
     checkpoints = _checkpoints(expected_seq)
     pending_cp = next(checkpoints, None)
     archive_event_seen = boundary is None
+    # Events written before per-event MACs (migration 0007) have none; once one has, all later must.
+    macs_seen, without_mac = False, 0
     for row in _event_rows(chunk_size):
-        seq, action, detail, stored_prev, stored_hash = row[0], row[5], row[11], row[12], row[13]
+        seq, action, detail, stored_prev, stored_hash, mac = row[0], row[5], *row[11:15]
         result.events_checked += 1
         if seq != expected_seq:
             result.breaks.append(ChainBreak(seq, f"expected event #{expected_seq}, found #{seq}"))
@@ -420,6 +463,15 @@ def verify_chain(*, chunk_size: int = 5000, expect: dict[int, str] | None = None
         if _event_hash(row, prev_hash) != stored_hash:
             result.breaks.append(ChainBreak(seq, "content does not match its hash (edited)"))
             return result
+        if mac or macs_seen:
+            macs_seen = True
+            if not signing.event_mac_matches(seq, stored_hash, mac):
+                result.breaks.append(
+                    ChainBreak(seq, "does not match its MAC (changed and re-chained without Veil's key)")
+                )
+                return result
+        else:
+            without_mac = seq
         if seq in expect and expect.pop(seq) != stored_hash:
             result.breaks.append(ChainBreak(seq, "does not match the hash held outside the database"))
         while pending_cp is not None and pending_cp.seq == seq:
@@ -471,6 +523,11 @@ def verify_chain(*, chunk_size: int = 5000, expect: dict[int, str] | None = None
         result.breaks.append(ChainBreak(expected_seq, "no audit.archived event records the archive boundary"))
     seals.finish(result, result.first_seq)
     result.seals_checked = seals.checked
+    if without_mac:
+        result.warnings.append(
+            f"events #{result.first_seq}-#{without_mac} predate per-event MACs: a rewrite there is "
+            "found only up to the checkpoint after it"
+        )
     _warn_about_stale_checkpoints(result)
     return result
 

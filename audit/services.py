@@ -20,9 +20,10 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from audit import signing
-from audit.chain import canonical_event, canonical_event_around_seq, chain_hash
+from audit.chain import canonical_event, chain_hash
 from audit.decision_log import write_decision_record
 from audit.models import AccessEvent, ActorType, AuditEvent, ChainHead, Channel, Checkpoint
+from audit.published import publish_checkpoint
 from audit.selectors import (
     SEAL_ACTION,
     SEALED_TABLES,
@@ -30,6 +31,7 @@ from audit.selectors import (
     committed_watermark,
     digest_range,
     last_sealed_ids,
+    latest_boundary,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,26 +62,21 @@ def _jsonable(detail: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(detail or {}, cls=DjangoJSONEncoder))
 
 
-# Lock the head, insert the event with its hash and move the head, in one round trip: the chain then
-# costs a writer little more than a plain insert (docs/performance-audit.md). The hash is the same
-# SHA-256(prev_hash + canonical form) as `chain_hash`; Python supplies the canonical text around the
-# seq, which only the locked head knows. `audit verify` recomputes every hash in Python.
+# Lock the head, then insert the event and move the head in one statement: two round trips. The hash
+# and the MAC are computed here, not in SQL, because the MAC's key must never reach the database.
+_LOCK_HEAD_SQL = "SELECT seq, hash FROM audit_chainhead WHERE id = 1 FOR UPDATE"
 _APPEND_SQL = """
-WITH head AS (SELECT seq, hash FROM audit_chainhead WHERE id = 1 FOR UPDATE),
-event AS (
+WITH event AS (
     INSERT INTO audit_auditevent (seq, occurred_at, actor_type, actor_id, actor_name, action, target_type,
-        target_id, target_repr, project, channel, detail, prev_hash, hash)
-    SELECT head.seq + 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, head.hash,
-        encode(sha256(convert_to(head.hash || %s || (head.seq + 1)::text || %s, 'UTF8')), 'hex')
-    FROM head
-    RETURNING id, seq, prev_hash, hash
+        target_id, target_repr, project, channel, detail, prev_hash, hash, mac)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    RETURNING id
 ),
-moved AS (
-    UPDATE audit_chainhead SET seq = event.seq, hash = event.hash FROM event WHERE audit_chainhead.id = 1
-)
-SELECT id, seq, prev_hash, hash FROM event
+moved AS (UPDATE audit_chainhead SET seq = %s, hash = %s WHERE id = 1)
+SELECT id FROM event
 """
 _FIELD_ORDER = (
+    "seq",
     "occurred_at",
     "actor_type",
     "actor_id",
@@ -93,18 +90,26 @@ _FIELD_ORDER = (
 )
 
 
-def _append_in_one_statement(fields: dict[str, Any]) -> AuditEvent | None:
-    """PostgreSQL: append `fields` as the next event. None if there is no chain head row yet."""
-    prefix, suffix = canonical_event_around_seq(**fields)
-    params = [fields[name] for name in _FIELD_ORDER] + [json.dumps(fields["detail"]), prefix, suffix]
+def _append_postgresql(fields: dict[str, Any]) -> AuditEvent | None:
+    """Append `fields` as the next event. None if there is no chain head row yet."""
     with connection.cursor() as cursor:
+        cursor.execute(_LOCK_HEAD_SQL)
+        head = cursor.fetchone()
+        if head is None:
+            return None
+        event = _chained(fields, prev_seq=head[0], prev_hash=head[1])
+        params = [getattr(event, name) for name in _FIELD_ORDER]
+        params += [json.dumps(event.detail), event.prev_hash, event.hash, event.mac, event.seq, event.hash]
         cursor.execute(_APPEND_SQL, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    event = AuditEvent(id=row[0], seq=row[1], prev_hash=row[2], hash=row[3], **fields)
+        event.id = cursor.fetchone()[0]
     event._state.adding, event._state.db = False, connection.alias
     return event
+
+
+def _chained(fields: dict[str, Any], *, prev_seq: int, prev_hash: str) -> AuditEvent:
+    seq = prev_seq + 1
+    digest = chain_hash(prev_hash, canonical_event(seq=seq, **fields))
+    return AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, mac=signing.event_mac(seq, digest), **fields)
 
 
 @transaction.atomic
@@ -137,17 +142,16 @@ def record_event(
         "detail": _jsonable(detail),
     }
     if connection.vendor == "postgresql":
-        event = _append_in_one_statement(fields)
+        event = _append_postgresql(fields)
         if event is None:  # the very first event: there is no chain head yet
             ChainHead.objects.get_or_create(id=1)
-            event = _append_in_one_statement(fields)
+            event = _append_postgresql(fields)
         assert event is not None
         return event
     head, _ = ChainHead.objects.select_for_update().get_or_create(id=1)
-    fields["seq"] = head.seq + 1
-    digest = chain_hash(head.hash, canonical_event(**fields))
-    event = AuditEvent.objects.create(prev_hash=head.hash, hash=digest, **fields)
-    head.seq, head.hash = event.seq, digest
+    event = _chained(fields, prev_seq=head.seq, prev_hash=head.hash)
+    event.save(force_insert=True)
+    head.seq, head.hash = event.seq, event.hash
     head.save(update_fields=["seq", "hash"])
     return event
 
@@ -194,8 +198,9 @@ def seal_decisions(*, max_rows: int = 50_000) -> AuditEvent | None:
     """Fold the decision records and access events written since the last seal into the chain.
 
     Appends one `audit.decisions_sealed` event whose detail holds, per table, the id range
-    (after_id, last_id], the row count and the SHA-256 of the rows' canonical forms; `verify_chain`
-    re-digests them. Only rows below the committed watermark are sealed, so a row that commits late
+    (after_id, last_id], the row count, the SHA-256 of the rows' canonical forms and the ids of the
+    range that have no row (`missing`: deleted before sealing); `verify_chain` re-digests them and
+    reports every missing id. Only rows below the committed watermark are sealed, so a row that commits late
     is never skipped. At most `max_rows` per table per event; call again to continue.
 
     Idempotency key: the last sealed ids, read from the chain. The digests are computed without the
@@ -206,6 +211,10 @@ def seal_decisions(*, max_rows: int = 50_000) -> AuditEvent | None:
     released at once, not held until an enclosing transaction ends.
     """
     claimed = last_sealed_ids()
+    # A table's first sealed rows start wherever its ids start (a test database's, or a restored
+    # one's, need not start at 1); after that, and after an archive boundary, every seal expects the
+    # ids right after the previous one.
+    from_first_row = latest_boundary() is None
     try:
         ranges = {
             table: digest_range(
@@ -213,6 +222,7 @@ def seal_decisions(*, max_rows: int = 50_000) -> AuditEvent | None:
                 after_id=claimed[table],
                 last_id=max(claimed[table], committed_watermark(table)),
                 limit=max_rows,
+                contiguous_from=0 if from_first_row and claimed[table] == 0 else None,
             )
             for table in SEALED_TABLES
         }
@@ -221,6 +231,13 @@ def seal_decisions(*, max_rows: int = 50_000) -> AuditEvent | None:
         return None
     if not any(r.count for r in ranges.values()):
         return None
+    for table, sealed in ranges.items():
+        if sealed.missing:
+            logger.error(
+                "audit seal: %s ids %s are missing (deleted before sealing, or never committed)",
+                table,
+                ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in sealed.missing),
+            )
     with transaction.atomic():
         ChainHead.objects.select_for_update().get_or_create(id=1)
         if last_sealed_ids() != claimed:
@@ -238,7 +255,8 @@ def checkpoint_create() -> Checkpoint | None:
     last checkpoint, or if the head names an event that is not there (a broken log is not signed:
     it is logged as an error for someone to run `audit verify`).
 
-    The signed checkpoint is also logged, so a copy lives outside the database.
+    The signed checkpoint is also published outside the database once committed (a log line, and
+    the file and webhook of `audit.published`), where a database rewrite cannot take it back.
     """
     head = ChainHead.objects.filter(id=1).first()
     if head is None or head.seq == 0:
@@ -259,12 +277,5 @@ def checkpoint_create() -> Checkpoint | None:
             )
     except IntegrityError:  # another worker signed the same head first
         return None
-    logger.info(
-        "audit checkpoint seq=%s hash=%s signed_at=%s key_id=%s signature=%s",
-        checkpoint.seq,
-        checkpoint.hash,
-        signed_at.isoformat(),
-        key_id,
-        signature,
-    )
+    transaction.on_commit(lambda: publish_checkpoint(checkpoint))
     return checkpoint

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -69,6 +70,33 @@ def verification_keys() -> dict[str, Ed25519PublicKey]:
     keys = [_derive(secret) for secret in settings.AUDIT_PREVIOUS_SIGNING_KEYS]
     keys.append(current_key())
     return {key.key_id: key.public for key in keys}
+
+
+@lru_cache(maxsize=8)
+def _mac_key(secret: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"veil-audit-event-mac/v1", info=b"hmac").derive(
+        secret.encode()
+    )
+
+
+def event_mac(seq: int, event_hash: str) -> str:
+    """HMAC-SHA256 of an event's position and chained hash, with a key derived from the signing key.
+
+    The chain's SHA-256 proves order and content only to someone who cannot recompute it; a role
+    that can rewrite rows can also re-chain them. The MAC cannot be recomputed without the key kept
+    outside the database, so a rewritten, re-chained event is found at the first one changed.
+    """
+    return hmac.new(_mac_key(settings.VEIL_SIGNING_KEY), f"{seq}:{event_hash}".encode(), "sha256").hexdigest()
+
+
+def event_mac_matches(seq: int, event_hash: str, mac: str) -> bool:
+    """True if `mac` was made for (seq, hash) with the current key or a previous one."""
+    message = f"{seq}:{event_hash}".encode()
+    secrets = [settings.VEIL_SIGNING_KEY, *settings.AUDIT_PREVIOUS_SIGNING_KEYS]
+    return any(
+        hmac.compare_digest(hmac.new(_mac_key(secret), message, "sha256").hexdigest(), mac)
+        for secret in secrets
+    )
 
 
 def public_key_from_b64(value: str) -> Ed25519PublicKey:

@@ -349,6 +349,10 @@ AUDIT_CHECKPOINT_INTERVAL_S = envint("AUDIT_CHECKPOINT_INTERVAL_S", 300)
 AUDIT_PREVIOUS_SIGNING_KEYS = envlist("AUDIT_PREVIOUS_SIGNING_KEYS")
 AUDIT_EXPORT_DIR = Path(env("AUDIT_EXPORT_DIR", str(VAR_DIR / "audit-exports")))
 AUDIT_ARCHIVE_DIR = Path(env("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive")))
+# Every signed checkpoint is also logged, and appended to this file and POSTed to this URL when set:
+# copies outside the database that `audit verify` holds the chain to (audit/published.py).
+AUDIT_CHECKPOINT_PATH = env("AUDIT_CHECKPOINT_PATH")
+AUDIT_CHECKPOINT_WEBHOOK_URL = env("AUDIT_CHECKPOINT_WEBHOOK_URL")
 CELERY_BEAT_SCHEDULE |= {
     "audit-seal-decisions": {"task": "audit.tasks.seal_decisions", "schedule": float(AUDIT_SEAL_INTERVAL_S)},
     "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S)},
