@@ -1,0 +1,94 @@
+"""Masking DataRows on the wire, per column, in text or binary format.
+
+A masker (from the data path) takes the text a column's value has in text format and returns the
+masked text, or None for SQL NULL. Text format: the value is decoded from the client encoding,
+masked and encoded back. Binary format has no text to hand to a masker, and what goes out must
+never be the original bytes, so per type:
+
+- text-like types (text, varchar, bpchar, name, unknown, citext): their binary form is their text
+  in the client encoding, so they are masked exactly as in text format;
+- every other type: SQL NULL. A typed placeholder (0 for a number, an empty array...) would read
+  as a real value; NULL cannot be mistaken for one. Clients wanting the masked rendering of such
+  a column ask for text format (psql always does).
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import struct
+from collections.abc import Sequence
+
+from veil_sdk.algorithms import FULL_MASK, Masker
+from veil_sdk.proxy import wire
+
+logger = logging.getLogger("veil_sdk.proxy")
+
+TEXT_LIKE_OIDS = frozenset({25, 1043, 1042, 19, 705})
+"""text, varchar, bpchar, name, unknown (citext has no fixed OID: found by name)."""
+TEXT_LIKE_NAMES = frozenset({"text", "varchar", "bpchar", "name", "unknown", "citext"})
+
+_PG_TO_PYTHON = {"UTF8": "utf-8", "SQL_ASCII": "utf-8", "LATIN1": "latin-1", "WIN1252": "cp1252"}
+_INT32 = struct.Struct("!i")
+
+
+def python_encoding(client_encoding: str) -> str:
+    """The Python codec for a PostgreSQL client_encoding (UTF-8 when Python has none by that name)."""
+    name = _PG_TO_PYTHON.get(client_encoding.upper())
+    if name is None:
+        try:
+            name = codecs.lookup(client_encoding).name
+        except LookupError:
+            name = "utf-8"
+    return name
+
+
+class RowMasker:
+    """Rewrites one result's DataRows. ``columns`` is, per field, (masker or None, binary, text_like)."""
+
+    __slots__ = ("_columns", "_encoding", "_positions")
+
+    def __init__(self, columns: Sequence[tuple[Masker | None, bool, bool]], encoding: str) -> None:
+        self._columns = tuple(columns)
+        self._positions = tuple(i for i, (masker, _, _) in enumerate(columns) if masker is not None)
+        self._encoding = encoding
+
+    @property
+    def masks_anything(self) -> bool:
+        return bool(self._positions)
+
+    def __call__(self, raw: bytes) -> bytes:
+        count = wire.unpack_int16(raw, 5)
+        values: list[bytes | None] = []
+        offset = 7
+        unpack = _INT32.unpack_from
+        for _ in range(count):
+            length = unpack(raw, offset)[0]
+            offset += 4
+            if length < 0:
+                values.append(None)
+            else:
+                values.append(raw[offset : offset + length])
+                offset += length
+        columns = self._columns
+        for position in self._positions:
+            if position >= count:  # a row shorter than its description: nothing there to mask
+                break
+            masker, binary, text_like = columns[position]
+            values[position] = self._mask(masker, values[position], binary, text_like)
+        if count > len(columns):  # a row longer than its description: fail closed
+            values[len(columns) :] = [None] * (count - len(columns))
+        return wire.data_row(values)
+
+    def _mask(
+        self, masker: Masker | None, value: bytes | None, binary: bool, text_like: bool
+    ) -> bytes | None:
+        if binary and not text_like:
+            return None
+        text = None if value is None else value.decode(self._encoding, "replace")
+        try:
+            masked = masker(text) if masker is not None else FULL_MASK
+        except Exception:  # a masker that fails must not let the value through
+            logger.exception("a masker failed; the value is masked in full")
+            masked = FULL_MASK
+        return None if masked is None else str(masked).encode(self._encoding, "replace")
