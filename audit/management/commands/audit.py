@@ -1,12 +1,14 @@
 """`manage.py audit ...`: verify the log, export it, check an export, archive old events.
 
-audit verify                      whole-log verification; exit 1 naming the first broken event
+audit verify [--checkpoints FILE]  whole-log verification; exit 1 naming the first broken event
 audit export --format csv|jsonl|pdf [--report R] [--from D --to D filters...] --out FILE
 audit verify-export FILE MANIFEST [--public-key B64]
 audit report R [filters...]       print a report as text (the same selectors as the web)
 audit archive --before DATE [--out-dir DIR]
 audit seal | audit checkpoint     run the periodic tasks' work once
 audit public-key                  the key auditors check manifests with
+audit db-roles --runtime ROLE [--owner ROLE] [--apply]
+                                  the runtime role's grants (append-only audit tables: no UPDATE/DELETE)
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection, transaction
 
 from audit import services, signing
 from audit.archive import ArchiveError, archive_before
+from audit.db_roles import RoleError, runtime_grants_sql, runtime_role_problems
 from audit.exports import ExportError, cli_actor, csv_cell, verify_export, write_export
 from audit.filters import (
     EVERYTHING,
@@ -34,6 +38,7 @@ from audit.filters import (
     parse_seq,
 )
 from audit.models import Channel, ExportFormat
+from audit.published import PublishedCheckpointError, read_published
 from audit.reports import REPORTS
 from audit.selectors import verify_chain
 
@@ -100,6 +105,14 @@ class Command(BaseCommand):
             help="An event hash held outside the database (a logged checkpoint, an old manifest's "
             "last_seq and last_hash) that must still be in the chain. Repeatable.",
         )
+        verify.add_argument(
+            "--checkpoints",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="Published checkpoints (AUDIT_CHECKPOINT_PATH, or log lines holding them): each must "
+            "still be in the chain. Repeatable.",
+        )
 
         export = sub.add_parser("export", help="Write an export and its signed manifest.")
         export.add_argument("--format", choices=ExportFormat.values, required=True)
@@ -129,11 +142,20 @@ class Command(BaseCommand):
         sub.add_parser("checkpoint", help="Sign a checkpoint of the chain head now.")
         sub.add_parser("public-key", help="Print the public key that verifies manifests and checkpoints.")
 
+        roles = sub.add_parser("db-roles", help="Print (or apply) the runtime database role's grants.")
+        roles.add_argument("--runtime", required=True, help="The role web, workers and beat connect as.")
+        roles.add_argument(
+            "--owner", help="The role that runs migrations and owns the tables (default: you)."
+        )
+        roles.add_argument(
+            "--apply", action="store_true", help="Run the statements now (as the owner or a superuser)."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, f"_{options['subcommand'].replace('-', '_')}")
         try:
             handler(options)
-        except (FilterError, ExportError, ArchiveError) as exc:
+        except (FilterError, ExportError, ArchiveError, RoleError, PublishedCheckpointError) as exc:
             raise CommandError(str(exc)) from exc
 
     def _filter(self, options: dict[str, Any]) -> AuditFilter:
@@ -149,6 +171,13 @@ class Command(BaseCommand):
             if seq is None or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
                 raise CommandError(f"--expect {item!r}: give SEQ:HASH (a number and 64 hex digits)")
             expect[seq] = digest.lower()
+        for path in options["checkpoints"]:
+            try:
+                published = read_published(Path(path))
+            except OSError as exc:
+                raise CommandError(f"--checkpoints: cannot read {path}: {exc.strerror or exc}") from exc
+            for seq, digest in published.items():
+                expect.setdefault(seq, digest)
         result = verify_chain(expect=expect)
         for warning in result.warnings:
             self.stderr.write(f"warning: {warning}")
@@ -236,6 +265,35 @@ class Command(BaseCommand):
     def _checkpoint(self, options: dict[str, Any]) -> None:
         made = services.checkpoint_create()
         self.stdout.write(f"checkpoint at #{made.seq} {made.hash}" if made else "no new checkpoint needed")
+
+    def _db_roles(self, options: dict[str, Any]) -> None:
+        if connection.vendor != "postgresql":
+            raise CommandError("db-roles is for PostgreSQL (DATABASE_URL is not)")
+        runtime, owner = options["runtime"], options["owner"]
+        if owner is None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_user")
+                owner = cursor.fetchone()[0]
+        statements = runtime_grants_sql(runtime=runtime)
+        if not options["apply"]:
+            self.stdout.write(
+                f"-- Veil's runtime role {runtime}: run as {owner} (or a superuser) after every migrate.\n"
+                f"-- {runtime} must own nothing; if it ran migrations before, first, as a superuser:\n"
+                f"--   REASSIGN OWNED BY {runtime} TO {owner};"
+            )
+            self.stdout.write(";\n".join(statements) + ";")
+            return
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+            # Checked before committing: a role that could get past its grants gets none of them.
+            if problems := runtime_role_problems(runtime=runtime, owner=owner):
+                raise CommandError(f"{runtime} could get past any grant: " + "; ".join(problems))
+        self.stdout.write(
+            f"applied {len(statements)} statements: {runtime} owns nothing, and cannot change or "
+            "delete the append-only tables"
+        )
 
     def _public_key(self, options: dict[str, Any]) -> None:
         key = signing.current_key()
