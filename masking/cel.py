@@ -22,6 +22,9 @@ from typing import Any
 
 import cel
 
+from masking.cel_cost import MAX_CONDITION_CHARS, Token, cost_problem
+from masking.cel_cost import tokens as _tokens
+
 RESOURCE_FIELDS: dict[str, str] = {
     "environment_id": "Environment of the instance, e.g. prod",
     "project_id": "Project key of the database",
@@ -75,30 +78,58 @@ RESOURCE = ConditionVariable("resource", RESOURCE_FIELDS, _SAMPLES)
 
 
 class ConditionError(ValueError):
-    """A condition that does not compile, names an unknown variable or field, compares values of
-    types that never match, or does not yield a bool."""
+    """A condition that does not compile, could cost too much to evaluate, names an unknown
+    variable or field, compares values of types that never match, or does not yield a bool."""
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    message: str
 
 
 @lru_cache(maxsize=65536)
+def _program(expression: str) -> cel.Program | _Refusal:
+    """Compiled once per distinct text (grants that share a scope share a program), and a refusal
+    remembered as well: a saved condition over the limits is judged once, not once per column."""
+    problem = cost_problem(expression) if len(expression) > MAX_CONDITION_CHARS else None
+    if problem:
+        return _Refusal(problem)
+    try:
+        program = cel.compile(expression)
+    except ValueError as exc:
+        return _Refusal(explain_compile_error(str(exc), expression))
+    problem = cost_problem(expression)
+    return _Refusal(problem) if problem else program
+
+
 def compile_condition(expression: str) -> cel.Program:
-    """Compile once per distinct text; grants that share a scope share a program."""
-    return cel.compile(expression)
+    """The program for a condition whose cost is bounded (`masking.cel_cost`); ConditionError
+    otherwise, before anything runs. Every evaluation goes through here, so a condition saved
+    before a limit existed fails closed where it is evaluated."""
+    found = _program(expression)
+    if isinstance(found, _Refusal):
+        raise ConditionError(found.message)
+    return found
+
+
+def condition_problem(expression: str) -> str | None:
+    """Why a saved condition cannot be evaluated (it fails closed wherever it is used), or None."""
+    found = _program(expression) if expression.strip() else None
+    return found.message if isinstance(found, _Refusal) else None
 
 
 def check_condition(expression: str, variable: ConditionVariable = RESOURCE) -> None:
     """Refuse, with a message for the admin, a condition that cannot be evaluated safely.
 
-    Checks: it compiles; it uses only `variable` and its known fields; it never compares a field
-    with a literal of another type (`resource.classification_level == 3`, always false: CEL does
-    not convert between types); and on the sample values it evaluates to a boolean (catching
-    other type errors, such as `resource.column_name > 3`).
+    Checks: it compiles and its cost is bounded (`masking.cel_cost`); it uses only `variable` and
+    its known fields; it never compares a field with a literal of another type
+    (`resource.classification_level == 3`, always false: CEL does not convert between types); and
+    on the sample values it evaluates to a boolean (catching other type errors, such as
+    `resource.column_name > 3`).
     """
     if not expression.strip():
         return
-    try:
-        program = compile_condition(expression)
-    except ValueError as exc:
-        raise ConditionError(explain_compile_error(str(exc), expression)) from exc
+    program = compile_condition(expression)
     name = variable.name
     unknown_vars = [v for v in program.variables() if v != name and v not in _bound_names(expression)]
     if unknown_vars:
@@ -182,17 +213,6 @@ def _parse_hint(detail: str) -> str:
 
 # --- Comparisons whose types never match -------------------------------------------------------
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<str>[rR]?(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
-    | (?P<bytes>[bB][rR]?(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
-    | (?P<num>0[xX][0-9a-fA-F]+[uU]?|\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?
-             |\d+[eE][+-]?\d+|\d+[uU]?)
-    | (?P<ident>[A-Za-z_]\w*)
-    | (?P<op>==|!=|<=|>=|&&|\|\||[^\s\w])
-    )""",
-    re.VERBOSE,
-)
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 # Tokens around a `field op literal` atom that leave it a comparison of exactly those two values
 # (an arithmetic operator or a method call next to either side would change what is compared).
@@ -219,25 +239,7 @@ _PLURALS = {
 }
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # str, bytes, num, ident, op
-    text: str
-
-
-def _tokens(expression: str) -> list[_Token]:
-    tokens, position = [], 0
-    while position < len(expression):
-        match = _TOKEN.match(expression, position)
-        if match is None:
-            break
-        kind = match.lastgroup or "op"
-        tokens.append(_Token(kind, match[kind]))
-        position = match.end()
-    return tokens
-
-
-def _field_references(tokens: list[_Token], name: str) -> set[str]:
+def _field_references(tokens: list[Token], name: str) -> set[str]:
     """The fields read from the variable `name` (`resource.x`, not `other.resource.x`); names
     inside string literals are not references."""
     return {
@@ -280,7 +282,7 @@ def _field_types(variable: ConditionVariable, field: str) -> tuple[str | None, s
     return kind, elements.pop() if len(elements) == 1 else None
 
 
-def _literal_type(token: _Token) -> str | None:
+def _literal_type(token: Token) -> str | None:
     if token.kind in ("str", "bytes"):
         return "string" if token.kind == "str" else "bytes"
     if token.kind == "num":
@@ -290,11 +292,11 @@ def _literal_type(token: _Token) -> str | None:
     return None
 
 
-def _text(token: _Token | None) -> str | None:
+def _text(token: Token | None) -> str | None:
     return token.text if token is not None and token.kind == "op" else ("" if token else None)
 
 
-def type_mismatches(tokens: list[_Token], variable: ConditionVariable) -> list[str]:
+def type_mismatches(tokens: list[Token], variable: ConditionVariable) -> list[str]:
     """`field op literal` (or `literal op field`, `field in [literals]`, `literal in list-field`)
     comparisons whose two sides have types that never match. CEL does not convert between types,
     so `request.duration_hours == "4"` is always false and `!=` always true; an ordering such as
@@ -302,22 +304,22 @@ def type_mismatches(tokens: list[_Token], variable: ConditionVariable) -> list[s
     `tokens`: the condition as `_tokens` reads it."""
     found: list[str] = []
 
-    def at(i: int) -> _Token | None:
+    def at(i: int) -> Token | None:
         return tokens[i] if 0 <= i < len(tokens) else None
 
-    def literal_at(i: int) -> tuple[_Token, int] | None:
+    def literal_at(i: int) -> tuple[Token, int] | None:
         """A literal starting at i (with a unary minus on a number); returns it and the next index."""
         token = at(i)
         if token is not None and token.kind == "op" and token.text == "-":
             number = at(i + 1)
             if number is not None and number.kind == "num":
-                return _Token("num", "-" + number.text), i + 2
+                return Token("num", "-" + number.text), i + 2
             return None
         if token is not None and _literal_type(token) is not None:
             return token, i + 1
         return None
 
-    def list_literal_at(i: int) -> tuple[list[_Token], int] | None:
+    def list_literal_at(i: int) -> tuple[list[Token], int] | None:
         if _text(at(i)) != "[":
             return None
         items, j = [], i + 1

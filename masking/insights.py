@@ -63,9 +63,12 @@ class RuleUsage:
     rule: RuleView
     matches: int
     wins: int
+    problem: str = ""  # why its condition cannot be evaluated (`cel.condition_problem`)
 
     @property
     def status(self) -> str:
+        if self.problem:
+            return f"fails closed, masking in full every column it reaches: the condition {self.problem}"
         if not self.matches:
             return "matches no column"
         if not self.wins:
@@ -74,19 +77,22 @@ class RuleUsage:
 
 
 def rule_usage(policy: Policy | None = None) -> list[RuleUsage]:
-    """For each enabled rule: how many catalog columns it matches and how many it decides."""
+    """For each enabled rule: how many catalog columns it matches and how many it decides. A rule
+    whose condition cannot be evaluated (over a cost limit, say) matches every column it reaches,
+    as on the decision path, which masks them in full."""
     policy = policy or live_policy()
     counts = {rule.id: [0, 0] for rule in policy.rules}
+    problems = {rule.id: cel.condition_problem(rule.condition) or "" for rule in policy.rules}
     for column in policy.columns.values():
         resource = column.resource()
         decided = False
         for rule in policy.rules:
-            if _matches(rule.condition, resource):
+            if problems[rule.id] or _matches(rule.condition, resource):
                 counts[rule.id][0] += 1
                 if not decided:
                     counts[rule.id][1] += 1
                     decided = True
-    return [RuleUsage(rule, *counts[rule.id]) for rule in policy.rules]
+    return [RuleUsage(rule, *counts[rule.id], problems[rule.id]) for rule in policy.rules]
 
 
 def exemptions_never_used(since: datetime) -> list[Exemption]:
