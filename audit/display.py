@@ -40,6 +40,7 @@ ACTION_LABELS: dict[str, str] = {
     # Catalog and policy
     "catalog.upserted": "Catalog updated",
     "catalog.classification_changed": "Column classification changed",
+    "catalog.discoveries_throttled": "Column discovery throttled",
     "semantic_type.created": "Semantic type created",
     "semantic_type.updated": "Semantic type changed",
     "semantic_type.deleted": "Semantic type deleted",

@@ -318,6 +318,10 @@ DECISION_MAX_COLUMNS = envint("DECISION_MAX_COLUMNS", 1000)
 DECISION_TTL_S = envint("DECISION_TTL_S", 10)
 MASK_CLASSIFIED_FROM_LEVEL = envint("MASK_CLASSIFIED_FROM_LEVEL", 3)
 UNKNOWN_COLUMNS_MASKED = envbool("UNKNOWN_COLUMNS_MASKED", True)
+# Unknown columns one token's decision requests may add to the catalog per window (more are still
+# answered unknown_column, masked, but not recorded; the checks page shows the throttling).
+CATALOG_DISCOVERY_MAX = envint("CATALOG_DISCOVERY_MAX", 200)
+CATALOG_DISCOVERY_WINDOW_S = envint("CATALOG_DISCOVERY_WINDOW_S", 3600)
 PRINCIPAL_CACHE_S = envint("PRINCIPAL_CACHE_S", 1)
 # Each process re-reads the policy and grant epochs at most this often, so a change committed in
 # another process reaches every decision within this bound (0: read them on every decision).

@@ -90,6 +90,7 @@ def answer_decisions(*, method: str, authorization: str, content_type: str, body
             asserted_groups=request.asserted_groups,
             query_id=request.query_id,
             columns=request.columns,
+            token_prefix=token.prefix,
         )
         return Reply(200, result.encode())
     except ValidationError as exc:

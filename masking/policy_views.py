@@ -13,10 +13,12 @@ import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -49,7 +51,7 @@ from masking.policy_document import (
     sections,
 )
 from masking.policy_edits import upsert_item
-from masking.selectors import load_policy, read_epochs
+from masking.selectors import discovery_throttles, load_policy, read_epochs
 from masking.services.policy_changes import (
     ChangeError,
     NotAllowed,
@@ -386,6 +388,9 @@ def checks(request: HttpRequest) -> HttpResponse:
             "uncovered": [f for f in report.uncovered if f.column.project in mine],
             "unreviewed": [f for f in report.unreviewed if f.column.project in mine],
             "discovered": discovered_columns(mine),
+            "throttled": discovery_throttles(
+                mine, since=timezone.now() - timedelta(seconds=settings.CATALOG_DISCOVERY_WINDOW_S)
+            ),
             "drift": differing,
         },
     )

@@ -15,9 +15,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db.models import Q
 
+from audit.models import AuditEvent
 from identity.models import ServiceAccount, User
 from identity.selectors import role_names_of_service_account, role_names_of_user
 from masking.engine import (
@@ -236,3 +239,14 @@ class DecisionCaches:
 
 
 decision_caches = DecisionCaches()
+
+
+def discovery_throttles(projects: set[str], *, since: datetime) -> list[AuditEvent]:
+    """When tokens' decision requests named more unknown columns of these projects than their
+    discovery budget let into the catalog (`DiscoveryBudget`), newest first: one event per token,
+    project and window, so the list stays short however hard a token pushed."""
+    return list(
+        AuditEvent.objects.filter(
+            action="catalog.discoveries_throttled", project__in=sorted(projects), occurred_at__gte=since
+        ).order_by("-seq")[:50]
+    )

@@ -7,11 +7,15 @@ catalog twice changes nothing and reports every column as unchanged.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
+from audit.models import ActorType, Channel
 from audit.services import Actor, Target, record_event
 from masking.classification import suggest_classification
 from masking.engine import ColumnKey
@@ -26,6 +30,8 @@ from masking.models import (
     Table,
 )
 from masking.services.policy import bump_epoch
+
+logger = logging.getLogger(__name__)
 
 
 class CatalogError(ValueError):
@@ -270,48 +276,134 @@ def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
     return {"classification_level": None, "tags": [], "semantic_type_id": None, **values}
 
 
-def catalog_record_discovered(keys: list[ColumnKey]) -> int:
+class DiscoveryBudget:
+    """How many unknown columns one token's decision requests may still add to the catalog.
+
+    A `decisions` token names whatever columns it likes, and each unknown one used to become a
+    catalog row: one token grew the catalog by 3,000 columns in three requests. So each token may
+    add at most `CATALOG_DISCOVERY_MAX` columns per `CATALOG_DISCOVERY_WINDOW_S` (the window starts
+    at its first discovery). The count lives in the shared cache (Redis in production; with the
+    in-process cache the bound holds per process) and is reserved with one atomic INCR before any
+    row is written, so concurrent requests cannot overshoot it. If the cache cannot answer, nothing
+    is recorded: the answers are masks either way. Refused columns are still answered
+    `unknown_column`; they are only left out of the catalog, and the first refusal per project and
+    window is logged and audited (`catalog.discoveries_throttled`) for the policy checks page.
+    """
+
+    def __init__(self, *, token_prefix: str, service_account: str) -> None:
+        self.token_prefix = token_prefix
+        self.service_account = service_account
+        self._key = f"veil:catalog-discoveries:{token_prefix}"
+        self.shortfall = False  # some column was left out: name it again in a later request
+
+    def take(self, wanted: int) -> int:
+        """Reserve up to `wanted` discoveries; returns how many may be written."""
+        limit = settings.CATALOG_DISCOVERY_MAX
+        try:
+            cache.add(self._key, 0, timeout=settings.CATALOG_DISCOVERY_WINDOW_S)
+            used = cache.incr(self._key, wanted)
+        except Exception:
+            logger.warning("cache unavailable: unknown columns are not recorded", exc_info=True)
+            self.shortfall = True
+            return 0
+        allowed = max(0, min(wanted, limit - (used - wanted)))
+        self.shortfall = self.shortfall or allowed < wanted
+        return allowed
+
+    def refused(self, counts: dict[str, int]) -> None:
+        """Note columns left out, per project: logged and audited once per project and window."""
+        window = settings.CATALOG_DISCOVERY_WINDOW_S
+        for project, count in sorted(counts.items()):
+            try:
+                first = cache.add(f"{self._key}:refused:{project}", 1, timeout=window)
+            except Exception:
+                first = False
+            if not first:
+                continue
+            logger.warning(
+                "catalog discovery throttled: token %s of %s reached %d new columns in %d s; "
+                "%d unknown column(s) of project %s not recorded (still masked)",
+                self.token_prefix,
+                self.service_account,
+                settings.CATALOG_DISCOVERY_MAX,
+                window,
+                count,
+                project,
+            )
+            record_event(
+                action="catalog.discoveries_throttled",
+                actor=Actor(
+                    type=ActorType.SERVICE_ACCOUNT, id=f"sa:{self.service_account}", name=self.service_account
+                ),
+                channel=Channel.API,
+                target=Target("api_token", self.token_prefix, f"{self.service_account} {self.token_prefix}"),
+                project=project,
+                detail={"limit": settings.CATALOG_DISCOVERY_MAX, "window_s": window, "not_recorded": count},
+            )
+
+
+def catalog_record_discovered(keys: list[ColumnKey], *, budget: DiscoveryBudget | None = None) -> int:
     """Add columns a decision request named but the catalog lacks, as unclassified discoveries.
 
     They stay `discovered_by_decision` (and keep being decided as unknown columns, masked by
     default) until a catalog push or sync confirms them. Columns of instances or databases Veil
-    does not know are skipped: a database needs a project, which only a person can choose.
+    does not know are skipped: a database needs a project, which only a person can choose. With a
+    `budget` (a decision request's token), at most what it allows is written, schemas and tables
+    included; without one (tests, tools run by an operator) every new column is.
 
     The decision request waits for this (once per column and process), so it is a fixed handful of
     bulk statements whatever the number of columns, not a few per column; rows another process
     adds meanwhile are left as they are (`ignore_conflicts`). Returns how many columns it inserted.
     """
     databases = {
-        (d.instance.key, d.name): d.pk
-        for d in Database.objects.select_related("instance").filter(
+        (d.instance.key, d.name): (d.pk, d.project.key)
+        for d in Database.objects.select_related("instance", "project").filter(
             instance__key__in={k.instance for k in keys}, name__in={k.database for k in keys}
         )
     }
-    known = [(databases[(k.instance, k.database)], k) for k in keys if (k.instance, k.database) in databases]
-    if not known:
+    named = {
+        (databases[(k.instance, k.database)][0], k.schema, k.table, k.column)
+        for k in keys
+        if (k.instance, k.database) in databases
+    }
+    if not named:
         return 0
-    with transaction.atomic():
-        schema_keys = {(database, key.schema) for database, key in known}
-        Schema.objects.bulk_create(
-            [Schema(database_id=database, name=name) for database, name in schema_keys], ignore_conflicts=True
-        )
-        schemas = _ids(Schema.objects, "database_id", schema_keys)
-        table_keys = {(schemas[(database, key.schema)], key.table) for database, key in known}
-        Table.objects.bulk_create(
-            [Table(schema_id=schema, name=name) for schema, name in table_keys], ignore_conflicts=True
-        )
-        tables = _ids(Table.objects, "schema_id", table_keys)
-        column_keys = {
-            (tables[(schemas[(database, key.schema)], key.table)], key.column) for database, key in known
-        }
-        existing = set(
-            Column.objects.filter(
-                table_id__in={t for t, _ in column_keys}, name__in={c for _, c in column_keys}
-            ).values_list("table_id", "name")
-        )
-        new = [_discovered(table, name) for table, name in sorted(column_keys - existing)]
-        Column.objects.bulk_create(new, ignore_conflicts=True)
-    return len(new)
+    existing = set(
+        Column.objects.filter(
+            table__schema__database_id__in={d for d, _, _, _ in named},
+            table__schema__name__in={s for _, s, _, _ in named},
+            table__name__in={t for _, _, t, _ in named},
+            name__in={c for _, _, _, c in named},
+        ).values_list("table__schema__database_id", "table__schema__name", "table__name", "name")
+    )
+    candidates = sorted(named - existing)
+    allowed = budget.take(len(candidates)) if budget is not None and candidates else len(candidates)
+    wanted, left_out = candidates[:allowed], candidates[allowed:]
+    if wanted:
+        with transaction.atomic():
+            schema_keys = {(database, schema) for database, schema, _, _ in wanted}
+            Schema.objects.bulk_create(
+                [Schema(database_id=database, name=name) for database, name in schema_keys],
+                ignore_conflicts=True,
+            )
+            schemas = _ids(Schema.objects, "database_id", schema_keys)
+            table_keys = {(schemas[(database, schema)], table) for database, schema, table, _ in wanted}
+            Table.objects.bulk_create(
+                [Table(schema_id=schema, name=name) for schema, name in table_keys], ignore_conflicts=True
+            )
+            tables = _ids(Table.objects, "schema_id", table_keys)
+            new = [
+                _discovered(tables[(schemas[(database, schema)], table)], column)
+                for database, schema, table, column in wanted
+            ]
+            Column.objects.bulk_create(new, ignore_conflicts=True)
+    if left_out and budget is not None:
+        project_of = dict(databases.values())
+        counts: dict[str, int] = {}
+        for database, _, _, _ in left_out:
+            counts[project_of[database]] = counts.get(project_of[database], 0) + 1
+        budget.refused(counts)
+    return len(wanted)
 
 
 def _ids(manager: Any, parent: str, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:

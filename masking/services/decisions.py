@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.services import record_unmask_decisions
 from masking.engine import DEGRADED, ColumnKey, Decision, json_default
 from masking.selectors import decision_caches
-from masking.services.catalog import catalog_record_discovered
+from masking.services.catalog import DiscoveryBudget, catalog_record_discovered
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,13 @@ def decide_columns(
     asserted_groups: Sequence[str],
     query_id: str,
     columns: Sequence[ColumnKey],
+    token_prefix: str | None = None,
 ) -> DecisionResult:
-    """Decide every column for the principal and record the unmasks. Never raises."""
+    """Decide every column for the principal and record the unmasks. Never raises.
+
+    `token_prefix` names the API token that asked: the columns it may add to the catalog as
+    discoveries are bounded per token (`DiscoveryBudget`). Callers that are not a token's request
+    (demo data, tests) pass None."""
     now = timezone.now().timestamp()
     try:
         epochs = decision_caches.epochs()
@@ -89,7 +94,12 @@ def decide_columns(
                 asserted_groups=sorted(asserted_groups),
                 unmasked=unmasked,
             )
-        _report_unknown_columns(columns, decisions)
+        budget = (
+            DiscoveryBudget(token_prefix=token_prefix, service_account=service_account)
+            if token_prefix is not None
+            else None
+        )
+        _report_unknown_columns(columns, decisions, budget)
         return DecisionResult(epochs.policy, decisions, now, record_id)
     except Exception:
         logger.exception("decision failed; answering mask for all %d columns", len(columns))
@@ -99,19 +109,24 @@ def decide_columns(
 _reported_unknown: set[ColumnKey] = set()
 
 
-def _report_unknown_columns(columns: Sequence[ColumnKey], decisions: Sequence[Decision]) -> None:
+def _report_unknown_columns(
+    columns: Sequence[ColumnKey], decisions: Sequence[Decision], budget: DiscoveryBudget | None
+) -> None:
     """Put columns the catalog lacks into it as unclassified discoveries, once per process.
 
-    Best effort and after the answer is decided: a failure here never changes an answer.
+    Best effort and after the answer is decided: a failure here never changes an answer. Columns
+    the token's budget left out are not remembered, so a later request may record them.
     """
     unknown = [k for k, d in zip(columns, decisions, strict=True) if d.reason_kind == "unknown_column"]
     fresh = [k for k in unknown if k not in _reported_unknown]
     if not fresh:
         return
     try:
-        catalog_record_discovered(fresh)
+        catalog_record_discovered(fresh, budget=budget)
     except Exception:
         logger.warning("could not record %d unknown column(s) in the catalog", len(fresh), exc_info=True)
+        return
+    if budget is not None and budget.shortfall:
         return
     if len(_reported_unknown) > 100_000:
         _reported_unknown.clear()
