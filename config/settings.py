@@ -331,6 +331,15 @@ ACCESS_EVENTS_MAX_BATCH = envint("ACCESS_EVENTS_MAX_BATCH", 1000)
 API_TOKEN_LAST_USED_RESOLUTION_S = envint("API_TOKEN_LAST_USED_RESOLUTION_S", 60)
 # A verified token is trusted for this long in each process (revocation reaches others within it).
 API_TOKEN_CACHE_S = envint("API_TOKEN_CACHE_S", 1)
+# veil-proxy as people reach it: the Database access page builds their psql and JDBC strings from these.
+VEIL_PROXY_HOST = env("VEIL_PROXY_HOST", "localhost")
+VEIL_PROXY_PORT = envint("VEIL_PROXY_PORT", 6432)
+VEIL_PROXY_DATABASE = env("VEIL_PROXY_DATABASE", "shop")
+VEIL_PROXY_SSLMODE = env("VEIL_PROXY_SSLMODE", "prefer")
+if VEIL_PROXY_SSLMODE not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
+    raise ImproperlyConfigured(f"VEIL_PROXY_SSLMODE must be a libpq sslmode, not {VEIL_PROXY_SSLMODE!r}")
+# Failed proxy logins written to the audit log per client address and minute; more are only counted.
+QUERY_LOGIN_FAILURES_RECORDED_PER_MINUTE = envint("QUERY_LOGIN_FAILURES_RECORDED_PER_MINUTE", 10)
 
 LOGGING = {
     "version": 1,

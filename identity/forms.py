@@ -1,8 +1,9 @@
-"""Forms of the service-account pages: an account, and a token with the least scope it needs."""
+"""Forms of the token pages: a service account, its tokens with the least scope they need, and a
+person's own token for veil-proxy."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -11,6 +12,11 @@ from django.utils import timezone
 from identity.models import Scope, ServiceAccount, User
 
 MAX_TOKEN_DAYS = 3650
+
+
+def expiry_in_days(days: int | None) -> datetime | None:
+    """When a token given `days` to live expires; None (until revoked) without."""
+    return timezone.now() + timedelta(days=days) if days else None
 
 
 class ServiceAccountForm(forms.ModelForm):
@@ -47,6 +53,23 @@ class TokenForm(forms.Form):
         help_text="Leave empty for a token that lasts until it is revoked.",
     )
 
-    def expires_at(self) -> Any:
-        days = self.cleaned_data.get("expires_in_days")
-        return timezone.now() + timedelta(days=days) if days else None
+    def expires_at(self) -> datetime | None:
+        return expiry_in_days(self.cleaned_data.get("expires_in_days"))
+
+
+class PersonalTokenForm(forms.Form):
+    """A person's own token for veil-proxy: it always has the scope `query`, and nothing more."""
+
+    name = forms.CharField(
+        max_length=100, help_text="Where you use it, to tell your tokens apart (for example psql or dbeaver)."
+    )
+    expires_in_days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_TOKEN_DAYS,
+        label="Expires in (days)",
+        help_text="Leave empty for a token that lasts until you revoke it.",
+    )
+
+    def expires_at(self) -> datetime | None:
+        return expiry_in_days(self.cleaned_data.get("expires_in_days"))

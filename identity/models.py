@@ -68,15 +68,30 @@ class Scope(models.TextChoices):
     ASSERT_GROUPS = "assert-groups", "Assert groups it verified for the users it asks about"
 
 
-class ApiToken(models.Model):
-    """A service-account API token. Only a SHA-256 of the secret is stored; it is shown once.
+class PersonalScope(models.TextChoices):
+    """What a person's own token may do. Kept apart from `Scope`: a person's token never calls
+    Veil's API, and a service account's token never logs anyone in to a database."""
 
-    The plaintext is `veil_<prefix>_<secret>`: the prefix finds the row, the secret is compared
-    against the stored hash in constant time. Secrets are 256-bit random values, so a fast hash is
-    enough (no password stretching needed) and keeps the decision path quick.
+    QUERY = "query", "Log in to databases through veil-proxy"
+
+
+class ApiToken(models.Model):
+    """An API token of a service account, or a personal access token of a person (`user`).
+
+    Exactly one of `service_account` and `user` is set (a database constraint). Only a SHA-256 of
+    the secret is stored; it is shown once. The plaintext is `veil_<prefix>_<secret>`: the prefix
+    finds the row, the secret is compared against the stored hash in constant time. Secrets are
+    256-bit random values, so a fast hash is enough (no password stretching needed) and keeps the
+    decision path quick. A service account's token authenticates API calls; a person's token is
+    the password veil-proxy checks with Veil (`identity.query_logins`) and is refused by the API.
     """
 
-    service_account = models.ForeignKey(ServiceAccount, on_delete=models.CASCADE, related_name="tokens")
+    service_account = models.ForeignKey(
+        ServiceAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="personal_tokens"
+    )
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)
@@ -87,12 +102,30 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The client address veil-proxy reported (personal tokens)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(service_account__isnull=False, user__isnull=True)
+                | models.Q(service_account__isnull=True, user__isnull=False),
+                name="apitoken_one_holder",
+                violation_error_message="A token belongs to a service account or to a person, not both.",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.service_account.name}/{self.name} ({self.prefix})"
+        return f"{self.holder_name}/{self.name} ({self.prefix})"
+
+    @property
+    def holder_name(self) -> str:
+        """Whose token it is, as the token listings and the audit log name it."""
+        if self.service_account_id is not None:
+            return self.service_account.name  # type: ignore[union-attr]
+        return f"user:{self.user.username}"  # type: ignore[union-attr]
 
 
 class Role(models.Model):

@@ -1,4 +1,5 @@
-"""Reads about principals: which roles a person or a service account holds."""
+"""Reads about principals: which roles a person or a service account holds, the name decisions
+know a person by, and their tokens."""
 
 from __future__ import annotations
 
@@ -39,3 +40,19 @@ def service_accounts_with_tokens() -> QuerySet[ServiceAccount]:
     return ServiceAccount.objects.select_related("owner").prefetch_related(
         Prefetch("tokens", queryset=tokens), "roles"
     )
+
+
+def decision_login(user: User) -> str:
+    """The name Veil's decisions find this person by (they match an email in any case or a
+    username, and need exactly one active person): the verified email, unless it also names
+    someone else; else the username. What veil-proxy puts in its decision requests."""
+    if user.email and user.email_verified:
+        others = User.objects.filter(Q(email__iexact=user.email) | Q(username=user.email), is_active=True)
+        if not others.exclude(pk=user.pk).exists():
+            return user.email
+    return user.username
+
+
+def personal_tokens_of(user: User) -> QuerySet[ApiToken]:
+    """A person's own tokens, newest first (revoked and expired ones too, for their record)."""
+    return ApiToken.objects.filter(user=user).select_related("revoked_by").order_by("-created_at")

@@ -1,4 +1,5 @@
-"""Writes for identity: users from IdP claims, service-account tokens."""
+"""Writes for identity: users from IdP claims, service accounts, and tokens (service accounts' and
+people's own)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,18 @@ from django.utils import timezone
 
 from audit.models import ActorType
 from audit.services import Actor, Target, record_event
-from identity.models import ApiToken, Scope, ServiceAccount, User
+from identity.models import ApiToken, PersonalScope, Scope, ServiceAccount, User
 
 TOKEN_PREFIX = "veil_"  # noqa: S105 - a public marker, not a secret
 
 
 class TokenError(ValueError):
-    """A token request that cannot be honoured (unknown scope, inactive account)."""
+    """A token request that cannot be honoured (unknown scope, inactive account); `field` names
+    what was wrong: scopes, expires_at or the holder."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def actor_for(principal: User | ServiceAccount | None) -> Actor:
@@ -35,8 +41,19 @@ def actor_for(principal: User | ServiceAccount | None) -> Actor:
     return Actor(type=ActorType.ANONYMOUS)
 
 
-def _hash_secret(secret: str) -> str:
+def hash_secret(secret: str) -> str:
+    """What is stored of a token's secret (and compared against, in constant time)."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_token(raw: str) -> tuple[str, str] | None:
+    """The (prefix, secret) of a plaintext `veil_<prefix>_<secret>`, or None if it is not one."""
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    prefix, _, secret = raw[len(TOKEN_PREFIX) :].partition("_")
+    if not prefix or not secret:
+        return None
+    return prefix, secret
 
 
 @transaction.atomic
@@ -115,22 +132,78 @@ def token_create(
     channel: str,
     expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token and return it with its plaintext, which is never stored or shown again."""
-    scope_list = sorted(set(scopes))
-    unknown = [s for s in scope_list if s not in Scope.values]
-    if unknown:
-        raise TokenError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(Scope.values)}")
-    if not scope_list:
-        raise TokenError("a token needs at least one scope")
+    """Create a service-account token and return it with its plaintext, which is never stored or
+    shown again."""
+    scope_list = _checked_scopes(scopes, Scope.values)
     if not service_account.is_active:
-        raise TokenError(f"service account {service_account.name} is deactivated")
+        raise TokenError(f"service account {service_account.name} is deactivated", field="service_account")
+    return _token_insert(
+        holder={"service_account": service_account},
+        name=name,
+        scopes=scope_list,
+        created_by=created_by,
+        channel=channel,
+        expires_at=expires_at,
+        detail={"service_account": service_account.name},
+    )
+
+
+@transaction.atomic
+def personal_token_create(
+    *,
+    user: User,
+    name: str,
+    created_by: User | None,
+    channel: str,
+    scopes: Iterable[str] = (PersonalScope.QUERY,),
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a person's own access token (the password veil-proxy checks with Veil) and return it
+    with its plaintext, shown once. It acts as the person and nothing more: it carries no service
+    scope, so Veil's API refuses it."""
+    scope_list = _checked_scopes(scopes, PersonalScope.values)
+    if not user.is_active:
+        raise TokenError(f"{user.username} is deactivated", field="user")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise TokenError("the expiry must be in the future", field="expires_at")
+    return _token_insert(
+        holder={"user": user},
+        name=name,
+        scopes=scope_list,
+        created_by=created_by,
+        channel=channel,
+        expires_at=expires_at,
+        detail={"user": user.canonical_subject},
+    )
+
+
+def _checked_scopes(scopes: Iterable[str], known: list[str]) -> list[str]:
+    scope_list = sorted(set(scopes))
+    unknown = [s for s in scope_list if s not in known]
+    if unknown:
+        raise TokenError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(known)}", field="scopes")
+    if not scope_list:
+        raise TokenError("a token needs at least one scope", field="scopes")
+    return scope_list
+
+
+def _token_insert(
+    *,
+    holder: dict[str, Any],
+    name: str,
+    scopes: list[str],
+    created_by: User | None,
+    channel: str,
+    expires_at: datetime | None,
+    detail: dict[str, Any],
+) -> tuple[ApiToken, str]:
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        service_account=service_account,
+        **holder,
         name=name,
         prefix=prefix,
-        key_hash=_hash_secret(secret),
-        scopes=scope_list,
+        key_hash=hash_secret(secret),
+        scopes=scopes,
         created_by=created_by,
         expires_at=expires_at,
     )
@@ -139,30 +212,36 @@ def token_create(
         actor=actor_for(created_by),
         channel=channel,
         target=Target("api_token", str(token.pk), str(token)),
-        detail={
-            "service_account": service_account.name,
-            "scopes": scope_list,
-            "expires_at": expires_at,
-        },
+        detail={**detail, "scopes": scopes, "expires_at": expires_at},
     )
     return token, f"{TOKEN_PREFIX}{prefix}_{secret}"
 
 
 @transaction.atomic
 def token_revoke(*, token: ApiToken, revoked_by: User | None, channel: str) -> ApiToken:
-    """Revoke a token; effective for the next request. Revoking twice changes nothing."""
-    locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+    """Revoke a token; effective for the next request (a proxy's cached login within its ttl_s).
+    Revoking twice changes nothing."""
+    locked = (
+        ApiToken.objects.select_for_update(of=("self",))
+        .select_related("service_account", "user")
+        .get(pk=token.pk)
+    )
     if locked.revoked_at is not None:
         return locked
     locked.revoked_at, locked.revoked_by = timezone.now(), revoked_by
     locked.save(update_fields=["revoked_at", "revoked_by"])
     token_cache_clear()  # this process at once; others within API_TOKEN_CACHE_S
+    holder = (
+        {"service_account": locked.service_account.name}
+        if locked.service_account is not None
+        else {"user": _subject(locked.user)}
+    )
     record_event(
         action="token.revoked",
         actor=actor_for(revoked_by),
         channel=channel,
         target=Target("api_token", str(locked.pk), str(locked)),
-        detail={"service_account": locked.service_account.name},
+        detail=holder,
     )
     return locked
 
@@ -193,17 +272,17 @@ def token_authenticate(raw: str) -> ApiToken | None:
 
 
 def _token_from_database(raw: str) -> ApiToken | None:
-    if not raw.startswith(TOKEN_PREFIX):
+    parts = split_token(raw)
+    if parts is None:
         return None
-    prefix, _, secret = raw[len(TOKEN_PREFIX) :].partition("_")
-    if not prefix or not secret:
-        return None
+    prefix, secret = parts
+    # Service accounts' tokens only: a person's token logs in through veil-proxy, never to the API.
     token = (
         ApiToken.objects.select_related("service_account")
         .filter(prefix=prefix, revoked_at__isnull=True, service_account__is_active=True)
         .first()
     )
-    if token is None or not hmac.compare_digest(token.key_hash, _hash_secret(secret)):
+    if token is None or not hmac.compare_digest(token.key_hash, hash_secret(secret)):
         return None
     now = timezone.now()
     if token.expires_at is not None and token.expires_at <= now:
@@ -235,3 +314,4 @@ def user_sync_from_claims(*, user: User, claims: dict[str, Any]) -> User:
     groups = [Group.objects.get_or_create(name=name[:150])[0] for name in _claim_groups(claims)]
     user.groups.set(groups)
     return user
+

@@ -51,7 +51,7 @@ from masking.policy_document import (
     sections,
 )
 from masking.policy_edits import upsert_item
-from masking.selectors import discovery_throttles, load_policy, read_epochs
+from masking.selectors import discovery_throttles, load_policy, principal_collisions, read_epochs
 from masking.services.policy_changes import (
     ChangeError,
     NotAllowed,
@@ -392,6 +392,7 @@ def checks(request: HttpRequest) -> HttpResponse:
                 mine, since=timezone.now() - timedelta(seconds=settings.CATALOG_DISCOVERY_WINDOW_S)
             ),
             "drift": differing,
+            "collisions": principal_collisions() if request.user.has_perm("identity.view_user") else None,
         },
     )
 

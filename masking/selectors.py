@@ -10,15 +10,16 @@ membership is not policy).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q
+from django.db.models.functions import Lower
 
 from audit.models import AuditEvent
 from identity.models import ServiceAccount, User
@@ -33,6 +34,8 @@ from masking.engine import (
     SemanticTypeView,
 )
 from masking.models import Column, DecisionEpoch, Exemption, ExemptionKind, MaskingRule, SemanticType
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,13 @@ def resolve_principal(
 ) -> Principal | None:
     """Find the principal a data-access layer names; None when Veil does not know it (or it is ambiguous).
 
-    Users are found by email (case-insensitive) or username; service accounts by name (active only).
+    Service accounts are found by name (active only). A person is found by an email only where
+    that email is vouched for (`email_vouched_q`): anyone can register an account whose unverified
+    email is someone else's, and that must neither take over her decisions nor, by making the
+    lookup ambiguous, turn them into `unknown_principal`. A vouched email wins over a username
+    (some IdPs let people choose theirs); a username is matched when no vouched email is. Two
+    active people with the same vouched email are ambiguous: None, and a warning in the log (the
+    policy checks page and `manage.py check --database default` list such collisions).
     Groups a trusted service asserts are added to the user's IdP groups and count for roles too.
     """
     if "service_account" in spec:
@@ -166,12 +175,78 @@ def resolve_principal(
             "service_account", account.name, account.name, frozenset(), role_names_of_service_account(account)
         )
     wanted = spec["user"]
-    users = list(User.objects.filter(Q(email__iexact=wanted) | Q(username=wanted), is_active=True)[:2])
-    if len(users) != 1:
+    found = list(
+        User.objects.filter(
+            (Q(email__iexact=wanted) & email_vouched_q()) | Q(username=wanted), is_active=True
+        ).order_by("pk")[:3]
+    )
+    by_email = [u for u in found if u.email.lower() == wanted.lower()]
+    by_name = [u for u in found if u.username == wanted and u not in by_email]
+    if len(by_email) > 1:
+        logger.warning(
+            "principal lookup: users %s share a verified email; answering unknown_principal",
+            ", ".join(f"#{u.pk}" for u in by_email),
+        )
         return None
-    user = users[0]
+    if by_email and by_name:
+        logger.warning(
+            "principal lookup: user #%s's username is user #%s's verified email; the email wins",
+            by_name[0].pk,
+            by_email[0].pk,
+        )
+    chosen = by_email or by_name
+    if not chosen:
+        return None
+    user = chosen[0]
     groups = frozenset(user.groups.values_list("name", flat=True)) | asserted_groups
     return Principal("user", str(user.pk), str(user), groups, role_names_of_user(user, asserted_groups))
+
+
+def email_vouched_q() -> Q:
+    """People whose email stands for them: verified by the IdP (`email_verified`), or a local
+    account (no IdP subject), which only an administrator creates and whose email only an
+    administrator sets. An IdP account whose email the IdP did not verify is not matched by it."""
+    return Q(email_verified=True) | Q(oidc_subject__isnull=True)
+
+
+@dataclass(frozen=True)
+class PrincipalCollision:
+    """A name that more than one active person answers to, in the ways decisions look people up."""
+
+    name: str
+    users: tuple[User, ...]
+    summary: str  # for an administrator: who, and how they collide
+
+
+def principal_collisions() -> list[PrincipalCollision]:
+    """Emails shared (in any case) by more than one active person, and usernames that are another
+    person's email. Decisions ignore unverified emails and prefer a vouched email to a username, so
+    most of these change no answer; each is still someone an administrator should look at (an
+    impersonation attempt, or a person with two accounts). Three queries whatever the number of users."""
+    people = User.objects.filter(is_active=True).exclude(email="").annotate(key=Lower("email"))
+    shared = people.values("key").annotate(n=Count("pk")).filter(n__gt=1).values("key")
+    collisions: list[PrincipalCollision] = []
+    by_email: dict[str, list[User]] = {}
+    for user in people.filter(key__in=shared).order_by("key", "pk"):
+        by_email.setdefault(user.key, []).append(user)  # type: ignore[attr-defined]
+    for email, users in by_email.items():
+        names = ", ".join(_described(u) for u in users)
+        collisions.append(PrincipalCollision(email, tuple(users), f"{names} share the email {email!r}"))
+    named = User.objects.filter(is_active=True).annotate(key=Lower("username"))
+    owners: dict[str, list[User]] = {}
+    for owner in people.filter(key__in=named.values("key")).order_by("pk"):
+        owners.setdefault(owner.key, []).append(owner)  # type: ignore[attr-defined]
+    for user in named.filter(key__in=list(owners)).order_by("pk"):
+        others = [o for o in owners[user.key] if o.pk != user.pk]  # type: ignore[attr-defined]
+        if others:
+            emails = ", ".join(map(_described, others))
+            summary = f"the username of {_described(user)} is the email of {emails}"
+            collisions.append(PrincipalCollision(user.username, (*others, user), summary))
+    return collisions
+
+
+def _described(user: User) -> str:
+    return f"{user.username} ({'verified' if user.email_verified else 'unverified'})"
 
 
 class DecisionCaches:
