@@ -130,7 +130,15 @@ def test_the_cli_creates_a_query_token_for_a_person_by_username_or_email():
 
     plaintext, warning = _token_cli("create", "--user", "alice", "--name", "psql", "--scope", "query")
     by_email, _ = _token_cli(
-        "create", "--user", "ALICE@example.com", "--name", "dbeaver", "--scope", "query", "--expires-in-days", "7"
+        "create",
+        "--user",
+        "ALICE@example.com",
+        "--name",
+        "dbeaver",
+        "--scope",
+        "query",
+        "--expires-in-days",
+        "7",
     )
 
     assert "cannot show it again" in warning
@@ -139,7 +147,10 @@ def test_the_cli_creates_a_query_token_for_a_person_by_username_or_email():
     assert plaintext.startswith(f"veil_{tokens['psql'].prefix}_")
     assert by_email.startswith(f"veil_{tokens['dbeaver'].prefix}_")
     assert tokens["dbeaver"].expires_at is not None and tokens["psql"].expires_at is None
-    assert AuditEvent.objects.get(action="token.created", target_id=str(tokens["psql"].pk)).channel == Channel.CLI
+    assert (
+        AuditEvent.objects.get(action="token.created", target_id=str(tokens["psql"].pk)).channel
+        == Channel.CLI
+    )
 
 
 @pytest.mark.parametrize(
@@ -201,7 +212,10 @@ def test_odd_user_names_are_quoted_for_libpq_the_shell_and_jdbc():
     proxy = ProxyConnection("::1", 6432, "shop", "prefer", "o'neil $x")
 
     assert proxy.conninfo() == "host=::1 port=6432 user='o\\'neil $x' dbname=shop sslmode=prefer"
-    assert proxy.psql_command() == "psql 'host=::1 port=6432 user='\"'\"'o\\'\"'\"'neil $x'\"'\"' dbname=shop sslmode=prefer'"
+    assert (
+        proxy.psql_command()
+        == "psql 'host=::1 port=6432 user='\"'\"'o\\'\"'\"'neil $x'\"'\"' dbname=shop sslmode=prefer'"
+    )
     assert proxy.jdbc_url() == "jdbc:postgresql://[::1]:6432/shop?user=o%27neil%20%24x&sslmode=prefer"
 
 
