@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -195,3 +199,158 @@ def proxy(
         "sslmode": "disable",
     }
     return start_proxy(proxy_config(login_server.url, LoginServer.SERVICE_TOKEN, {"prod-pg": instance}))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A self-signed certificate and key for 127.0.0.1/localhost."""
+    directory = tmp_path_factory.mktemp("h7_tls")
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return {"cert": str(cert), "key": str(key)}
+
+
+@dataclass
+class PrivateCluster:
+    """A PostgreSQL server of our own (initdb in a temporary directory), so tests can require
+    SCRAM and TLS of the upstream and restart it, which the shared server must not be."""
+
+    directory: str
+    port: int
+    user: str = "h7_proxy"
+    password: str = "h7-secret-scram"
+    database: str = "h7_shop2"
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "pg_ctl",
+                "-D",
+                f"{self.directory}/data",
+                "-w",
+                "-t",
+                "60",
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def restart(self) -> None:
+        self.pg_ctl("restart", "-m", "immediate", "-l", f"{self.directory}/log")
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host=self.directory, port=self.port, user="postgres", dbname=dbname, autocommit=True
+        )
+
+
+@pytest.fixture(scope="session")
+def private_cluster(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: dict[str, str]
+) -> Iterator[PrivateCluster]:
+    directory = tempfile.mkdtemp(prefix="h7_pg_")
+    shutil.chown(directory, "postgres")
+    for name in ("cert", "key"):
+        target = f"{directory}/server.{name}"
+        shutil.copy(tls_files[name], target)
+        shutil.chown(target, "postgres")
+        os.chmod(target, 0o600)
+    port = _free_port()
+    cluster = PrivateCluster(directory, port)
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "initdb",
+            "-D",
+            f"{directory}/data",
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with open(f"{directory}/data/postgresql.conf", "a") as conf:
+        conf.write(
+            f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{directory}'\n"
+            f"ssl = on\nssl_cert_file = '{directory}/server.cert'\nssl_key_file = '{directory}/server.key'\n"
+            "fsync = off\nshared_buffers = 16MB\nmax_connections = 60\n"
+        )
+    cluster.pg_ctl("start", "-l", f"{directory}/log")
+    try:
+        with cluster.admin() as admin:
+            admin.execute(f"CREATE ROLE {cluster.user} LOGIN PASSWORD '{cluster.password}'")
+            admin.execute(f"CREATE DATABASE {cluster.database} OWNER {cluster.user}")
+        with cluster.admin(cluster.database) as conn:
+            conn.execute(f"SET ROLE {cluster.user}")
+            conn.execute(SCHEMA)
+        yield cluster
+    finally:
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "pg_ctl",
+                "-D",
+                f"{directory}/data",
+                "stop",
+                "-m",
+                "immediate",
+            ],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def private_instance(cluster: PrivateCluster, **overrides: Any) -> dict[str, Any]:
+    return {
+        "host": "127.0.0.1",
+        "port": cluster.port,
+        "databases": [cluster.database],
+        "user": cluster.user,
+        "password": cluster.password,
+        "sslmode": "require",
+        **overrides,
+    }
