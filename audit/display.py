@@ -83,6 +83,9 @@ ACTION_LABELS: dict[str, str] = {
     "grant.expired": "Grant expired",
     "breakglass.taken": "Break-glass access taken",
     "breakglass.reviewed": "Break-glass use reviewed",
+    # The data path's inference guard
+    "query.refused": "Query refused by the inference guard",
+    "query.guard_audited": "Query ran past the inference guard (audit mode)",
     # Slack
     "slack.user_linked": "Slack account linked",
     "slack.user_unlinked": "Slack account unlinked",

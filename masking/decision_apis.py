@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
@@ -21,6 +22,7 @@ from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import ApiToken, Scope
 from masking.decision_endpoint import answer_decisions
 from masking.engine import ColumnKey
+from masking.services.guard import record_guard_outcomes
 
 
 class PrincipalIn(StrictSerializer):
@@ -150,6 +152,14 @@ class DecisionsApi(APIView):
         ).as_response()
 
 
+class GuardOutcomeIn(StrictSerializer):
+    """The data path's inference guard refused the query, or ran it anyway in audit mode."""
+
+    outcome = serializers.ChoiceField(choices=["refused", "audited"])
+    clause = serializers.CharField(max_length=200)
+    message = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+
 class AccessEventIn(StrictSerializer):
     principal = PrincipalIn()
     query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -159,6 +169,7 @@ class AccessEventIn(StrictSerializer):
     masked_columns = ColumnRefIn(many=True, required=False, default=list)
     # The bound of the PositiveBigIntegerField it is stored in: beyond it the INSERT would fail (a 500).
     row_count = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
+    guard = GuardOutcomeIn(required=False)
 
 
 class AccessEventsApi(APIView):
@@ -204,7 +215,11 @@ class AccessEventsApi(APIView):
                     "row_count": event["row_count"],
                 }
             )
-        accepted = record_access_events(service_account=token.service_account.name, events=events)
+        with transaction.atomic():
+            accepted = record_access_events(service_account=token.service_account.name, events=events)
+            record_guard_outcomes(
+                service_account=token.service_account.name, events=serializer.validated_data["events"]
+            )
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -9,7 +9,12 @@ from django.db.models import Q
 from audit.filters import AuditFilter, AuditScope, events_matching
 from audit.reports.common import CHUNK, Row
 
-DENIED_ACTIONS = ("request.denied", "auth.sign_in_failed", "slack.forged_request")
+DENIED_ACTIONS = (
+    "request.denied",
+    "auth.sign_in_failed",
+    "slack.forged_request",
+    "query.guard_audited",
+)
 DENIED_SUFFIXES = (".denied", ".rejected", ".refused", ".unauthorized", "_failed", ".forged_request")
 
 

@@ -599,15 +599,25 @@ class VeilClient:
         masked_columns: Iterable[Column | Sequence[str] | Mapping[str, str]],
         row_count: int,
         occurred_at: datetime | None = None,
+        *,
+        guard: Mapping[str, str] | None = None,
     ) -> bool:
         """Queue an access event (what one query returned) for delivery in the background.
 
         Returns at once and never raises: an invalid event is logged, counted in
         ``stats.events_rejected`` and skipped (False). When the queue is full the oldest event is
         dropped (``stats.events_dropped``). ``occurred_at`` defaults to now; naive means UTC.
+        ``guard`` reports what the data path's inference guard did (``outcome`` ``refused`` or
+        ``audited``, the ``clause`` and the ``message``); Veil records it in the audit log.
         """
         try:
             event = _event(principal, query_id, unmasked_columns, masked_columns, row_count, occurred_at)
+            if guard is not None:
+                event["guard"] = {
+                    "outcome": str(guard["outcome"]),
+                    "clause": str(guard["clause"])[:200],
+                    "message": str(guard.get("message", ""))[:2000],
+                }
         except Exception as exc:
             logger.warning("access event not reported: %s", exc)
             with self._cond:

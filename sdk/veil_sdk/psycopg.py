@@ -1,0 +1,474 @@
+"""A psycopg 3 connection whose cursors enforce Veil's decisions.
+
+``connect(...)`` returns a ``psycopg.Connection`` (``connect_async`` an ``AsyncConnection``) for
+one principal. Every statement a cursor runs is first checked by the inference guard (a refused
+query raises ``psycopg.errors.InsufficientPrivilege``, SQLSTATE 42501, and never reaches the
+server), every result it returns is masked column by column as Veil decides (through the
+client's decision cache: one request per distinct set of source columns at most), and each
+query is reported to Veil as one access event with its row count.
+
+Catalog lookups run on the connection itself, before the query (so they see its search_path and
+its transaction). The rows are masked in the row maker psycopg calls for each row, after the
+values are loaded, so tuple rows, ``dict_row`` and any other row factory receive masked values.
+Masked values are text (or None), whatever the column's type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import adapt, errors, pq, sql
+from psycopg.rows import RowMaker
+
+from veil_sdk.client import Principal, VeilClient, _as_principal
+from veil_sdk.datapath import Check, Enforcer, Field, GuardRefusal, ResultPlan, Session
+from veil_sdk.datapath.catalog import Lookup
+
+__all__ = [
+    "AsyncVeilConnection",
+    "AsyncVeilCursor",
+    "VeilConnection",
+    "VeilCursor",
+    "VeilCursorMixin",
+    "bind",
+    "connect",
+    "connect_async",
+    "enforcer_for",
+]
+
+_ENFORCERS: weakref.WeakKeyDictionary[VeilClient, dict[tuple[str, str, str], Enforcer]] = (
+    weakref.WeakKeyDictionary()
+)
+_ENFORCERS_LOCK = threading.Lock()
+
+
+def enforcer_for(client: VeilClient, instance: str, database: str, *, guard_mode: str = "refuse") -> Enforcer:
+    """The one Enforcer (and catalog cache) per client and target, shared by its connections."""
+    key = (instance, database, guard_mode)
+    with _ENFORCERS_LOCK:
+        per_client = _ENFORCERS.setdefault(client, {})
+        if key not in per_client:
+            per_client[key] = Enforcer(client, instance, database, guard_mode=guard_mode)
+        return per_client[key]
+
+
+class _Binding:
+    """What a connection enforces for: its principal and its session on the target."""
+
+    __slots__ = ("principal", "session")
+
+    def __init__(self, session: Session, principal: Principal) -> None:
+        self.session = session
+        self.principal = principal
+
+
+def bind(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+    *,
+    client: VeilClient,
+    principal: Principal | Mapping[str, Any],
+    instance: str,
+    database: str | None = None,
+    guard_mode: str = "refuse",
+) -> None:
+    """Attach Veil's enforcement to a connection whose cursors use ``VeilCursorMixin``."""
+    if conn.info.parameter_status("server_version") is None or conn.info.parameter_status("crdb_version"):
+        raise psycopg.NotSupportedError("Veil's data path enforces on PostgreSQL servers only")
+    enforcer = enforcer_for(client, instance, database or conn.info.dbname, guard_mode=guard_mode)
+    conn._veil = _Binding(enforcer.session(), _as_principal(principal))  # type: ignore[union-attr]
+
+
+def _binding(cursor: Any) -> _Binding:
+    binding = getattr(cursor.connection, "_veil", None)
+    if binding is None:
+        raise psycopg.InterfaceError("this connection is not bound to Veil (use veil_sdk.psycopg.connect)")
+    return binding
+
+
+def _query_text(cursor: Any, query: Any, params: Any) -> str:
+    """The statement as the server will parse it (placeholders as $n)."""
+    if isinstance(query, sql.Composable):
+        query = query.as_string(cursor)
+    converted = cursor._query_cls(adapt.Transformer(cursor))
+    converted.convert(query, params)
+    text = converted.query
+    return text.decode(cursor.connection.info.encoding) if isinstance(text, bytes) else str(text)
+
+
+def _refusal(refusal: GuardRefusal) -> psycopg.Error:
+    cls = errors.lookup(refusal.sqlstate) if refusal.sqlstate else errors.InsufficientPrivilege
+    return cls(refusal.message)
+
+
+def _fields(result: pq.abc.PGresult) -> list[Field]:
+    return [
+        Field(
+            (result.fname(i) or b"").decode("utf-8", "replace"),
+            result.ftable(i),
+            result.ftablecol(i),
+            result.ftype(i),
+        )
+        for i in range(result.nfields)
+    ]
+
+
+def _masking(plan: ResultPlan | None, inner: RowMaker[Any]) -> RowMaker[Any]:
+    if plan is None or not plan.masked_any:
+        return inner
+    masks = [(i, m) for i, m in enumerate(plan.maskers) if m is not None]
+
+    def make_row(values: Sequence[Any]) -> Any:
+        row = list(values)
+        for index, masker in masks:
+            row[index] = masker(row[index])
+        return inner(row)
+
+    return make_row
+
+
+class VeilCursorMixin:
+    """Guard, mask and report for psycopg's cursor classes (client- and server-side, and the
+    cursor classes frameworks such as Django derive from them)."""
+
+    _veil_check: Check | None = None
+    _veil_plans: dict[int, ResultPlan | None]
+    _veil_index_fixed: bool = False
+
+    # --- psycopg's hook: called whenever a result becomes the current one ---------------------
+
+    def _make_row_maker(self) -> RowMaker[Any]:
+        inner = super()._make_row_maker()  # type: ignore[misc]
+        check = self._veil_check
+        if check is None:
+            return inner
+        index = 0 if self._veil_index_fixed else self._iresult  # type: ignore[attr-defined]
+        plans = self._veil_plans
+        if index not in plans:
+            # Planned after execute() normally; here (stream(), a lookup-free path) any lookup the
+            # plan would need cannot run on the busy connection, so what it needs is untraceable.
+            plans[index] = _plan_offline(check, index, self.pgresult)  # type: ignore[attr-defined]
+        return _masking(plans[index], inner)
+
+    # --- the shared steps ---------------------------------------------------------------------
+
+    def _veil_begin(self, query: Any, params: Any, *, many: bool = False) -> Check | None:
+        binding = _binding(self)
+        self._veil_plans = {}
+        self._veil_index_fixed = many
+        self._veil_check = None
+        text = _query_text(self, query, params)
+        check = binding.session.check(text, binding.principal)
+        return check
+
+    def _veil_results(self) -> list[pq.abc.PGresult]:
+        results = getattr(self, "_results", None) or []
+        return [r for r in results if r.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE)]
+
+    def _veil_plan_fields(self, index: int, result: pq.abc.PGresult) -> Any:
+        check = self._veil_check
+        assert check is not None
+        return check.result(index, _fields(result))
+
+
+def _plan_offline(check: Check, index: int, result: pq.abc.PGresult | None) -> ResultPlan | None:
+    if result is None or result.nfields == 0:
+        return None
+    planning = check.result(index, _fields(result))
+    if planning.next_lookup() is not None:
+        planning.give_up()
+    return planning.plan()
+
+
+def _run_lookup(conn: psycopg.Connection[Any], lookup: Lookup) -> list[tuple[Any, ...]]:
+    with psycopg.Cursor(conn) as cursor:
+        cursor.execute(lookup.sql)
+        return cursor.fetchall()
+
+
+async def _run_lookup_async(conn: psycopg.AsyncConnection[Any], lookup: Lookup) -> list[tuple[Any, ...]]:
+    async with psycopg.AsyncCursor(conn) as cursor:
+        await cursor.execute(lookup.sql)
+        return await cursor.fetchall()
+
+
+def _in_failed_transaction(conn: Any) -> bool:
+    return conn.info.transaction_status == pq.TransactionStatus.INERROR
+
+
+class _SyncVeilCursor(VeilCursorMixin):
+    def _veil_guard(self, query: Any, params: Any, *, many: bool = False) -> None:
+        conn = self.connection  # type: ignore[attr-defined]
+        check = self._veil_begin(query, params, many=many)
+        assert check is not None
+        if _in_failed_transaction(conn):
+            # The server refuses everything but ROLLBACK now: nothing can come back to mask.
+            check.skip()
+        else:
+            while (lookup := check.next_lookup()) is not None:
+                check.feed(_run_lookup(conn, lookup))
+            try:
+                check.raise_if_refused()
+            except GuardRefusal as refusal:
+                check.report_refusal(refusal)
+                raise _refusal(refusal) from None
+        self._veil_check = check
+
+    def _veil_after(self) -> None:
+        check = self._veil_check
+        if check is None:
+            return
+        conn = self.connection  # type: ignore[attr-defined]
+        results = getattr(self, "_results", None) or []
+        for index, result in enumerate(results):
+            if result.nfields == 0:
+                continue
+            key = 0 if self._veil_index_fixed else index
+            planning = self._veil_plan_fields(key, result)
+            while (lookup := planning.next_lookup()) is not None:
+                planning.feed(_run_lookup(conn, lookup))
+            plan = planning.plan()
+            self._veil_plans[index if not self._veil_index_fixed else 0] = plan
+            if plan is not None:
+                check.record(plan, result.ntuples)
+        if results:
+            self._make_row = self._make_row_maker()  # type: ignore[attr-defined]
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        self._veil_guard(query, params)
+        super().execute(query, params, **kwargs)  # type: ignore[misc]
+        self._veil_after()
+        self._veil_report()
+        return self
+
+    def executemany(self, query: Any, params_seq: Iterable[Any], *, returning: bool = False) -> None:
+        params_seq = list(params_seq)
+        self._veil_guard(query, params_seq[0] if params_seq else None, many=True)
+        super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
+        self._veil_after()
+        self._veil_report()
+
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        self._veil_guard(statement, params)
+        self._veil_report()
+        return super().copy(statement, params, **kwargs)  # type: ignore[misc]
+
+    def _veil_report(self) -> None:
+        if self._veil_check is not None:
+            self._veil_check.report()
+
+
+class VeilCursor(_SyncVeilCursor, psycopg.Cursor[Any]):
+    """A client-side cursor that enforces Veil's decisions."""
+
+
+class VeilClientCursor(_SyncVeilCursor, psycopg.ClientCursor[Any]):
+    """psycopg's client-side-binding cursor, enforcing Veil's decisions."""
+
+
+class VeilServerCursor(_SyncVeilCursor, psycopg.ServerCursor[Any]):
+    """A server-side (named) cursor: checked at execute, each fetched batch masked, and reported
+    when closed (it cannot know its row count before)."""
+
+    _veil_rows = 0
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        self._veil_guard(query, params)
+        self._veil_rows = 0
+        super(_SyncVeilCursor, self).execute(query, params, **kwargs)
+        self._veil_plan_described()
+        return self
+
+    def _veil_plan_described(self) -> None:
+        check = self._veil_check
+        result = self.pgresult
+        if check is None or result is None or result.nfields == 0:
+            return
+        planning = check.result(0, _fields(result))
+        while (lookup := planning.next_lookup()) is not None:
+            planning.feed(_run_lookup(self.connection, lookup))
+        self._veil_plans[0] = planning.plan()
+        self._make_row = self._make_row_maker()
+
+    def fetchone(self) -> Any:
+        row = super().fetchone()
+        self._veil_rows += row is not None
+        return row
+
+    def fetchmany(self, size: int = 0) -> list[Any]:
+        rows = super().fetchmany(size)
+        self._veil_rows += len(rows)
+        return rows
+
+    def fetchall(self) -> list[Any]:
+        rows = super().fetchall()
+        self._veil_rows += len(rows)
+        return rows
+
+    def __iter__(self) -> Any:
+        for row in super().__iter__():
+            self._veil_rows += 1
+            yield row
+
+    def close(self) -> None:
+        check, plan = self._veil_check, self._veil_plans.get(0) if self._veil_check else None
+        super().close()
+        if check is not None:
+            if plan is not None:
+                check.record(plan, self._veil_rows)
+            check.report()
+            self._veil_check = None
+
+
+class VeilConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose cursors enforce Veil's decisions for one principal."""
+
+
+class _AsyncVeilCursor(VeilCursorMixin):
+    async def _veil_guard(self, query: Any, params: Any, *, many: bool = False) -> None:
+        conn = self.connection  # type: ignore[attr-defined]
+        check = self._veil_begin(query, params, many=many)
+        assert check is not None
+        if _in_failed_transaction(conn):
+            check.skip()
+        else:
+            while (lookup := check.next_lookup()) is not None:
+                check.feed(await _run_lookup_async(conn, lookup))
+            try:
+                await asyncio.to_thread(check.raise_if_refused)
+            except GuardRefusal as refusal:
+                check.report_refusal(refusal)
+                raise _refusal(refusal) from None
+        self._veil_check = check
+
+    async def _veil_after(self) -> None:
+        check = self._veil_check
+        if check is None:
+            return
+        conn = self.connection  # type: ignore[attr-defined]
+        results = getattr(self, "_results", None) or []
+        for index, result in enumerate(results):
+            if result.nfields == 0:
+                continue
+            key = 0 if self._veil_index_fixed else index
+            planning = self._veil_plan_fields(key, result)
+            while (lookup := planning.next_lookup()) is not None:
+                planning.feed(await _run_lookup_async(conn, lookup))
+            plan = await asyncio.to_thread(planning.plan)
+            self._veil_plans[key] = plan
+            if plan is not None:
+                check.record(plan, result.ntuples)
+        if results:
+            self._make_row = self._make_row_maker()  # type: ignore[attr-defined]
+
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        await self._veil_guard(query, params)
+        await super().execute(query, params, **kwargs)  # type: ignore[misc]
+        await self._veil_after()
+        if self._veil_check is not None:
+            self._veil_check.report()
+        return self
+
+    async def executemany(self, query: Any, params_seq: Iterable[Any], *, returning: bool = False) -> None:
+        params_seq = list(params_seq)
+        await self._veil_guard(query, params_seq[0] if params_seq else None, many=True)
+        await super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
+        await self._veil_after()
+        if self._veil_check is not None:
+            self._veil_check.report()
+
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        raise psycopg.NotSupportedError(
+            "COPY through Veil's async adapter: use the sync connection, whose copy() is guarded"
+        )
+
+
+class AsyncVeilCursor(_AsyncVeilCursor, psycopg.AsyncCursor[Any]):
+    """An async client-side cursor that enforces Veil's decisions."""
+
+
+class AsyncVeilServerCursor(_AsyncVeilCursor, psycopg.AsyncServerCursor[Any]):
+    """An async server-side cursor; its batches are masked with the plan made at execute."""
+
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        await self._veil_guard(query, params)
+        await super(_AsyncVeilCursor, self).execute(query, params, **kwargs)
+        check, result = self._veil_check, self.pgresult
+        if check is not None and result is not None and result.nfields:
+            planning = check.result(0, _fields(result))
+            while (lookup := planning.next_lookup()) is not None:
+                planning.feed(await _run_lookup_async(self.connection, lookup))
+            self._veil_plans[0] = await asyncio.to_thread(planning.plan)
+            self._make_row = self._make_row_maker()
+            check.report()
+        return self
+
+
+class AsyncVeilConnection(psycopg.AsyncConnection[Any]):
+    """An async psycopg connection whose cursors enforce Veil's decisions for one principal."""
+
+
+def connect(
+    conninfo: str = "",
+    *,
+    client: VeilClient,
+    principal: Principal | Mapping[str, Any],
+    instance: str,
+    database: str | None = None,
+    guard_mode: str = "refuse",
+    **kwargs: Any,
+) -> VeilConnection:
+    """Connect to PostgreSQL with Veil's enforcement for ``principal``.
+
+    ``instance`` and ``database`` name the target as Veil's catalog does (``database`` defaults
+    to the connection's database name). Other arguments go to ``psycopg.connect``.
+    """
+    kwargs.setdefault("cursor_factory", VeilCursor)
+    conn = VeilConnection.connect(conninfo, **kwargs)
+    conn.server_cursor_factory = VeilServerCursor
+    try:
+        bind(
+            conn,
+            client=client,
+            principal=principal,
+            instance=instance,
+            database=database,
+            guard_mode=guard_mode,
+        )
+    except Exception:
+        conn.close()
+        raise
+    return conn
+
+
+async def connect_async(
+    conninfo: str = "",
+    *,
+    client: VeilClient,
+    principal: Principal | Mapping[str, Any],
+    instance: str,
+    database: str | None = None,
+    guard_mode: str = "refuse",
+    **kwargs: Any,
+) -> AsyncVeilConnection:
+    """``connect`` for asyncio: an ``AsyncConnection`` whose cursors enforce Veil's decisions."""
+    kwargs.setdefault("cursor_factory", AsyncVeilCursor)
+    conn = await AsyncVeilConnection.connect(conninfo, **kwargs)
+    conn.server_cursor_factory = AsyncVeilServerCursor
+    try:
+        bind(
+            conn,
+            client=client,
+            principal=principal,
+            instance=instance,
+            database=database,
+            guard_mode=guard_mode,
+        )
+    except Exception:
+        await conn.close()
+        raise
+    return conn
