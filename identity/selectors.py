@@ -42,15 +42,34 @@ def service_accounts_with_tokens() -> QuerySet[ServiceAccount]:
     )
 
 
-def decision_login(user: User) -> str:
-    """The name Veil's decisions find this person by (they match an email in any case or a
-    username, and need exactly one active person): the verified email, unless it also names
-    someone else; else the username. What veil-proxy puts in its decision requests."""
-    if user.email and user.email_verified:
-        others = User.objects.filter(Q(email__iexact=user.email) | Q(username=user.email), is_active=True)
-        if not others.exclude(pk=user.pk).exists():
-            return user.email
-    return user.username
+def email_vouched(user: User) -> bool:
+    """Whether a person's email stands for them: verified by the IdP, or a local account's (only an
+    administrator sets it). The rule of `masking.selectors.email_vouched_q`, for one person."""
+    return bool(user.email) and (user.email_verified or user.oidc_subject is None)
+
+
+def decision_login(user: User) -> str | None:
+    """The name Veil's decisions find this person, and only this person, by: their vouched email,
+    else their username. None when neither does (two people share the vouched email, or the
+    username is someone else's vouched email): decisions asked under such a name would be
+    unknown_principal or, worse, another person's, so veil-proxy must not log them in.
+
+    Mirrors `masking.selectors.resolve_principal` (identity cannot import masking); a test keeps
+    the two in agreement."""
+    candidates = [user.email] if email_vouched(user) else []
+    for name in [*candidates, user.username]:
+        found = list(
+            User.objects.filter(
+                (Q(email__iexact=name) & (Q(email_verified=True) | Q(oidc_subject__isnull=True)))
+                | Q(username=name),
+                is_active=True,
+            )[:3]
+        )
+        by_email = [u for u in found if u.email and u.email.lower() == name.lower() and email_vouched(u)]
+        chosen = by_email or [u for u in found if u.username == name]
+        if [u.pk for u in chosen] == [user.pk]:
+            return name
+    return None
 
 
 def personal_tokens_of(user: User) -> QuerySet[ApiToken]:

@@ -105,15 +105,20 @@ def test_a_personal_token_is_refused_by_the_api(api_client):
     assert response.status_code == 401
 
 
-def test_decisions_know_a_person_by_their_verified_email_else_their_username():
-    verified = make_user("alice", email="Alice@Example.com", email_verified=True)
-    unverified = make_user("bob", email="bob@example.com")
+def test_decisions_know_a_person_by_their_vouched_email_else_their_username():
+    verified = make_user("alice", email="Alice@Example.com", oidc_subject="sub-a", email_verified=True)
+    local = make_user("ben", email="ben@example.com")  # an administrator set it: vouched for
+    unverified = make_user("bob", email="bob@example.com", oidc_subject="sub-b")
     shared = make_user("carol", email="carol@example.com", email_verified=True)
-    make_user("carol2", email="CAROL@example.com")
+    make_user("carol2", email="CAROL@example.com", oidc_subject="sub-c2", email_verified=True)
+    taken = make_user("dan@example.com", email="d@corp.example", oidc_subject="sub-d")
+    make_user("daniel", email="dan@example.com")
 
     assert decision_login(verified) == "Alice@example.com"  # as stored (Django lowers the domain)
+    assert decision_login(local) == "ben@example.com"
     assert decision_login(unverified) == "bob"
-    assert decision_login(shared) == "carol", "an email that names two people would resolve to none"
+    assert decision_login(shared) == "carol", "an email that names two people finds neither"
+    assert decision_login(taken) is None, "a username that is someone's email finds them instead"
 
 
 # --- manage.py token --------------------------------------------------------------------------
