@@ -7,6 +7,7 @@ from rest_framework.permissions import AllowAny
 
 from audit import apis as audit_apis
 from config import api
+from identity import apis as identity_apis
 from identity.views import LoginView
 from jitaccess import apis as jit_apis
 from jitaccess.views import home
@@ -30,6 +31,7 @@ api_v1 = [
     path("catalog", masking_apis.CatalogUpsertApi.as_view(), name="catalog-upsert"),
     path("decisions", decision_apis.DecisionsApi.as_view(), name="decisions"),
     path("access-events", decision_apis.AccessEventsApi.as_view(), name="access-events"),
+    path("query-logins", identity_apis.QueryLoginsApi.as_view(), name="query-logins"),
     path("requests", jit_apis.RequestListCreateApi.as_view(), name="requests"),
     path("requests/<int:request_id>", jit_apis.RequestDetailApi.as_view(), name="request-detail"),
     path(
