@@ -99,7 +99,14 @@ class AccessRequest(models.Model):
         null=True, blank=True, help_text="When the grant starts: at approval, or when the one it extends ends"
     )
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(
+        null=True, blank=True, help_text="When access ended: for an expiry, the grant's expires_at"
+    )
+    expiry_processed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the sweep recorded the expiry (later than ended_at if it was late)",
+    )
     ended_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     deny_reason = models.TextField(blank=True)
     grant = models.OneToOneField(

@@ -737,8 +737,14 @@ def _sweep_one(pk: int, expected: str, action: str, now: datetime) -> int:
     if request is None:
         return 0  # another sweeper has it, or it changed meanwhile
     request.state = next_state(request.state, action)
-    request.ended_at = now
-    request.save(update_fields=["state", "ended_at"])
+    if action == Action.EXPIRE:
+        # Access ended at expires_at (the decision path stopped honouring it then), not when this
+        # sweep ran, which may be long after if no worker was up: both are kept, apart.
+        request.ended_at, request.expiry_processed_at = request.expires_at, now
+        detail = {"expires_at": request.expires_at, "ended_at": request.expires_at, "processed_at": now}
+    else:
+        request.ended_at, detail = now, {}
+    request.save(update_fields=["state", "ended_at", "expiry_processed_at"])
     kind = NotificationKind.EXPIRED if action == Action.EXPIRE else NotificationKind.TIMED_OUT
     record_event(
         action="grant.expired" if action == Action.EXPIRE else "request.timed_out",
@@ -746,7 +752,7 @@ def _sweep_one(pk: int, expected: str, action: str, now: datetime) -> int:
         channel=Channel.SYSTEM,
         target=_target(request),
         project=request.project.key,
-        detail={"expires_at": request.expires_at} if action == Action.EXPIRE else {},
+        detail=detail,
     )
     notify(request, kind, [request.requester])
     notify(request, NotificationKind.STATE_CHANGED, [])

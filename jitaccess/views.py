@@ -52,7 +52,7 @@ TIMELINE_LABELS = {
     "request.relinquished": "Relinquished",
     "request.timed_out": "Timed out",
     "grant.created": "Grant created",
-    "grant.expired": "Grant expired",
+    "grant.expired": "Expiry processed (access had ended at the grant's expiry)",
     "grant.revoked": "Grant revoked",
     "breakglass.taken": "Break-glass taken",
     "breakglass.reviewed": "Break-glass reviewed",

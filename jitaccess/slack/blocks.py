@@ -56,9 +56,11 @@ def cut(escaped: str, limit: int) -> str:
     return kept + "…"
 
 
-def when(moment: datetime) -> str:
-    fallback = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+def when(moment: datetime, *, seconds: bool = False) -> str:
+    """A moment Slack shows in each reader's time zone; `seconds` where the exact second is evidence."""
+    fallback = moment.astimezone(UTC).strftime(f"%Y-%m-%d %H:%M{':%S' if seconds else ''} UTC")
+    time = "{time_secs}" if seconds else "{time}"
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {time}|{fallback}>"
 
 
 def duration_text(duration: timedelta) -> str:
@@ -111,7 +113,9 @@ def status_text(card: Card) -> str:
     ended = when(card.ended_at) if card.ended_at else "?"
     why = f" ({clip(card.end_reason, REASON_LIMIT)})" if card.end_reason else ""
     endings = {
-        State.EXPIRED: f":lock: Expired {ended}; values are masked again.",
+        # ended_at is the grant's expires_at, however late the sweep recorded it.
+        State.EXPIRED: f":lock: Expired {when(card.ended_at, seconds=True) if card.ended_at else '?'}; "
+        "values are masked again.",
         State.REVOKED: f":lock: Revoked by {ended_by} at {ended}{why}; values are masked again.",
         State.RELINQUISHED: f":lock: Given up by {ended_by} at {ended}; values are masked again.",
         State.CANCELLED: f":heavy_multiplication_x: Cancelled by {ended_by} at {ended}.",
