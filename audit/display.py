@@ -31,6 +31,7 @@ ACTION_LABELS: dict[str, str] = {
     "auth.sign_in": "Signed in",
     "auth.sign_out": "Signed out",
     "auth.sign_in_failed": "Sign-in failed",
+    "proxy.login_failed": "Database login failed (veil-proxy)",
     "token.created": "API token created",
     "token.revoked": "API token revoked",
     "service_account.created": "Service account added",

@@ -24,8 +24,9 @@ Check = Callable[[HttpRequest], bool]
 
 
 def signed_in(request: HttpRequest) -> bool:
-    """Requests, approvals and the API docs: for everyone signed in (the approval queue is per
-    person, and approvers may come from approval policies' roles, so no permission gates it)."""
+    """Requests, approvals, database access and the API docs: for everyone signed in (the approval
+    queue is per person, and approvers may come from approval policies' roles, so no permission
+    gates it; everyone may hold their own database tokens)."""
     return bool(request.user.is_authenticated)
 
 
@@ -56,6 +57,7 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
             ("My access", "home", signed_in),
             ("Request access", "jitaccess:request-new", requester),
             ("My requests", "jitaccess:requests", signed_in),
+            ("Database access", "database-access:index", signed_in),
         ],
     ),
     ("Approver", [("Approvals", "jitaccess:approvals", signed_in)]),

@@ -54,6 +54,7 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("admin/", admin.site.urls),
     path("service-accounts/", include("identity.urls")),
+    path("database-access/", include("identity.database_access_urls")),
     path("api/v1/", include(api_v1)),
     path("policy/", include(masking_pages)),
     path("", include("jitaccess.urls")),

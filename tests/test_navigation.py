@@ -20,7 +20,7 @@ from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
-EVERYONE = {"My access", "My requests", "Approvals", "API docs"}
+EVERYONE = {"My access", "My requests", "Database access", "Approvals", "API docs"}
 REQUESTER = {"Request access"}  # people with request_unmask somewhere
 POLICY = {"Catalog", "Policy", "Rules", "Policy versions", "Policy insights", "Break-glass review"}
 AUDIT = {"Audit", "Audit events", "Audit exports"}
