@@ -18,14 +18,12 @@ with every other character turned into `-`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-from masking.policy_document import DocumentError
+from config import strict_json
+from masking.policy_document import DocumentError, load_yaml_data
 
 BUILT_IN = {
     "bb.default": ("Default", "Bytebase's default: full mask", {"type": "full", "substitution": "******"}),
@@ -34,14 +32,14 @@ BUILT_IN = {
 
 
 def load_bytebase(text: str) -> dict[str, Any]:
-    """Parse a Bytebase export (JSON, or the same as YAML) into a raw Veil document."""
+    """Parse a Bytebase export (JSON, or the same as YAML) into a raw Veil document; duplicate keys,
+    YAML aliases and deep nesting are refused before the export is walked."""
     try:
-        raw = json.loads(text)
+        raw = strict_json.loads(text)
+    except strict_json.JSONInputError as exc:
+        raise DocumentError("bytebase", str(exc)) from None
     except ValueError:
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DocumentError("bytebase", f"is neither JSON nor YAML: {str(exc).splitlines()[0]}") from None
+        raw = load_yaml_data(text, "bytebase")
     return bytebase_to_document(raw)
 
 

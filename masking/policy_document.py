@@ -27,6 +27,7 @@ import yaml
 from django.utils.module_loading import autodiscover_modules
 
 from audit.services import Actor
+from config import strict_json
 from identity.models import User
 
 FORMAT = "veil-policy/v1"
@@ -352,11 +353,56 @@ def parse_document(raw: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def load_yaml(text: str) -> dict[str, list[dict[str, Any]]]:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DocumentError("document", f"is not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = load_yaml_data(text, "document")
     return parse_document(raw if raw is not None else {})
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without what made a 380-byte file expand to 1.16 GB (anchors and
+    aliases) or overflow the stack (50k nested `[[...]]`): both refused as the document is
+    composed, before anything is built or walked. A key given twice in one mapping (which YAML
+    and JSON parsers resolve by silently keeping the last) is refused too."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _LoadError(f"line {line}: YAML anchors and aliases (&name, *name) are not accepted")
+        if self.depth >= strict_json.MAX_DEPTH:
+            raise _LoadError(f"line {line}: is nested more than {strict_json.MAX_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node)  # type: ignore[no-untyped-call]
+                if key in seen:
+                    raise _LoadError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _LoadError(Exception):
+    pass
+
+
+def load_yaml_data(text: str, path: str) -> Any:
+    """A YAML (or JSON) policy file as data, through `_PolicyLoader`; DocumentError at `path`."""
+    try:
+        return yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
+    except _LoadError as exc:
+        raise DocumentError(path, str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise DocumentError(path, f"is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
 class _FlowMap(dict):  # type: ignore[type-arg]
