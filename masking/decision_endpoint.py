@@ -33,6 +33,7 @@ from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, ValidationError
 
+from config import strict_json
 from config.api import error_payload, validation_error_payload
 from identity.authentication import TokenScope, bearer_token
 from identity.models import ApiToken, Scope
@@ -104,15 +105,16 @@ def answer_decisions(*, method: str, authorization: str, content_type: str, body
 
 
 def _decode(content_type: str, body: bytes | None) -> tuple[Any, Reply | None]:
-    """The decoded body, or the 4xx that explains why there is none."""
+    """The decoded body, or the 4xx that explains why there is none. `strict_json`, not orjson:
+    orjson keeps the last of two equal keys silently; refusing them costs about 25 us a request."""
     if content_type != "application/json":
         message = f'Unsupported media type "{content_type}" in request; send application/json.'
         return None, _error(415, "unsupported_media_type", message)
     if body is None:
         return None, _error(413, "too_large", "The request body is larger than the server accepts.")
     try:
-        return orjson.loads(body), None
-    except orjson.JSONDecodeError as exc:
+        return strict_json.loads(body), None
+    except ValueError as exc:
         return None, _error(400, "parse_error", f"JSON parse error - {exc}")
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from veil_sdk.algorithms import ALGORITHM_TYPES, AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
+from config import strict_json
 from identity.models import Role, ServiceAccount, User
 from masking.cel import ConditionError, check_condition
 from masking.models import SemanticType
@@ -53,7 +54,7 @@ class SemanticTypeForm(PolicyItemForm):
 
     def clean_algorithm(self) -> dict[str, Any]:
         try:
-            algorithm = json.loads(self.cleaned_data["algorithm"])
+            algorithm = strict_json.loads(self.cleaned_data["algorithm"])
         except ValueError as exc:
             raise forms.ValidationError(f"Not JSON: {exc}") from exc
         try:
