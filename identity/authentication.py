@@ -31,6 +31,7 @@ class ServiceTokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None  # not a service: session authentication may still apply
         token = bearer_token(header)
+        assert token.service_account is not None  # `token_authenticate` finds service accounts' only
         return token.service_account, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -132,9 +132,12 @@ def token_new(request: HttpRequest, pk: int) -> HttpResponse:
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """Confirm first (GET), then revoke (POST): every request with the token is refused from then on."""
     _require(request, "identity.change_apitoken", "Revoking API tokens")
-    token = get_object_or_404(ApiToken.objects.select_related("service_account"), pk=pk)
+    # Service accounts' tokens: people revoke their own on the Database access page.
+    token = get_object_or_404(ApiToken.objects.select_related("service_account"), pk=pk, user__isnull=True)
+    account = token.service_account
+    assert account is not None  # the check constraint: a token without a person has an account
     if request.method == "POST":
         services.token_revoke(token=token, revoked_by=request.user, channel=Channel.WEB)  # type: ignore[arg-type]
-        messages.success(request, f"Token {token.name} ({token.prefix}) of {token.service_account} revoked.")
-        return redirect(f"{reverse('identity:service-accounts')}#sa-{token.service_account.pk}")
+        messages.success(request, f"Token {token.name} ({token.prefix}) of {account} revoked.")
+        return redirect(f"{reverse('identity:service-accounts')}#sa-{account.pk}")
     return render(request, "identity/token_revoke.html", {"token": token})

@@ -105,3 +105,14 @@ def test_a_service_accounts_token_cannot_be_revoked_here(client, alice):
     token = ApiToken.objects.get(service_account__name="prod-proxy")
 
     assert client.post(reverse("database-access:token-revoke", args=[token.pk])).status_code == 404
+
+
+def test_the_service_account_pages_leave_a_persons_token_alone(client):
+    admin = make_user("ada", is_staff=True, is_superuser=True)
+    alice = make_user("alice")
+    token, _ = personal_token_create(user=alice, name="psql", created_by=alice, channel=Channel.WEB)
+    client.force_login(admin)
+
+    assert client.post(reverse("identity:token-revoke", args=[token.pk])).status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None
