@@ -16,8 +16,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser
 
 MAX_DEPTH = 64
 
@@ -67,8 +68,10 @@ class StrictJSONParser(JSONParser):
     """DRF's JSON parser with `loads`' refusals, answered as DRF's 400 parse error."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        encoding = get_encoding(parser_context or {})
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         try:
             return loads(codecs.getreader(encoding)(stream).read())
+        except LookupError:
+            raise ParseError(f"Unsupported charset {encoding!r} in request Content-Type header.") from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc

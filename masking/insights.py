@@ -81,7 +81,7 @@ def rule_usage(policy: Policy | None = None) -> list[RuleUsage]:
     whose condition cannot be evaluated (over a cost limit, say) matches every column it reaches,
     as on the decision path, which masks them in full."""
     policy = policy or live_policy()
-    counts = {rule.id: [0, 0] for rule in policy.rules}
+    counts = {rule.id: [0, 0] for rule in policy.rules}  # matches, wins
     problems = {rule.id: cel.condition_problem(rule.condition) or "" for rule in policy.rules}
     for column in policy.columns.values():
         resource = column.resource()
@@ -92,7 +92,10 @@ def rule_usage(policy: Policy | None = None) -> list[RuleUsage]:
                 if not decided:
                     counts[rule.id][1] += 1
                     decided = True
-    return [RuleUsage(rule, *counts[rule.id], problems[rule.id]) for rule in policy.rules]
+    return [
+        RuleUsage(rule, matches=counts[rule.id][0], wins=counts[rule.id][1], problem=problems[rule.id])
+        for rule in policy.rules
+    ]
 
 
 def exemptions_never_used(since: datetime) -> list[Exemption]:

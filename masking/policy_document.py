@@ -376,7 +376,7 @@ class _PolicyLoader(yaml.SafeLoader):
             raise _LoadError(f"line {line}: is nested more than {strict_json.MAX_DEPTH} levels deep")
         self.depth += 1
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call,return-value]
         finally:
             self.depth -= 1
 
