@@ -197,7 +197,7 @@ def _filter(data: dict[str, Any], scope: AuditScope) -> AuditFilter:
             if not (scope.is_everything and _project_exists(flt.project)):
                 raise
         try:
-            check_action(flt, "events")
+            check_action(flt, "events", scope)
         except FilterError:
             if not _known_action(flt.action):
                 raise

@@ -256,9 +256,10 @@ def report_action(flt: AuditFilter, report: str) -> str:
     return part(flt.action) if flt.action else ""
 
 
-def check_action(flt: AuditFilter, report: str) -> None:
-    """Refuse an event type (or prefix) that no event in the log has, suggesting the closest known
-    one, rather than show an empty page for a typo. Reads the `action` index only."""
+def check_action(flt: AuditFilter, report: str, scope: AuditScope) -> None:
+    """Refuse an event type (or prefix) that no event in the reader's scope has, suggesting the
+    closest known one, rather than show an empty page for a typo. Only the scope is asked: whether
+    another project has such events is not the reader's to learn (the answer used to tell)."""
     if not flt.action:
         return
     other = _OTHER_ACTIONS.get(report)
@@ -270,14 +271,16 @@ def check_action(flt: AuditFilter, report: str) -> None:
         return
     if report not in EVENT_TYPE_REPORTS:
         return
-    if AuditEvent.objects.filter(flt.action_q()).exists():
+    if AuditEvent.objects.filter(scope.events_q()).filter(flt.action_q()).exists():
         return
     from audit.display import ACTION_LABELS  # not at the top: display imports the reports, which import us
 
     known = sorted({*ACTION_LABELS, *(code.split(".", 1)[0] + "." for code in ACTION_LABELS)})
-    close = difflib.get_close_matches(flt.action, known, n=1, cutoff=0.6)
+    others = [code for code in known if code != flt.action]  # a known type is no typo of itself
+    close = difflib.get_close_matches(flt.action, others, n=1, cutoff=0.6)
     suggestion = f"; did you mean {close[0]!r}?" if close else ""
-    raise FilterError("action", f"no event of type {flt.action!r} in the audit log{suggestion}")
+    where = "the audit log" if scope.is_everything else "the projects you audit"
+    raise FilterError("action", f"no event of type {flt.action!r} in {where}{suggestion}")
 
 
 def checked_filter(data: Mapping[str, Any], scope: AuditScope, report: str) -> AuditFilter:
@@ -285,7 +288,7 @@ def checked_filter(data: Mapping[str, Any], scope: AuditScope, report: str) -> A
     refused with FilterError if its project or event type can only match nothing."""
     flt = AuditFilter.from_mapping(data)
     check_project(flt, scope)
-    check_action(flt, report)
+    check_action(flt, report, scope)
     return flt
 
 

@@ -24,7 +24,7 @@ from masking.checks import ORDINARY_PRINCIPAL
 from masking.engine import ColumnKey, Decision, Policy
 from masking.insights import exemptions_never_used, live_policy, rule_usage
 from masking.models import MaskingRule
-from masking.policy_access import administered_projects
+from masking.policy_access import administered_projects, readable_items
 from masking.policy_document import export_document
 from masking.policy_edits import find_item, move_item, remove_item, upsert_item
 from masking.policy_views import can_edit_global, item_form_page, person, policy_admin_required, review
@@ -34,9 +34,11 @@ WINDOW_DAYS = 90
 
 @policy_admin_required
 def approval_policies(request: HttpRequest) -> HttpResponse:
-    mine = administered_projects(person(request))
+    user = person(request)
+    mine = administered_projects(user)
     policies = (
-        ApprovalPolicy.objects.select_related("project")
+        readable_items(ApprovalPolicy.objects.all(), user)
+        .select_related("project")
         .prefetch_related("approver_roles")
         .order_by("project__key", "position", "id")
     )
@@ -55,7 +57,13 @@ def _key(policy: ApprovalPolicy) -> str:
 
 @policy_admin_required
 def approval_policy_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    policy = get_object_or_404(ApprovalPolicy.objects.select_related("project"), pk=pk) if pk else None
+    policy = (
+        get_object_or_404(
+            readable_items(ApprovalPolicy.objects.select_related("project"), person(request)), pk=pk
+        )
+        if pk
+        else None
+    )
     live = export_document()
     current = find_item(live, "approval_policies", _key(policy)) if policy else None
     projects = sorted(administered_projects(person(request)) | ({policy.project.key} if policy else set()))
@@ -84,7 +92,9 @@ def approval_policy_edit(request: HttpRequest, pk: int | None = None) -> HttpRes
 @policy_admin_required
 @require_POST
 def approval_policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    policy = get_object_or_404(ApprovalPolicy.objects.select_related("project"), pk=pk)
+    policy = get_object_or_404(
+        readable_items(ApprovalPolicy.objects.select_related("project"), person(request)), pk=pk
+    )
     return review(
         request,
         remove_item(export_document(), "approval_policies", _key(policy)),
@@ -96,7 +106,9 @@ def approval_policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @policy_admin_required
 @require_POST
 def approval_policy_move(request: HttpRequest, pk: int, direction: str) -> HttpResponse:
-    policy = get_object_or_404(ApprovalPolicy.objects.select_related("project"), pk=pk)
+    policy = get_object_or_404(
+        readable_items(ApprovalPolicy.objects.select_related("project"), person(request)), pk=pk
+    )
     if direction not in ("up", "down"):
         raise Http404("Move up or down.")
     return review(

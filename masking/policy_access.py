@@ -9,13 +9,16 @@ project each.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user, get_users_with_perms
 
 from identity.models import User
 from masking.models import Project, ProjectPolicySettings
 from masking.permissions import ADMINISTER_POLICY
+
+_M = TypeVar("_M", bound=Model)
 
 
 def administered_projects(user: User) -> set[str]:
@@ -28,9 +31,17 @@ def administered_projects(user: User) -> set[str]:
 
 
 def columns_scope(user: User) -> set[str] | None:
-    """Projects whose catalog columns the person may browse: those they administer, or None
-    (every project) when they hold the permission globally."""
+    """Projects whose catalog columns and policy items (exemptions, approval policies, project
+    settings) the person may read: those they administer, or None (every project) when they hold
+    the permission globally."""
     return None if user.has_perm(ADMINISTER_POLICY) else administered_projects(user)
+
+
+def readable_items(queryset: QuerySet[_M], user: User) -> QuerySet[_M]:
+    """Exemptions or approval policies (`project` foreign key) of the projects in `columns_scope`:
+    what a policy page may list or open for the person. Another project's items are not found."""
+    scope = columns_scope(user)
+    return queryset if scope is None else queryset.filter(project__key__in=sorted(scope))
 
 
 def administers_any(user: User) -> bool:

@@ -1,7 +1,9 @@
 """Policy-as-code API for pipelines: export, plan, apply, and the coverage and drift gates.
 
 Service-account tokens need the `policy:write` scope. People (session) need `administer_policy`:
-on at least one project to read, and on whatever a change touches to apply it; the coverage and
+on at least one project to read, and on whatever a change touches to apply it. A person reads only
+the global items and the items of projects they administer (the export leaves the others out; a
+file they plan or apply keeps the others as they are and may not name them), and the coverage and
 drift gates list a person only the columns of projects they administer. Errors use the one
 error shape; a file's mistakes are reported under their document path (`rules[2].condition`).
 """
@@ -34,6 +36,7 @@ from masking.policy_document import (
     export_document,
     load_source,
 )
+from masking.policy_scope import confined_document, scoped_document
 from masking.selectors import load_policy, read_epochs
 from masking.services.policy_changes import NotAllowed, StalePolicy, policy_submit
 from masking.services.versions import current_version
@@ -63,9 +66,16 @@ class PolicySourceInputSerializer(StrictSerializer):
     )
 
 
-def _document(data: dict[str, Any]) -> dict[str, Any]:
+def _projects(request: Request) -> set[str] | None:
+    """The projects whose items the caller reads and sends: a person's (`columns_scope`), or every
+    project (None) for a `policy:write` token, which a pipeline holds for the whole policy."""
+    return None if isinstance(request.auth, ApiToken) else columns_scope(cast(User, request.user))
+
+
+def _document(request: Request, data: dict[str, Any]) -> dict[str, Any]:
     try:
-        return load_source(data["policy"], data["source_format"])
+        document = load_source(data["policy"], data["source_format"])
+        return confined_document(document, _projects(request), export_document())
     except DocumentError as error:
         raise ValidationError({error.path: [error.message]}) from error
 
@@ -88,8 +98,10 @@ class PolicyExportApi(PolicyApi):
 
     @extend_schema(operation_id="policy_export", responses={200: PolicyExportOutputSerializer})
     def get(self, request: Request) -> Response:
-        """The whole live policy as YAML, in the stable order `manage.py policy export` writes."""
-        return Response({"version": current_version(), "yaml": dump_yaml(export_document())})
+        """The live policy as YAML, in the stable order `manage.py policy export` writes: for a
+        person, the global items and those of the projects they administer."""
+        document = scoped_document(export_document(), _projects(request))
+        return Response({"version": current_version(), "yaml": dump_yaml(document)})
 
 
 class PolicyPlanApi(PolicyApi):
@@ -103,7 +115,7 @@ class PolicyPlanApi(PolicyApi):
         serializer = PolicySourceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            plan = plan_against_live(_document(serializer.validated_data))
+            plan = plan_against_live(_document(request, serializer.validated_data))
         except DocumentError as error:
             raise ValidationError({error.path: [error.message]}) from error
         return Response({"version": current_version(), **plan.as_json(), "text": plan.text()})
@@ -132,7 +144,7 @@ class PolicyApplyApi(PolicyApi):
         serializer = self.PolicyApplyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        document = _document(data)
+        document = _document(request, data)
         is_token = isinstance(request.auth, ApiToken)
         principal = cast("User | ServiceAccount", request.user)
         try:

@@ -29,7 +29,7 @@ from masking.engine import RuleView
 from masking.forms import ExemptionForm, RuleForm, SemanticTypeForm
 from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType
-from masking.policy_access import administered_projects, columns_scope
+from masking.policy_access import administered_projects, columns_scope, readable_items
 from masking.policy_document import export_document
 from masking.policy_edits import find_item, move_item, remove_item
 from masking.policy_views import can_edit_global, item_form_page, person, policy_admin_required, review
@@ -268,9 +268,10 @@ def condition_check(request: HttpRequest) -> JsonResponse:
 
 @policy_admin_required
 def exemptions(request: HttpRequest) -> HttpResponse:
-    mine = administered_projects(person(request))
+    user = person(request)
+    mine = administered_projects(user)
     rows = (
-        Exemption.objects.filter(kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
+        readable_items(Exemption.objects.filter(kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True), user)
         .select_related("project")
         .prefetch_related("users", "groups", "roles", "service_accounts")
         .order_by("project__key", "reason")
@@ -282,7 +283,12 @@ def exemptions(request: HttpRequest) -> HttpResponse:
 def exemption_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     user = person(request)
     exemption = (
-        get_object_or_404(Exemption, pk=pk, kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
+        get_object_or_404(
+            readable_items(Exemption.objects.all(), user),
+            pk=pk,
+            kind=ExemptionKind.EXEMPTION,
+            revoked_at__isnull=True,
+        )
         if pk
         else None
     )
@@ -331,7 +337,12 @@ def exemption_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @policy_admin_required
 @require_POST
 def exemption_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    exemption = get_object_or_404(Exemption, pk=pk, kind=ExemptionKind.EXEMPTION, revoked_at__isnull=True)
+    exemption = get_object_or_404(
+        readable_items(Exemption.objects.all(), person(request)),
+        pk=pk,
+        kind=ExemptionKind.EXEMPTION,
+        revoked_at__isnull=True,
+    )
     return review(
         request,
         remove_item(export_document(), "exemptions", f"{exemption.project.key}: {exemption.reason.strip()}"),

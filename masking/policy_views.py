@@ -40,7 +40,13 @@ from masking.forms import (
     ReviewForm,
 )
 from masking.models import ChangeState, Column, PolicyChange, PolicyVersion, ProjectPolicySettings
-from masking.policy_access import administered_projects, administers_any, may_administer, needs_second_person
+from masking.policy_access import (
+    administered_projects,
+    administers_any,
+    columns_scope,
+    may_administer,
+    needs_second_person,
+)
 from masking.policy_diff import diff_documents, plan_against_live
 from masking.policy_document import (
     DocumentError,
@@ -51,6 +57,7 @@ from masking.policy_document import (
     sections,
 )
 from masking.policy_edits import upsert_item
+from masking.policy_scope import confined_document, scoped_document
 from masking.selectors import discovery_throttles, load_policy, principal_collisions, read_epochs
 from masking.services.policy_changes import (
     ChangeError,
@@ -574,11 +581,16 @@ def change_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
 
 @policy_admin_required
 def code(request: HttpRequest) -> HttpResponse:
-    """Plan and apply a policy file from the browser, the same way `manage.py policy` does."""
+    """Plan and apply a policy file from the browser, the same way `manage.py policy` does. The
+    file is planned against the projects the person administers (`confined_document`)."""
     form = PolicySourceForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
-            document = load_source(form.cleaned_data["source"], form.cleaned_data["source_format"])
+            document = confined_document(
+                load_source(form.cleaned_data["source"], form.cleaned_data["source_format"]),
+                columns_scope(person(request)),
+                export_document(),
+            )
         except DocumentError as error:
             form.add_error("source", str(error))
         else:
@@ -594,7 +606,9 @@ def code(request: HttpRequest) -> HttpResponse:
 
 @policy_admin_required
 def export_yaml(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(dump_yaml(export_document()), content_type="application/yaml; charset=utf-8")
+    """The live policy as a file: the global items and those of the projects the person administers."""
+    document = scoped_document(export_document(), columns_scope(person(request)))
+    response = HttpResponse(dump_yaml(document), content_type="application/yaml; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="veil-policy-v{current_version()}.yaml"'
     return response
 
