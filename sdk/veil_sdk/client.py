@@ -307,6 +307,8 @@ class VeilClient:
     ``cache_max_entries`` bounds the decision cache (0 disables it); ``clock`` is the monotonic
     clock TTLs are measured with (tests inject one). ``max_columns_per_request`` matches the
     server's ``DECISION_MAX_COLUMNS``: larger queries are asked for in several requests.
+    ``mask_ttl`` (seconds) caps how long a mask answer is reused, so that a grant approved
+    meanwhile shows within that time (interactive sessions: 1 s); unmask answers keep Veil's TTL.
 
     Reporting: ``flush_interval`` (seconds) is the longest an event waits before being posted,
     ``event_batch_size`` the most events per post (the server's ``ACCESS_EVENTS_MAX_BATCH``),
@@ -330,11 +332,14 @@ class VeilClient:
         event_queue_max: int = 100_000,
         report_timeout: float = 5.0,
         max_backoff: float = 30.0,
+        mask_ttl: float | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
         if not isinstance(token, str) or not token:
             raise ValueError("token must be a non-empty string")
+        if mask_ttl is not None and mask_ttl < 0:
+            raise ValueError("mask_ttl must be zero or more seconds")
         if timeout <= 0 or report_timeout <= 0 or flush_interval <= 0:
             raise ValueError("timeouts and flush_interval must be positive")
         if max_columns_per_request < 1 or event_batch_size < 1 or event_queue_max < 1:
@@ -347,6 +352,7 @@ class VeilClient:
         self._clock = clock
         self._cache_max = cache_max_entries
         self._max_columns = max_columns_per_request
+        self._mask_ttl = mask_ttl
         self._opener = urllib.request.build_opener(_NoRedirect)
 
         # Decisions: the cache, the compiled maskers and their counters share one lock.
@@ -548,7 +554,12 @@ class VeilClient:
                 if decision.ttl_s <= 0 or decision.degraded:
                     continue
                 key = (who, decision.column)
-                self._cache[key] = (sent_at + decision.ttl_s, decision)
+                ttl = (
+                    decision.ttl_s
+                    if self._mask_ttl is None or not decision.masked
+                    else min(decision.ttl_s, self._mask_ttl)
+                )
+                self._cache[key] = (sent_at + ttl, decision)
                 self._cache.move_to_end(key)
             while len(self._cache) > self._cache_max:
                 self._cache.popitem(last=False)  # the oldest answer, the likeliest to be stale

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 from psycopg import adapt, errors, pq, sql
-from psycopg.rows import RowMaker
+from psycopg.rows import RowMaker, tuple_row
 
 from veil_sdk.client import Principal, VeilClient, _as_principal
 from veil_sdk.datapath import Check, Enforcer, Field, GuardRefusal, ResultPlan, Session
@@ -185,13 +185,13 @@ def _plan_offline(check: Check, index: int, result: pq.abc.PGresult | None) -> R
 
 
 def _run_lookup(conn: psycopg.Connection[Any], lookup: Lookup) -> list[tuple[Any, ...]]:
-    with psycopg.Cursor(conn) as cursor:
+    with psycopg.Cursor(conn, row_factory=tuple_row) as cursor:
         cursor.execute(lookup.sql)
         return cursor.fetchall()
 
 
 async def _run_lookup_async(conn: psycopg.AsyncConnection[Any], lookup: Lookup) -> list[tuple[Any, ...]]:
-    async with psycopg.AsyncCursor(conn) as cursor:
+    async with psycopg.AsyncCursor(conn, row_factory=tuple_row) as cursor:
         await cursor.execute(lookup.sql)
         return await cursor.fetchall()
 
@@ -274,11 +274,8 @@ class VeilServerCursor(_SyncVeilCursor, psycopg.ServerCursor[Any]):
     """A server-side (named) cursor: checked at execute, each fetched batch masked, and reported
     when closed (it cannot know its row count before)."""
 
-    _veil_rows = 0
-
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
-        self._veil_rows = 0
         super(_SyncVeilCursor, self).execute(query, params, **kwargs)
         self._veil_plan_described()
         return self
@@ -294,32 +291,13 @@ class VeilServerCursor(_SyncVeilCursor, psycopg.ServerCursor[Any]):
         self._veil_plans[0] = planning.plan()
         self._make_row = self._make_row_maker()
 
-    def fetchone(self) -> Any:
-        row = super().fetchone()
-        self._veil_rows += row is not None
-        return row
-
-    def fetchmany(self, size: int = 0) -> list[Any]:
-        rows = super().fetchmany(size)
-        self._veil_rows += len(rows)
-        return rows
-
-    def fetchall(self) -> list[Any]:
-        rows = super().fetchall()
-        self._veil_rows += len(rows)
-        return rows
-
-    def __iter__(self) -> Any:
-        for row in super().__iter__():
-            self._veil_rows += 1
-            yield row
-
     def close(self) -> None:
         check, plan = self._veil_check, self._veil_plans.get(0) if self._veil_check else None
+        rows = self.rownumber or 0  # how far the client read
         super().close()
         if check is not None:
             if plan is not None:
-                check.record(plan, self._veil_rows)
+                check.record(plan, rows)
             check.report()
             self._veil_check = None
 

@@ -9,7 +9,7 @@ Used by the adapter's and the proxy's tests.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -50,7 +50,7 @@ def _value(table: str, column: str, data_type: str, i: int) -> object:
     if data_type == "date":
         return date(1980 + i, 1 + i % 12, 1 + i % 28)
     if data_type.startswith("timestamp"):
-        return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=i)
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=i)
     if data_type == "inet":
         return f"10.0.0.{i}"
     if data_type in ("integer", "bigint"):
@@ -71,7 +71,8 @@ def create_shop(dbname: str) -> None:
                 sql.SQL("CREATE TABLE {} ({})").format(
                     sql.Identifier(table),
                     sql.SQL(", ").join(
-                        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(dtype)) for name, dtype, _, _ in columns
+                        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(dtype))
+                        for name, dtype, _, _ in columns
                     ),
                 )
             )

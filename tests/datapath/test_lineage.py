@@ -42,7 +42,8 @@ CASES = [
     ),
     (
         "a join keeps each side's decisions",
-        "SELECT o.id, c.email, o.total_cents FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id",
+        "SELECT o.id, c.email, o.total_cents FROM orders o "
+        "JOIN customers c ON c.id = o.customer_id ORDER BY o.id",
         [CLEAR, MASKED, CLEAR],
     ),
     (
@@ -92,10 +93,10 @@ def test_each_result_column_is_masked_as_its_source_is(connect_as, shop_db):
         rows = conn.execute(query).fetchall()
         raw = raw_rows(shop_db, query)
         try:
-            if "UNION" in query:  # a union's row order is the server's
-                assert len(rows) == len(raw) and {value for (value,) in rows} == {"******"} | {
-                    value for (value,) in raw if value in ("paid", "refunded")
-                } - {"paid", "refunded"}
+            if "UNION" in query:  # a union's row order is the server's; no value passes as is
+                assert len(rows) == len(raw) and not {value for (value,) in rows} & {
+                    value for (value,) in raw
+                }
             else:
                 assert_masked_as(rows, raw, expected)
         except AssertionError as error:
@@ -117,7 +118,9 @@ def test_an_exemption_unmasks_for_its_role(connect_as, shop_db):
 
 def test_a_derived_column_is_masked_in_full_when_it_reads_a_masked_column(connect_as, shop_db):
     conn = connect_as("bob", guard_mode="audit")
-    rows = conn.execute("SELECT upper(email), lower(status) FROM customers c, payments p WHERE p.id = c.id").fetchall()
+    rows = conn.execute(
+        "SELECT upper(email), lower(status) FROM customers c, payments p WHERE p.id = c.id"
+    ).fetchall()
     assert rows and all(value == "******" for value, _ in rows)
     assert all(status in ("paid", "refunded") for _, status in rows)
 
@@ -128,7 +131,9 @@ def test_a_view_not_in_the_catalog_is_traced_to_its_base_columns(connect_as, scr
     from tests.datapath.shop_source import dsn
 
     with pg.connect(dsn(scratch_db), autocommit=True) as owner:
-        owner.execute("CREATE VIEW customer_contacts AS SELECT id, email, upper(last_name) AS shout FROM customers")
+        owner.execute(
+            "CREATE VIEW customer_contacts AS SELECT id, email, upper(last_name) AS shout FROM customers"
+        )
     conn = connect_as("bob", dbname=scratch_db)
     query = "SELECT id, email, shout FROM customer_contacts ORDER BY id"
     rows = conn.execute(query).fetchall()
@@ -142,7 +147,9 @@ def test_prepared_statements_are_masked_too(connect_as, shop_db):
     query = "SELECT id, email FROM customers WHERE id = %s"
     for _ in range(3):  # psycopg prepares the statement server-side from the second run on
         rows = conn.execute(query, (3,), prepare=True).fetchall()
-        assert_masked_as(rows, raw_rows(shop_db, "SELECT id, email FROM customers WHERE id = 3"), [CLEAR, MASKED])
+        assert_masked_as(
+            rows, raw_rows(shop_db, "SELECT id, email FROM customers WHERE id = 3"), [CLEAR, MASKED]
+        )
 
 
 def test_lineage_follows_a_renamed_column(connect_as, scratch_db):
@@ -160,7 +167,9 @@ def test_lineage_follows_a_renamed_column(connect_as, scratch_db):
 def test_lineage_follows_a_table_dropped_and_recreated(connect_as, scratch_db):
     conn = connect_as("bob", dbname=scratch_db)
     before = conn.execute("SELECT id, status FROM payments ORDER BY id").fetchall()
-    assert_masked_as(before, raw_rows(scratch_db, "SELECT id, status FROM payments ORDER BY id"), [CLEAR, CLEAR])
+    assert_masked_as(
+        before, raw_rows(scratch_db, "SELECT id, status FROM payments ORDER BY id"), [CLEAR, CLEAR]
+    )
     conn.execute("DROP TABLE payments")
     # Same name, new OID, and a sensitive column where `status` was.
     conn.execute("CREATE TABLE payments (id bigint, card_number text)")
@@ -183,7 +192,7 @@ def test_unknown_tables_are_masked(connect_as, scratch_db):
     rows = conn.execute("SELECT id, status FROM notes_copy").fetchall()
     assert len(rows) == len(raw_rows(scratch_db, "SELECT id FROM notes_copy"))
     assert {value for row in rows for value in row} == {"******"}
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="notes_copy.id is masked"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"notes_copy\.id is masked"):
         conn.execute("SELECT id FROM notes_copy ORDER BY id")  # sorting by an unknown column: a probe
 
 
