@@ -32,6 +32,12 @@ def scoped_document(
     }
 
 
+def readable_change(projects_touched: Collection[str], projects: Collection[str] | None) -> bool:
+    """Whether a held or decided policy change may be shown to a reader of `projects`: when every
+    project it touches is theirs (its diff shows those projects' items before and after)."""
+    return projects is None or set(projects_touched) <= set(projects)
+
+
 def confined_document(
     target: Mapping[str, list[dict[str, Any]]],
     projects: Collection[str] | None,

@@ -57,7 +57,7 @@ from masking.policy_document import (
     sections,
 )
 from masking.policy_edits import upsert_item
-from masking.policy_scope import confined_document, scoped_document
+from masking.policy_scope import confined_document, readable_change, scoped_document
 from masking.selectors import discovery_throttles, load_policy, principal_collisions, read_epochs
 from masking.services.policy_changes import (
     ChangeError,
@@ -431,11 +431,20 @@ def versions(request: HttpRequest) -> HttpResponse:
 
 @policy_admin_required
 def version_detail(request: HttpRequest, number: int) -> HttpResponse:
+    """One version: its diff and the whole policy at it, as far as the person may read them (for
+    a single-project admin the diff is recomputed between the scoped snapshots)."""
     version = get_object_or_404(PolicyVersion, number=number)
+    scope = columns_scope(person(request))
+    snapshot = scoped_document(version.snapshot, scope)
+    changes = version.changes
+    if scope is not None:
+        previous = PolicyVersion.objects.filter(number__lt=number).order_by("-number").first()
+        before = scoped_document(previous.snapshot, scope) if previous else {}
+        changes = [c.as_json() for c in diff_documents(before, snapshot).changes]
     return render(
         request,
         "masking/version_detail.html",
-        {"version": version, "yaml": dump_yaml(version.snapshot), "latest": current_version()},
+        {"version": version, "changes": changes, "yaml": dump_yaml(snapshot), "latest": current_version()},
     )
 
 
@@ -468,7 +477,10 @@ def version_compare(request: HttpRequest) -> HttpResponse:
             a = next((n for n in numbers if n < b), None)
     older = PolicyVersion.objects.filter(number=a).first() if a is not None and not errors else None
     newer = PolicyVersion.objects.filter(number=b).first() if b is not None and not errors else None
-    plan = diff_documents(older.snapshot, newer.snapshot) if older and newer else None
+    scope = columns_scope(person(request))
+    before = scoped_document(older.snapshot, scope) if older else {}
+    after = scoped_document(newer.snapshot, scope) if newer else {}
+    plan = diff_documents(before, after) if older and newer else None
     return render(
         request,
         "masking/compare.html",
@@ -478,7 +490,7 @@ def version_compare(request: HttpRequest) -> HttpResponse:
             "b": b,
             "plan": plan,
             "errors": errors,
-            "yaml_diff": yaml_diff(older.snapshot, newer.snapshot) if older and newer else "",
+            "yaml_diff": yaml_diff(before, after) if older and newer else "",
         },
         status=400 if errors else 200,
     )
@@ -497,11 +509,13 @@ def _known_versions(numbers: list[int]) -> str:
 @policy_admin_required
 @require_POST
 def version_rollback(request: HttpRequest, number: int) -> HttpResponse:
-    """Restoring a version is a new change: reviewed, confirmed and versioned like any other."""
+    """Restoring a version is a new change: reviewed, confirmed and versioned like any other. A
+    person restores the global items and their projects' items; other projects' stay as they are."""
     version = get_object_or_404(PolicyVersion, number=number)
+    scope = columns_scope(person(request))
     return review(
         request,
-        version.snapshot,
+        confined_document(scoped_document(version.snapshot, scope), scope, export_document()),
         heading=f"Roll back to version {number}",
         back=reverse("policy:versions"),
         rollback_of=number,
@@ -511,17 +525,26 @@ def version_rollback(request: HttpRequest, number: int) -> HttpResponse:
 
 @policy_admin_required
 def changes(request: HttpRequest) -> HttpResponse:
+    """Held and recent decided changes, those touching only projects the person administers."""
+    scope = columns_scope(person(request))
     pending = PolicyChange.objects.filter(state=ChangeState.PENDING).order_by("created_at")
-    decided = PolicyChange.objects.exclude(state=ChangeState.PENDING).select_related("decided_by", "version")[
-        :50
-    ]
-    return render(request, "masking/changes.html", {"pending": pending, "decided": decided})
+    decided = PolicyChange.objects.exclude(state=ChangeState.PENDING).select_related("decided_by", "version")
+    return render(
+        request,
+        "masking/changes.html",
+        {
+            "pending": [c for c in pending if readable_change(c.projects, scope)],
+            "decided": [c for c in decided[:500] if readable_change(c.projects, scope)][:50],
+        },
+    )
 
 
 @policy_admin_required
 def change_detail(request: HttpRequest, pk: int, note_form: DecisionNoteForm | None = None) -> HttpResponse:
     change = get_object_or_404(PolicyChange.objects.select_related("decided_by", "version"), pk=pk)
     user = person(request)
+    if not readable_change(change.projects, columns_scope(user)):
+        raise Http404("No such change among the projects you administer.")
     is_author = user.canonical_subject == change.author_subject
     pending = change.state == ChangeState.PENDING
     return render(

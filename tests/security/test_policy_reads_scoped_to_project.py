@@ -21,7 +21,7 @@ from audit.services import SYSTEM, record_event
 from identity.models import Scope
 from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import ApprovalPolicy
-from masking.models import Exemption
+from masking.models import Exemption, PolicyChange
 from masking.services.policy import exemption_create
 from tests.factories import grant_project_perm, make_project, make_token, make_user
 
@@ -155,3 +155,43 @@ def test_audit_search_does_not_tell_which_event_types_exist_in_other_projects(cl
     # Answered as for a type no project has: nothing to tell the two apart.
     assert elsewhere.startswith("action: no event of type 'breakglass.taken' in the projects you audit")
     assert elsewhere.replace("taken", "X") == nowhere.replace("reviewed", "X")
+
+
+@pytest.fixture
+def mall_version(projects):
+    """A version made by a pipeline that rewords the mall's exemption: its snapshot and diff hold
+    the mall's items."""
+    _, token = make_token([Scope.POLICY_WRITE])
+    ci = APIClient()
+    ci.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    text = ci.get("/api/v1/policy/export").json()["yaml"].replace(SECRET_REASON, f"{SECRET_REASON}, again")
+    response = ci.post("/api/v1/policy/apply", {"policy": text, "message": "mall"}, format="json")
+    return response.json()["version"]
+
+
+def test_policy_versions_show_only_the_persons_projects(client, polly, mall_version):
+    client.force_login(polly)
+
+    detail = client.get(reverse("policy:version", args=[mall_version])).content.decode()
+    compare = client.get(reverse("policy:compare"), {"b": mall_version}).content.decode()
+
+    assert "Shop support sees phones" in detail and SECRET_REASON not in detail
+    assert SECRET_REASON not in compare
+
+
+def test_held_changes_of_other_projects_are_neither_listed_nor_opened(client, polly):
+    change = PolicyChange.objects.create(
+        document={"exemptions": []},
+        changes=[{"section": "exemptions", "action": "delete", "key": f"mall: {SECRET_REASON}"}],
+        base_version=1,
+        projects=["mall"],
+        message="Drop the mall's payroll exemption",
+        channel=Channel.API,
+        author_subject="local:0",
+        author_name="Mo",
+        author_type="user",
+    )
+    client.force_login(polly)
+
+    assert "Drop the mall" not in client.get(reverse("policy:changes")).content.decode()
+    assert client.get(reverse("policy:change", args=[change.pk])).status_code == 404
