@@ -38,6 +38,16 @@ ACTION_LABELS: dict[str, str] = {
     "service_account.updated": "Service account changed",
     "service_account.deactivated": "Service account deactivated",
     "service_account.reactivated": "Service account reactivated",
+    # People, groups and permissions (the admin site)
+    "user.created": "Person added",
+    "user.updated": "Person changed",
+    "user.privileges_changed": "Person's privileges changed",
+    "user.password_set": "Person's password set",
+    "group.created": "Group added",
+    "group.updated": "Group changed",
+    "permissions.changed": "Project permissions changed",
+    "project.created": "Project added",
+    "project.updated": "Project changed",
     # Catalog and policy
     "catalog.upserted": "Catalog updated",
     "catalog.classification_changed": "Column classification changed",

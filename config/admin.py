@@ -4,16 +4,22 @@ Django's admin answers anyone who is not staff with its own password form, which
 company sign-in and tells a signed-in engineer only that they are "not authorized". Here a
 visitor who is not signed in goes to Veil's login page (OpenID Connect included) and comes back,
 and a signed-in person who is not staff gets Veil's 403 page saying why.
+
+Nothing changes on the admin site unaudited: every model page is an `AuditedAdmin` (writes go
+through audited services) or a `ReadOnlyAdmin` (audit/admin.py). Any other registration, such as
+one a library makes for its own models, is made read-only when it is registered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db.models.base import ModelBase
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.urls import reverse
@@ -24,6 +30,21 @@ class VeilAdminSite(admin.AdminSite):
     site_header = "Veil administration"
     site_title = "Veil admin"
     index_title = "Records"
+
+    def register(
+        self,
+        model_or_iterable: ModelBase | Iterable[ModelBase],
+        admin_class: type[admin.ModelAdmin] | None = None,
+        **options: Any,
+    ) -> None:
+        """Register as Django does, but a page that is neither audited nor read-only is made
+        read-only: an edit the audit log does not show is never offered."""
+        from audit.admin import AuditedAdmin, ReadOnlyAdmin  # imported while this site is being built
+
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, AuditedAdmin | ReadOnlyAdmin):
+            admin_class = type(admin_class.__name__, (ReadOnlyAdmin, admin_class), {})
+        super().register(model_or_iterable, admin_class, **options)
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         target = request.GET.get("next", "")

@@ -7,14 +7,16 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
+from guardian.shortcuts import assign_perm, get_group_perms, get_user_perms, remove_perm
 
 from audit.models import ActorType
 from audit.services import Actor, Target, record_event
@@ -315,3 +317,194 @@ def user_sync_from_claims(*, user: User, claims: dict[str, Any]) -> User:
     user.groups.set(groups)
     return user
 
+
+class UserEditError(ValueError):
+    """A change to a person that the admin site may not make, or that this person may not make."""
+
+
+# What the admin site may change on a person. Identity comes from the IdP (`user_sync_from_claims`):
+# username, email, email_verified and the subject are never edited by hand, as a re-pointed email
+# would let someone else act as that person in Slack. Privileges are changed by superusers only.
+USER_PROFILE_FIELDS = ("first_name", "last_name", "display_name", "is_active")
+USER_PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+
+def _permission_labels(permissions: Iterable[Permission]) -> list[str]:
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in permissions)
+
+
+def user_state(user: User) -> dict[str, Any]:
+    """What the admin site may change on a person, as the audit log records it."""
+    return {
+        **{name: getattr(user, name) for name in USER_PROFILE_FIELDS},
+        "is_staff": user.is_staff,
+        "is_superuser": user.is_superuser,
+        "groups": sorted(user.groups.values_list("name", flat=True)) if user.pk else [],
+        "user_permissions": _permission_labels(user.user_permissions.select_related("content_type"))
+        if user.pk
+        else [],
+    }
+
+
+def _user_target(user: User) -> Target:
+    return Target("user", str(user.pk), f"{user} ({user.username})")
+
+
+@transaction.atomic
+def user_create(*, username: str, password: str | None, created_by: User, channel: str) -> User:
+    """Add a local person with no privileges (None: no password sign-in, the IdP only)."""
+    user = User.objects.create_user(username=username, password=password)
+    record_event(
+        action="user.created",
+        actor=actor_for(created_by),
+        channel=channel,
+        target=_user_target(user),
+        detail={"username": username, "password_sign_in": password is not None},
+    )
+    return user
+
+
+@transaction.atomic
+def user_update(*, user: User, changes: Mapping[str, Any], changed_by: User, channel: str) -> User:
+    """Change a person's profile or whether they may sign in (anyone who may change users) or their
+    privileges (`USER_PRIVILEGE_FIELDS`: superusers only). A superuser's record is changed by
+    superusers only. Recorded with before and after; `user.privileges_changed` when privileges
+    changed, so they are easy to find.
+
+    Locking contract: the person's row is read FOR UPDATE, so two edits do not interleave."""
+    unknown = sorted(set(changes) - set(USER_PROFILE_FIELDS) - set(USER_PRIVILEGE_FIELDS))
+    if unknown:
+        raise UserEditError(f"{', '.join(unknown)}: not changed here (identity comes from the IdP)")
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    before = user_state(locked)
+    proposed = dict(before)
+    for name, value in changes.items():
+        if name == "groups":
+            proposed[name] = sorted(g.name for g in value)
+        elif name == "user_permissions":
+            proposed[name] = _permission_labels(value)
+        else:
+            proposed[name] = value
+    changed = [name for name in proposed if proposed[name] != before[name]]
+    if not changed:
+        return locked
+    privileges = [name for name in changed if name in USER_PRIVILEGE_FIELDS]
+    if (privileges or locked.is_superuser) and not changed_by.is_superuser:
+        raise UserEditError("only a superuser changes privileges, or a superuser's record")
+    scalars = [name for name in changed if name not in ("groups", "user_permissions")]
+    for name in scalars:
+        setattr(locked, name, changes[name])
+    if scalars:
+        locked.save(update_fields=scalars)
+    for name in ("groups", "user_permissions"):
+        if name in changed:
+            getattr(locked, name).set(list(changes[name]))
+    record_event(
+        action="user.privileges_changed" if privileges else "user.updated",
+        actor=actor_for(changed_by),
+        channel=channel,
+        target=_user_target(locked),
+        detail={"before": {k: before[k] for k in changed}, "after": {k: proposed[k] for k in changed}},
+    )
+    return locked
+
+
+@transaction.atomic
+def user_password_set(*, user: User, password: str | None, changed_by: User, channel: str) -> User:
+    """Set a person's password (None: password sign-in off). Whoever sets it can sign in as them,
+    so only superusers do it."""
+    if not changed_by.is_superuser:
+        raise UserEditError("only a superuser sets someone's password")
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if password is None:
+        locked.set_unusable_password()
+    else:
+        locked.set_password(password)
+    locked.save(update_fields=["password"])
+    record_event(
+        action="user.password_set",
+        actor=actor_for(changed_by),
+        channel=channel,
+        target=_user_target(locked),
+        detail={"password_sign_in": password is not None},
+    )
+    return locked
+
+
+def group_state(group: Group) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "permissions": _permission_labels(group.permissions.select_related("content_type"))
+        if group.pk
+        else [],
+    }
+
+
+@transaction.atomic
+def group_save(
+    *,
+    group: Group | None,
+    name: str,
+    permissions: Iterable[Permission],
+    changed_by: User,
+    channel: str,
+) -> Group:
+    """Create a group or change its name and permissions (granted to every member, in every
+    project), superusers only. Members come from the IdP's groups claim at each sign-in."""
+    if not changed_by.is_superuser:
+        raise UserEditError("only a superuser changes a group's permissions")
+    permissions = list(permissions)
+    locked = Group.objects.select_for_update().get(pk=group.pk) if group is not None else Group()
+    before = group_state(locked) if group is not None else None
+    locked.name = name
+    locked.save()
+    locked.permissions.set(permissions)
+    after = group_state(locked)
+    if before == after:
+        return locked
+    record_event(
+        action="group.updated" if before else "group.created",
+        actor=actor_for(changed_by),
+        channel=channel,
+        target=Target("group", str(locked.pk), locked.name),
+        detail={"before": before, "after": after},
+    )
+    return locked
+
+
+@transaction.atomic
+def object_permissions_set(
+    *,
+    obj: Model,
+    holder: User | Group,
+    codenames: Iterable[str],
+    target: Target,
+    project: str,
+    changed_by: User,
+    channel: str,
+) -> None:
+    """Make `holder` have exactly `codenames` on `obj` (django-guardian object permissions), and
+    record what changed. On a project these decide who requests, approves, administers policy and
+    reads the audit log, so only superusers change them.
+
+    Locking contract: the holder's row is read FOR UPDATE, so two edits of one holder serialise."""
+    if not changed_by.is_superuser:
+        raise UserEditError("only a superuser changes permissions")
+    holder = type(holder)._default_manager.select_for_update().get(pk=holder.pk)
+    read = get_user_perms if isinstance(holder, User) else get_group_perms
+    before, wanted = set(read(holder, obj)), set(codenames)
+    if before == wanted:
+        return
+    for codename in before - wanted:
+        remove_perm(codename, holder, obj)
+    for codename in wanted - before:
+        assign_perm(codename, holder, obj)
+    who = {"user": holder.canonical_subject} if isinstance(holder, User) else {"group": holder.name}
+    record_event(
+        action="permissions.changed",
+        actor=actor_for(changed_by),
+        channel=channel,
+        target=target,
+        project=project,
+        detail={**who, "before": sorted(before), "after": sorted(wanted)},
+    )

@@ -1,12 +1,19 @@
-from typing import Any
+"""Requests, approval policies, access settings, the outbox and Slack on the admin site. Each write
+goes through an audited service; Slack routes are read-only while their project has the two-person
+rule on, as the policy is."""
 
+from typing import Any, cast
+
+from django import forms
 from django.contrib import admin, messages
 from django.db import models, transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from audit.admin import ReadOnlyAdmin
+from audit.admin import AuditedAdmin, ReadOnlyAdmin
 from audit.models import Channel
+from identity.models import User
+from identity.services import actor_for
 from jitaccess.delivery import retry_failed
 from jitaccess.models import (
     AccessRequest,
@@ -19,7 +26,9 @@ from jitaccess.models import (
     SlackUserLink,
 )
 from jitaccess.services import access_settings_state, record_access_settings_change
+from jitaccess.slack.services import slack_route_set, slack_user_unlink
 from jitaccess.tasks import enqueue_deliveries
+from masking.policy_access import needs_second_person
 
 
 @admin.register(ApprovalPolicy)
@@ -40,9 +49,10 @@ class ApprovalPolicyAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ProjectAccessSettings)
-class ProjectAccessSettingsAdmin(admin.ModelAdmin):
+class ProjectAccessSettingsAdmin(AuditedAdmin):
     """Who may break the glass, for how long, the caps and who is alerted: each save is recorded
-    in the audit log with what changed (in the admin's transaction, after the roles are saved)."""
+    in the audit log with what changed (in the admin's transaction, after the roles are saved).
+    Not deleted here: back to the defaults is a change like any other (edit the values)."""
 
     list_display = ["project", "max_duration", "pending_timeout", "breakglass_max_duration"]
     filter_horizontal = ["breakglass_roles"]
@@ -53,17 +63,16 @@ class ProjectAccessSettingsAdmin(admin.ModelAdmin):
         )
         return super().get_form(request, obj, change, **kwargs)
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        record_access_settings_change(
-            settings=form.instance,
-            before=getattr(request, "_access_settings_before", {}),
-            actor=request.user,  # type: ignore[arg-type]
-            channel=Channel.WEB,
-        )
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # back to the defaults is a change like any other: edit the values
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
+        with transaction.atomic():
+            saved = form.save()
+            record_access_settings_change(
+                settings=saved,
+                before=getattr(request, "_access_settings_before", {}),
+                actor=cast(User, request.user),
+                channel=Channel.WEB,
+            )
+        return saved
 
 
 class ApprovalInline(admin.TabularInline):
@@ -85,7 +94,7 @@ class AccessRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdmin):
     """The outbox. Rows are written by the services and change only through delivery; a row that
     gave up (failed) is put back with the "Retry delivery" action once its channel works again."""
 
@@ -106,8 +115,9 @@ class NotificationAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Notification._meta.fields]
     actions = ["retry_delivery"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The list's Retry action needs the change permission; a notification's page stays read-only."""
+        return obj is None and admin.ModelAdmin.has_change_permission(self, request)
 
     @admin.display(description="Request", ordering="request")
     def request_ref(self, notification: Notification) -> str:
@@ -139,26 +149,71 @@ class NotificationAdmin(admin.ModelAdmin):
             )
 
 
+class SlackRouteForm(forms.ModelForm):
+    class Meta:
+        model = SlackRoute
+        fields = ["project", "channel", "dm_approvers", "escalation_channel"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        project = self.instance.project if self.instance.pk else data.get("project")
+        if project is not None and needs_second_person([project.key], is_global=False):
+            raise forms.ValidationError(
+                f"{project.key} has the two-person rule on: its Slack route is read-only here."
+            )
+        return data
+
+
 @admin.register(SlackRoute)
-class SlackRouteAdmin(admin.ModelAdmin):
+class SlackRouteAdmin(AuditedAdmin):
+    """Where a project's requests are announced: whoever reads that channel sees who asks for what,
+    and approvers are reached there. Saved through `slack_route_set` (audited); read-only while the
+    project has the two-person rule on; not deleted here (an empty channel means DMs only)."""
+
+    form = SlackRouteForm
     list_display = ["project", "channel", "dm_approvers", "escalation_channel"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["project"] if obj is not None else []
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if isinstance(obj, SlackRoute) and needs_second_person([obj.project.key], is_global=False):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
+        data = form.cleaned_data
+        return slack_route_set(
+            project=form.instance.project if change else data["project"],
+            slack_channel=data["channel"],
+            dm_approvers=data["dm_approvers"],
+            escalation_channel=data["escalation_channel"],
+            actor=actor_for(cast(User, request.user)),
+            channel=Channel.WEB,
+        )
 
 
 @admin.register(SlackUserLink)
-class SlackUserLinkAdmin(admin.ModelAdmin):
-    """Links are made by email match or `manage.py slack link`; here they can be reviewed and removed."""
+class SlackUserLinkAdmin(AuditedAdmin):
+    """Links are made by email match or `manage.py slack link`; here they are reviewed and removed
+    (`slack_user_unlink`, audited). A link decides whom a Slack click acts as, so it is never
+    edited here."""
 
+    audited_add = False
     list_display = ["slack_user_id", "user", "verified_via", "email", "created_at"]
     readonly_fields = ["slack_user_id", "user", "verified_via", "email", "created_at"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def delete_audited(self, request: HttpRequest, obj: SlackUserLink) -> None:
+        slack_user_unlink(
+            slack_user_id=obj.slack_user_id, actor=actor_for(cast(User, request.user)), channel=Channel.WEB
+        )
 
 
 @admin.register(SlackMessage)
-class SlackMessageAdmin(admin.ModelAdmin):
-    list_display = ["request", "destination", "channel", "ts", "posted_at"]
-    readonly_fields = ["request", "destination", "channel", "ts", "claimed_until", "posted_at"]
+class SlackMessageAdmin(ReadOnlyAdmin):
+    """The posted messages, each the idempotency key of its post: changed by delivery only."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    list_display = ["request", "destination", "channel", "ts", "posted_at"]

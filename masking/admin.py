@@ -1,6 +1,9 @@
-"""The Django admin site for the catalog and the policy.
+"""The Django admin site for projects, the catalog and the policy.
 
-Policy saves go through the audited services, so each becomes a policy version. The catalog is
+Policy saves go through the audited services, so each becomes a policy version. Projects are added
+and renamed through `masking.services.projects`; who may do what in a project (django-guardian's
+object permissions pages) is changed by superusers only, through the audited
+`object_permissions_set`, and not while the project has the two-person rule on. The catalog is
 read-only here (pushes and syncs write it) but for a column's classification level, stated
 through the same service as on the catalog page. While a project
 has the two-person rule on, its policy is read-only here: changes then go through the policy pages,
@@ -12,15 +15,22 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from guardian.admin import GuardedModelAdmin
+from guardian.admin import GuardedModelAdminMixin
+from guardian.forms import BaseObjectPermissionsForm
 from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
+from audit.admin import AuditedAdmin, ReadOnlyAdmin
 from audit.models import Channel
+from audit.services import Target
 from identity.models import Role, User
-from identity.services import actor_for
+from identity.services import actor_for, object_permissions_set
 from masking.forms import ConditionField
 from masking.models import (
     Column,
@@ -45,10 +55,11 @@ from masking.services.policy import (
     semantic_type_delete,
     semantic_type_save,
 )
+from masking.services.projects import project_create, project_update
 from masking.services.roles import role_delete, role_save
 
 
-class GuardedPolicyAdmin(admin.ModelAdmin):
+class GuardedPolicyAdmin(AuditedAdmin):
     """Read-only while the two-person rule is in force for what the object touches (global
     objects: any project's rule, as for a change made on the policy pages)."""
 
@@ -66,26 +77,88 @@ class GuardedPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(GuardedModelAdmin):
-    """Object permissions (request, approve, administer policy, audit) are managed per project here."""
+class ProjectAdmin(GuardedModelAdminMixin, AuditedAdmin):
+    """Projects are added and renamed here (the key is fixed once it exists) and never deleted.
+    Object permissions (request, approve, administer policy, audit) are managed per project on
+    django-guardian's pages: by superusers only, each change through `object_permissions_set`
+    (audited), and not while the project has the two-person rule on (turning the rule off needs
+    the second person, so one person cannot hand out approvals alone)."""
 
     list_display = ["key", "title"]
     search_fields = ["key", "title"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return ["key"] if obj is not None else []
 
-class CatalogAdmin(admin.ModelAdmin):
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
+        data, actor = form.cleaned_data, actor_for(cast(User, request.user))
+        if change:
+            return project_update(
+                project=form.instance,
+                title=data["title"],
+                description=data["description"],
+                actor=actor,
+                channel=Channel.WEB,
+            )
+        return project_create(
+            key=data["key"],
+            title=data["title"],
+            description=data["description"],
+            actor=actor,
+            channel=Channel.WEB,
+        )
+
+    def obj_perms_manage_user_view(self, request: HttpRequest, object_pk: str, user_id: str) -> HttpResponse:
+        self._refuse_unless_permissions_editable(request, object_pk)
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(
+        self, request: HttpRequest, object_pk: str, group_id: str
+    ) -> HttpResponse:
+        self._refuse_unless_permissions_editable(request, object_pk)
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
+
+    def _refuse_unless_permissions_editable(self, request: HttpRequest, object_pk: str) -> None:
+        if request.method != "POST":
+            return
+        if not request.user.is_superuser:
+            raise PermissionDenied("Only a superuser changes who may do what in a project.")
+        project = get_object_or_404(Project, pk=unquote(object_pk))
+        if needs_second_person([project.key], is_global=False):
+            raise PermissionDenied(
+                f"{project.key} has the two-person rule on: its permissions are read-only here."
+            )
+
+    def get_obj_perms_manage_user_form(self, request: HttpRequest) -> type[forms.Form]:
+        return _audited_permissions_form(super().get_obj_perms_manage_user_form(request), request)
+
+    def get_obj_perms_manage_group_form(self, request: HttpRequest) -> type[forms.Form]:
+        return _audited_permissions_form(super().get_obj_perms_manage_group_form(request), request)
+
+
+def _audited_permissions_form(base: type[forms.Form], request: HttpRequest) -> type[forms.Form]:
+    """django-guardian's permissions form for a user or group, saving through the audited service."""
+
+    class AuditedPermissionsForm(cast(type[BaseObjectPermissionsForm], base)):  # type: ignore[misc]
+        def save_obj_perms(self) -> None:
+            project = cast(Project, self.obj)
+            object_permissions_set(
+                obj=project,
+                holder=getattr(self, "user", None) or self.group,
+                codenames=self.cleaned_data[self.get_obj_perms_field_name()],
+                target=Target("project", project.key, str(project)),
+                project=project.key,
+                changed_by=cast(User, request.user),
+                channel=Channel.WEB,
+            )
+
+    return AuditedPermissionsForm
+
+
+class CatalogAdmin(ReadOnlyAdmin):
     """The catalog as catalog pushes and syncs write it: read-only here. Edits made here would
     neither reach decisions (the decision epoch would not move) nor survive the next push, which
     states instances' environments, databases' projects and the columns."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Instance)
@@ -121,12 +194,14 @@ class ColumnClassificationForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # A level is stated, never taken back to "unclassified" (as on the catalog page).
-        self.fields["classification_level"].required = True
+        # A level is stated, never taken back to "unclassified" (as on the catalog page). Someone
+        # who may not classify the column sees it read-only, without the field.
+        if "classification_level" in self.fields:
+            self.fields["classification_level"].required = True
 
 
 @admin.register(Column)
-class ColumnAdmin(CatalogAdmin):
+class ColumnAdmin(AuditedAdmin):
     """Read-only but for the classification level, which a policy administrator of the column's
     project may state here as on the catalog page: through `column_classify`, so it is audited
     and decisions follow it at once."""
@@ -156,23 +231,25 @@ class ColumnAdmin(CatalogAdmin):
         "tags",
     ]
     readonly_fields = ["table", "name", "data_type", "suggested_category", "semantic_type", "tags"]
+    audited_add = False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         if not isinstance(obj, Column):
-            return admin.ModelAdmin.has_change_permission(self, request, obj)
+            return super().has_change_permission(request, obj)
         project = obj.table.schema.database.project.key
-        return admin.ModelAdmin.has_change_permission(self, request, obj) and may_administer(
+        return super().has_change_permission(request, obj) and may_administer(
             cast(User, request.user), [project], is_global=False
         )
 
-    def save_model(self, request: HttpRequest, obj: Column, form: forms.ModelForm, change: bool) -> None:
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
         column_classify(
-            column=obj,
+            column=form.instance,
             level=form.cleaned_data["classification_level"],
             actor=actor_for(cast(User, request.user)),
             channel=Channel.WEB,
             detail={"source": "admin site"},
         )
+        return form.instance
 
 
 class SemanticTypeForm(forms.ModelForm):
@@ -202,17 +279,8 @@ class MaskingRuleForm(forms.ModelForm):
         return title
 
 
-class DeleteThroughServiceMixin:
-    """Bulk deletes in the changelist go through `delete_model`, one object at a time, so each is
-    audited and versioned like a single delete."""
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        for obj in queryset:
-            self.delete_model(request, obj)  # type: ignore[attr-defined]
-
-
 @admin.register(MaskingRule)
-class MaskingRuleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
+class MaskingRuleAdmin(GuardedPolicyAdmin):
     """Saves go through `rule_save`, so they are audited and reach every decision at once."""
 
     form = MaskingRuleForm
@@ -220,8 +288,9 @@ class MaskingRuleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
     list_display_links = ["title"]
     ordering = ["position", "id"]
 
-    def save_model(self, request: HttpRequest, obj: MaskingRule, form: forms.ModelForm, change: bool) -> None:
-        saved = rule_save(
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
+        obj = form.instance
+        return rule_save(
             rule=obj if change else None,
             title=obj.title,
             condition=obj.condition,
@@ -231,9 +300,8 @@ class MaskingRuleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
             actor=actor_for(request.user),  # type: ignore[arg-type]
             channel=Channel.WEB,
         )
-        obj.pk = saved.pk
 
-    def delete_model(self, request: HttpRequest, obj: MaskingRule) -> None:
+    def delete_audited(self, request: HttpRequest, obj: MaskingRule) -> None:
         rule_delete(rule=obj, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
 
 
@@ -284,6 +352,9 @@ class ExemptionAdmin(GuardedPolicyAdmin):
     def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
         return super().get_queryset(request).select_related("project")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return ["project"] if obj is not None else []  # an exemption stays in its project
+
     def _guarded(self, obj: object = None) -> bool:
         if isinstance(obj, Exemption):
             return needs_second_person([obj.project.key], is_global=False)
@@ -294,18 +365,14 @@ class ExemptionAdmin(GuardedPolicyAdmin):
             return False
         return super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # revoke instead: the record of who was exempt stays
+    # No `delete_audited`: exemptions are revoked, not deleted, so the record of who was exempt stays.
 
-    def save_model(self, request: HttpRequest, obj: Exemption, form: forms.ModelForm, change: bool) -> None:
-        """Saved in `save_related`, where the members are known, in one service call."""
-
-    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets, change: bool) -> None:  # type: ignore[no-untyped-def]
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
         data = form.cleaned_data
         members = {name: data[name] for name in ("users", "groups", "roles", "service_accounts")}
         actor = actor_for(request.user)  # type: ignore[arg-type]
         if change:
-            exemption_update(
+            return exemption_update(
                 exemption=form.instance,
                 reason=data["reason"],
                 condition=data["condition"],
@@ -314,18 +381,16 @@ class ExemptionAdmin(GuardedPolicyAdmin):
                 channel=Channel.WEB,
                 **members,
             )
-        else:
-            saved = exemption_create(
-                project=data["project"],
-                reason=data["reason"],
-                condition=data["condition"],
-                expires_at=data["expires_at"],
-                created_by=request.user,  # type: ignore[arg-type]
-                actor=actor,
-                channel=Channel.WEB,
-                **members,
-            )
-            form.instance.pk = saved.pk
+        return exemption_create(
+            project=data["project"],
+            reason=data["reason"],
+            condition=data["condition"],
+            expires_at=data["expires_at"],
+            created_by=request.user,  # type: ignore[arg-type]
+            actor=actor,
+            channel=Channel.WEB,
+            **members,
+        )
 
     # Without `permissions` an action is offered to anyone who may only view the list, and it would
     # go around the two-person rule that `has_change_permission` enforces.
@@ -347,7 +412,7 @@ class ExemptionAdmin(GuardedPolicyAdmin):
 
 
 @admin.register(Role)
-class RoleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
+class RoleAdmin(GuardedPolicyAdmin):
     """Whom a role holds decides whom exemptions cover and who approves: saves and deletes go
     through `role_save` / `role_delete` (audited, versioned), as on the policy pages. The name is
     the role's key in policy files, so it is fixed once the role exists."""
@@ -359,12 +424,9 @@ class RoleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
         return ["name"] if obj is not None else []
 
-    def save_model(self, request: HttpRequest, obj: Role, form: forms.ModelForm, change: bool) -> None:
-        """Saved in `save_related`, where the members are known, in one service call."""
-
-    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets, change: bool) -> None:  # type: ignore[no-untyped-def]
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
         data = form.cleaned_data
-        saved = role_save(
+        return role_save(
             name=form.instance.name,
             description=data.get("description", ""),
             users=data["users"],
@@ -373,24 +435,22 @@ class RoleAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
             actor=actor_for(request.user),  # type: ignore[arg-type]
             channel=Channel.WEB,
         )
-        form.instance.pk = saved.pk
 
-    def delete_model(self, request: HttpRequest, obj: Role) -> None:
+    def delete_audited(self, request: HttpRequest, obj: Role) -> None:
         role_delete(role=obj, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
 
 
 @admin.register(SemanticType)
-class SemanticTypeAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
+class SemanticTypeAdmin(GuardedPolicyAdmin):
     """Saves go through `semantic_type_save` (validated, audited, published)."""
 
     form = SemanticTypeForm
     list_display = ["key", "title", "algorithm"]
     search_fields = ["key", "title"]
 
-    def save_model(
-        self, request: HttpRequest, obj: SemanticType, form: forms.ModelForm, change: bool
-    ) -> None:
-        saved = semantic_type_save(
+    def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
+        obj = form.instance
+        return semantic_type_save(
             key=obj.key,
             title=obj.title,
             description=obj.description,
@@ -398,7 +458,6 @@ class SemanticTypeAdmin(DeleteThroughServiceMixin, GuardedPolicyAdmin):
             actor=actor_for(request.user),  # type: ignore[arg-type]
             channel=Channel.WEB,
         )
-        obj.pk = saved.pk
 
-    def delete_model(self, request: HttpRequest, obj: SemanticType) -> None:
+    def delete_audited(self, request: HttpRequest, obj: SemanticType) -> None:
         semantic_type_delete(semantic_type=obj, actor=actor_for(request.user), channel=Channel.WEB)  # type: ignore[arg-type]
