@@ -288,3 +288,34 @@ class VerificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"verification {self.pk} ({self.state})"
+
+
+class FailureTally(models.Model):
+    """Unauthenticated failures (bad Slack signatures, failed sign-ins, refused IdP callbacks),
+    counted per window, action, source address and reason instead of chained one by one.
+
+    An outsider can cause these as fast as they can send requests; chaining each would make every
+    audited write queue behind them for the chain head lock. A failure is one upsert of its counter
+    row here; `audit.failures.failure_tallies_fold` turns each closed window into one chained event
+    per action and deletes the rows it folded. Not evidence until folded (minutes at most).
+    """
+
+    window_start = models.DateTimeField()
+    action = models.CharField(max_length=64)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    source = models.CharField(max_length=64, blank=True, help_text="The client address.")
+    username = models.CharField(max_length=150, blank=True, help_text="The username tried, if any.")
+    reason = models.CharField(max_length=200, blank=True)
+    count = models.BigIntegerField(default=1)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["window_start", "action", "source", "username", "reason"], name="audit_failuretally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} from {self.source or '?'} x{self.count}"

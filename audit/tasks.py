@@ -7,6 +7,7 @@ from celery import shared_task
 
 from audit import services
 from audit.exports import export_job_run, jobs_to_sweep
+from audit.failures import failure_tallies_fold
 from audit.verification import verification_run_execute, verification_run_scheduled
 
 
@@ -60,3 +61,11 @@ def run_verification(run_id: int) -> str:
     """Verify the whole log for a reader who asked from the dashboard. Idempotency key: the run
     row, claimed from `pending` by a conditional update, so a redelivered message does nothing."""
     return verification_run_execute(run_id=run_id).state
+
+
+@shared_task(ignore_result=True)
+def fold_failures() -> int:
+    """Every AUDIT_FAILURE_WINDOW_S (60 s): fold the closed windows' counts of unauthenticated
+    failures into chained events. Idempotency key: the tally rows, deleted as they are folded.
+    Returns how many events were appended."""
+    return len(failure_tallies_fold())

@@ -1,3 +1,4 @@
+from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
 
 
@@ -5,3 +6,14 @@ class VeilAdminConfig(AdminConfig):
     """django.contrib.admin, with `config.admin.VeilAdminSite` as its site."""
 
     default_site = "config.admin.VeilAdminSite"
+
+
+class ProjectConfig(AppConfig):
+    """The project itself: registers the configuration checks of `config.checks`."""
+
+    name = "config"
+    label = "veil_config"
+    verbose_name = "Veil configuration"
+
+    def ready(self) -> None:
+        from config import checks  # noqa: F401  (registers the system checks)

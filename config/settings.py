@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -50,10 +51,12 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = envbool("DEBUG", False)
+# Development defaults only: with DEBUG=0 `check --deploy` fails on a public SECRET_KEY or a missing
+# VEIL_SIGNING_KEY, and the web server and the Celery processes refuse to start (config/checks.py).
 SECRET_KEY = env("SECRET_KEY", "django-insecure-veil-embedded-default-change-me")
 # Signs audit checkpoints and export manifests; kept apart from SECRET_KEY so rotating sessions
-# does not invalidate evidence already handed to auditors.
-VEIL_SIGNING_KEY = env("VEIL_SIGNING_KEY", SECRET_KEY)
+# does not invalidate evidence already handed to auditors. Only development (DEBUG=1) falls back.
+VEIL_SIGNING_KEY = env("VEIL_SIGNING_KEY") or (SECRET_KEY if DEBUG else "")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", SITE_URL)
@@ -61,6 +64,7 @@ VAR_DIR = Path(env("VEIL_VAR_DIR", str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
     "config.apps.VeilAdminConfig",  # django.contrib.admin behind Veil's sign-in
+    "config.apps.ProjectConfig",  # start-up checks of the configuration (config/checks.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -73,6 +77,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "mozilla_django_oidc",
+    "axes",  # password sign-in lockout per user and per address
+    "csp",
     "pgtrigger",
     "audit",
     "identity",
@@ -89,6 +95,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page (HTTP 429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -150,6 +159,8 @@ AUTHENTICATION_BACKENDS.insert(
     if LOCAL_LOGIN_ENABLED
     else "identity.backends.PermissionsOnlyBackend",
 )
+# First: refuses any sign-in from a locked-out user or address before a password is checked.
+AUTHENTICATION_BACKENDS.insert(0, "axes.backends.AxesStandaloneBackend")
 if not (OIDC_ENABLED or LOCAL_LOGIN_ENABLED):
     raise ImproperlyConfigured("No way to sign in: set OIDC_RP_CLIENT_ID or LOCAL_LOGIN_ENABLED=1")
 OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID")
@@ -162,6 +173,12 @@ OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT")
 OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT")
 OIDC_OP_LOGOUT_ENDPOINT = env("OIDC_OP_LOGOUT_ENDPOINT")
 OIDC_OP_ISSUER = env("OIDC_OP_ISSUER")
+if OIDC_ENABLED and not OIDC_OP_ISSUER:
+    # mozilla-django-oidc does not check `iss`; identity.oidc does, against this, always.
+    raise ImproperlyConfigured(
+        "OIDC_OP_ISSUER is required when OIDC is on (OIDC_RP_CLIENT_ID is set): the IdP's issuer, "
+        "from its .well-known/openid-configuration"
+    )
 OIDC_USE_PKCE = envbool("OIDC_USE_PKCE", True)
 OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", "groups")
 OIDC_CALLBACK_CLASS = "identity.oidc.VeilOIDCCallbackView"
@@ -179,6 +196,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 GUARDIAN_RAISE_403 = True
+
+# Password sign-in lockout (django-axes, database handler): LOGIN_FAILURE_LIMIT failures lock the
+# username, and separately the client address, for LOGIN_LOCKOUT_S seconds (0: until an administrator
+# unlocks, docs/operations.md). Every failure is kept with its address (AccessFailureLog).
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", 3600)
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_S / 3600 if LOGIN_LOCKOUT_S else None  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit log already
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a TLS proxy REMOTE_ADDR is the proxy: every person would share one address and one lockout.
+# TRUSTED_PROXY_COUNT proxies append to X-Forwarded-For; the address before them is the client's.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "identity.signin.client_address"
 ANONYMOUS_USER_NAME = None
 
 LANGUAGE_CODE = "en-us"
@@ -213,6 +247,22 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): Veil's pages load only their own scripts, styles and images
+# and run no inline script or style attribute, so an injected <script> or handler never runs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF],
+        "style-src": [csp.SELF],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -285,6 +335,15 @@ SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN")
 SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET")
 SLACK_API_URL = env("SLACK_API_URL", "https://slack.com/api/")
 SLACK_ENABLED = bool(SLACK_BOT_TOKEN)
+# The one workspace (team ID, T...) and Slack app (A...) whose interactions are accepted: a payload
+# signed with the right secret but sent from another workspace (a distributed app) is refused.
+SLACK_TEAM_ID = env("SLACK_TEAM_ID")
+SLACK_APP_ID = env("SLACK_APP_ID")
+for _name, _value in (("SLACK_TEAM_ID", SLACK_TEAM_ID), ("SLACK_APP_ID", SLACK_APP_ID)):
+    if SLACK_ENABLED and not _value:
+        raise ImproperlyConfigured(
+            f"{_name} is required when Slack is on (SLACK_BOT_TOKEN is set): see docs/slack.md"
+        )
 # Where approval requests go when neither the request's policy nor its project names a channel
 # (a channel ID such as C0123ABCD, or #name). No channel anywhere: the approvers get DMs.
 SLACK_APPROVAL_CHANNEL = env("SLACK_APPROVAL_CHANNEL")
@@ -347,7 +406,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # django-axes logs every sign-in at INFO; failures and lockouts are counted in audit.failures.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # Audit
@@ -357,6 +417,9 @@ LOGGING = {
 AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 7 * 366)
 AUDIT_SEAL_INTERVAL_S = envint("AUDIT_SEAL_INTERVAL_S", 60)
 AUDIT_CHECKPOINT_INTERVAL_S = envint("AUDIT_CHECKPOINT_INTERVAL_S", 300)
+# Unauthenticated failures are counted per window and folded into one chained event per window and
+# action (audit/failures.py), so nobody outside can make the audited writes queue behind theirs.
+AUDIT_FAILURE_WINDOW_S = envint("AUDIT_FAILURE_WINDOW_S", 60)
 # Checkpoints, archive boundaries and export manifests are signed with an Ed25519 key derived from
 # VEIL_SIGNING_KEY; keys listed here (comma-separated, old first) are still accepted when verifying.
 AUDIT_PREVIOUS_SIGNING_KEYS = envlist("AUDIT_PREVIOUS_SIGNING_KEYS")
@@ -371,4 +434,5 @@ CELERY_BEAT_SCHEDULE |= {
     "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S)},
     "audit-run-pending-exports": {"task": "audit.tasks.run_pending_exports", "schedule": 60.0},
     "audit-verify-log": {"task": "audit.tasks.verify_log", "schedule": 86400.0},
+    "audit-fold-failures": {"task": "audit.tasks.fold_failures", "schedule": float(AUDIT_FAILURE_WINDOW_S)},
 }

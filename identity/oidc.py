@@ -3,8 +3,10 @@
 mozilla-django-oidc verifies the ID token's signature against the IdP's JWKS, its expiry and nonce,
 and the `state` round trip (with PKCE). It does not check the ID token's issuer or audience, nor
 that userinfo (where it reads the claims from) describes the same subject as the ID token;
-`get_userinfo` below adds these checks (OpenID Connect Core 3.1.3.7 and 5.3.2). A refused sign-in
-is audited and sends the person back to the sign-in page instead of a bare 400. Otherwise this
+`get_userinfo` below adds these checks (OpenID Connect Core 3.1.3.7 and 5.3.2); settings refuses to
+start with OIDC on and no `OIDC_OP_ISSUER`. A refused sign-in is counted for the audit log (one
+chained event per window, `audit.failures`) and sends the person back to the sign-in page instead of
+a bare 400. Otherwise this
 backend only decides which user a verified set of claims belongs to and keeps the user's IdP groups
 in step with the groups claim.
 """
@@ -21,10 +23,11 @@ from django.http import HttpRequest, HttpResponse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
+from audit.failures import failure_count
 from audit.models import Channel
-from audit.services import ANONYMOUS, record_event
 from identity.models import User
 from identity.services import user_sync_from_claims
+from identity.signin import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +35,7 @@ logger = logging.getLogger(__name__)
 class VeilOIDCBackend(OIDCAuthenticationBackend):
     def get_userinfo(self, access_token: str, id_token: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Userinfo claims, accepted only for the client and subject of the verified ID token."""
-        issuer = settings.OIDC_OP_ISSUER
-        if issuer and payload.get("iss") != issuer:
+        if not settings.OIDC_OP_ISSUER or payload.get("iss") != settings.OIDC_OP_ISSUER:
             raise SuspiciousOperation("ID token was issued by another issuer (iss mismatch)")
         audience = payload.get("aud")
         audiences = [audience] if isinstance(audience, str) else list(audience or [])
@@ -71,17 +73,17 @@ def _free_username(wanted: str, subject: str) -> str:
 
 
 class VeilOIDCCallbackView(OIDCAuthenticationCallbackView):
-    """The IdP callback; a forged state or an unverifiable token is audited and refused."""
+    """The IdP callback; a forged state or an unverifiable token is counted and refused."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
         try:
             return super().get(request)
         except SuspiciousOperation as exc:
             logger.warning("OIDC sign-in refused: %s", exc)
-            record_event(
+            failure_count(
                 action="auth.sign_in_failed",
-                actor=ANONYMOUS,
                 channel=Channel.WEB,
-                detail={"method": "oidc", "reason": str(exc)[:200]},
+                source=client_address(request),
+                reason=f"oidc: {exc}",
             )
             return self.login_failure()

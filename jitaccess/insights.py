@@ -221,7 +221,11 @@ def attempts(
         sign_ins = sign_ins.none()
     failed = sign_ins.values_list("occurred_at", "detail")
     for occurred_at, detail in failed:
-        counts[str(detail.get("username") or "(blank)")][timezone.localdate(occurred_at)] += 1
+        # One event per failure, or one per window listing the (address, username) counts (audit.failures).
+        for row in detail.get("sources") or [detail]:
+            counts[str(row.get("username") or "(blank)")][timezone.localdate(occurred_at)] += int(
+                row.get("count", 1)
+            )
     first, last = timezone.localdate(since), timezone.localdate(now)
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     series = [PrincipalAttempts(name, _mark_spikes(days, per_day)) for name, per_day in counts.items()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib import admin
 from django.core.management import call_command
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.duration import duration_string
 
@@ -19,8 +20,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def admin_client(client):
-    call_command("demo_data")
-    client.login(username="admin", password="veil-demo")
+    call_command("demo_data", allow_public_passwords=True)
+    client.login(
+        request=HttpRequest(), username="admin", password="veil-demo"
+    )  # django-axes wants the request
     return client
 
 
@@ -116,8 +119,8 @@ def test_a_visitor_signs_in_through_veils_login_page_and_comes_back(client):
 
 
 def test_someone_who_is_not_staff_is_told_why_instead_of_shown_a_password_form(client):
-    call_command("demo_data")
-    client.login(username="alice", password="veil-demo")
+    call_command("demo_data", allow_public_passwords=True)
+    client.login(request=HttpRequest(), username="alice", password="veil-demo")
     response = client.get("/admin/", follow=True)
     assert response.status_code == 403
     assert "The admin site is for Veil&#x27;s staff" in response.content.decode()

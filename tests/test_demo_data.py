@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_demo_data_is_idempotent_and_consistent(capsys):
-    call_command("demo_data")
+    call_command("demo_data", allow_public_passwords=True)
     counts = (
         User.objects.count(),
         Column.objects.count(),
@@ -25,7 +25,7 @@ def test_demo_data_is_idempotent_and_consistent(capsys):
     )
     events = AuditEvent.objects.exclude(action="catalog.upserted").count()
 
-    call_command("demo_data")
+    call_command("demo_data", allow_public_passwords=True)
 
     assert (
         User.objects.count(),
@@ -41,7 +41,7 @@ def test_demo_data_is_idempotent_and_consistent(capsys):
 
 
 def test_in_the_demo_support_sees_phone_numbers_and_engineers_do_not():
-    call_command("demo_data")
+    call_command("demo_data", allow_public_passwords=True)
     policy = load_policy(1)
     phone = ColumnKey("prod-pg", "shop", "public", "customers", "phone")
     email = ColumnKey("prod-pg", "shop", "public", "customers", "email")
@@ -60,7 +60,7 @@ def test_the_demo_has_unmask_records_and_someone_who_may_break_the_glass():
     from identity.selectors import role_names_of_user
     from jitaccess.models import ProjectAccessSettings
 
-    call_command("demo_data")
+    call_command("demo_data", allow_public_passwords=True)
     records = list(DecisionRecord.objects.values_list("principal_name", "unmasked"))
     roles = set(
         ProjectAccessSettings.objects.get(project__key="shop").breakglass_roles.values_list("name", flat=True)

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.failures import failure_count
 from audit.models import Channel
-from audit.services import ANONYMOUS, Actor, Target, record_event
+from audit.services import Actor, Target, record_event
 from identity.models import User
 from identity.services import actor_for
 from jitaccess.models import (
@@ -121,13 +122,10 @@ def slack_route_set(
 
 
 def forged_request_record(*, reason: str, remote_addr: str) -> None:
-    """A request to the interactivity endpoint that Slack did not sign (or signed too long ago)."""
-    record_event(
-        action="slack.forged_request",
-        actor=ANONYMOUS,
-        channel=Channel.SLACK,
-        detail={"reason": reason, "remote_addr": remote_addr},
-    )
+    """A request to the interactivity endpoint that Slack did not sign (or signed too long ago), or
+    that comes from another workspace or app. Counted, and chained once per window
+    (`audit.failures`): anyone can send these, as fast as they like."""
+    failure_count(action="slack.forged_request", channel=Channel.SLACK, source=remote_addr, reason=reason)
 
 
 def click_refused_record(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.cache import cache
@@ -14,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from slack_sdk.signature import SignatureVerifier
 
+from identity.signin import client_address
 from jitaccess.slack.interactions import request_handler
 from jitaccess.slack.services import forged_request_record
 
@@ -25,14 +28,16 @@ SEEN_TTL_S = 2 * SIGNATURE_WINDOW_S
 @csrf_exempt
 @require_POST
 def interactions(request: HttpRequest) -> HttpResponse:
-    """Verify that Slack signed the body recently (slack-sdk's verifier), answer a forgery with 401
-    and an audit event, answer a body seen before (a Slack retry, X-Slack-Retry-Num, or a replay
-    inside the signature window) with an empty 200, and hand the rest to Bolt."""
+    """Verify that Slack signed the body recently (slack-sdk's verifier) and that it comes from
+    Veil's own workspace and app; answer anything else with 401, counted for the audit log (one
+    chained event per window, not one per request: whoever sends them is unauthenticated). Answer a
+    body seen before (a Slack retry, X-Slack-Retry-Num, or a replay inside the signature window)
+    with an empty 200, and hand the rest to Bolt."""
     if not (settings.SLACK_ENABLED and settings.SLACK_SIGNING_SECRET):
         raise Http404("Slack is not configured")
-    problem = signature_problem(request.body, request.headers)
+    problem = signature_problem(request.body, request.headers) or workspace_problem(request.body)
     if problem:
-        forged_request_record(reason=problem, remote_addr=request.META.get("REMOTE_ADDR", ""))
+        forged_request_record(reason=problem, remote_addr=client_address(request))
         return HttpResponse(status=401)
     seen_key = f"slack:interaction:{hashlib.sha256(request.body).hexdigest()}"
     if not _first_time(seen_key):
@@ -60,6 +65,28 @@ def signature_problem(body: bytes, headers: Mapping[str, str]) -> str:
     except ValueError:
         return "malformed timestamp"
     return "timestamp outside the 5-minute window" if age > SIGNATURE_WINDOW_S else "signature does not match"
+
+
+def workspace_problem(body: bytes) -> str:
+    """ "" when the payload names SLACK_TEAM_ID and SLACK_APP_ID; otherwise what is wrong.
+
+    The signing secret belongs to the app, not to a workspace: if the app is ever installed in a
+    second workspace (distributed, or a copy made with the same credentials), that workspace's
+    clicks are signed just as validly. Slack IDs are only meaningful inside Veil's own workspace."""
+    try:
+        payload = json.loads(parse_qs(body.decode())["payload"][0])
+    except (UnicodeDecodeError, KeyError, IndexError, ValueError):
+        return "no interaction payload"
+    if not isinstance(payload, dict):
+        return "no interaction payload"
+    team, user = (payload.get(key) if isinstance(payload.get(key), dict) else {} for key in ("team", "user"))
+    team_id = str(team.get("id") or user.get("team_id") or "")
+    app_id = str(payload.get("api_app_id") or "")
+    if team_id != settings.SLACK_TEAM_ID:
+        return f"payload from another workspace ({team_id[:20] or 'none'})"
+    if app_id != settings.SLACK_APP_ID:
+        return f"payload for another app ({app_id[:20] or 'none'})"
+    return ""
 
 
 def _first_time(key: str) -> bool:

@@ -43,6 +43,7 @@ def slack(settings, fake_slack, world) -> World:  # noqa: F811
     settings.SLACK_BOT_TOKEN = TOKEN
     settings.SLACK_ENABLED = True
     settings.SLACK_SIGNING_SECRET = SIGNING_SECRET
+    settings.SLACK_TEAM_ID, settings.SLACK_APP_ID = "T0ACME", "A0VEIL"
     settings.SLACK_API_URL = fake_slack.url
     settings.SLACK_API_TIMEOUT_S = 1
     settings.SLACK_RATE_LIMIT_MAX_WAIT_S = 1
