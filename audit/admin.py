@@ -68,7 +68,9 @@ class AuditedAdmin(admin.ModelAdmin):
         saved = self.save_audited(request, form, change)
         form.instance.pk = saved.pk  # the admin's redirect and its own history name the saved object
 
-    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool) -> Any:
+    def construct_change_message(  # type: ignore[override]
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
         return super().construct_change_message(request, form, [], add)  # inlines are never saved
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:

@@ -77,7 +77,7 @@ class GuardedPolicyAdmin(AuditedAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(GuardedModelAdminMixin, AuditedAdmin):
+class ProjectAdmin(GuardedModelAdminMixin, AuditedAdmin):  # type: ignore[misc]  # guardian's template name
     """Projects are added and renamed here (the key is fixed once it exists) and never deleted.
     Object permissions (request, approve, administer policy, audit) are managed per project on
     django-guardian's pages: by superusers only, each change through `object_permissions_set`
