@@ -45,7 +45,7 @@ def failure_count(*, action: str, channel: str, source: str | None, reason: str,
     """Count one unauthenticated failure; returns how many of its kind (action, source, username,
     reason) the current window holds. Takes only the counter row's lock, never the chain head's."""
     now = timezone.now()
-    params = [window_of(now), action, channel, (source or "")[:64], username[:150], reason[:200], now, now]
+    params = (window_of(now), action, channel, (source or "")[:64], username[:150], reason[:200], now, now)
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT_SQL, params)
         (count,) = cursor.fetchone()

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -79,7 +80,8 @@ def workspace_problem(body: bytes) -> str:
         return "no interaction payload"
     if not isinstance(payload, dict):
         return "no interaction payload"
-    team, user = (payload.get(key) if isinstance(payload.get(key), dict) else {} for key in ("team", "user"))
+    team: dict[str, Any] = payload["team"] if isinstance(payload.get("team"), dict) else {}
+    user: dict[str, Any] = payload["user"] if isinstance(payload.get("user"), dict) else {}
     team_id = str(team.get("id") or user.get("team_id") or "")
     app_id = str(payload.get("api_app_id") or "")
     if team_id != settings.SLACK_TEAM_ID:
