@@ -16,9 +16,12 @@ Masked values are text (or None), whatever the column's type.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import functools
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -35,10 +38,12 @@ __all__ = [
     "VeilConnection",
     "VeilCursor",
     "VeilCursorMixin",
+    "acting_as",
     "bind",
     "connect",
     "connect_async",
     "enforcer_for",
+    "veil_cursor_class",
 ]
 
 _ENFORCERS: weakref.WeakKeyDictionary[VeilClient, dict[tuple[str, str, str], Enforcer]] = (
@@ -57,30 +62,50 @@ def enforcer_for(client: VeilClient, instance: str, database: str, *, guard_mode
         return per_client[key]
 
 
+_ACTING_AS: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("veil_acting_as", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(principal: Principal | Mapping[str, Any]) -> Iterator[Principal]:
+    """Run the queries of this context (thread or task) for ``principal``, on connections bound
+    without one (a framework's shared connections: a web request sets it in a middleware)."""
+    token = _ACTING_AS.set(_as_principal(principal))
+    try:
+        yield _ACTING_AS.get()  # type: ignore[misc]
+    finally:
+        _ACTING_AS.reset(token)
+
+
 class _Binding:
-    """What a connection enforces for: its principal and its session on the target."""
+    """What a connection enforces for: its principal (or None: whoever ``acting_as`` names at
+    query time) and its session on the target."""
 
     __slots__ = ("principal", "session")
 
-    def __init__(self, session: Session, principal: Principal) -> None:
+    def __init__(self, session: Session, principal: Principal | None) -> None:
         self.session = session
         self.principal = principal
+
+    def current_principal(self) -> Principal | None:
+        return self.principal or _ACTING_AS.get()
 
 
 def bind(
     conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
     *,
     client: VeilClient,
-    principal: Principal | Mapping[str, Any],
+    principal: Principal | Mapping[str, Any] | None,
     instance: str,
     database: str | None = None,
     guard_mode: str = "refuse",
 ) -> None:
-    """Attach Veil's enforcement to a connection whose cursors use ``VeilCursorMixin``."""
+    """Attach Veil's enforcement to a connection whose cursors use ``VeilCursorMixin``.
+    ``principal`` None: each query runs for whoever ``acting_as`` names then."""
     if conn.info.parameter_status("server_version") is None or conn.info.parameter_status("crdb_version"):
         raise psycopg.NotSupportedError("Veil's data path enforces on PostgreSQL servers only")
     enforcer = enforcer_for(client, instance, database or conn.info.dbname, guard_mode=guard_mode)
-    conn._veil = _Binding(enforcer.session(), _as_principal(principal))  # type: ignore[union-attr]
+    who = None if principal is None else _as_principal(principal)
+    conn._veil = _Binding(enforcer.session(), who)  # type: ignore[union-attr]
 
 
 def _binding(cursor: Any) -> _Binding:
@@ -162,8 +187,7 @@ class VeilCursorMixin:
         self._veil_index_fixed = many
         self._veil_check = None
         text = _query_text(self, query, params)
-        check = binding.session.check(text, binding.principal)
-        return check
+        return binding.session.check(text, binding.current_principal())
 
     def _veil_results(self) -> list[pq.abc.PGresult]:
         results = getattr(self, "_results", None) or []
@@ -270,9 +294,9 @@ class VeilClientCursor(_SyncVeilCursor, psycopg.ClientCursor[Any]):
     """psycopg's client-side-binding cursor, enforcing Veil's decisions."""
 
 
-class VeilServerCursor(_SyncVeilCursor, psycopg.ServerCursor[Any]):
-    """A server-side (named) cursor: checked at execute, each fetched batch masked, and reported
-    when closed (it cannot know its row count before)."""
+class _SyncVeilServerCursor(_SyncVeilCursor):
+    """For server-side (named) cursors: checked at execute, each fetched batch masked, and
+    reported when closed (it cannot know its row count before)."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
@@ -300,6 +324,19 @@ class VeilServerCursor(_SyncVeilCursor, psycopg.ServerCursor[Any]):
                 check.record(plan, rows)
             check.report()
             self._veil_check = None
+
+
+class VeilServerCursor(_SyncVeilServerCursor, psycopg.ServerCursor[Any]):
+    """A server-side (named) cursor that enforces Veil's decisions."""
+
+
+@functools.cache
+def veil_cursor_class(cursor_class: type[Any]) -> type[Any]:
+    """``cursor_class`` (a framework's own, such as Django's) enforcing Veil's decisions."""
+    if issubclass(cursor_class, VeilCursorMixin):
+        return cursor_class
+    mixin = _SyncVeilServerCursor if issubclass(cursor_class, psycopg.ServerCursor) else _SyncVeilCursor
+    return type(f"Veil{cursor_class.__name__}", (mixin, cursor_class), {})
 
 
 class VeilConnection(psycopg.Connection[Any]):
@@ -394,7 +431,7 @@ def connect(
     conninfo: str = "",
     *,
     client: VeilClient,
-    principal: Principal | Mapping[str, Any],
+    principal: Principal | Mapping[str, Any] | None,
     instance: str,
     database: str | None = None,
     guard_mode: str = "refuse",
@@ -403,7 +440,8 @@ def connect(
     """Connect to PostgreSQL with Veil's enforcement for ``principal``.
 
     ``instance`` and ``database`` name the target as Veil's catalog does (``database`` defaults
-    to the connection's database name). Other arguments go to ``psycopg.connect``.
+    to the connection's database name). ``principal`` None: each query runs for whoever
+    ``acting_as`` names then (pooled connections). Other arguments go to ``psycopg.connect``.
     """
     kwargs.setdefault("cursor_factory", VeilCursor)
     conn = VeilConnection.connect(conninfo, **kwargs)
@@ -427,7 +465,7 @@ async def connect_async(
     conninfo: str = "",
     *,
     client: VeilClient,
-    principal: Principal | Mapping[str, Any],
+    principal: Principal | Mapping[str, Any] | None,
     instance: str,
     database: str | None = None,
     guard_mode: str = "refuse",

@@ -151,7 +151,9 @@ class Session:
         self.prepared: dict[str, Statement] = {}
         self.cursors: dict[str, Statement] = {}
 
-    def check(self, sql: str, principal: Principal) -> Check:
+    def check(self, sql: str, principal: Principal | None) -> Check:
+        """``principal`` None (a shared connection with nobody acting): a statement that reads
+        no catalog column runs (a framework's set-up queries); any other is refused."""
         return Check(self, sql, principal)
 
 
@@ -245,7 +247,7 @@ class _Decisions:
 class Check(_Resolution):
     """The guard's side of one query: parse, trace, ask Veil, refuse or let it run."""
 
-    def __init__(self, session: Session, sql: str, principal: Principal) -> None:
+    def __init__(self, session: Session, sql: str, principal: Principal | None) -> None:
         super().__init__(session)
         self.principal = principal
         self.query_id = f"q-{uuid.uuid4().hex[:20]}"
@@ -313,15 +315,28 @@ class Check(_Resolution):
             if statement.kind == "declare" and statement.inner is not None:
                 session.cursors[statement.name or ""] = statement.inner
 
-    def _decide(self, sources: set[Source]) -> _Decisions:
+    def _decide(self, sources: set[Source], *, planning: bool = False) -> _Decisions:
         views = self.views_of(sources)
         wanted = sorted(sources | {s for lin in views.values() for s in lin.sources}, key=_source_key)
         previous = self._decisions.by_source if self._decisions is not None else {}
         missing = [s for s in wanted if s not in previous]
         enforcer = self.session.enforcer
-        answers = enforcer.client.decide(
-            self.principal, [enforcer.column(s) for s in missing], query_id=self.query_id
-        )
+        if missing and self.principal is None:
+            if planning:  # sources only the server's lineage named: nobody to ask for, so masked
+                answers = [_untraceable(enforcer.column(s)) for s in missing]
+            else:
+                raise GuardRefusal(
+                    "42501",
+                    "Veil: this connection has no principal; run the query inside veil_sdk.psycopg.acting_as()",
+                )
+        else:
+            answers = (
+                enforcer.client.decide(
+                    self.principal, [enforcer.column(s) for s in missing], query_id=self.query_id
+                )
+                if missing
+                else []
+            )
         by_source = {**previous, **dict(zip(missing, answers, strict=True))}
         all_views = {**(self._decisions.views if self._decisions is not None else {}), **views}
         self._decisions = _Decisions(enforcer, by_source, all_views)
@@ -383,6 +398,8 @@ class Check(_Resolution):
     def report(self, row_count: int | None = None) -> None:
         """Queue the query's one access event (rows counted by ``record`` unless given). In
         audit mode, a query the guard would have refused carries what it would have said."""
+        if self.principal is None:
+            return
         unmasked = [c for c, clear in self._reported.items() if clear]
         masked = [c for c, clear in self._reported.items() if not clear]
         rows = self._rows if row_count is None else row_count
@@ -396,6 +413,8 @@ class Check(_Resolution):
 
     def report_refusal(self, refusal: GuardRefusal) -> None:
         """Queue the access event of a query the guard refused (no rows), for the audit log."""
+        if self.principal is None:
+            return
         guard = {"outcome": "refused", "clause": refusal.clause or "parse", "message": refusal.message}
         self.session.enforcer.client.report(
             self.principal, self.query_id, [], refusal.columns, 0, guard=guard
@@ -472,7 +491,7 @@ class Planning(_Resolution):
         check = self.check
         if check._decisions is None:
             raise RuntimeError("raise_if_refused() must run before the results are planned")
-        decisions = check._decide({s for lin in self._lineages for s in lin.sources})
+        decisions = check._decide({s for lin in self._lineages for s in lin.sources}, planning=True)
         maskers: list[Masker | None] = []
         applied: list[ColumnDecision] = []
         read: list[tuple[Column, bool]] = []
