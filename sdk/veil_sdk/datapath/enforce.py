@@ -327,7 +327,8 @@ class Check(_Resolution):
             else:
                 raise GuardRefusal(
                     "42501",
-                    "Veil: this connection has no principal; run the query inside veil_sdk.psycopg.acting_as()",
+                    "Veil: this connection has no principal; "
+                    "run the query inside veil_sdk.psycopg.acting_as()",
                 )
         else:
             answers = (

@@ -10,3 +10,6 @@ class Customer(models.Model):
     class Meta:
         managed = False
         db_table = "customers"
+
+    def __str__(self) -> str:
+        return f"customer {self.pk}"
