@@ -300,25 +300,25 @@ class _SyncVeilServerCursor(_SyncVeilCursor):
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
-        super(_SyncVeilCursor, self).execute(query, params, **kwargs)
+        super(_SyncVeilCursor, self).execute(query, params, **kwargs)  # type: ignore[misc]
         self._veil_plan_described()
         return self
 
     def _veil_plan_described(self) -> None:
         check = self._veil_check
-        result = self.pgresult
+        result = self.pgresult  # type: ignore[attr-defined]
         if check is None or result is None or result.nfields == 0:
             return
         planning = check.result(0, _fields(result))
         while (lookup := planning.next_lookup()) is not None:
-            planning.feed(_run_lookup(self.connection, lookup))
+            planning.feed(_run_lookup(self.connection, lookup))  # type: ignore[attr-defined]
         self._veil_plans[0] = planning.plan()
         self._make_row = self._make_row_maker()
 
     def close(self) -> None:
         check, plan = self._veil_check, self._veil_plans.get(0) if self._veil_check else None
-        rows = self.rownumber or 0  # how far the client read
-        super().close()
+        rows = self.rownumber or 0  # type: ignore[attr-defined]  # how far the client read
+        super().close()  # type: ignore[misc]
         if check is not None:
             if plan is not None:
                 check.record(plan, rows)

@@ -226,7 +226,9 @@ class SessionCatalog:
                 relation = relations.get(key)
                 self._names[key] = None if relation is None else relation.oid
             self.missing_names.clear()
-            found = [(r.oid, r) for r in relations.values() if r is not None]
+            found: list[tuple[int, Relation | None]] = [
+                (r.oid, r) for r in relations.values() if r is not None
+            ]
         else:
             found = [(oid, relations.get(str(oid))) for oid in self.missing_oids]
             self.missing_oids.clear()

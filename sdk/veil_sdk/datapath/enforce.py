@@ -331,9 +331,12 @@ class Check(_Resolution):
                     "run the query inside veil_sdk.psycopg.acting_as()",
                 )
         else:
+            assert self.principal is not None or not missing
             answers = (
                 enforcer.client.decide(
-                    self.principal, [enforcer.column(s) for s in missing], query_id=self.query_id
+                    self.principal,  # type: ignore[arg-type]  # not None when anything is missing
+                    [enforcer.column(s) for s in missing],
+                    query_id=self.query_id,
                 )
                 if missing
                 else []

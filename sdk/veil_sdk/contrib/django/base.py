@@ -7,7 +7,9 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
+from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.utils.module_loading import import_string
+from psycopg import pq
 
 from veil_sdk.psycopg import VeilServerCursor, bind, veil_cursor_class
 
@@ -39,9 +41,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             cursor = veil_cursor_class(base.ServerSideCursor)(
                 self.connection, name=name, scrollable=False, withhold=self.connection.autocommit
             )
-            tzloader = self.connection.adapters.get_loader(base.TIMESTAMPTZ_OID, base.Format.TEXT)
+            tzloader = self.connection.adapters.get_loader(base.TIMESTAMPTZ_OID, pq.Format.TEXT)
             if self.timezone != tzloader.timezone:
-                base.register_tzloader(self.timezone, cursor)
+                register_tzloader(self.timezone, cursor)
             return cursor
         return super().create_cursor(name)
 
