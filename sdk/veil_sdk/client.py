@@ -16,8 +16,10 @@ Only the standard library is used, so the SDK installs anywhere without dependen
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -440,6 +442,28 @@ class VeilClient:
                 with self._lock:
                     self.stats.degraded_columns += degraded
         return [decision for decision in results if decision is not None]
+
+    def decide_until(
+        self,
+        principal: Principal | Mapping[str, Any],
+        columns: Iterable[Column | Sequence[str] | Mapping[str, str]],
+        *,
+        query_id: str = "",
+    ) -> tuple[list[ColumnDecision], float]:
+        """``decide``, and until when (on this client's clock) all of its answers may be reused:
+        the earliest expiry among them, or now when any cannot be reused (degraded, a TTL of 0,
+        the cache off). A data path that keeps a plan built from the answers keeps it no longer."""
+        who = _as_principal(principal)
+        decisions = self.decide(who, columns, query_id=query_id)
+        now = self._clock()
+        until = math.inf
+        with self._lock:
+            for decision in decisions:
+                entry = self._cache.get((who, decision.column))
+                if entry is None or entry[1] is not decision:
+                    return decisions, now
+                until = min(until, entry[0])
+        return decisions, until
 
     def _note_refused_column(self, column: Column, problem: str) -> None:
         """Log a column Veil would refuse, once per column (called with the lock held)."""
@@ -937,7 +961,13 @@ def _event(
 
 
 def _checked_column(value: Column | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    column = _as_column(value)
+    return _column_json(_as_column(value))
+
+
+@functools.lru_cache(maxsize=8192)
+def _column_json(column: Column) -> dict[str, str]:
+    """A column as the API takes it, checked once per distinct column (a data path reports the
+    same few columns for every query). The dict is shared: events are only ever serialized."""
     problem = _column_problem(column)
     if problem is not None:
         raise ValueError(f"{problem}: {column.label()}")

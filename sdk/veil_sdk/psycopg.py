@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 from psycopg import adapt, errors, pq, sql
+from psycopg._queries import PostgresQuery, _query2pg
 from psycopg.rows import RowMaker, tuple_row
 
 from veil_sdk.client import Principal, VeilClient, _as_principal
@@ -119,10 +120,20 @@ def _query_text(cursor: Any, query: Any, params: Any) -> str:
     """The statement as the server will parse it (placeholders as $n)."""
     if isinstance(query, sql.Composable):
         query = query.as_string(cursor)
+    if isinstance(query, str) and (params is None or cursor._query_cls is PostgresQuery):
+        # Sent as written, or with its placeholders numbered (server-side binding): the text
+        # depends on the query alone, so it is converted once.
+        return query if params is None else _numbered(query)
     converted = cursor._query_cls(adapt.Transformer(cursor))
     converted.convert(query, params)
     text = converted.query
     return text.decode(cursor.connection.info.encoding) if isinstance(text, bytes) else str(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbered(query: str) -> str:
+    """psycopg's own conversion of %s / %(name)s placeholders to $n (cached there too)."""
+    return _query2pg(query.encode(), "utf-8")[0].decode()
 
 
 def _refusal(refusal: GuardRefusal) -> psycopg.Error:
@@ -131,15 +142,12 @@ def _refusal(refusal: GuardRefusal) -> psycopg.Error:
 
 
 def _fields(result: pq.abc.PGresult) -> list[Field]:
-    return [
-        Field(
-            (result.fname(i) or b"").decode("utf-8", "replace"),
-            result.ftable(i),
-            result.ftablecol(i),
-            result.ftype(i),
-        )
-        for i in range(result.nfields)
-    ]
+    """The result's columns as RowDescription gave them (names are not needed to trace them)."""
+    return [Field("", result.ftable(i), result.ftablecol(i), result.ftype(i)) for i in range(result.nfields)]
+
+
+def _unplanned(values: Sequence[Any]) -> Any:
+    raise psycopg.InterfaceError("Veil could not plan the masking of this result; no row is returned")
 
 
 def _masking(plan: ResultPlan | None, inner: RowMaker[Any]) -> RowMaker[Any]:
@@ -163,6 +171,7 @@ class VeilCursorMixin:
     _veil_check: Check | None = None
     _veil_plans: dict[int, ResultPlan | None]
     _veil_index_fixed: bool = False
+    _veil_planning: bool = False
 
     # --- psycopg's hook: called whenever a result becomes the current one ---------------------
 
@@ -171,6 +180,10 @@ class VeilCursorMixin:
         check = self._veil_check
         if check is None:
             return inner
+        if self._veil_planning:
+            # Inside execute(): the plan is made right after it returns, with the catalog lookups
+            # it may need; until then no row may be made (none is, unless planning failed).
+            return _unplanned
         index = 0 if self._veil_index_fixed else self._iresult  # type: ignore[attr-defined]
         plans = self._veil_plans
         if index not in plans:
@@ -244,6 +257,7 @@ class _SyncVeilCursor(VeilCursorMixin):
 
     def _veil_after(self) -> None:
         check = self._veil_check
+        self._veil_planning = False
         if check is None:
             return
         conn = self.connection  # type: ignore[attr-defined]
@@ -264,6 +278,7 @@ class _SyncVeilCursor(VeilCursorMixin):
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
+        self._veil_planning = True
         super().execute(query, params, **kwargs)  # type: ignore[misc]
         self._veil_after()
         self._veil_report()
@@ -272,6 +287,7 @@ class _SyncVeilCursor(VeilCursorMixin):
     def executemany(self, query: Any, params_seq: Iterable[Any], *, returning: bool = False) -> None:
         params_seq = list(params_seq)
         self._veil_guard(query, params_seq[0] if params_seq else None, many=True)
+        self._veil_planning = True
         super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
         self._veil_after()
         self._veil_report()
@@ -300,11 +316,13 @@ class _SyncVeilServerCursor(_SyncVeilCursor):
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
+        self._veil_planning = True
         super(_SyncVeilCursor, self).execute(query, params, **kwargs)  # type: ignore[misc]
         self._veil_plan_described()
         return self
 
     def _veil_plan_described(self) -> None:
+        self._veil_planning = False
         check = self._veil_check
         result = self.pgresult  # type: ignore[attr-defined]
         if check is None or result is None or result.nfields == 0:
@@ -362,6 +380,7 @@ class _AsyncVeilCursor(VeilCursorMixin):
 
     async def _veil_after(self) -> None:
         check = self._veil_check
+        self._veil_planning = False
         if check is None:
             return
         conn = self.connection  # type: ignore[attr-defined]
@@ -382,6 +401,7 @@ class _AsyncVeilCursor(VeilCursorMixin):
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         await self._veil_guard(query, params)
+        self._veil_planning = True
         await super().execute(query, params, **kwargs)  # type: ignore[misc]
         await self._veil_after()
         if self._veil_check is not None:
@@ -391,6 +411,7 @@ class _AsyncVeilCursor(VeilCursorMixin):
     async def executemany(self, query: Any, params_seq: Iterable[Any], *, returning: bool = False) -> None:
         params_seq = list(params_seq)
         await self._veil_guard(query, params_seq[0] if params_seq else None, many=True)
+        self._veil_planning = True
         await super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
         await self._veil_after()
         if self._veil_check is not None:
@@ -411,7 +432,9 @@ class AsyncVeilServerCursor(_AsyncVeilCursor, psycopg.AsyncServerCursor[Any]):
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         await self._veil_guard(query, params)
+        self._veil_planning = True
         await super(_AsyncVeilCursor, self).execute(query, params, **kwargs)
+        self._veil_planning = False
         check, result = self._veil_check, self.pgresult
         if check is not None and result is not None and result.nfields:
             planning = check.result(0, _fields(result))

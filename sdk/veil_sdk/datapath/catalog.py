@@ -127,6 +127,15 @@ class CatalogCache:
         self._lock = threading.Lock()
         self._relations: dict[int, tuple[float, Relation | None]] = {}
         self._functions: dict[str, tuple[float, bool]] = {}
+        self.generation = 0
+        """Moves at every ``invalidate``: what was derived from the cache before is stale."""
+
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl
+
+    def now(self) -> float:
+        return self._clock()
 
     def relation(self, oid: int) -> Relation | bool | None:
         """The relation, None when it does not exist, False when not known (look it up)."""
@@ -160,6 +169,7 @@ class CatalogCache:
         with self._lock:
             self._relations.clear()
             self._functions.clear()
+            self.generation += 1
 
 
 class SessionCatalog:
@@ -173,6 +183,8 @@ class SessionCatalog:
         self.missing_names: set[str] = set()
         self.missing_oids: set[int] = set()
         self.missing_functions: set[str] = set()
+        self.generation = 0
+        """Moves at every ``forget_names``."""
 
     # --- what the analysis asks ---------------------------------------------------------------
 
@@ -237,3 +249,8 @@ class SessionCatalog:
     def forget_names(self) -> None:
         """After a statement that may change what names mean (SET, DDL): resolve them afresh."""
         self._names.clear()
+        self.generation += 1
+
+    def state(self) -> tuple[int, int]:
+        """Changes whenever names or relations cached before may mean something else now."""
+        return (self.shared.generation, self.generation)

@@ -16,12 +16,13 @@ and records the attempt in ``audit`` mode.
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -48,6 +49,7 @@ UNTRACEABLE = "untraceable"
 
 _MAX_VIEW_DEPTH = 8
 _MAX_LOOKUP_ROUNDS = 32  # each round resolves a whole level of names; a deeper chain is refused
+_MAX_MEMOS = 512  # distinct statements a session keeps checked; a program repeats a few
 _UNTRACEABLE_REASON: Mapping[str, Any] = MappingProxyType({"kind": UNTRACEABLE})
 
 
@@ -150,11 +152,43 @@ class Session:
         self.catalog = SessionCatalog(enforcer.catalog)
         self.prepared: dict[str, Statement] = {}
         self.cursors: dict[str, Statement] = {}
+        self._memos: dict[tuple[str, Principal | None], _Memo] = {}
+
+    def memo(self, sql: str, principal: Principal | None) -> _Memo | None:
+        """What an earlier run of this statement for this principal established, while every
+        decision it rests on may still be reused and the catalog has not moved."""
+        memo = self._memos.get((sql, principal))
+        if memo is None:
+            return None
+        if memo.state != self.catalog.state() or self.enforcer.catalog.now() >= memo.until:
+            del self._memos[(sql, principal)]
+            return None
+        return memo
+
+    def remember(self, sql: str, principal: Principal | None, memo: _Memo) -> None:
+        if len(self._memos) >= _MAX_MEMOS:
+            self._memos.clear()
+        self._memos[(sql, principal)] = memo
 
     def check(self, sql: str, principal: Principal | None) -> Check:
         """``principal`` None (a shared connection with nobody acting): a statement that reads
         no catalog column runs (a framework's set-up queries); any other is refused."""
         return Check(self, sql, principal)
+
+
+@dataclass
+class _Memo:
+    """A checked statement: its trace, the decisions it was judged on, the guard's verdict and
+    the plans of its results, valid ``until`` (the client's clock) in catalog ``state``."""
+
+    until: float
+    state: tuple[int, int]
+    statements: list[Statement]
+    decisions: _Decisions
+    refusal: GuardRefusal | None
+    audited: list[tuple[str, str]]
+    plans: dict[tuple[Any, ...], ResultPlan] = field(default_factory=dict)
+    """By the statement traced and the result's fields."""
 
 
 class _Resolution:
@@ -250,13 +284,23 @@ class Check(_Resolution):
     def __init__(self, session: Session, sql: str, principal: Principal | None) -> None:
         super().__init__(session)
         self.principal = principal
-        self.query_id = f"q-{uuid.uuid4().hex[:20]}"
+        self.query_id = f"q-{os.urandom(10).hex()}"
         self.statements: list[Statement] = []
         self.refusal: GuardRefusal | None = None
         self.audited: list[tuple[str, str]] = []  # guard mode audit: (what, clause) that ran anyway
         self._decisions: _Decisions | None = None
         self._reported: dict[Column, bool] = {}  # column -> returned unmasked
         self._rows = 0
+        self._sql = sql
+        self._until = math.inf
+        self.memo = session.memo(sql, principal)
+        if self.memo is not None:
+            self.statements = self.memo.statements
+            self._decisions = self.memo.decisions
+            self.refusal = self.memo.refusal
+            self.audited = list(self.memo.audited)
+            self._nodes = ()
+            return
         try:
             self._nodes = parse(sql)
         except ParseError as error:
@@ -266,7 +310,7 @@ class Check(_Resolution):
             )
 
     def next_lookup(self) -> Lookup | None:
-        if self.refusal is not None:
+        if self.refusal is not None or self.memo is not None:
             return None
         return super().next_lookup()
 
@@ -294,14 +338,36 @@ class Check(_Resolution):
 
     def raise_if_refused(self) -> None:
         """Ask Veil about every column the query reads and refuse it if the guard says so."""
-        if self.refusal is None and self.next_lookup() is not None:
-            raise RuntimeError("run every lookup (next_lookup/feed) before raise_if_refused()")
-        if self.refusal is None:
-            self._remember()
+        if self.memo is None and self.refusal is None:
+            if self.next_lookup() is not None:
+                raise RuntimeError("run every lookup (next_lookup/feed) before raise_if_refused()")
             self._decide(self._sources())
             self.refusal = self._guard()
+            if self.refusal is None:
+                self._remember()
+            self._keep()
         if self.refusal is not None:
             raise self.refusal
+
+    def _keep(self) -> None:
+        """Memoize this check for the next run of the same statement, when nothing in it
+        changes the session (DDL, SET, PREPARE, cursors) and it was judged on Veil's answers."""
+        if self._decisions is None or any(
+            s.ddl or s.resets_names or s.kind in ("prepare", "execute", "declare", "fetch")
+            for s in self.statements
+        ):
+            return
+        catalog = self.session.enforcer.catalog
+        until = min(self._until, catalog.now() + catalog.ttl_s)
+        self.memo = _Memo(
+            until,
+            self.session.catalog.state(),
+            self.statements,
+            self._decisions,
+            self.refusal,
+            list(self.audited),
+        )
+        self.session.remember(self._sql, self.principal, self.memo)
 
     def _remember(self) -> None:
         session = self.session
@@ -330,17 +396,15 @@ class Check(_Resolution):
                     "Veil: this connection has no principal; "
                     "run the query inside veil_sdk.psycopg.acting_as()",
                 )
-        else:
-            assert self.principal is not None or not missing
-            answers = (
-                enforcer.client.decide(
-                    self.principal,  # type: ignore[arg-type]  # not None when anything is missing
-                    [enforcer.column(s) for s in missing],
-                    query_id=self.query_id,
-                )
-                if missing
-                else []
+        elif missing:
+            answers, until = enforcer.client.decide_until(
+                self.principal,  # type: ignore[arg-type]  # not None when anything is missing
+                [enforcer.column(s) for s in missing],
+                query_id=self.query_id,
             )
+            self._until = min(self._until, until)
+        else:
+            answers = []
         by_source = {**previous, **dict(zip(missing, answers, strict=True))}
         all_views = {**(self._decisions.views if self._decisions is not None else {}), **views}
         self._decisions = _Decisions(enforcer, by_source, all_views)
@@ -441,6 +505,12 @@ class Planning(_Resolution):
         self.fields = fields
         self._lineages: list[Lineage] = []
         self._offline = False
+        self._key = (id(statement), *fields)
+        memo = check.memo
+        self._cached = memo.plans.get(self._key) if memo is not None else None
+
+    def next_lookup(self) -> Lookup | None:
+        return None if self._cached is not None else super().next_lookup()
 
     def _known(self, lineage: Lineage) -> bool:
         return all(
@@ -479,6 +549,16 @@ class Planning(_Resolution):
 
     def plan(self) -> ResultPlan:
         """The plan (asks Veil about any source the check did not ask about)."""
+        if self._cached is not None:
+            return self._cached
+        plan = self._plan()
+        memo = self.check.memo
+        if memo is not None and not self._offline:
+            memo.plans[self._key] = plan
+            memo.until = min(memo.until, self.check._until)
+        return plan
+
+    def _plan(self) -> ResultPlan:
         if self._offline:
             catalog = self.session.catalog
             catalog.missing_names.clear()
