@@ -13,8 +13,8 @@ Three figures, each a ratio of two things measured in this process, interleaved 
    (goal: the p99 below the median round trip).
 
 Veil's decisions come from a loopback server (its own process) that answers as Veil does (mask
-for the columns the demo masks for bob, unmask the rest, `ttl_s` 10): with a warm cache it is asked about once per
-10 s, so what is measured is the adapter, not Veil's HTTP API (`bench http` measures that).
+for the columns the demo masks for bob, unmask the rest, `ttl_s` 10): with a warm cache it is
+asked about once per 10 s, so what is measured is the adapter, not Veil's HTTP API (`bench http` measures that).
 """
 
 from __future__ import annotations
@@ -269,6 +269,6 @@ def report(results: dict[str, Any], *, markdown: bool = False) -> str:
 if __name__ == "__main__":
     outcome = main(sys.argv[1:])
     print(report(outcome, markdown="--markdown" in sys.argv))
-    print(
-        f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {time.strftime('%Y-%m-%d %H:%M')}"
+    loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average after: {loads}; {time.strftime('%Y-%m-%d %H:%M')}")
     )
