@@ -271,4 +271,3 @@ if __name__ == "__main__":
     print(report(outcome, markdown="--markdown" in sys.argv))
     loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average after: {loads}; {time.strftime('%Y-%m-%d %H:%M')}")
-    )
