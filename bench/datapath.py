@@ -14,7 +14,8 @@ Three figures, each a ratio of two things measured in this process, interleaved 
 
 Veil's decisions come from a loopback server (its own process) that answers as Veil does (mask
 for the columns the demo masks for bob, unmask the rest, `ttl_s` 10): with a warm cache it is
-asked about once per 10 s, so what is measured is the adapter, not Veil's HTTP API (`bench http` measures that).
+asked about once per 10 s, so what is measured is the adapter, not Veil's HTTP API (`bench http`
+measures that).
 """
 
 from __future__ import annotations
