@@ -48,7 +48,7 @@ from audit.filters import (
 )
 from audit.models import ActorType, Channel
 from audit.selectors import EVENT_FIELDS
-from config.api import StrictSerializer
+from shared.api import StrictSerializer
 
 AUDIT_READ_SCOPE = "audit:read"
 DEFAULT_LIMIT = 100

@@ -8,7 +8,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.permissions import AllowAny
 
 from audit import apis as audit_apis
-from config import api
 from identity import apis as identity_apis
 from identity.views import LoginView
 from jitaccess import apis as jit_apis
@@ -16,6 +15,7 @@ from jitaccess.views import home
 from masking import apis as masking_apis
 from masking import decision_apis
 from masking import views as masking_views
+from shared import api
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

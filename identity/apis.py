@@ -10,10 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import StrictSerializer
 from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import ApiToken, Scope
 from identity.query_logins import QUERY_LOGIN_TTL_S, LoginFailure, query_login_check
+from shared.api import StrictSerializer
 
 
 class LoginPrincipalOut(serializers.Serializer):

@@ -14,13 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import Channel
-from config.api import StrictSerializer
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from jitaccess import selectors, services
 from jitaccess.models import AccessRequest
 from jitaccess.states import Action, InvalidTransition
 from masking.models import Database
+from shared.api import StrictSerializer
 
 
 class Conflict(APIException):

@@ -13,13 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import Channel
-from config.api import StrictSerializer
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.models import ClassificationLevel, Database, Engine, Instance, Project
 from masking.permissions import ADMINISTER_POLICY
 from masking.services.catalog import CatalogError, catalog_upsert, instance_changes
+from shared.api import StrictSerializer
 
 
 def _refuse_duplicate_names(items: list[dict], what: str) -> list[dict]:

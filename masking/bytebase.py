@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from config import strict_json
 from masking.policy_document import DocumentError, load_yaml_data
+from shared import strict_json
 
 BUILT_IN = {
     "bb.default": ("Default", "Bytebase's default: full mask", {"type": "full", "substitution": "******"}),

@@ -17,12 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import record_access_events
-from config.api import StrictSerializer
 from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import ApiToken, Scope
 from masking.decision_endpoint import answer_decisions
 from masking.engine import ColumnKey
 from masking.services.guard import record_guard_outcomes
+from shared.api import StrictSerializer
 
 
 class PrincipalIn(StrictSerializer):

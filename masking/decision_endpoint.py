@@ -33,13 +33,13 @@ from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, ValidationError
 
-from config import strict_json
-from config.api import error_payload, validation_error_payload
 from identity.authentication import TokenScope, bearer_token
 from identity.models import ApiToken, Scope
 from masking.decision_request import parse_decision_request
 from masking.engine import DEGRADED
 from masking.services.decisions import DecisionResult, decide_columns
+from shared import strict_json
+from shared.api import error_payload, validation_error_payload
 
 logger = logging.getLogger(__name__)
 security_logger = logging.getLogger("django.security.DisallowedHost")

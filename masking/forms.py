@@ -13,11 +13,11 @@ from django.utils import timezone
 from veil_sdk.algorithms import ALGORITHM_TYPES, AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
-from config import strict_json
 from identity.models import Role, ServiceAccount, User
 from masking.cel import ConditionError, check_condition
 from masking.models import SemanticType
 from masking.policy_document import MAX_SOURCE_CHARS, canonical_mapping, format_timestamp
+from shared import strict_json
 
 
 class ConditionField(forms.CharField):

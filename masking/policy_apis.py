@@ -21,7 +21,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import Channel
-from config.api import StrictSerializer
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
@@ -40,6 +39,7 @@ from masking.policy_scope import confined_document, scoped_document
 from masking.selectors import load_policy, read_epochs
 from masking.services.policy_changes import NotAllowed, StalePolicy, policy_submit
 from masking.services.versions import current_version
+from shared.api import StrictSerializer
 
 
 class PolicyConflict(APIException):

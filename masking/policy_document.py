@@ -27,8 +27,8 @@ import yaml
 from django.utils.module_loading import autodiscover_modules
 
 from audit.services import Actor
-from config import strict_json
 from identity.models import User
+from shared import strict_json
 
 FORMAT = "veil-policy/v1"
 CREATE, UPDATE, DELETE, REORDER = "create", "update", "delete", "reorder"
