@@ -13,7 +13,7 @@ from identity.views import LoginView
 from jitaccess import apis as jit_apis
 from jitaccess.views import home
 from masking import apis as masking_apis
-from masking import decision_apis
+from masking import datapath_apis, decision_apis
 from masking import views as masking_views
 from shared import api
 
@@ -37,6 +37,7 @@ api_v1 = [
     path("catalog", masking_apis.CatalogUpsertApi.as_view(), name="catalog-upsert"),
     path("decisions", decision_apis.DecisionsApi.as_view(), name="decisions"),
     path("access-events", decision_apis.AccessEventsApi.as_view(), name="access-events"),
+    path("data-path/settings", datapath_apis.DataPathSettingsApi.as_view(), name="data-path-settings"),
     path("query-logins", identity_apis.QueryLoginsApi.as_view(), name="query-logins"),
     path("requests", jit_apis.RequestListCreateApi.as_view(), name="requests"),
     path("requests/<int:request_id>", jit_apis.RequestDetailApi.as_view(), name="request-detail"),

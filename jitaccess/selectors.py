@@ -13,7 +13,7 @@ from identity.selectors import role_names_of_user
 from jitaccess.models import AccessRequest, Notification, NotificationChannel
 from jitaccess.services import ApproverPools, can_approve, grants_in_force
 from jitaccess.states import LIVE_STATES, State
-from masking.models import Project
+from masking.models import Column, Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
 
 _OVERSIGHT_PERMS = [APPROVE_REQUEST, ADMINISTER_POLICY, VIEW_AUDIT]
@@ -126,3 +126,34 @@ def may_request_somewhere(user: User) -> bool:
         return True
     projects = get_objects_for_user(user, REQUEST_UNMASK, klass=Project, accept_global_perms=True)
     return projects.exists()
+
+
+def columns_named(databases: QuerySet[Database], labels: list[str]) -> dict[Database, list[Column]]:
+    """Catalog columns named by their labels (``instance/database/schema.table.column``, as the
+    data path's refusals write them), among ``databases``, grouped by database. Labels that name
+    nothing there are ignored."""
+    found: dict[Database, list[Column]] = {}
+    for label in labels[:50]:
+        parts = label.split("/", 2)
+        if len(parts) != 3:
+            continue
+        instance, database_name, rest = parts
+        names = rest.rsplit(".", 2)
+        schema, table, column = (
+            names if len(names) == 3 else ("", *names) if len(names) == 2 else ("", "", "")
+        )
+        match = (
+            Column.objects.filter(
+                table__schema__database__in=databases,
+                table__schema__database__instance__key=instance,
+                table__schema__database__name=database_name,
+                table__schema__name=schema,
+                table__name=table,
+                name=column,
+            )
+            .select_related("table__schema__database")
+            .first()
+        )
+        if match is not None:
+            found.setdefault(match.table.schema.database, []).append(match)
+    return found

@@ -158,12 +158,20 @@ def request_new(request: HttpRequest) -> HttpResponse:
         database: Database | None = extended.database
     else:
         database = _chosen_database(databases, request.GET.get("database"))
+    named = selectors.columns_named(databases, request.GET.getlist("column")) if not extended else {}
+    if database is None and len(named) == 1:
+        database = next(iter(named))  # the data path's refusal links here with the column it refused
     form, limit = None, None
     if database is not None:
         fixed_scope = _scope_of(extended) if extended else None
         limit = _duration_limit(user, database, fixed_scope)
+        picked = [f"column:{column.pk}" for column in named.get(database, [])]
         form = UnmaskRequestForm(
-            request.POST or None, database=database, fixed_scope=fixed_scope, limit=limit
+            request.POST or None,
+            database=database,
+            fixed_scope=fixed_scope,
+            limit=limit,
+            initial={"scope": picked} if picked else None,
         )
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data

@@ -84,11 +84,12 @@ class ProjectAdmin(GuardedModelAdminMixin, AuditedAdmin):  # type: ignore[misc] 
     (audited), and not while the project has the two-person rule on (turning the rule off needs
     the second person, so one person cannot hand out approvals alone)."""
 
-    list_display = ["key", "title"]
+    list_display = ["key", "title", "inference_guard"]
     search_fields = ["key", "title"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
-        return ["key"] if obj is not None else []
+        # A new project starts with the guard refusing; it is relaxed on the project's own page.
+        return ["key"] if obj is not None else ["inference_guard"]
 
     def save_audited(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Model:
         data, actor = form.cleaned_data, actor_for(cast(User, request.user))
@@ -97,6 +98,7 @@ class ProjectAdmin(GuardedModelAdminMixin, AuditedAdmin):  # type: ignore[misc] 
                 project=form.instance,
                 title=data["title"],
                 description=data["description"],
+                inference_guard=data["inference_guard"],
                 actor=actor,
                 channel=Channel.WEB,
             )

@@ -31,9 +31,21 @@ class Engine(models.TextChoices):
 class Project(models.Model):
     """A unit of ownership: databases belong to a project, and people get permissions per project."""
 
+    class InferenceGuard(models.TextChoices):
+        """What the data path does with a query that uses a masked column outside its output."""
+
+        REFUSE = "refuse", "Refuse the query"
+        AUDIT = "audit", "Run it masked and record the attempt"
+
     key = models.SlugField(max_length=64, unique=True, help_text="Stable id, `resource.project_id` in CEL.")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    inference_guard = models.CharField(
+        max_length=10,
+        choices=InferenceGuard.choices,
+        default=InferenceGuard.REFUSE,
+        help_text="The data path's inference guard for this project's databases (docs/data-path.md).",
+    )
 
     class Meta:
         ordering = ["key"]

@@ -27,15 +27,32 @@ def project_create(*, key: str, title: str, description: str, actor: Actor, chan
 
 
 @transaction.atomic
-def project_update(*, project: Project, title: str, description: str, actor: Actor, channel: str) -> Project:
-    """Rename or re-describe a project (not its key). Recorded with what changed."""
+def project_update(
+    *,
+    project: Project,
+    title: str,
+    description: str,
+    actor: Actor,
+    channel: str,
+    inference_guard: str | None = None,
+) -> Project:
+    """Rename or re-describe a project (not its key), or set its data path's inference guard
+    (None keeps it). Recorded with what changed."""
     locked = Project.objects.select_for_update().get(pk=project.pk)
-    before = {"title": locked.title, "description": locked.description}
-    after = {"title": title, "description": description}
+    guard = locked.inference_guard if inference_guard is None else inference_guard
+    if guard not in Project.InferenceGuard.values:
+        raise ValueError(f"inference_guard must be one of {', '.join(Project.InferenceGuard.values)}")
+    before = {
+        "title": locked.title,
+        "description": locked.description,
+        "inference_guard": locked.inference_guard,
+    }
+    after = {"title": title, "description": description, "inference_guard": guard}
     changed = [k for k in after if after[k] != before[k]]
     if not changed:
         return locked
-    locked.title, locked.description = title, description
+    for name in changed:
+        setattr(locked, name, after[name])
     locked.save(update_fields=changed)
     record_event(
         action="project.updated",

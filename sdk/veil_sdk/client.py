@@ -24,6 +24,7 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,6 +71,7 @@ _MAX_REFUSED_LOGGED = 1000  # columns with invalid names are logged once each, u
 _MAX_MASKERS = 4096  # distinct algorithms are few; the bound only guards against a misbehaving server
 _BACKOFF_START_S = 0.5
 _DECISIONS_PATH = "/api/v1/decisions"
+_SETTINGS_PATH = "/api/v1/data-path/settings"
 
 
 class Column(NamedTuple):
@@ -464,6 +466,15 @@ class VeilClient:
                     return decisions, now
                 until = min(until, entry[0])
         return decisions, until
+
+    def data_path_settings(self, instance: str, database: str) -> dict[str, Any]:
+        """Veil's settings for one target database (its project and inference guard), for the
+        data path. Raises on any failure: the caller decides what failing closed means."""
+        query = urllib.parse.urlencode({"instance": instance, "database": database})
+        status, payload = self._request("GET", f"{_SETTINGS_PATH}?{query}", None, self.timeout)
+        if status != 200 or not isinstance(payload, dict):
+            raise _Refused(status, _error_message(payload))
+        return payload
 
     def _note_refused_column(self, column: Column, problem: str) -> None:
         """Log a column Veil would refuse, once per column (called with the lock held)."""
@@ -873,16 +884,23 @@ class VeilClient:
 
     def _post(self, path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, Any]:
         """POST JSON; the status and the decoded body (None when not JSON). Raises on network errors."""
+        return self._request("POST", path, body, timeout)
+
+    def _request(
+        self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float
+    ) -> tuple[int, Any]:
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
             self.base_url + path,
-            data=json.dumps(body, separators=(",", ":")).encode(),
-            method="POST",
-            headers={
-                "Authorization": f"Bearer {self._token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": _USER_AGENT,
-            },
+            data=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+            method=method,
+            headers=headers,
         )
         try:
             with self._opener.open(request, timeout=timeout) as response:

@@ -47,13 +47,15 @@ __all__ = [
     "veil_cursor_class",
 ]
 
-_ENFORCERS: weakref.WeakKeyDictionary[VeilClient, dict[tuple[str, str, str], Enforcer]] = (
+_ENFORCERS: weakref.WeakKeyDictionary[VeilClient, dict[tuple[str, str, str | None], Enforcer]] = (
     weakref.WeakKeyDictionary()
 )
 _ENFORCERS_LOCK = threading.Lock()
 
 
-def enforcer_for(client: VeilClient, instance: str, database: str, *, guard_mode: str = "refuse") -> Enforcer:
+def enforcer_for(
+    client: VeilClient, instance: str, database: str, *, guard_mode: str | None = None
+) -> Enforcer:
     """The one Enforcer (and catalog cache) per client and target, shared by its connections."""
     key = (instance, database, guard_mode)
     with _ENFORCERS_LOCK:
@@ -98,7 +100,7 @@ def bind(
     principal: Principal | Mapping[str, Any] | None,
     instance: str,
     database: str | None = None,
-    guard_mode: str = "refuse",
+    guard_mode: str | None = None,
 ) -> None:
     """Attach Veil's enforcement to a connection whose cursors use ``VeilCursorMixin``.
     ``principal`` None: each query runs for whoever ``acting_as`` names then."""
@@ -457,7 +459,7 @@ def connect(
     principal: Principal | Mapping[str, Any] | None,
     instance: str,
     database: str | None = None,
-    guard_mode: str = "refuse",
+    guard_mode: str | None = None,
     **kwargs: Any,
 ) -> VeilConnection:
     """Connect to PostgreSQL with Veil's enforcement for ``principal``.
@@ -491,7 +493,7 @@ async def connect_async(
     principal: Principal | Mapping[str, Any] | None,
     instance: str,
     database: str | None = None,
-    guard_mode: str = "refuse",
+    guard_mode: str | None = None,
     **kwargs: Any,
 ) -> AsyncVeilConnection:
     """``connect`` for asyncio: an ``AsyncConnection`` whose cursors enforce Veil's decisions."""

@@ -296,3 +296,48 @@ def test_audit_mode_runs_the_query_masked_and_records_the_attempt(connect_as, li
     assert client.flush(timeout=10)
     event = AuditEvent.objects.get(action="query.guard_audited")
     assert event.detail["clause"] == "WHERE"
+
+
+def test_the_projects_guard_setting_applies_unless_the_connection_names_one(connect_as, live_veil, shop_db):
+    from audit.models import AuditEvent, Channel
+    from audit.services import SYSTEM
+    from masking.models import Project
+    from masking.services.projects import project_update
+
+    probe = "SELECT id FROM customers WHERE email LIKE 'customer1%' ORDER BY id"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        connect_as("bob").execute(probe)  # the default: refuse
+    shop = Project.objects.get(key="shop")
+    project_update(
+        project=shop,
+        title=shop.title,
+        description=shop.description,
+        inference_guard="audit",
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+    client = live_veil.client()
+    ran = connect_as("bob", client=client).execute(probe).fetchall()
+    assert [r[0] for r in ran] == [r[0] for r in raw_rows(shop_db, probe)]
+    assert client.flush(timeout=10)
+    assert AuditEvent.objects.filter(action="query.guard_audited").exists()
+    assert AuditEvent.objects.get(action="project.updated").detail["after"] == {"inference_guard": "audit"}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # a connection may insist on refusing
+        connect_as("bob", guard_mode="refuse").execute(probe)
+
+
+def test_the_refusals_link_opens_the_request_form_with_the_column_ticked(connect_as, live_veil, client):
+    import re
+    import urllib.parse
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+        connect_as("bob").execute("SELECT id FROM customers WHERE email LIKE 'c%'")
+    link = re.search(r"Ask for access: (\S+)", str(refused.value)).group(1)
+    path = urllib.parse.urlsplit(link)
+    client.force_login(live_veil.people["bob"])
+    page = client.get(f"{path.path}?{path.query}")
+    assert page.status_code == 200
+    form = page.context["form"]
+    assert form is not None and form.database.name == "shop"
+    email = next(c for c in form.columns if c.table.name == "customers" and c.name == "email")
+    assert form["scope"].value() == [f"column:{email.pk}"]

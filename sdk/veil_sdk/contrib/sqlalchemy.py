@@ -33,7 +33,7 @@ def veil_engine(
     instance: str,
     database: str | None = None,
     principal: Principal | Mapping[str, Any] | None = None,
-    guard_mode: str = "refuse",
+    guard_mode: str | None = None,
     **engine_kwargs: Any,
 ) -> Engine:
     """A ``postgresql+psycopg`` engine whose connections enforce Veil's decisions."""

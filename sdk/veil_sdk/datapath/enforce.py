@@ -102,23 +102,44 @@ class Enforcer:
         instance: str,
         database: str,
         *,
-        guard_mode: str = "refuse",
+        guard_mode: str | None = None,
         request_url: str | None = None,
         catalog_ttl_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if guard_mode not in GUARD_MODES:
+        if guard_mode is not None and guard_mode not in GUARD_MODES:
             raise ValueError(f"guard_mode must be one of {', '.join(GUARD_MODES)}, not {guard_mode!r}")
         if not instance or not database:
             raise ValueError("instance and database name the target in Veil's catalog; both are required")
         self.client = client
         self.instance = instance
         self.database = database
-        self.guard_mode = guard_mode
+        self._guard_mode = guard_mode
+        self._clock = clock
+        self._settings: tuple[float, str] = (-math.inf, "refuse")
         self.request_url = request_url or client.base_url + "/requests/new/"
         self.catalog = CatalogCache(catalog_ttl_s, clock)
         self._views: dict[int, tuple[str, list[tuple[str, Lineage]] | None]] = {}
         self._views_lock = threading.Lock()
+
+    @property
+    def guard_mode(self) -> str:
+        """``refuse`` or ``audit``: as given, else as Veil's project setting says (re-read every
+        ``ttl_s``; ``refuse`` when Veil cannot say)."""
+        if self._guard_mode is not None:
+            return self._guard_mode
+        until, mode = self._settings
+        now = self._clock()
+        if now < until:
+            return mode
+        try:
+            answer = self.client.data_path_settings(self.instance, self.database)
+            mode = answer["inference_guard"] if answer.get("inference_guard") in GUARD_MODES else "refuse"
+            self._settings = (now + min(max(int(answer.get("ttl_s", 60)), 0), 300), mode)
+        except Exception:  # fail closed: the strict mode, asked again next time
+            mode = "refuse"
+            self._settings = (-math.inf, mode)
+        return mode
 
     def session(self) -> Session:
         """State for one connection: its names, prepared statements and cursors."""

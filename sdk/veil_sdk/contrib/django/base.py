@@ -57,6 +57,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             principal=None,
             instance=veil["instance"],
             database=veil.get("database") or connection.info.dbname,
-            guard_mode=veil.get("guard_mode", "refuse"),
+            guard_mode=veil.get("guard_mode"),
         )
         return connection
