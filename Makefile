@@ -25,6 +25,7 @@ test-deps: install
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-logo  # the import contracts in pyproject.toml ([tool.importlinter])
 
 typecheck: install
 	.venv/bin/mypy audit identity masking jitaccess sdk/veil_sdk
