@@ -17,10 +17,11 @@ install: $(UV)
 run: install
 	bin/veil-dev
 
-# What the tests need beyond Python: the OpenID provider (npm) and Chromium (Debian).
+# What the tests need beyond Python: the OpenID provider (npm), Chromium and pgbouncer (Debian).
 test-deps: install
 	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@command -v pgbouncer >/dev/null || (apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null)
 
 lint: install
 	.venv/bin/ruff check .

@@ -104,11 +104,24 @@ def bind(
 ) -> None:
     """Attach Veil's enforcement to a connection whose cursors use ``VeilCursorMixin``.
     ``principal`` None: each query runs for whoever ``acting_as`` names then."""
-    if conn.info.parameter_status("server_version") is None or conn.info.parameter_status("crdb_version"):
-        raise psycopg.NotSupportedError("Veil's data path enforces on PostgreSQL servers only")
+    if not _is_postgresql(conn):
+        version = conn.info.parameter_status("server_version") or "no version"
+        raise psycopg.NotSupportedError(
+            f"Veil's data path enforces on PostgreSQL 10 or later only, not on this server ({version})"
+        )
     enforcer = enforcer_for(client, instance, database or conn.info.dbname, guard_mode=guard_mode)
     who = None if principal is None else _as_principal(principal)
     conn._veil = _Binding(enforcer.session(), who)  # type: ignore[union-attr]
+
+
+def _is_postgresql(conn: Any) -> bool:
+    """PostgreSQL itself: its catalog and RowDescription are what lineage relies on. Servers that
+    speak the protocol without being PostgreSQL (pgbouncer's console, CockroachDB) are refused."""
+    info = conn.info
+    version = info.parameter_status("server_version") or ""
+    return (
+        version[:1].isdigit() and info.server_version >= 100000 and not info.parameter_status("crdb_version")
+    )
 
 
 def _binding(cursor: Any) -> _Binding:

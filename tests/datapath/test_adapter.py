@@ -239,3 +239,32 @@ def test_a_connection_must_name_its_instance(live_veil, shop_db):
 
     with pytest.raises(ValueError, match="instance"):
         connect(dsn(shop_db), client=live_veil.client(), principal=user("alice@example.com"), instance="")
+
+
+def test_a_server_that_is_not_postgresql_is_refused(live_veil):
+    from veil_sdk import user
+    from veil_sdk.psycopg import connect
+
+    from tests.datapath.pgbouncer import running_pgbouncer
+
+    with running_pgbouncer({"shop": "postgres"}) as port:
+        with pytest.raises(psycopg.NotSupportedError, match="PostgreSQL 10 or later only"):
+            connect(
+                f"host=127.0.0.1 port={port} user=postgres dbname=pgbouncer",
+                client=live_veil.client(),
+                principal=user("alice@example.com"),
+                instance="prod-pg",
+                database="shop",
+                autocommit=True,
+            )
+        # Through pgbouncer to PostgreSQL itself, the adapter works.
+        conn = connect(
+            f"host=127.0.0.1 port={port} user=postgres dbname=shop",
+            client=live_veil.client(),
+            principal=user("alice@example.com"),
+            instance="prod-pg",
+            database="shop",
+            autocommit=True,
+        )
+        assert conn.execute("SELECT 1").fetchall() == [(1,)]
+        conn.close()
