@@ -88,6 +88,13 @@ def _pseudonym(a: Mapping[str, Any]) -> str:
     return f"Pseudonym: {token} (keyed HMAC-SHA256)"
 
 
+def _redact_text(a: Mapping[str, Any]) -> str:
+    found = ", ".join(a.get("detect") or ["all detectors"])
+    if a.get("replace") == "pseudonym":
+        return f"Free text: {found} replaced by keyed pseudonyms"
+    return f"Free text: {found} replaced by placeholders"
+
+
 _LABELS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "full": _full,
     "range": _range,
@@ -101,6 +108,7 @@ _LABELS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "null": lambda _a: "NULL",
     "date_year": lambda _a: "Year only",
     "pseudonym": _pseudonym,
+    "redact_text": _redact_text,
 }
 
 

@@ -41,6 +41,8 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import TypeAlias
 
+from veil_sdk import free_text
+
 __all__ = [
     "ALGORITHM_TYPES",
     "EMAIL_MASK",
@@ -458,6 +460,45 @@ def _pseudonym(fields: _Fields) -> _Build:
     return build
 
 
+def _redact_text(fields: _Fields) -> _Build:
+    """Personal data found inside free text replaced, the rest of the text kept (``free_text``).
+
+    ``detect`` lists the detectors (all of them by default); ``replace`` is ``placeholder``
+    (``<EMAIL>``) or ``pseudonym`` (``<EMAIL:`` + ``length`` hex digits of a keyed HMAC + ``>``,
+    keyed like ``pseudonym`` by ``key_id``, so equal values give equal tokens).
+    """
+    detect = fields._get("detect", list(free_text.DETECTORS))
+    if not isinstance(detect, list | tuple) or not detect:
+        raise fields.error("detect", "must be a non-empty list")
+    for index, kind in enumerate(detect):
+        if kind not in free_text.DETECTORS:
+            known = ", ".join(free_text.DETECTORS)
+            raise fields.error(f"detect[{index}]", f"unknown detector {kind!r} (known: {known})")
+    if len(set(detect)) != len(detect):
+        raise fields.error("detect", "names a detector twice")
+    kinds = tuple(detect)
+    replace = fields.string("replace", "placeholder")
+    if replace not in ("placeholder", "pseudonym"):
+        raise fields.error("replace", "must be 'placeholder' or 'pseudonym'")
+    if replace == "placeholder":
+        if "key_id" in fields._values or "length" in fields._values:
+            name = "key_id" if "key_id" in fields._values else "length"
+            raise fields.error(name, "is only accepted with replace 'pseudonym'")
+        return _keyless(_text_masker(free_text.redactor(kinds)))
+    key_id = fields.string("key_id", non_empty=True)
+    length = fields.integer("length", 12, minimum=8, maximum=64)
+
+    def build(keys: Keys | None) -> Masker:
+        key = (keys or {}).get(key_id)
+        if key is None:
+            raise AlgorithmError(f"redact_text: key {key_id!r} is not available")
+        if not isinstance(key, bytes) or not key:
+            raise AlgorithmError(f"redact_text: key {key_id!r} must be non-empty bytes")
+        return _text_masker(free_text.redactor(kinds, key=key, length=length))
+
+    return build
+
+
 _TYPES: Mapping[str, tuple[str, Callable[[_Fields], _Build]]] = {
     "full": ("Replace every value, NULL included, with `substitution` (default ******).", _full),
     "range": (
@@ -500,6 +541,11 @@ _TYPES: Mapping[str, tuple[str, Callable[[_Fields], _Build]]] = {
     "pseudonym": (
         "Keyed token: `prefix` + `length` hex digits of HMAC-SHA256 under the key `key_id`.",
         _pseudonym,
+    ),
+    "redact_text": (
+        "Personal data inside free text (`detect`: email, phone, card, national_id, iban, secret)"
+        " replaced by `<EMAIL>` placeholders, or keyed pseudonyms with `replace` 'pseudonym'.",
+        _redact_text,
     ),
 }
 

@@ -33,6 +33,11 @@ CASES = [
         {"type": "pseudonym", "key_id": "prod-2024", "length": 12, "prefix": "cus_"},
         "Pseudonym: 'cus_' + 12 hex digits (keyed HMAC-SHA256)",
     ),
+    ({"type": "redact_text"}, "Free text: all detectors replaced by placeholders"),
+    (
+        {"type": "redact_text", "detect": ["email", "phone"], "replace": "pseudonym", "key_id": "notes"},
+        "Free text: email, phone replaced by keyed pseudonyms",
+    ),
 ]
 
 
