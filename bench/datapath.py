@@ -61,6 +61,17 @@ BULK = "SELECT id, email, ssn, salary, city, created_at, score, note FROM bulk"
 class _Decisions(BaseHTTPRequestHandler):
     """Veil's decision and access-event endpoints, answered as Veil would for bob."""
 
+    def do_GET(self) -> None:  # the data path's settings: the default guard
+        self._answer(200, {"project": "shop", "inference_guard": "refuse", "ttl_s": 60})
+
+    def _answer(self, status: int, answer: dict[str, Any]) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path.endswith("/decisions"):
@@ -88,12 +99,7 @@ class _Decisions(BaseHTTPRequestHandler):
             status = 200
         else:
             answer, status = {"accepted": len(body.get("events", []))}, 202
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._answer(status, answer)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -49,6 +49,7 @@ UNTRACEABLE = "untraceable"
 
 _MAX_VIEW_DEPTH = 8
 _MAX_LOOKUP_ROUNDS = 32  # each round resolves a whole level of names; a deeper chain is refused
+_SETTINGS_RETRY_S = 5.0  # after Veil could not say which guard mode applies
 _MAX_MEMOS = 512  # distinct statements a session keeps checked; a program repeats a few
 _UNTRACEABLE_REASON: Mapping[str, Any] = MappingProxyType({"kind": UNTRACEABLE})
 
@@ -136,9 +137,9 @@ class Enforcer:
             answer = self.client.data_path_settings(self.instance, self.database)
             mode = answer["inference_guard"] if answer.get("inference_guard") in GUARD_MODES else "refuse"
             self._settings = (now + min(max(int(answer.get("ttl_s", 60)), 0), 300), mode)
-        except Exception:  # fail closed: the strict mode, asked again next time
+        except Exception:  # fail closed: the strict mode, asked again a little later
             mode = "refuse"
-            self._settings = (-math.inf, mode)
+            self._settings = (now + _SETTINGS_RETRY_S, mode)
         return mode
 
     def session(self) -> Session:
