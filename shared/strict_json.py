@@ -28,11 +28,13 @@ class JSONInputError(ValueError):
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise JSONInputError(f"duplicate key {key!r}")
-        found[key] = value
+    found = dict(pairs)  # built in C; a duplicate shows as fewer keys than pairs
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JSONInputError(f"duplicate key {key!r}")
+            seen.add(key)
     return found
 
 
@@ -47,8 +49,17 @@ def loads(text: str | bytes) -> Any:
         value = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
     except RecursionError:
         raise JSONInputError(f"is nested more than {MAX_DEPTH} levels deep") from None
-    check_depth(value)
+    if _openings(text) > MAX_DEPTH:  # each level opens with its own bracket: fewer cannot nest deeper
+        check_depth(value)
     return value
+
+
+def _openings(text: str | bytes) -> int:
+    """How many `[` and `{` the text holds (in strings too): a bound on its nesting, counted in C.
+    The walk costs more than the parse (65 µs against 35 µs for a 20-column decision request)."""
+    if isinstance(text, bytes):
+        return text.count(b"[") + text.count(b"{")
+    return text.count("[") + text.count("{")
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
