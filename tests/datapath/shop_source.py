@@ -22,8 +22,9 @@ CUSTOMERS = 12
 
 
 def source_name(prefix: str = "veil_src") -> str:
-    """One database per xdist worker, so parallel workers never share a source database."""
-    return f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    """One database per test process (xdist workers, and test runs side by side on one machine,
+    never share a source database)."""
+    return f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 def dsn(dbname: str) -> str:
