@@ -26,7 +26,6 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from django.apps import apps
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -34,7 +33,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.access import audit_scope_for
+from audit.access import audit_scope_for, project_exists
 from audit.display import ACTION_LABELS, action_label
 from audit.filters import (
     EVERYTHING,
@@ -194,7 +193,7 @@ def _filter(data: dict[str, Any], scope: AuditScope) -> AuditFilter:
         try:
             check_project(flt, scope)
         except FilterError:
-            if not (scope.is_everything and _project_exists(flt.project)):
+            if not (scope.is_everything and project_exists(flt.project)):
                 raise
         try:
             check_action(flt, "events", scope)
@@ -204,11 +203,6 @@ def _filter(data: dict[str, Any], scope: AuditScope) -> AuditFilter:
     except FilterError as exc:
         raise ValidationError({name: [exc.message] for name in exc.fields}) from exc
     return flt
-
-
-def _project_exists(key: str) -> bool:
-    # By name through the app registry, as `audit.access` does: `audit` does not import `masking`.
-    return apps.get_model("masking", "Project")._default_manager.filter(key=key).exists()
 
 
 def _known_action(action: str) -> bool:

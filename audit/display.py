@@ -5,8 +5,9 @@ Exports (CSV, JSON Lines) and the CLI keep the machine values: action codes, col
 `target_repr`, principal keys such as `user:2`, members as JSON. Here those become words, with the
 code kept beside them (muted, and in a `title`) so a reader can still search and filter by it.
 
-`audit` imports no other Veil app, so these labels are its own (jitaccess's request timeline uses
-the same wording for request events). An action missing from `ACTION_LABELS` shows as its code.
+`audit` imports no other Veil app: each app declares its event types and their words in its
+`events.py` and registers them at start-up (`audit.events`). An action missing from `ACTION_LABELS`
+shows as its code.
 Names come from the log too: the name an event recorded for an actor id, and the requester of the
 request a grant was made for.
 """
@@ -22,94 +23,19 @@ from typing import Any
 
 from django.db.models import Max
 
+from audit.events import event_labels
 from audit.models import AuditEvent, Channel
 from audit.reports import REPORTS
 from audit.reports.common import parse_time, ref_key
 
-ACTION_LABELS: dict[str, str] = {
-    # Sign-in and API tokens
-    "auth.sign_in": "Signed in",
-    "auth.sign_out": "Signed out",
-    "auth.sign_in_failed": "Sign-in failed",
-    "proxy.login_failed": "Database login failed (veil-proxy)",
-    "token.created": "API token created",
-    "token.revoked": "API token revoked",
-    "service_account.created": "Service account added",
-    "service_account.updated": "Service account changed",
-    "service_account.deactivated": "Service account deactivated",
-    "service_account.reactivated": "Service account reactivated",
-    # People, groups and permissions (the admin site)
-    "user.created": "Person added",
-    "user.updated": "Person changed",
-    "user.privileges_changed": "Person's privileges changed",
-    "user.password_set": "Person's password set",
-    "group.created": "Group added",
-    "group.updated": "Group changed",
-    "permissions.changed": "Project permissions changed",
-    "project.created": "Project added",
-    "project.updated": "Project changed",
-    # Catalog and policy
-    "catalog.upserted": "Catalog updated",
-    "catalog.classification_changed": "Column classification changed",
-    "catalog.discoveries_throttled": "Column discovery throttled",
-    "semantic_type.created": "Semantic type created",
-    "semantic_type.updated": "Semantic type changed",
-    "semantic_type.deleted": "Semantic type deleted",
-    "rule.created": "Masking rule created",
-    "rule.updated": "Masking rule changed",
-    "rule.deleted": "Masking rule deleted",
-    "rule.reordered": "Masking rules reordered",
-    "role.created": "Role created",
-    "role.updated": "Role changed",
-    "role.deleted": "Role deleted",
-    "exemption.created": "Exemption created",
-    "exemption.updated": "Exemption changed",
-    "exemption.revoked": "Exemption revoked",
-    "exemption.expired": "Exemption expired",
-    "exemption.deleted": "Exemption deleted",
-    "approval_policy.created": "Approval policy created",
-    "approval_policy.updated": "Approval policy changed",
-    "approval_policy.deleted": "Approval policy deleted",
-    "approval_policy.reordered": "Approval policies reordered",
-    "project.policy_settings_updated": "Project policy settings changed",
-    "project.access_settings_updated": "Request and break-glass settings changed",
-    "policy.version_created": "Policy version saved",
-    "policy_change.submitted": "Policy change submitted for approval",
-    "policy_change.applied": "Policy change approved and applied",
-    "policy_change.rejected": "Policy change rejected",
-    "policy_change.withdrawn": "Policy change withdrawn",
-    "policy_change.superseded": "Policy change superseded",
-    # Access requests and grants
-    "request.created": "Access requested",
-    "request.approval_recorded": "Approval recorded",
-    "request.approved": "Request approved",
-    "request.denied": "Request denied",
-    "request.cancelled": "Request cancelled",
-    "request.revoked": "Access revoked",
-    "request.relinquished": "Access given up early",
-    "request.expired": "Access expired",
-    "request.timed_out": "Request timed out",
-    "grant.created": "Grant created",
-    "grant.revoked": "Grant revoked",
-    "grant.expired": "Grant expired",
-    "breakglass.taken": "Break-glass access taken",
-    "breakglass.reviewed": "Break-glass use reviewed",
-    # The data path's inference guard
-    "query.refused": "Query refused by the inference guard",
-    "query.guard_audited": "Query ran past the inference guard (audit mode)",
-    # Slack
-    "slack.user_linked": "Slack account linked",
-    "slack.user_unlinked": "Slack account unlinked",
-    "slack.route_changed": "Slack approval channel changed",
-    "slack.forged_request": "Forged Slack request refused",
-    "slack.action.refused": "Slack action refused",
-    # The audit log itself
-    "audit.decisions_sealed": "Unmask decisions sealed into the log",
-    "audit.exported": "Audit export written",
-    "audit.archived": "Old events archived",
-}
-# The event-type filter's choices: (code, name), by code.
-EVENT_TYPES = tuple(sorted(ACTION_LABELS.items()))
+# Every app's event types and their words, registered at start-up (`audit.events`).
+ACTION_LABELS: Mapping[str, str] = event_labels()
+
+
+def event_types() -> tuple[tuple[str, str], ...]:
+    """The event-type filter's choices: (code, name), by code."""
+    return tuple(sorted(ACTION_LABELS.items()))
+
 
 COLUMN_LABELS: dict[str, str] = {
     "seq": "#",

@@ -18,6 +18,7 @@ from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils.dateparse import parse_date, parse_datetime
 
+from audit.events import event_labels
 from audit.models import AuditEvent
 
 # Global policy objects (masking rules, semantic types, and roles, whose members decide whom every
@@ -273,9 +274,8 @@ def check_action(flt: AuditFilter, report: str, scope: AuditScope) -> None:
         return
     if AuditEvent.objects.filter(scope.events_q()).filter(flt.action_q()).exists():
         return
-    from audit.display import ACTION_LABELS  # not at the top: display imports the reports, which import us
-
-    known = sorted({*ACTION_LABELS, *(code.split(".", 1)[0] + "." for code in ACTION_LABELS)})
+    labels = event_labels()
+    known = sorted({*labels, *(code.split(".", 1)[0] + "." for code in labels)})
     others = [code for code in known if code != flt.action]  # a known type is no typo of itself
     close = difflib.get_close_matches(flt.action, others, n=1, cutoff=0.6)
     suggestion = f"; did you mean {close[0]!r}?" if close else ""

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit import signing
 from audit.access import audit_scope_for
-from audit.display import EVENT_TYPES, event_rows, present, report_title
+from audit.display import event_rows, event_types, present, report_title
 from audit.exports import ExportError, export_job_create, export_path
 from audit.filters import (
     FILTER_NAMES,
@@ -92,7 +92,7 @@ def _context(request: HttpRequest, scope: AuditScope, **extra: Any) -> dict[str,
         "error": str(problem) if problem else "",
         "error_fields": problem.fields if problem else (),
         "reports": REPORTS.values(),
-        "event_types": EVENT_TYPES,
+        "event_types": event_types(),
         # Where `action` is not an event type: what allowed an unmask, and a break-glass review state.
         "action_choices": (("grant", "Grants"), ("exemption", "Exemptions")),
         "review_choices": (("pending", "Pending review"), ("reviewed", "Reviewed")),

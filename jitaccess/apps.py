@@ -6,6 +6,10 @@ class JitaccessConfig(AppConfig):
     verbose_name = "Just-in-time access"
 
     def ready(self) -> None:
+        from audit.events import register_event_types
+        from jitaccess.events import EVENT_TYPES
+
+        register_event_types(EVENT_TYPES)
         # Policy changes held by the two-person rule are announced in Slack. Resolved at call time,
         # so that the task module (and Celery) load only when a change is filed or decided.
         from masking.services.policy_changes import policy_change_listeners

@@ -27,6 +27,7 @@ from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess import delivery, selectors, services
+from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
 from jitaccess.formatting import duration_label, moment_label
 from jitaccess.forms import (
     BreakGlassForm,
@@ -41,25 +42,6 @@ from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
 from masking.policy_access import administers_any
-
-TIMELINE_LABELS = {
-    "request.created": "Requested",
-    "request.approval_recorded": "Approval recorded",
-    "request.approved": "Approved",
-    "request.denied": "Denied",
-    "request.cancelled": "Cancelled",
-    "request.revoked": "Revoked",
-    "request.relinquished": "Relinquished",
-    "request.timed_out": "Timed out",
-    "grant.created": "Grant created",
-    "grant.expired": "Expiry processed (access had ended at the grant's expiry)",
-    "grant.revoked": "Grant revoked",
-    "breakglass.taken": "Break-glass taken",
-    "breakglass.reviewed": "Break-glass reviewed",
-}
-# Break-glass grants written before `_approve` stopped recording them as approvals still carry a
-# `request.approved` event: nobody approved them, so it is not shown as an approval.
-BREAKGLASS_TIMELINE_LABELS = {**TIMELINE_LABELS, "request.approved": "Access opened under break-glass"}
 
 
 @login_required

@@ -6,4 +6,13 @@ class MaskingConfig(AppConfig):
     verbose_name = "Masking"
 
     def ready(self) -> None:
+        from audit.access import register_projects
+        from audit.events import register_event_types
         from masking import principal_checks  # noqa: F401  registers the system check
+        from masking.events import EVENT_TYPES
+        from masking.models import Project
+        from masking.permissions import VIEW_AUDIT
+
+        register_event_types(EVENT_TYPES)
+        # audit scopes its readers by project without importing masking.
+        register_projects(model=Project, permission=VIEW_AUDIT)
