@@ -32,18 +32,18 @@ from bench.timing import fmt_us, measure, table
 
 # (label, file suffix, function): cumulative time of these in the profile.
 PROFILE_POINTS = [
-    ("whole request (DecisionEndpoint.__call__)", "masking/decision_endpoint.py", "__call__"),
-    ("  answer_decisions", "masking/decision_endpoint.py", "answer_decisions"),
+    ("whole request (DecisionEndpoint.__call__)", "masking/decisions/endpoint.py", "__call__"),
+    ("  answer_decisions", "masking/decisions/endpoint.py", "answer_decisions"),
     ("    authentication: token_authenticate", "identity/services.py", "token_authenticate"),
-    ("    decoding: content type + orjson.loads", "masking/decision_endpoint.py", "_decode"),
-    ("    parsing: parse_decision_request", "masking/decision_request.py", "parse_decision_request"),
-    ("    decide_columns", "masking/services/decisions.py", "decide_columns"),
+    ("    decoding: content type + orjson.loads", "masking/decisions/endpoint.py", "_decode"),
+    ("    parsing: parse_decision_request", "masking/decisions/request.py", "parse_decision_request"),
+    ("    decide_columns", "masking/decisions/service.py", "decide_columns"),
     ("      epochs (re-read every 250 ms)", "masking/selectors.py", "epochs"),
     ("      principal (cached 1 s)", "masking/selectors.py", "principal"),
-    ("      Policy.decide (engine)", "masking/engine.py", "decide"),
+    ("      Policy.decide (engine)", "masking/decisions/engine.py", "decide"),
     ("      record_unmask_decisions (INSERT)", "audit/services.py", "record_unmask_decisions"),
-    ("    DecisionResult.encode (the response body)", "masking/services/decisions.py", "encode"),
-    ("  connection upkeep (_end_request)", "masking/decision_endpoint.py", "_end_request"),
+    ("    DecisionResult.encode (the response body)", "masking/decisions/service.py", "encode"),
+    ("  connection upkeep (_end_request)", "masking/decisions/endpoint.py", "_end_request"),
 ]
 
 
@@ -128,10 +128,10 @@ def main(world: Any, fx: Fixture, *, quick: bool = False) -> dict[str, Any]:
     from django.db import connection
 
     from audit.services import record_unmask_decisions
-    from masking.decision_request import parse_decision_request
-    from masking.engine import ColumnKey
+    from masking.decisions.engine import ColumnKey
+    from masking.decisions.request import parse_decision_request
+    from masking.decisions.service import DecisionResult
     from masking.selectors import decision_caches, read_epochs
-    from masking.services.decisions import DecisionResult
 
     print("\n== where a request's time goes (in process, WSGI app called directly) ==")
     payloads = {p: request_body(fx, p, t) for p, t in BODIES}

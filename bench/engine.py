@@ -52,7 +52,7 @@ from bench.policy_fixture import (
     veil_answer,
 )
 from bench.timing import Timing, fmt_rate, fmt_us, measure_many, ratio, table
-from masking.engine import ColumnKey, ExemptionView
+from masking.decisions.engine import ColumnKey, ExemptionView
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z; grants expire relative to it
 PRINCIPAL = "alice"
@@ -177,7 +177,7 @@ class RustCel(_CelBackend):
     def activation(self, facts: dict[str, Any]) -> Any:
         if self.prebuilt:
             return self.cel.Context(variables={"resource": facts})
-        return {"resource": facts}  # what masking.cel.evaluate passes: converted on every call
+        return {"resource": facts}  # what masking.decisions.cel.evaluate passes: converted on every call
 
 
 class CppCel(_CelBackend):
@@ -615,7 +615,7 @@ def peers(fx: Fixture) -> list[Engine]:
         RegoEngine(fx, batch=True),
         CelPerCondition(fx, CppCel()),
         CelFused(fx, CppCel()),
-        CelPerCondition(fx, RustCel(prebuilt=False), " (dict input, as masking.cel)"),
+        CelPerCondition(fx, RustCel(prebuilt=False), " (dict input, as masking.decisions.cel)"),
         CelPerCondition(fx, RustCel()),
         CelFused(fx, RustCel()),
     ]

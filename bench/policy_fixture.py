@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from masking.classification import suggest_classification
-from masking.engine import (
+from masking.decisions.engine import (
     CatalogColumn,
     ColumnKey,
     ExemptionView,

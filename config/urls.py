@@ -13,8 +13,9 @@ from identity.views import LoginView
 from jitaccess import apis as jit_apis
 from jitaccess.views import home
 from masking import apis as masking_apis
-from masking import datapath_apis, decision_apis
+from masking import datapath_apis
 from masking import views as masking_views
+from masking.decisions import apis as decision_apis
 from shared import api
 
 

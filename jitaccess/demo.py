@@ -18,11 +18,11 @@ from identity.models import Role, ServiceAccount, User
 from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import AccessRequest, ApprovalPolicy, ProjectAccessSettings
 from jitaccess.services import Scope, request_approve, request_create, request_deny
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
+from masking.decisions.service import decide_columns
 from masking.models import ClassificationLevel as L
 from masking.models import Database, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
 from masking.services.catalog import catalog_upsert
-from masking.services.decisions import decide_columns
 from masking.services.policy import exemption_create, rule_save
 
 DEMO_PASSWORD = "veil-demo"  # noqa: S105 - demo-only, printed by the quick start

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from jitaccess.models import ApprovalPolicy
-from masking.cel import ConditionError, ConditionVariable, check_condition, compile_condition
+from masking.decisions.cel import ConditionError, ConditionVariable, check_condition, compile_condition
 from masking.models import Project
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class PolicyConditionError(ValueError):
 
 
 def check_request_condition(expression: str) -> None:
-    """Refuse, as rule conditions are refused (`masking.cel.check_condition`), a condition that does
+    """Refuse, as rule conditions are refused (`masking.decisions.cel.check_condition`), a condition that does
     not compile, names an unknown field, compares a field with a literal of another type or does
     not give a bool on a sample request."""
     try:

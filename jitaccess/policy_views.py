@@ -21,7 +21,7 @@ from jitaccess.models import ApprovalPolicy
 from jitaccess.policies import PolicyConditionError, check_request_condition
 from jitaccess.policy_forms import ApprovalPolicyForm
 from masking.checks import ORDINARY_PRINCIPAL
-from masking.engine import ColumnKey, Decision, Policy
+from masking.decisions.engine import ColumnKey, Decision, Policy
 from masking.insights import exemptions_never_used, live_policy, rule_usage
 from masking.models import MaskingRule
 from masking.policy_access import administered_projects, readable_items

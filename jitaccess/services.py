@@ -38,7 +38,7 @@ from jitaccess.models import (
 )
 from jitaccess.policies import match_approval_policy
 from jitaccess.states import LIVE_STATES, Action, State, next_state
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
 from masking.models import Column, Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, codename
 from masking.selectors import decision_caches, read_epochs

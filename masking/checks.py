@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from masking.engine import CatalogColumn, ColumnKey, Decision, Policy, Principal
+from masking.decisions.engine import CatalogColumn, ColumnKey, Decision, Policy, Principal
 
 ORDINARY_PRINCIPAL = Principal(kind="user", id="veil:ordinary-principal", name="an ordinary principal")
 DEFAULT_SENSITIVE_TAGS = ("sensitive", "pii")

@@ -13,10 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from shared.api import StrictSerializer
 from identity.authentication import ServiceTokenOnly
 from identity.models import Scope
 from masking.models import Database, Project
+from shared.api import StrictSerializer
 
 SETTINGS_TTL_S = 60
 

@@ -10,8 +10,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from masking import cel
-from masking.engine import CatalogColumn, Policy, RuleView
+from masking.decisions import cel
+from masking.decisions.engine import CatalogColumn, Policy, RuleView
 from masking.models import Exemption, ExemptionKind
 from masking.selectors import decision_caches, read_epochs
 

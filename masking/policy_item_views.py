@@ -24,8 +24,8 @@ from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import apply as apply_algorithm
 
 from identity.models import User
-from masking.cel import ConditionError, check_condition
-from masking.engine import RuleView
+from masking.decisions.cel import ConditionError, check_condition
+from masking.decisions.engine import RuleView
 from masking.forms import ExemptionForm, RuleForm, SemanticTypeForm
 from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType

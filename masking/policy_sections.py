@@ -17,7 +17,7 @@ from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
 from identity.models import Role, ServiceAccount, User
-from masking.cel import ConditionError, check_condition
+from masking.decisions.cel import ConditionError, check_condition
 from masking.models import Exemption, ExemptionKind, MaskingRule, Project, ProjectPolicySettings, SemanticType
 from masking.policy_document import (
     ApplyContext,

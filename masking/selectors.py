@@ -24,7 +24,7 @@ from django.db.models.functions import Lower
 from audit.models import AuditEvent
 from identity.models import ServiceAccount, User
 from identity.selectors import role_names_of_service_account, role_names_of_user
-from masking.engine import (
+from masking.decisions.engine import (
     CatalogColumn,
     ColumnKey,
     ExemptionView,

@@ -82,8 +82,8 @@ def _fresh_decision_caches():
     """Each test starts with an empty database, so its epochs restart at 1: the per-process
     decision caches (keyed by epoch) must not carry a previous test's policy over."""
     from identity.services import token_cache_clear
+    from masking.decisions import service as decisions
     from masking.selectors import decision_caches
-    from masking.services import decisions
 
     decision_caches.clear()
     decisions._reported_unknown.clear()

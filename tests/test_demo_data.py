@@ -8,7 +8,7 @@ from django.core.management import call_command
 from audit.models import AuditEvent, DecisionRecord
 from audit.selectors import verify_chain
 from identity.models import User
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
 from masking.models import Column, Exemption, MaskingRule
 from masking.selectors import load_policy, resolve_principal
 

@@ -77,7 +77,7 @@ def test_a_contrib_recipe_importing_an_app_breaks_its_contract(tree: Path) -> No
 
 
 def test_the_orm_in_the_engine_breaks_its_purity(tree: Path) -> None:
-    add_import(tree, "masking.engine", "import masking.models")
+    add_import(tree, "masking.decisions.engine", "import masking.models")
     result = lint(tree)
     assert result.returncode == 1
-    assert "masking.engine -> masking.models" in result.stdout
+    assert "masking.decisions.engine -> masking.models" in result.stdout

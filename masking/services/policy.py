@@ -23,7 +23,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 from audit.services import Actor, Target, record_event
 from identity.models import Role, ServiceAccount, User
 from masking.algorithms import redact, secrets_changed
-from masking.cel import ConditionError, check_condition
+from masking.decisions.cel import ConditionError, check_condition
 from masking.models import (
     Column,
     DecisionEpoch,

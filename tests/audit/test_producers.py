@@ -16,9 +16,9 @@ from audit.services import record_access_events, seal_decisions
 from identity.models import Role
 from jitaccess.models import ApprovalPolicy, ProjectAccessSettings
 from jitaccess.services import Scope, breakglass_take, grant_end, request_approve, request_create
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
+from masking.decisions.service import decide_columns
 from masking.models import Database
-from masking.services.decisions import decide_columns
 from tests.factories import grant_project_perm, make_shop_policy, make_user
 
 pytestmark = pytest.mark.django_db

@@ -25,7 +25,7 @@ from jitaccess.services import (
     requests_sweep,
 )
 from jitaccess.states import Action, InvalidTransition, State
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
 from masking.selectors import decision_caches, load_grants, read_epochs
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from audit.models import AuditEvent, Channel
 from jitaccess.models import AccessRequest, DeliveryState, Notification
 from jitaccess.services import request_approve
 from jitaccess.states import State
-from masking.engine import ColumnKey
-from masking.services.decisions import decide_columns
+from masking.decisions.engine import ColumnKey
+from masking.decisions.service import decide_columns
 from tests.jitaccess.workers import (
     celery_worker,
     finished,

@@ -1,4 +1,4 @@
-"""Condition checks (`masking.cel.check_condition`): messages that tell an admin what to fix.
+"""Condition checks (`masking.decisions.cel.check_condition`): messages that tell an admin what to fix.
 
 Comparisons whose types can never match are refused (CEL never converts between types, so
 `request.duration_hours == "x"` is always false), an unknown field lists the known ones for any
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from masking.cel import RESOURCE, ConditionError, ConditionVariable, check_condition
+from masking.decisions.cel import RESOURCE, ConditionError, ConditionVariable, check_condition
 
 # A request-like variable, as approval policies describe theirs (jitaccess.policies.REQUEST_FIELDS).
 REQUEST = ConditionVariable(

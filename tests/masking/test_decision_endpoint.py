@@ -17,9 +17,9 @@ from django.test import RequestFactory
 
 from audit.models import DecisionRecord
 from identity.models import Scope
-from masking.decision_endpoint import DecisionEndpoint
-from masking.engine import ColumnKey
-from masking.services.decisions import decide_columns
+from masking.decisions.endpoint import DecisionEndpoint
+from masking.decisions.engine import ColumnKey
+from masking.decisions.service import decide_columns
 from tests.factories import make_shop_policy, make_token, make_user
 from tests.masking.test_decisions_api import URL, _col, _give_alice_a_grant
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.exceptions import ValidationError
 
-from masking.decision_apis import DecisionsApi
-from masking.decision_request import parse_decision_request
+from masking.decisions.apis import DecisionsApi
+from masking.decisions.request import parse_decision_request
 
 COL = {"instance": "prod-pg", "database": "shop", "schema": "public", "table": "customers", "column": "email"}
 CASES = [

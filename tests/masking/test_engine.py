@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from masking.engine import (
+from masking.decisions.engine import (
     DEGRADED,
     CatalogColumn,
     ColumnKey,

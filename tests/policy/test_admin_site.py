@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from identity.models import Role
-from masking.engine import ColumnKey, Principal
+from masking.decisions.engine import ColumnKey, Principal
 from masking.models import Column, Exemption, Instance, PolicyVersion, ProjectPolicySettings
 from masking.selectors import load_policy, read_epochs
 from tests.factories import make_user

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
 from masking.models import Column
 from masking.services.catalog import catalog_record_discovered
 

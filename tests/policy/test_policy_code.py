@@ -15,7 +15,7 @@ from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM
 from identity.models import Role, ServiceAccount
 from jitaccess.models import ApprovalPolicy
-from masking.engine import ColumnKey, Principal
+from masking.decisions.engine import ColumnKey, Principal
 from masking.models import (
     Exemption,
     MaskingRule,

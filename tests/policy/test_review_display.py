@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit.models import Channel
 from audit.services import SYSTEM
 from jitaccess.approval_policies import approval_policy_save
-from masking.cel import ConditionError, check_condition
+from masking.decisions.cel import ConditionError, check_condition
 from masking.models import Project
 from masking.policy_diff import Change, FieldChange, shown_change
 from masking.policy_display import field_value

@@ -9,7 +9,7 @@ from django.utils import timezone
 from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM
 from identity.services import actor_for
-from masking.engine import ColumnKey, Principal
+from masking.decisions.engine import ColumnKey, Principal
 from masking.models import (
     ChangeState,
     MaskingRule,

@@ -2,7 +2,7 @@
 
 Seven nested `[0..9].all(...)` froze a worker through `/policy/conditions/check`, a saved rule with
 a nested condition stalled decisions, and a short nested `.map` exhausted memory. Every condition
-now has a bounded cost (`masking.cel_cost`): refused wherever one is accepted (rule, exemption,
+now has a bounded cost (`masking.decisions.cel_cost`): refused wherever one is accepted (rule, exemption,
 approval policy, policy-as-code import, the live check) and, when one saved before the limits is
 met on the decision path, refused before it runs: the rule masks in full, the exemption is not
 applied, the approval policy is skipped, and the rules page says why.
@@ -22,7 +22,7 @@ from identity.models import Scope
 from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import ApprovalPolicy
 from jitaccess.policies import REQUEST_FIELDS, match_approval_policy
-from masking.cel_cost import MAX_CONDITION_CHARS
+from masking.decisions.cel_cost import MAX_CONDITION_CHARS
 from masking.insights import rule_usage
 from masking.models import Exemption, MaskingRule, SemanticType
 from masking.selectors import decision_caches

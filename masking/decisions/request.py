@@ -14,7 +14,7 @@ from typing import Any
 
 from rest_framework.exceptions import ValidationError
 
-from masking.engine import ColumnKey
+from masking.decisions.engine import ColumnKey
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 _COLUMN_FIELDS = ("instance", "database", "schema", "table", "column")

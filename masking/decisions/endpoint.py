@@ -35,9 +35,9 @@ from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, Va
 
 from identity.authentication import TokenScope, bearer_token
 from identity.models import ApiToken, Scope
-from masking.decision_request import parse_decision_request
-from masking.engine import DEGRADED
-from masking.services.decisions import DecisionResult, decide_columns
+from masking.decisions.engine import DEGRADED
+from masking.decisions.request import parse_decision_request
+from masking.decisions.service import DecisionResult, decide_columns
 from shared import strict_json
 from shared.api import error_payload, validation_error_payload
 

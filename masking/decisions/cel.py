@@ -22,8 +22,8 @@ from typing import Any
 
 import cel
 
-from masking.cel_cost import MAX_CONDITION_CHARS, Token, cost_problem
-from masking.cel_cost import tokens as _tokens
+from masking.decisions.cel_cost import MAX_CONDITION_CHARS, Token, cost_problem
+from masking.decisions.cel_cost import tokens as _tokens
 
 RESOURCE_FIELDS: dict[str, str] = {
     "environment_id": "Environment of the instance, e.g. prod",
@@ -103,7 +103,7 @@ def _program(expression: str) -> cel.Program | _Refusal:
 
 
 def compile_condition(expression: str) -> cel.Program:
-    """The program for a condition whose cost is bounded (`masking.cel_cost`); ConditionError
+    """The program for a condition whose cost is bounded (`masking.decisions.cel_cost`); ConditionError
     otherwise, before anything runs. Every evaluation goes through here, so a condition saved
     before a limit existed fails closed where it is evaluated."""
     found = _program(expression)
@@ -121,7 +121,7 @@ def condition_problem(expression: str) -> str | None:
 def check_condition(expression: str, variable: ConditionVariable = RESOURCE) -> None:
     """Refuse, with a message for the admin, a condition that cannot be evaluated safely.
 
-    Checks: it compiles and its cost is bounded (`masking.cel_cost`); it uses only `variable` and
+    Checks: it compiles and its cost is bounded (`masking.decisions.cel_cost`); it uses only `variable` and
     its known fields; it never compares a field with a literal of another type
     (`resource.classification_level == 3`, always false: CEL does not convert between types); and
     on the sample values it evaluates to a boolean (catching other type errors, such as

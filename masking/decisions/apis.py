@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 from audit.services import record_access_events
 from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import ApiToken, Scope
-from masking.decision_endpoint import answer_decisions
-from masking.engine import ColumnKey
+from masking.decisions.endpoint import answer_decisions
+from masking.decisions.engine import ColumnKey
 from masking.services.guard import record_guard_outcomes
 from shared.api import StrictSerializer
 
@@ -84,7 +84,7 @@ class DecisionsApi(APIView):
     """Mask or unmask, per column, for one principal. Fail-closed: any doubt is a mask.
 
     In production `config.wsgi` answers this path in front of Django's middleware with the same
-    `answer_decisions` (see `masking.decision_endpoint`); this route documents the endpoint and
+    `answer_decisions` (see `masking.decisions.endpoint`); this route documents the endpoint and
     serves it to the test client and `runserver`."""
 
     authentication_classes = [ServiceTokenAuthentication]

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.services import record_unmask_decisions
-from masking.engine import DEGRADED, ColumnKey, Decision, json_default
+from masking.decisions.engine import DEGRADED, ColumnKey, Decision, json_default
 from masking.selectors import decision_caches
 from masking.services.catalog import DiscoveryBudget, catalog_record_discovered
 

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from masking import cel
+from masking.decisions import cel
 
 logger = logging.getLogger(__name__)
 
