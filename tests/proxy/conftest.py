@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
+from veil_sdk.proxy import wire
 from veil_sdk.proxy.config import Config, parse
 from veil_sdk.proxy.server import ProxyServer
 
@@ -354,3 +356,36 @@ def private_instance(cluster: PrivateCluster, **overrides: Any) -> dict[str, Any
         "sslmode": "require",
         **overrides,
     }
+
+
+class WireClient:
+    """A bare protocol client: startup and cleartext login, then raw messages."""
+
+    def __init__(self, port: int, database: str = SOURCE_DB) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+        self.sock.sendall(wire.startup_message({"user": "alice@example.com", "database": database}))
+        assert self.read()[0] == b"R"
+        self.sock.sendall(wire.message(b"p", wire.cstring(ALICE_TOKEN)))
+        self.key_data = b""
+        while (message := self.read())[0] != b"Z":
+            if message[0] == b"K":
+                self.key_data = message[1][5:]
+
+    def read(self) -> tuple[bytes, bytes]:
+        while len(self.buffer) < 5 or len(self.buffer) < 1 + struct.unpack_from("!i", self.buffer, 1)[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        length = 1 + struct.unpack_from("!i", self.buffer, 1)[0]
+        raw, self.buffer = self.buffer[:length], self.buffer[length:]
+        return raw[:1], raw
+
+    def until_ready(self) -> list[tuple[bytes, bytes]]:
+        messages = []
+        while True:
+            kind, raw = self.read()
+            messages.append((kind, raw))
+            if kind == b"Z":
+                return messages

@@ -5,7 +5,6 @@ sequence written message by message."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 from decimal import Decimal
 from typing import Any
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 from veil_sdk.proxy import wire
 
-from tests.proxy.conftest import ALICE_TOKEN, SOURCE_DB, RunningProxy
+from tests.proxy.conftest import ALICE_TOKEN, SOURCE_DB, RunningProxy, WireClient
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,37 +131,6 @@ def test_asyncpg_errors_keep_their_sqlstate(proxy: RunningProxy) -> None:
 
 
 # --- A pipelined sequence at the message level, as JDBC sends it ------------------------------
-
-
-class WireClient:
-    """A bare protocol client: startup and cleartext login, then raw messages."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-        self.sock.sendall(wire.startup_message({"user": "alice@example.com", "database": SOURCE_DB}))
-        assert self.read()[0] == b"R"
-        self.sock.sendall(wire.message(b"p", wire.cstring(ALICE_TOKEN)))
-        while self.read()[0] != b"Z":
-            pass
-
-    def read(self) -> tuple[bytes, bytes]:
-        while len(self.buffer) < 5 or len(self.buffer) < 1 + struct.unpack_from("!i", self.buffer, 1)[0]:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buffer += chunk
-        length = 1 + struct.unpack_from("!i", self.buffer, 1)[0]
-        raw, self.buffer = self.buffer[:length], self.buffer[length:]
-        return raw[:1], raw
-
-    def until_ready(self) -> list[tuple[bytes, bytes]]:
-        messages = []
-        while True:
-            kind, raw = self.read()
-            messages.append((kind, raw))
-            if kind == b"Z":
-                return messages
 
 
 def bind(portal: bytes, statement: bytes, params: list[bytes], result_formats: list[int]) -> bytes:

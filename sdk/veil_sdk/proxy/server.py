@@ -44,19 +44,21 @@ class CatalogPool:
 
     async def run(self, sql: str) -> list[tuple[str | None, ...]]:
         async with self._slots:
-            connection = self._idle.pop() if self._idle else None
-            if connection is None:
-                connection = await connect(self._instance, self._database, {"search_path": ""})
-            try:
-                rows = await connection.simple_query(sql)
-            except (wire.PeerClosed, wire.ProtocolError, ConnectionError, OSError) as exc:
-                connection.close()
-                raise UpstreamError(f"catalog connection lost: {exc!r}") from None
-            except UpstreamError:
+            while True:
+                pooled = self._idle.pop() if self._idle else None
+                connection = pooled or await connect(self._instance, self._database, {"search_path": ""})
+                try:
+                    rows = await connection.simple_query(sql)
+                except (wire.PeerClosed, wire.ProtocolError, ConnectionError, OSError) as exc:
+                    connection.close()
+                    if pooled is not None:  # went stale while idle (server restarted): try a fresh one
+                        continue
+                    raise UpstreamError(f"catalog connection lost: {exc!r}") from None
+                except UpstreamError:
+                    self._idle.append(connection)
+                    raise
                 self._idle.append(connection)
-                raise
-            self._idle.append(connection)
-            return rows
+                return rows
 
     def close(self) -> None:
         for connection in self._idle:
