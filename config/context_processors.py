@@ -18,7 +18,7 @@ from django.utils.functional import SimpleLazyObject
 
 from audit.access import audit_scope_for
 from jitaccess.selectors import may_request_somewhere
-from masking.policy_access import administers_any
+from masking.policy.access import administers_any
 
 Check = Callable[[HttpRequest], bool]
 

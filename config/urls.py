@@ -10,11 +10,13 @@ from audit import apis as audit_apis
 from identity import apis as identity_apis
 from identity.views import LoginView
 from jitaccess import apis as jit_apis
+from jitaccess import policy_urls as jit_policy_urls
 from jitaccess.views import home
 from masking import apis as masking_apis
 from masking import datapath_apis
 from masking import views as masking_views
 from masking.decisions import apis as decision_apis
+from masking.policy import urls as masking_policy_urls
 from shared import api
 
 
@@ -49,6 +51,9 @@ masking_pages = (
     "masking",
 )
 
+# The policy pages and API: masking's and jitaccess's routes in one `policy:` namespace.
+policy_routes = ([*masking_policy_urls.urlpatterns, *jit_policy_urls.urlpatterns], "policy")
+
 urlpatterns = [
     path("", home, name="home"),
     path("", include("config.ops_urls")),
@@ -62,7 +67,7 @@ urlpatterns = [
     path("policy/", include(masking_pages)),
     path("", include("jitaccess.urls")),
     path("audit/", include("audit.urls")),
-    path("", include("jitaccess.policy_urls")),
+    path("", include(policy_routes)),
     path("slack/", include("jitaccess.slack.urls")),
 ]
 

@@ -28,7 +28,7 @@ from jitaccess.models import (
 from jitaccess.services import access_settings_state, record_access_settings_change
 from jitaccess.slack.services import slack_route_set, slack_user_unlink
 from jitaccess.tasks import enqueue_deliveries
-from masking.policy_access import needs_second_person
+from masking.policy.access import needs_second_person
 
 
 @admin.register(ApprovalPolicy)

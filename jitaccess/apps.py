@@ -7,6 +7,7 @@ class JitaccessConfig(AppConfig):
 
     def ready(self) -> None:
         from audit.events import register_event_types
+        from jitaccess import policy_sections  # noqa: F401  registers approval policies in the policy document
         from jitaccess.events import EVENT_TYPES
 
         register_event_types(EVENT_TYPES)

@@ -8,8 +8,8 @@ from django import forms
 
 from identity.models import Role
 from jitaccess.policies import PolicyConditionError, check_request_condition
-from masking.forms import PolicyItemForm, set_choices
-from masking.policy_document import format_duration, parse_duration
+from masking.policy.document import format_duration, parse_duration
+from masking.policy.forms import PolicyItemForm, set_choices
 
 
 class ApprovalPolicyForm(PolicyItemForm):

@@ -19,7 +19,7 @@ from jitaccess.models import ApprovalPolicy
 from jitaccess.policies import PolicyConditionError, check_request_condition
 from jitaccess.services import access_settings
 from masking.models import Project
-from masking.policy_document import (
+from masking.policy.document import (
     ApplyContext,
     Fields,
     Reference,

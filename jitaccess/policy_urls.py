@@ -1,34 +1,11 @@
-"""Routes of the policy admin pages and the policy API (`policy:` namespace).
-
-Kept at the `jitaccess` level because approval policies and insights live here; the rest are
-`masking` views. Mounted at the site root: pages under /policy/, the API under /api/v1/policy/.
-"""
+"""Routes of the policy pages `jitaccess` owns (approval policies, the feedback-loop insights),
+mounted by `config.urls` in the `policy:` namespace beside masking's (`masking.policy.urls`)."""
 
 from django.urls import path
 
 from jitaccess import policy_views as jit
-from masking import policy_apis as apis
-from masking import policy_item_views as items
-from masking import policy_views as pages
 
-app_name = "policy"
 urlpatterns = [
-    path("policy/", pages.overview, name="overview"),
-    path("policy/semantic-types/", items.semantic_types, name="semantic-types"),
-    path("policy/semantic-types/new/", items.semantic_type_edit, name="semantic-type-new"),
-    path("policy/semantic-types/preview", items.semantic_type_preview, name="semantic-type-preview"),
-    path("policy/semantic-types/<slug:key>/", items.semantic_type_edit, name="semantic-type"),
-    path("policy/semantic-types/<slug:key>/delete/", items.semantic_type_delete, name="semantic-type-delete"),
-    path("policy/rules/", items.rules, name="rules"),
-    path("policy/rules/new/", items.rule_edit, name="rule-new"),
-    path("policy/rules/<int:pk>/", items.rule_edit, name="rule"),
-    path("policy/rules/<int:pk>/delete/", items.rule_delete, name="rule-delete"),
-    path("policy/rules/<int:pk>/move/<slug:direction>/", items.rule_move, name="rule-move"),
-    path("policy/conditions/check", items.condition_check, name="condition-check"),
-    path("policy/exemptions/", items.exemptions, name="exemptions"),
-    path("policy/exemptions/new/", items.exemption_edit, name="exemption-new"),
-    path("policy/exemptions/<int:pk>/", items.exemption_edit, name="exemption"),
-    path("policy/exemptions/<int:pk>/revoke/", items.exemption_revoke, name="exemption-revoke"),
     path("policy/approval-policies/", jit.approval_policies, name="approval-policies"),
     path("policy/approval-policies/new/", jit.approval_policy_edit, name="approval-policy-new"),
     path("policy/approval-policies/check", jit.approval_condition_check, name="approval-condition-check"),
@@ -41,24 +18,7 @@ urlpatterns = [
         jit.approval_policy_move,
         name="approval-policy-move",
     ),
-    path("policy/review/confirm", pages.review_confirm, name="review-confirm"),
-    path("policy/versions/", pages.versions, name="versions"),
-    path("policy/versions/compare", pages.version_compare, name="compare"),
-    path("policy/versions/<int:number>/", pages.version_detail, name="version"),
-    path("policy/versions/<int:number>/rollback/", pages.version_rollback, name="rollback"),
-    path("policy/changes/", pages.changes, name="changes"),
-    path("policy/changes/<int:pk>/", pages.change_detail, name="change"),
-    path("policy/changes/<int:pk>/<slug:decision>/", pages.change_decide, name="change-decide"),
-    path("policy/code/", pages.code, name="code"),
-    path("policy/export.yaml", pages.export_yaml, name="export"),
-    path("policy/settings/", pages.settings_page, name="settings"),
-    path("policy/checks/", pages.checks, name="checks"),
     path("policy/insights/", jit.insights_dashboard, name="insights"),
     path("policy/insights/draft-exemption", jit.draft_exemption, name="draft-exemption"),
     path("policy/insights/draft-rule-change", jit.draft_rule_change, name="draft-rule-change"),
-    path("api/v1/policy/export", apis.PolicyExportApi.as_view(), name="api-export"),
-    path("api/v1/policy/plan", apis.PolicyPlanApi.as_view(), name="api-plan"),
-    path("api/v1/policy/apply", apis.PolicyApplyApi.as_view(), name="api-apply"),
-    path("api/v1/policy/coverage", apis.PolicyCoverageApi.as_view(), name="api-coverage"),
-    path("api/v1/policy/drift", apis.PolicyDriftApi.as_view(), name="api-drift"),
 ]

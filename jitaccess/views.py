@@ -41,7 +41,7 @@ from jitaccess.models import AccessRequest, ApprovalPolicy
 from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
-from masking.policy_access import administers_any
+from masking.policy.access import administers_any
 
 
 @login_required

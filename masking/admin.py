@@ -31,7 +31,6 @@ from audit.models import Channel
 from audit.services import Target
 from identity.models import Role, User
 from identity.services import actor_for, object_permissions_set
-from masking.forms import ConditionField
 from masking.models import (
     Column,
     Database,
@@ -44,7 +43,8 @@ from masking.models import (
     SemanticType,
     Table,
 )
-from masking.policy_access import may_administer, needs_second_person
+from masking.policy.access import may_administer, needs_second_person
+from masking.policy.forms import ConditionField
 from masking.services.catalog import column_classify
 from masking.services.policy import (
     exemption_create,

@@ -12,6 +12,7 @@ class MaskingConfig(AppConfig):
         from masking.events import EVENT_TYPES
         from masking.models import Project
         from masking.permissions import VIEW_AUDIT
+        from masking.policy import sections  # noqa: F401  registers masking's parts of the policy document
 
         register_event_types(EVENT_TYPES)
         # audit scopes its readers by project without importing masking.

@@ -19,8 +19,8 @@ from identity.models import User
 from identity.services import actor_for
 from masking.models import ClassificationLevel, Column, Project
 from masking.permissions import ADMINISTER_POLICY, REQUEST_UNMASK, VIEW_AUDIT
-from masking.policy_access import administered_projects, may_administer
-from masking.policy_views import forbidden
+from masking.policy.access import administered_projects, may_administer
+from masking.policy.views import forbidden
 from masking.services.catalog import column_classify
 
 

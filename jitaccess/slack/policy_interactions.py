@@ -23,7 +23,7 @@ from jitaccess.slack.policy_messages import change_link, reject_modal
 from jitaccess.slack.selectors import linked_user
 from jitaccess.slack.services import policy_click_refused_record
 from masking.models import ChangeState, PolicyChange
-from masking.policy_access import may_administer, policy_deciders
+from masking.policy.access import may_administer, policy_deciders
 from masking.services.policy_changes import (
     ChangeError,
     NotAllowed,

@@ -39,7 +39,7 @@ from jitaccess.slack.blocks import (
 from jitaccess.slack.client import MESSAGE_GONE, slack_client, slack_error, surely_not_delivered
 from jitaccess.slack.delivery import post_once
 from masking.models import ChangeState, PolicyChange
-from masking.policy_display import field_value
+from masking.policy.display import field_value
 
 logger = logging.getLogger(__name__)
 POLICY_APPROVE, POLICY_REJECT, POLICY_OPEN = "policy_approve", "policy_reject", "policy_open_in_web"

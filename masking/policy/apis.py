@@ -25,9 +25,9 @@ from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.checks import DEFAULT_SENSITIVE_TAGS, CoverageReport, coverage, default_min_level, drift
-from masking.policy_access import administers_any, columns_scope
-from masking.policy_diff import plan_against_live
-from masking.policy_document import (
+from masking.policy.access import administers_any, columns_scope
+from masking.policy.diff import plan_against_live
+from masking.policy.document import (
     MAX_SOURCE_CHARS,
     SOURCE_FORMATS,
     DocumentError,
@@ -35,7 +35,7 @@ from masking.policy_document import (
     export_document,
     load_source,
 )
-from masking.policy_scope import confined_document, scoped_document
+from masking.policy.scope import confined_document, scoped_document
 from masking.selectors import load_policy, read_epochs
 from masking.services.policy_changes import NotAllowed, StalePolicy, policy_submit
 from masking.services.versions import current_version

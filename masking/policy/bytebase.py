@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from masking.policy_document import DocumentError, load_yaml_data
+from masking.policy.document import DocumentError, load_yaml_data
 from shared import strict_json
 
 BUILT_IN = {

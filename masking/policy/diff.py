@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity.models import User
-from masking.policy_document import (
+from masking.policy.document import (
     CREATE,
     DELETE,
     REORDER,
@@ -26,7 +26,7 @@ from masking.policy_document import (
     export_document,
     sections,
 )
-from masking.policy_warnings import plan_warnings
+from masking.policy.warnings import plan_warnings
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def plan_against_live(target: Mapping[str, list[dict[str, Any]]]) -> Plan:
 
     Refuses (DocumentError) names that will not exist and a managed live section holding two items
     with the same key (such a policy cannot be matched item by item; rename one first). Warns
-    (`masking.policy_warnings`) about what would be valid but may not work, such as an approval
+    (`masking.policy.warnings`) about what would be valid but may not work, such as an approval
     policy needing more approvals than there are approvers.
     """
     current = export_document()

@@ -5,13 +5,13 @@ A document maps section names (`semantic_types`, `rules`, `roles`, `exemptions`,
 member lists, timestamps in UTC. Export, the stored versions and a parsed file all use that form,
 so two documents are equal exactly when the policies are, and a diff is a comparison of dicts.
 
-Sections register themselves: each app that owns part of the policy has a `policy_sections`
-module, found with Django's `autodiscover_modules` the first time the registry is read. That is
-how approval policies (owned by `jitaccess`) join the document while `masking` never imports
-`jitaccess`.
+Sections register themselves: each app that owns part of the policy registers its sections at
+start-up (`masking.policy.sections` and `jitaccess.policy_sections`, imported by their app's
+`ready()`). That is how approval policies (owned by `jitaccess`) join the document while `masking`
+never imports `jitaccess`.
 
 A section absent from a file is not managed by that file: planning leaves it as it is. A section
-present but empty deletes everything in it. Diffs and plans are in `masking.policy_diff`.
+present but empty deletes everything in it. Diffs and plans are in `masking.policy.diff`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
-from django.utils.module_loading import autodiscover_modules
 
 from audit.services import Actor
 from identity.models import User
@@ -126,7 +125,6 @@ class Section:
 
 
 _registry: dict[str, Section] = {}
-_discovered = False
 
 
 def register(section: Section) -> Section:
@@ -135,11 +133,7 @@ def register(section: Section) -> Section:
 
 
 def sections() -> list[Section]:
-    """Every registered section, in document order. Discovers `<app>.policy_sections` once."""
-    global _discovered
-    if not _discovered:
-        autodiscover_modules("policy_sections")
-        _discovered = True
+    """Every registered section, in document order."""
     return sorted(_registry.values(), key=lambda s: s.order)
 
 
@@ -460,7 +454,7 @@ MAX_SOURCE_CHARS = 5_000_000  # a policy file, pasted, uploaded or sent to the p
 def load_source(text: str, source_format: str = "veil") -> dict[str, list[dict[str, Any]]]:
     """A policy file in Veil's YAML, or a Bytebase export (semantic types and masking rules)."""
     if source_format == "bytebase":
-        from masking.bytebase import load_bytebase
+        from masking.policy.bytebase import load_bytebase
 
         return parse_document(load_bytebase(text))
     if source_format != "veil":

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from masking.policy_document import section
+from masking.policy.document import section
 
 Document = dict[str, list[dict[str, Any]]]
 

@@ -16,7 +16,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 from identity.models import Role, ServiceAccount, User
 from masking.decisions.cel import ConditionError, check_condition
 from masking.models import SemanticType
-from masking.policy_document import MAX_SOURCE_CHARS, canonical_mapping, format_timestamp
+from masking.policy.document import MAX_SOURCE_CHARS, canonical_mapping, format_timestamp
 from shared import strict_json
 
 

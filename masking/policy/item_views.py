@@ -26,13 +26,13 @@ from veil_sdk.algorithms import apply as apply_algorithm
 from identity.models import User
 from masking.decisions.cel import ConditionError, check_condition
 from masking.decisions.engine import RuleView
-from masking.forms import ExemptionForm, RuleForm, SemanticTypeForm
 from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType
-from masking.policy_access import administered_projects, columns_scope, readable_items
-from masking.policy_document import export_document
-from masking.policy_edits import find_item, move_item, remove_item
-from masking.policy_views import can_edit_global, item_form_page, person, policy_admin_required, review
+from masking.policy.access import administered_projects, columns_scope, readable_items
+from masking.policy.document import export_document
+from masking.policy.edits import find_item, move_item, remove_item
+from masking.policy.forms import ExemptionForm, RuleForm, SemanticTypeForm
+from masking.policy.views import can_edit_global, item_form_page, person, policy_admin_required, review
 
 PREVIEW_MAX_SAMPLES = 20
 PREVIEW_MAX_LENGTH = 500

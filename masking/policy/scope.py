@@ -2,7 +2,7 @@
 
 Rules, semantic types and roles are global and every policy admin reads them. Exemptions, approval
 policies and project settings belong to one project each: a person reads those of the projects
-they administer (`masking.policy_access.columns_scope`), in the export (API, `export.yaml`) and
+they administer (`masking.policy.access.columns_scope`), in the export (API, `export.yaml`) and
 the pages, and a file they send is planned against those projects only (`confined_document`).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from masking.policy_document import DocumentError, Section, sections
+from masking.policy.document import DocumentError, Section, sections
 
 
 def _outside(sec: Section, item: Mapping[str, Any], projects: Collection[str]) -> bool:

@@ -19,7 +19,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 from identity.models import Role, ServiceAccount, User
 from masking.decisions.cel import ConditionError, check_condition
 from masking.models import Exemption, ExemptionKind, MaskingRule, Project, ProjectPolicySettings, SemanticType
-from masking.policy_document import (
+from masking.policy.document import (
     ApplyContext,
     Fields,
     Reference,

@@ -32,23 +32,16 @@ from audit.models import Channel
 from identity.models import User
 from identity.services import actor_for
 from masking.checks import coverage, default_min_level, drift
-from masking.forms import (
-    DecisionNoteForm,
-    PolicyItemForm,
-    PolicySourceForm,
-    ProjectSettingsForm,
-    ReviewForm,
-)
 from masking.models import ChangeState, Column, PolicyChange, PolicyVersion, ProjectPolicySettings
-from masking.policy_access import (
+from masking.policy.access import (
     administered_projects,
     administers_any,
     columns_scope,
     may_administer,
     needs_second_person,
 )
-from masking.policy_diff import diff_documents, plan_against_live
-from masking.policy_document import (
+from masking.policy.diff import diff_documents, plan_against_live
+from masking.policy.document import (
     DocumentError,
     dump_yaml,
     export_document,
@@ -56,8 +49,15 @@ from masking.policy_document import (
     parse_document,
     sections,
 )
-from masking.policy_edits import upsert_item
-from masking.policy_scope import confined_document, readable_change, scoped_document
+from masking.policy.edits import upsert_item
+from masking.policy.forms import (
+    DecisionNoteForm,
+    PolicyItemForm,
+    PolicySourceForm,
+    ProjectSettingsForm,
+    ReviewForm,
+)
+from masking.policy.scope import confined_document, readable_change, scoped_document
 from masking.selectors import discovery_throttles, load_policy, principal_collisions, read_epochs
 from masking.services.policy_changes import (
     ChangeError,

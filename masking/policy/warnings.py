@@ -24,10 +24,10 @@ from guardian.shortcuts import get_users_with_perms
 from identity.models import User
 from masking.models import Project
 from masking.permissions import APPROVE_REQUEST, codename
-from masking.policy_document import CREATE, UPDATE, sections
+from masking.policy.document import CREATE, UPDATE, sections
 
 if TYPE_CHECKING:
-    from masking.policy_diff import Plan
+    from masking.policy.diff import Plan
 
 Document = Mapping[str, list[dict[str, Any]]]
 

@@ -24,9 +24,9 @@ from audit.services import Actor, Target, record_event
 from identity.models import ServiceAccount, User
 from identity.services import actor_for
 from masking.models import ChangeState, PolicyChange, PolicyVersion
-from masking.policy_access import may_administer, needs_second_person
-from masking.policy_diff import Plan, plan_against_live
-from masking.policy_document import DocumentError, parse_document
+from masking.policy.access import may_administer, needs_second_person
+from masking.policy.diff import Plan, plan_against_live
+from masking.policy.document import DocumentError, parse_document
 from masking.services.versions import lock_head, policy_apply
 
 # Called with the change's ID after a change is filed or decided, once that commits (jitaccess

@@ -22,9 +22,9 @@ from django.db import transaction
 from audit.models import ActorType
 from audit.services import SYSTEM, Actor, Target, record_event
 from masking.models import PolicyHead, PolicyVersion
-from masking.policy_diff import Plan, diff_documents, plan_against_live
-from masking.policy_document import ApplyContext, export_document
-from masking.policy_document import sections as policy_sections
+from masking.policy.diff import Plan, diff_documents, plan_against_live
+from masking.policy.document import ApplyContext, export_document
+from masking.policy.document import sections as policy_sections
 
 UNATTRIBUTED = Actor(type=ActorType.SYSTEM, id="veil:unattributed", name="Unattributed")
 _in_change: ContextVar[bool] = ContextVar("veil_policy_change", default=False)

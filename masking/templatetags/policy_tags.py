@@ -8,8 +8,8 @@ from typing import Any
 from django import template
 
 from masking.algorithms import describe
-from masking.policy_diff import shown_change
-from masking.policy_display import field_value, policy_value, timestamp_value
+from masking.policy.diff import shown_change
+from masking.policy.display import field_value, policy_value, timestamp_value
 
 register = template.Library()
 
@@ -27,7 +27,7 @@ def algorithm_label(algorithm: Any) -> str:
 
 @register.filter
 def shown_changes(changes: list[Any]) -> list[dict[str, Any]]:
-    """Changes as the diff shows them (`masking.policy_diff.shown_change`)."""
+    """Changes as the diff shows them (`masking.policy.diff.shown_change`)."""
     return [shown_change(change) for change in changes]
 
 

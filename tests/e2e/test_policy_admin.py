@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from masking.models import MaskingRule, PolicyVersion, SemanticType
-from masking.policy_document import dump_yaml, export_document
+from masking.policy.document import dump_yaml, export_document
 from tests.e2e.conftest import sign_in
 from tests.policy.conftest import policy_world  # noqa: F401 - the catalogued shop and its policy admins
 

@@ -14,8 +14,8 @@ from audit.models import Channel
 from audit.services import SYSTEM
 from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import ApprovalPolicy
-from masking.policy_diff import plan_against_live
-from masking.policy_document import export_document, parse_document, section
+from masking.policy.diff import plan_against_live
+from masking.policy.document import export_document, parse_document, section
 from masking.services.roles import role_save
 from tests.factories import grant_project_perm, make_user
 

@@ -23,7 +23,7 @@ from masking.models import (
     ProjectPolicySettings,
     SemanticType,
 )
-from masking.policy_document import dump_yaml, export_document
+from masking.policy.document import dump_yaml, export_document
 from masking.selectors import load_policy
 from masking.services.policy import exemption_create, rule_save
 from masking.services.policy_changes import policy_submit

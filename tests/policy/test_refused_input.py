@@ -11,7 +11,7 @@ from audit.models import Channel
 from identity.services import actor_for
 from jitaccess.models import ApprovalPolicy
 from masking.models import ChangeState, PolicyChange, PolicyVersion, ProjectPolicySettings
-from masking.policy_document import export_document, parse_document
+from masking.policy.document import export_document, parse_document
 from masking.services.policy_changes import policy_submit
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,8 @@ from audit.services import SYSTEM
 from jitaccess.approval_policies import approval_policy_save
 from masking.decisions.cel import ConditionError, check_condition
 from masking.models import Project
-from masking.policy_diff import Change, FieldChange, shown_change
-from masking.policy_display import field_value
+from masking.policy.diff import Change, FieldChange, shown_change
+from masking.policy.display import field_value
 
 pytestmark = pytest.mark.django_db
 

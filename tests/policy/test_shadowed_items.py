@@ -8,8 +8,8 @@ import copy
 import pytest
 from django.urls import reverse
 
-from masking.policy_diff import plan_against_live
-from masking.policy_document import export_document, parse_document
+from masking.policy.diff import plan_against_live
+from masking.policy.document import export_document, parse_document
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db

@@ -18,8 +18,8 @@ from masking.models import (
     ProjectPolicySettings,
     SemanticType,
 )
-from masking.policy_diff import diff_documents
-from masking.policy_document import export_document, parse_document
+from masking.policy.diff import diff_documents
+from masking.policy.document import export_document, parse_document
 from masking.selectors import load_policy
 from masking.services.policy import rule_save, semantic_type_save
 from masking.services.policy_changes import (

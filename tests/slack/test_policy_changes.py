@@ -22,7 +22,7 @@ from jitaccess.slack.policy_messages import (
     policy_reminders_announce,
 )
 from masking.models import ChangeState, MaskingRule, PolicyChange, ProjectPolicySettings, SemanticType
-from masking.policy_document import export_document, parse_document
+from masking.policy.document import export_document, parse_document
 from masking.services.policy_changes import policy_change_reject, policy_submit
 from tests.factories import grant_project_perm
 from tests.slack.conftest import APPROVALS, SLACK_IDS, click, post_interaction

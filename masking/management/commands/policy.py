@@ -18,8 +18,8 @@ from audit.models import ActorType, Channel
 from audit.services import Actor
 from identity.models import User
 from identity.services import actor_for
-from masking.policy_diff import plan_against_live
-from masking.policy_document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
+from masking.policy.diff import plan_against_live
+from masking.policy.document import SOURCE_FORMATS, DocumentError, dump_yaml, export_document, load_source
 from masking.services.policy import PolicyError
 from masking.services.policy_changes import policy_submit
 
