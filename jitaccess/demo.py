@@ -18,7 +18,7 @@ from identity.models import Role, ServiceAccount, User
 from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import AccessRequest, ApprovalPolicy, ProjectAccessSettings
 from jitaccess.services import Scope, request_approve, request_create, request_deny
-from masking.decisions.engine import ColumnKey
+from masking.decisions.engine import FULL_MASK, ColumnKey
 from masking.decisions.service import decide_columns
 from masking.models import ClassificationLevel as L
 from masking.models import Database, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
@@ -33,7 +33,7 @@ SEMANTIC_TYPES = [
     ("person-name", "Person name", {"type": "default_partial"}),
     ("birth-date", "Birth date", {"type": "date_year"}),
     ("card-number", "Card number", {"type": "show_last", "n": 4, "substitution": "*"}),
-    ("address", "Postal address", {"type": "full", "substitution": "******"}),
+    ("address", "Postal address", dict(FULL_MASK)),
     ("ip-address", "IP address", {"type": "md5", "salt": "demo-salt"}),
 ]
 

@@ -26,12 +26,14 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
+from veil_sdk.algorithms import FULL_MASK as FULL_MASK_TEXT
 
 from masking.decisions import cel
 
 logger = logging.getLogger(__name__)
 
-FULL_MASK: dict[str, Any] = {"type": "full", "substitution": "******"}
+# The full mask as an algorithm, carried by every fail-closed answer; its text is the SDK's.
+FULL_MASK: dict[str, Any] = {"type": "full", "substitution": FULL_MASK_TEXT}
 _NEVER = math.inf
 
 
