@@ -8,6 +8,31 @@ and a signed-in person who is not staff gets Veil's 403 page saying why.
 Nothing changes on the admin site unaudited: every model page is an `AuditedAdmin` (writes go
 through audited services) or a `ReadOnlyAdmin` (audit/admin.py). Any other registration, such as
 one a library makes for its own models, is made read-only when it is registered.
+
+The admin site is one more way into the services, never around them. Every model page is an
+`AuditedAdmin` (each add, change and delete is one call to an audited service, in the admin's
+transaction) or a `ReadOnlyAdmin` (`audit/admin.py`); `VeilAdminSite.register` makes any other
+registration (a library's own models, such as django-axes') read-only. What it allows:
+
+- People: profile fields and `is_active` by anyone with `identity.change_user`; `is_staff`,
+  `is_superuser`, groups, model permissions and passwords by superusers only, and a superuser's
+  record by superusers only (`user_update`, `user_password_set`; privileges are logged as
+  `user.privileges_changed`). Username, email, `email_verified` and the IdP subject come from the
+  IdP and are read-only; people are deactivated, never deleted. IdP groups: superusers add them
+  and change their permissions (`group_save`); not deleted here.
+- Projects: added and renamed (the key is fixed); never deleted. Who may do what in a project
+  (django-guardian's user-manage and group-manage pages) is changed by superusers only, through
+  `object_permissions_set` (`permissions.changed`), and not while the project has the two-person
+  rule on. Slack routes are saved through `slack_route_set`, read-only under the two-person rule;
+  Slack links are only removed (`slack_user_unlink`).
+- Policy (rules, semantic types, roles, exemptions) as on the policy pages, read-only under the
+  two-person rule; the catalog read-only but for a column's level; requests, grants, approval
+  policies, the outbox, Slack messages, tokens and the audit log read-only (tokens and failed
+  notifications have their audited list actions).
+
+`tests/security/test_admin_edits_audited.py` walks every registered page, as a superuser and as
+staff with the model's permissions, and fails on any add, change or delete that is neither refused
+nor in the audit log.
 """
 
 from __future__ import annotations

@@ -3,8 +3,33 @@ every form control is labelled, every ARIA reference points at something on the 
 error is tied to the field, data tables have captions and scoped headers, and the focus ring and
 form control edges stand out (3:1). What needs a browser is in tests/e2e/test_accessibility.py.
 
-axe-core is not vendored, so these pin what an axe run (docs/architecture.md, "Accessibility")
-found and what was fixed; they do not replace the run."""
+axe-core is not vendored, so these pin what an axe run found and what was fixed; they do not
+replace the run.
+
+The pages aim at WCAG 2.1 AA. They are server-rendered HTML that works without JavaScript;
+`static/veil.js` (every page) and the per-area scripts only add to it. What holds it in place:
+
+- Every form control has a `<label>` (visually hidden where the layout names it otherwise); a
+  field's help and error are tied to it the way Django renders them (`aria-describedby` with
+  `<id>_helptext` and `<id>_error`, `aria-invalid="true"`), including the hand-written CEL
+  condition fields of the policy forms (`templates/masking/_field.html` and the three forms).
+  Grouped choices (the column picker, durations) are fieldsets whose errors describe the fieldset;
+  each table's columns in the picker are a group named after the table, and the filter box
+  announces what it left in a status region.
+- Data tables have a `<caption>` (visually hidden) and `<th scope>` on every header cell.
+- Colours: text 4.5:1 (state badges, levels, buttons, muted text); form control edges and the
+  focus ring 3:1 against the page (`--control-border`, `--focus` in `static/veil.css`; the top bar
+  keeps the bright amber ring).
+- Reflow: nothing scrolls the page sideways at 320 CSS px (400% zoom); a wide table or code block
+  scrolls inside itself, and `static/veil.js` makes it focusable (and names it) while it overflows,
+  so the keyboard can scroll it. The menu closes on Escape and returns focus to "Menu".
+
+`tests/test_accessibility.py` pins these page by page as the demo people see them. It does not
+run axe-core (not vendored, and tests download nothing); to re-audit, install it outside the repo
+(`npm install axe-core`), inject `axe.min.js` into each page with Playwright's `add_script_tag`
+and run `axe.run()` with the `wcag2a`, `wcag2aa`, `wcag21a`, `wcag21aa` and `best-practice` tags,
+at 1280 and 390 px wide.
+"""
 
 from __future__ import annotations
 
