@@ -1,12 +1,13 @@
-"""A throwaway stand-in for ``veil_sdk.datapath`` (written to /tmp/veil/datapath-contract.md),
-used until the lead's package lands. It is deliberately simple and deliberately honest about the
-contract: it asks for catalog lookups (on the session and, mid-result, on the shared catalog
-connections) and masks by the names the catalog gives back, so the proxy's side of the contract
-is exercised for real.
+"""A small stand-in for ``veil_sdk.datapath`` with the same interface (``Enforcer.session()``,
+``Session.check()``, ``Check`` and ``Planning`` handing out catalog lookups, ``record`` and
+``report``), whose masking is fixed, so the protocol tests do not depend on Veil's policy. The
+real data path with a real Veil is tested in test_veil.py.
 
-Masked: any column named in ``MASKED`` of any table. Refused: a masked column's name after
-WHERE (42501), SQL pglast cannot parse (42601). COPY: refused when it could include a masked
-column.
+It asks for real catalog lookups (on the session and, mid-result, on the shared catalog
+connections) and masks by the names the catalog gives back, so the proxy's side is exercised.
+Masked: any column named in ``MASKED`` (an expression mentioning one, too). Refused: a masked
+column's name after WHERE (42501), SQL pglast cannot parse (42601), a COPY TO that could
+include a masked column (42501).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import pglast
 
 MASKED = frozenset({"email", "phone"})
 MASK = "****"
+_COPY_TO = re.compile(r"^\s*copy\b.*\bto\b", re.I | re.S)
+_COPY_LEAKS = re.compile(r"\b(email|phone)\b|\*|copy\s+\w*\s*customers\s+to", re.I)
 
 
 class Field(NamedTuple):
@@ -49,7 +52,6 @@ def _masker(value: object) -> str | None:
 class ResultPlan:
     maskers: tuple[Any, ...]
     masked_any: bool
-    copy_refused: GuardRefusal | None = None
 
 
 @dataclass
@@ -80,17 +82,14 @@ class _Planning:
         if rows:
             self._names[(self._asked.table_oid, self._asked.attnum)] = str(rows[0][0])
 
+    def give_up(self) -> None:
+        self._pending.clear()
+
     def plan(self) -> ResultPlan:
-        self._check.enforcer.plans += 1
-        sql = self._check.sql
-        if not self._fields:  # a COPY: no RowDescription
-            leaks = re.search(r"\b(email|phone)\b|\*|copy\s+\w*\s*customers\s+to", sql, re.I)
-            refusal = GuardRefusal("42501", "COPY would send masked columns") if leaks else None
-            return ResultPlan((), bool(leaks), refusal)
         maskers: list[Any] = []
         for f in self._fields:
             if not f.table_oid:  # an expression: masked when it mentions a masked column anywhere
-                mentions = re.search(r"\b(email|phone)\b", sql, re.I)
+                mentions = re.search(r"\b(email|phone)\b", self._check.sql, re.I)
                 maskers.append(_masker if mentions else None)
             else:
                 name = self._names.get((f.table_oid, f.attnum))
@@ -103,6 +102,7 @@ class _Check:
         self.enforcer, self.sql, self.principal = enforcer, sql, principal
         self._lookups = [CatalogLookup("SELECT pg_catalog.current_setting('search_path')", ())]
         self.search_path: str | None = None
+        self.rows = 0
 
     def masked(self) -> frozenset[str]:
         return MASKED - self.enforcer.unmasked.get(self.principal.id, frozenset())
@@ -122,13 +122,25 @@ class _Check:
             raise GuardRefusal(
                 "42501", "a masked column is used in WHERE: request access at http://veil/requests"
             )
+        if _COPY_TO.search(self.sql) and _COPY_LEAKS.search(self.sql):
+            raise GuardRefusal("42501", "COPY would send masked columns")
+
+    def skip(self) -> None:
+        self._lookups.clear()
 
     def result(self, index: int, fields: list[Field]) -> _Planning:
         return _Planning(self, index, fields)
 
-    def report(self, row_count: int) -> None:
+    def record(self, plan: ResultPlan, rows: int) -> None:
+        self.rows += rows
+
+    def report(self) -> None:
         with self.enforcer.lock:
-            self.enforcer.reports.append(Report(self.principal, self.sql, row_count))
+            self.enforcer.reports.append(Report(self.principal, self.sql, self.rows))
+
+    def report_refusal(self, refusal: GuardRefusal) -> None:
+        with self.enforcer.lock:
+            self.enforcer.refusals.append(Report(self.principal, self.sql, 0))
 
 
 @dataclass
@@ -139,9 +151,12 @@ class Enforcer:
     guard_mode: str = "refuse"
     request_url: str | None = None
     reports: list[Report] = field(default_factory=list)
+    refusals: list[Report] = field(default_factory=list)
     unmasked: dict[str, frozenset[str]] = field(default_factory=dict)
-    plans: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def session(self) -> Enforcer:  # a session holds nothing of its own here
+        return self
 
     def check(self, sql: str, principal: Any) -> _Check:
         return _Check(self, sql, principal)

@@ -99,14 +99,14 @@ def test_upstream_restarted_mid_query_ends_the_query_with_an_error_and_no_partia
 @given(garbage=st.binary(min_size=1, max_size=300))
 def test_fuzzed_messages_close_only_that_connection(proxy: RunningProxy, garbage: bytes) -> None:
     client = WireClient(proxy.port)
-    client.sock.sendall(garbage)
-    client.sock.sendall(wire.query("SELECT email FROM customers"))
-    client.sock.shutdown(socket.SHUT_WR)
     received = b""
-    try:
+    try:  # the proxy may close the connection at any point of this
+        client.sock.sendall(garbage)
+        client.sock.sendall(wire.query("SELECT email FROM customers"))
+        client.sock.shutdown(socket.SHUT_WR)
         while chunk := client.sock.recv(65536):
             received += chunk
-    except ConnectionError:
+    except OSError:
         pass
     client.sock.close()
 

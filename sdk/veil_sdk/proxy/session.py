@@ -20,6 +20,7 @@ are the same from any connection; names then resolve through the account's defau
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,8 +65,9 @@ class _Query:
     refusal: tuple[str, str] | None
     index: int = 0
     rows: int = 0
+    """Rows of the current result (recorded with its plan when it completes)."""
     masker: RowMasker | None = None
-    swallow: bool = False
+    plan: Any = None
 
 
 @dataclass(eq=False)
@@ -86,11 +88,20 @@ class _Step:
 
 
 @dataclass(eq=False)
+class _Portal:
+    """A bound portal: its statement's text, and once executed the check its rows count towards
+    (a portal fetched in chunks is one query)."""
+
+    sql: Any
+    check: Any = None
+
+
+@dataclass(eq=False)
 class _Execute:
-    check: Any
-    portal: bytes
+    portal: _Portal
     rows: int = 0
     masker: RowMasker | None = None
+    plan: Any = None
 
 
 @dataclass(eq=False)
@@ -102,6 +113,8 @@ class _InjectedDescribe:
 
 _Item = _Query | _Lookup | _Step | _Execute | _InjectedDescribe
 _UNKNOWN = object()  # a statement this session did not see parsed (SQL PREPARE): masked in full
+_REFUSED_STATEMENT = b"veil_proxy_refused"
+"""A refused Execute is replaced by a Parse of this (never created) statement, which fails."""
 
 
 class Session:
@@ -121,9 +134,10 @@ class Session:
         self.principal = principal
         self.pending: deque[_Item] = deque()
         self.status = upstream.status
+        self.datapath = target.enforcer.session()
         self.statements: dict[bytes, Any] = {}
-        self.portals: dict[bytes, Any] = {}
-        self.portal_rows: dict[bytes, int] = {}
+        """Prepared statements by name: their SQL (None when refused at Parse)."""
+        self.portals: dict[bytes, _Portal] = {}
         self.swallowing = False
         self._encoding = python_encoding(upstream.parameters.get("client_encoding", "UTF8"))
 
@@ -172,22 +186,31 @@ class Session:
         elif kind == b"P":
             name, offset = wire.read_cstring(raw, 5)
             sql = self._text(raw, offset)
-            check, refusal = await self._check(sql)
-            self.statements[name] = check
+            # Checked at Parse (a refused statement is never created on the server) and again at
+            # each Execute, whose answer may differ (a grant given or expired since).
+            _, refusal = await self._check(sql)
+            self.statements[name] = None if refusal else sql
             self.pending.append(_Step(b"P", refusal))
             write(wire.parse(name, REFUSED_SQL) if refusal else raw)
         elif kind == b"B":
-            portal, offset = wire.read_cstring(raw, 5)
+            portal_name, offset = wire.read_cstring(raw, 5)
             statement, _ = wire.read_cstring(raw, offset)
-            self.portals[portal] = self.statements.get(statement, _UNKNOWN)
+            self.portals[portal_name] = _Portal(self.statements.get(statement, _UNKNOWN))
             self.pending.append(_Step(b"B"))
             write(raw)
         elif kind == b"E":
-            portal, _ = wire.read_cstring(raw, 5)
-            execute = _Execute(self.portals.get(portal, _UNKNOWN), portal)
+            name, _ = wire.read_cstring(raw, 5)
+            portal = self.portals.get(name) or _Portal(_UNKNOWN)
+            if portal.check is None and isinstance(portal.sql, str):
+                portal.check, refusal = await self._check(portal.sql)
+                if refusal is not None:
+                    self.pending.append(_Step(b"P", refusal))
+                    write(wire.parse(_REFUSED_STATEMENT, REFUSED_SQL))
+                    return
+            execute = _Execute(portal)
             self.pending.append(_InjectedDescribe(execute))
             self.pending.append(execute)
-            write(wire.describe_portal(portal) + raw)
+            write(wire.describe_portal(name) + raw)
         elif kind == b"D":
             if len(raw) < 7 or raw[5:6] not in (b"S", b"P"):
                 raise wire.ProtocolError("invalid Describe")
@@ -222,18 +245,28 @@ class Session:
 
     async def _check(self, sql: str) -> tuple[Any, tuple[str, str] | None]:
         """The data path's check of a statement: (check, None) to forward it, (None, (sqlstate,
-        message)) to refuse it. Anything unexpected refuses: the statement is not run."""
+        message)) to refuse it. Anything unexpected refuses: the statement is not run.
+
+        In a failed transaction the server refuses everything but ROLLBACK, so the statement
+        passes unguarded (``skip``); whatever comes back anyway is still planned and masked."""
+        check = None
         try:
-            check = self.target.enforcer.check(sql, self.principal)
+            check = self.datapath.check(sql, self.principal)
+            if self.status == b"E" and not self.pending:
+                check.skip()
+                return check, None
             while (lookup := check.next_lookup()) is not None:
                 check.feed(await self._lookup(lookup, on_session=True))
             await asyncio.to_thread(check.raise_if_refused)
         except Exception as exc:
             sqlstate = getattr(exc, "sqlstate", None)
-            if isinstance(sqlstate, str):
-                return None, (sqlstate, str(getattr(exc, "message", exc)))
-            logger.exception("checking a statement failed; it is refused")
-            return None, _INTERNAL
+            if not isinstance(sqlstate, str):
+                logger.exception("checking a statement failed; it is refused")
+                return None, _INTERNAL
+            if check is not None:
+                with contextlib.suppress(Exception):
+                    check.report_refusal(exc)
+            return None, (sqlstate, str(getattr(exc, "message", exc)))
         return check, None
 
     async def _lookup(self, lookup: Any, *, on_session: bool) -> list[tuple[str | None, ...]]:
@@ -247,26 +280,17 @@ class Session:
             return await item.future
         return await self.target.pool.run(sql)
 
-    async def _plan(self, check: Any, index: int, fields: list[wire.FieldDescription]) -> RowMasker:
-        """The masking of one result, from the data path; every column masked in full when it
-        cannot be had."""
+    async def _plan(
+        self, check: Any, index: int, fields: list[wire.FieldDescription]
+    ) -> tuple[Any, RowMasker]:
+        """The data path's plan for one result and the row masker applying it; every column
+        masked in full when there is no plan to be had."""
         plan: Any
         if check is None or check is _UNKNOWN:
             plan = _FullPlan(tuple(_full for _ in fields))
         else:
             try:
-                planning = check.result(
-                    index,
-                    [
-                        self.target.field(
-                            f.name.decode(self._encoding, "replace"), f.table_oid, f.attnum, f.type_oid
-                        )
-                        for f in fields
-                    ],
-                )
-                while (lookup := planning.next_lookup()) is not None:
-                    planning.feed(await self._lookup(lookup, on_session=False))
-                plan = await asyncio.to_thread(planning.plan)
+                plan = await self._planned(check, index, fields)
             except Exception:
                 logger.exception("planning a result failed; every column is masked")
                 plan = _FullPlan(tuple(_full for _ in fields))
@@ -276,7 +300,25 @@ class Session:
             binary = description.format == 1
             text_like = binary and masker is not None and await self._text_like(description.type_oid)
             columns.append((masker, binary, text_like))
-        return RowMasker(columns, self._encoding)
+        return plan, RowMasker(columns, self._encoding)
+
+    async def _planned(self, check: Any, index: int, fields: list[wire.FieldDescription]) -> Any:
+        """Mid-result, so lookups go to the catalog connections; if those fail, the data path
+        plans without them (what they were needed for is masked as untraceable)."""
+        described = [
+            self.target.field(f.name.decode(self._encoding, "replace"), f.table_oid, f.attnum, f.type_oid)
+            for f in fields
+        ]
+        planning = check.result(index, described)
+        while (lookup := planning.next_lookup()) is not None:
+            try:
+                rows = await self._lookup(lookup, on_session=False)
+            except UpstreamError:
+                logger.warning("catalog lookup failed; planning without it")
+                planning.give_up()
+                break
+            planning.feed(rows)
+        return await asyncio.to_thread(planning.plan)
 
     async def _text_like(self, type_oid: int) -> bool:
         if type_oid in TEXT_LIKE_OIDS:
@@ -285,11 +327,23 @@ class Session:
             return False
         return await self.target.type_name(type_oid) in TEXT_LIKE_NAMES
 
-    def _report(self, check: Any, rows: int) -> None:
+    @staticmethod
+    def _record(check: Any, plan: Any, rows: int) -> None:
+        """Count a result towards its query's access event."""
+        if check is None or check is _UNKNOWN or plan is None or isinstance(plan, _FullPlan):
+            return
+        try:
+            check.record(plan, rows)
+        except Exception:
+            logger.exception("recording a result failed")
+
+    @staticmethod
+    def _report(check: Any) -> None:
+        """Queue the query's one access event (its rows as recorded)."""
         if check is None or check is _UNKNOWN:
             return
         try:
-            check.report(rows)
+            check.report()
         except Exception:
             logger.exception("reporting a query failed")
 
@@ -382,16 +436,13 @@ class Session:
                     item.future.set_result(item.rows)
                 return None
             if isinstance(item, _Query):
-                self._report(item.check, item.rows)
+                self._report(item.check)
                 break
-            if isinstance(item, _Execute):
-                self._report(item.check, item.rows)
             if isinstance(item, _Step) and item.kind == b"S":
                 break
         self.swallowing = False
         if self.status == b"I":
             self.portals.clear()
-            self.portal_rows.clear()
         return raw
 
     def _error(self, head: _Item, raw: bytes) -> bytes | None:
@@ -399,11 +450,12 @@ class Session:
         if refusal is not None:
             raw = wire.error_response(*refusal)
         if isinstance(head, _Query):
-            head.masker = None
+            self._record(head.check, head.plan, head.rows)
+            head.masker, head.plan, head.rows = None, None, 0
             return None if self.swallowing else raw
         # Extended protocol: the server now skips everything up to Sync (see _ready).
         if isinstance(head, _Execute):
-            self._report(head.check, head.rows)
+            self._finish(head, done=True)
         while self.pending and not (isinstance(self.pending[0], _Step) and self.pending[0].kind == b"S"):
             self.pending.popleft()
         return None if self.swallowing else raw
@@ -411,30 +463,43 @@ class Session:
     async def _row_description(self, head: _Item, raw: bytes) -> bytes | None:
         fields = wire.row_description(raw)
         if isinstance(head, _Query):
-            head.masker = await self._plan(head.check, head.index, fields)
+            head.plan, head.masker = await self._plan(head.check, head.index, fields)
             return None if self.swallowing else raw
         self.pending.popleft()
         if isinstance(head, _InjectedDescribe):
-            head.execute.masker = await self._plan(head.execute.check, 0, fields)
+            execute = head.execute
+            execute.plan, execute.masker = await self._plan(execute.portal.check, 0, fields)
             return None
         return None if self.swallowing else raw
 
     def _complete(self, head: _Item, kind: bytes, raw: bytes) -> bytes | None:
         if isinstance(head, _Query):
+            self._record(head.check, head.plan, head.rows)
             head.index += 1
-            head.masker = None
+            head.masker, head.plan, head.rows = None, None, 0
         elif isinstance(head, _Execute):
             self.pending.popleft()
-            rows = self.portal_rows.pop(head.portal, 0) + head.rows
-            if kind == b"s":
-                self.portal_rows[head.portal] = rows
-            else:
-                self._report(head.check, rows)
+            self._finish(head, done=kind != b"s")
         return None if self.swallowing else raw
+
+    def _finish(self, execute: _Execute, *, done: bool) -> None:
+        """An Execute answered: its rows recorded; the query reported unless its portal is only
+        suspended (more rows to fetch)."""
+        portal = execute.portal
+        self._record(portal.check, execute.plan, execute.rows)
+        if done:
+            self._report(portal.check)
+            portal.check = None  # executing the portal again is another query
 
     async def _copy_out(self, head: _Item, raw: bytes) -> bytes | None:
         """COPY ... TO STDOUT: relayed only when the data path lets every column leave unmasked."""
-        check = head.check if isinstance(head, _Query | _Execute) else None
+        check = (
+            head.check
+            if isinstance(head, _Query)
+            else head.portal.check
+            if isinstance(head, _Execute)
+            else None
+        )
         index = head.index if isinstance(head, _Query) else 0
         refusal: Any = ("42501", "veil-proxy cannot check this COPY; it was refused")
         if check is not None and check is not _UNKNOWN:
@@ -443,8 +508,9 @@ class Session:
                 while (lookup := planning.next_lookup()) is not None:
                     planning.feed(await self._lookup(lookup, on_session=False))
                 plan = await asyncio.to_thread(planning.plan)
-                if plan.copy_refused is not None:
-                    refusal = (plan.copy_refused.sqlstate, str(getattr(plan.copy_refused, "message", "")))
+                copy_refused = getattr(plan, "copy_refused", None)  # the guard may refuse at check time
+                if copy_refused is not None:
+                    refusal = (copy_refused.sqlstate, str(getattr(copy_refused, "message", "")))
                 elif plan.masked_any:
                     refusal = ("42501", "COPY TO would send masked columns unmasked; select them instead")
                 else:
