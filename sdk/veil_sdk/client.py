@@ -361,7 +361,10 @@ class VeilClient:
 
         # Decisions: the cache, the compiled maskers and their counters share one lock.
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[Principal, Column], tuple[float, ColumnDecision]] = OrderedDict()
+        # (principal, column) -> (expires at, the answer, asked at), on `clock`.
+        self._cache: OrderedDict[tuple[Principal, Column], tuple[float, ColumnDecision, float]] = (
+            OrderedDict()
+        )
         self._maskers: dict[str, tuple[Mapping[str, Any], Masker]] = {}
         self._healthy = True
         self._refused_columns: set[Column] = set()
@@ -393,6 +396,7 @@ class VeilClient:
         columns: Iterable[Column | Sequence[str] | Mapping[str, str]],
         *,
         query_id: str = "",
+        mask_ttl: float | None = None,
     ) -> list[ColumnDecision]:
         """One decision per column, in order: cached answers first, the rest from Veil in one batch.
 
@@ -402,7 +406,8 @@ class VeilClient:
         not sent, and the other columns are still asked for. It raises ``TypeError``/
         ``ValueError`` only for arguments that are not a principal, columns and a ``query_id`` of
         at most 200 characters, a bug the first call of the caller reveals. ``query_id`` ties
-        Veil's audit record of any unmask to the query.
+        Veil's audit record of any unmask to the query. ``mask_ttl`` caps, for this call, the age
+        of a cached mask answer it reuses (as the client's own ``mask_ttl`` does for every call).
         """
         who = _as_principal(principal)
         wanted = [_as_column(c) for c in columns]
@@ -417,7 +422,7 @@ class VeilClient:
             for index, column in enumerate(wanted):
                 key = (who, column)
                 entry = self._cache.get(key)
-                if entry is not None and now < entry[0]:
+                if entry is not None and now < _reusable_until(entry, mask_ttl):
                     results[index] = entry[1]
                     continue
                 if entry is not None:
@@ -451,12 +456,13 @@ class VeilClient:
         columns: Iterable[Column | Sequence[str] | Mapping[str, str]],
         *,
         query_id: str = "",
+        mask_ttl: float | None = None,
     ) -> tuple[list[ColumnDecision], float]:
         """``decide``, and until when (on this client's clock) all of its answers may be reused:
         the earliest expiry among them, or now when any cannot be reused (degraded, a TTL of 0,
         the cache off). A data path that keeps a plan built from the answers keeps it no longer."""
         who = _as_principal(principal)
-        decisions = self.decide(who, columns, query_id=query_id)
+        decisions = self.decide(who, columns, query_id=query_id, mask_ttl=mask_ttl)
         now = self._clock()
         until = math.inf
         with self._lock:
@@ -464,7 +470,7 @@ class VeilClient:
                 entry = self._cache.get((who, decision.column))
                 if entry is None or entry[1] is not decision:
                     return decisions, now
-                until = min(until, entry[0])
+                until = min(until, _reusable_until(entry, mask_ttl))
         return decisions, until
 
     def data_path_settings(self, instance: str, database: str) -> dict[str, Any]:
@@ -594,7 +600,7 @@ class VeilClient:
                     if self._mask_ttl is None or not decision.masked
                     else min(decision.ttl_s, self._mask_ttl)
                 )
-                self._cache[key] = (sent_at + ttl, decision)
+                self._cache[key] = (sent_at + ttl, decision, sent_at)
                 self._cache.move_to_end(key)
             while len(self._cache) > self._cache_max:
                 self._cache.popitem(last=False)  # the oldest answer, the likeliest to be stale
@@ -976,6 +982,15 @@ def _event(
         "masked_columns": [_checked_column(c) for c in masked_columns],
         "row_count": row_count,
     }
+
+
+def _reusable_until(entry: tuple[float, ColumnDecision, float], mask_ttl: float | None) -> float:
+    """Until when a cache entry may be reused: its expiry, and for a mask no more than
+    ``mask_ttl`` after it was asked for."""
+    expires, decision, asked = entry
+    if mask_ttl is None or decision.masker is None:
+        return expires
+    return min(expires, asked + mask_ttl)
 
 
 def _checked_column(value: Column | Sequence[str] | Mapping[str, str]) -> dict[str, str]:

@@ -147,7 +147,7 @@ def test_a_grant_approved_meanwhile_shows_on_the_next_query(connect_as, live_vei
     from masking.models import Database
 
     clock = FakeClock()
-    client = live_veil.client(clock=clock, mask_ttl=1)
+    client = live_veil.client(clock=clock)  # Veil's ttl_s for masks: 10 s
     conn = connect_as("bob", client=client)
     raw = raw_rows(shop_db, EMAIL)
     assert masked_emails(conn.execute(EMAIL).fetchall(), raw)
@@ -162,7 +162,7 @@ def test_a_grant_approved_meanwhile_shows_on_the_next_query(connect_as, live_vei
         channel=Channel.WEB,
     )
     request_approve(request_id=request.pk, approver=people["erin"], channel=Channel.WEB)
-    clock.now += 1  # the mask answer's reuse is capped at mask_ttl (1 s)
+    clock.now += 1  # the data path re-asks a mask answer after 1 s (Enforcer.mask_ttl)
     assert conn.execute(EMAIL).fetchall() == raw
 
 

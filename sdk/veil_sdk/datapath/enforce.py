@@ -106,6 +106,7 @@ class Enforcer:
         guard_mode: str | None = None,
         request_url: str | None = None,
         catalog_ttl_s: float = 10.0,
+        mask_ttl: float | None = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if guard_mode is not None and guard_mode not in GUARD_MODES:
@@ -116,6 +117,9 @@ class Enforcer:
         self.instance = instance
         self.database = database
         self._guard_mode = guard_mode
+        self.mask_ttl = mask_ttl
+        """How old a cached mask answer may be before it is asked for again: a grant approved
+        meanwhile shows on the next query after that (None: Veil's ttl_s)."""
         self._clock = clock
         self._settings: tuple[float, str] = (-math.inf, "refuse")
         self.request_url = request_url or client.base_url + "/requests/new/"
@@ -423,6 +427,7 @@ class Check(_Resolution):
                 self.principal,  # type: ignore[arg-type]  # not None when anything is missing
                 [enforcer.column(s) for s in missing],
                 query_id=self.query_id,
+                mask_ttl=enforcer.mask_ttl,
             )
             self._until = min(self._until, until)
         else:
