@@ -31,6 +31,7 @@ from veil_sdk.proxy.config import Config, parse
 from veil_sdk.proxy.server import ProxyServer
 
 from tests.proxy import standin
+from tests.sdk.conftest import veil_url  # noqa: F401 - Veil's WSGI application on loopback
 
 SOURCE_DB = "h7_shop"
 ALICE_TOKEN = "veil_alice0000001_secret"
@@ -131,11 +132,11 @@ def login_server() -> Iterator[LoginServer]:
     server.stop()
 
 
-def proxy_config(veil_url: str, token: str, instances: dict[str, Any], **extra: Any) -> Config:
+def proxy_config(url: str, token: str, instances: dict[str, Any], **extra: Any) -> Config:
     return parse(
         {
             "listen": "127.0.0.1:0",
-            "veil": {"url": veil_url, "token": token, "timeout": 2},
+            "veil": {"url": url, "token": token, "timeout": 2},
             "instances": instances,
             "login": {"failure_delay": 0, "max_delay": 0},
             **extra,
@@ -171,9 +172,9 @@ def start_proxy() -> Iterator[Callable[..., RunningProxy]]:
     """Start proxies (each on its own event loop thread); all are stopped at teardown."""
     running: list[tuple[RunningProxy, threading.Thread]] = []
 
-    def start(config: Config) -> RunningProxy:
+    def start(config: Config, datapath: Any = standin, **options: Any) -> RunningProxy:
         loop = asyncio.new_event_loop()
-        server = ProxyServer(config, datapath=standin)
+        server = ProxyServer(config, datapath=datapath, **options)
         port = loop.run_until_complete(server.start())
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()

@@ -42,7 +42,7 @@ class Config:
     veil_url: str
     veil_token: str
     veil_timeout: float
-    guard_mode: str
+    guard_mode: str | None
     request_url: str | None
     instances: dict[str, Instance]
     max_message_bytes: int
@@ -104,8 +104,8 @@ def parse(data: Any, base: Path = Path()) -> Config:
         raise ConfigError("veil.url must be an http:// or https:// URL")
     token = _secret(veil, "veil.token", base, required=True)
     assert token is not None
-    guard_mode = _opt_str(veil, "veil.guard_mode") or "refuse"
-    if guard_mode not in ("refuse", "audit"):
+    guard_mode = _opt_str(veil, "veil.guard_mode")  # None: each project's setting in Veil
+    if guard_mode not in (None, "refuse", "audit"):
         raise ConfigError("veil.guard_mode must be 'refuse' or 'audit'")
     instances_data = _table(data, "instances")
     if not instances_data:
