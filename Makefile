@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: install run test lint typecheck bench test-deps
+.PHONY: install run test lint typecheck bench test-deps proxy-demo
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install --quiet uv==$(UV_VERSION)
@@ -16,6 +16,10 @@ install: $(UV)
 ## Install and run Veil on its embedded default (SQLite, no servers, demo data).
 run: install
 	bin/veil-dev
+
+## Next to `make run` (another terminal): a sample shop on the local PostgreSQL behind veil-proxy.
+proxy-demo: install
+	bin/proxy-demo
 
 # What the tests need beyond Python: the OpenID provider (npm), Chromium and pgbouncer (Debian).
 test-deps: install
