@@ -21,11 +21,12 @@ run: install
 proxy-demo: install
 	bin/proxy-demo
 
-# What the tests need beyond Python: the OpenID provider (npm), Chromium and pgbouncer (Debian).
+# What the tests need beyond Python: the OpenID provider (npm), Chromium, pgbouncer and promtool (Debian).
 test-deps: install
 	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	@command -v pgbouncer >/dev/null || (apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null)
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null)
 
 lint: install
 	.venv/bin/ruff check .

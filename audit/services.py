@@ -33,6 +33,7 @@ from audit.selectors import (
     last_sealed_ids,
     latest_boundary,
 )
+from shared.metrics import count_unmask_record
 
 logger = logging.getLogger(__name__)
 
@@ -170,19 +171,25 @@ def record_unmask_decisions(
     """One row holding every unmask answer of one decision request; returns its id once committed.
     Raises if it cannot be written; the caller must then answer mask (an unmask is never sent
     unrecorded). How the write is kept cheap: `audit.decision_log`."""
-    return write_decision_record(
-        (
-            timezone.now(),
-            service_account,
-            principal_type,
-            principal_id,
-            principal_name[:255],
-            query_id,
-            policy_version,
-            asserted_groups,
-            unmasked,
+    try:
+        record_id = write_decision_record(
+            (
+                timezone.now(),
+                service_account,
+                principal_type,
+                principal_id,
+                principal_name[:255],
+                query_id,
+                policy_version,
+                asserted_groups,
+                unmasked,
+            )
         )
-    )
+    except Exception:
+        count_unmask_record(written=False)
+        raise
+    count_unmask_record(written=True)
+    return record_id
 
 
 def record_access_events(*, service_account: str, events: list[dict[str, Any]]) -> int:

@@ -9,7 +9,7 @@ class VeilAdminConfig(AdminConfig):
 
 
 class ProjectConfig(AppConfig):
-    """The project itself: registers the configuration checks of `config.checks`."""
+    """The project itself: registers the configuration checks of `config.checks` and what metrics count."""
 
     name = "config"
     label = "veil_config"
@@ -17,3 +17,6 @@ class ProjectConfig(AppConfig):
 
     def ready(self) -> None:
         from config import checks  # noqa: F401  (registers the system checks)
+        from config.metrics import connect_signals
+
+        connect_signals()

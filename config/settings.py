@@ -8,6 +8,7 @@ the README's configuration table. Bad values fail fast with `ImproperlyConfigure
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -244,7 +245,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
 if envbool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 3600)
 X_FRAME_OPTIONS = "DENY"
 # Content-Security-Policy (django-csp): Veil's pages load only their own scripts, styles and images
@@ -399,6 +400,16 @@ if VEIL_PROXY_SSLMODE not in {"disable", "allow", "prefer", "require", "verify-c
     raise ImproperlyConfigured(f"VEIL_PROXY_SSLMODE must be a libpq sslmode, not {VEIL_PROXY_SSLMODE!r}")
 # Failed proxy logins written to the audit log per client address and minute; more are only counted.
 QUERY_LOGIN_FAILURES_RECORDED_PER_MINUTE = envint("QUERY_LOGIN_FAILURES_RECORDED_PER_MINUTE", 10)
+
+# GET /metrics (config/metrics.py) answers a scraper sending this bearer token, or connecting from one
+# of these networks (CIDRs, the connecting address only); with neither, nobody.
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = envlist("METRICS_ALLOWED_NETWORKS")
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r}: {_exc}") from _exc
 
 LOGGING = {
     "version": 1,

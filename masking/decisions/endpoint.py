@@ -40,6 +40,7 @@ from masking.decisions.request import parse_decision_request
 from masking.decisions.service import DecisionResult, decide_columns
 from shared import strict_json
 from shared.api import error_payload, validation_error_payload
+from shared.metrics import count_fail_closed_before_deciding
 
 logger = logging.getLogger(__name__)
 security_logger = logging.getLogger("django.security.DisallowedHost")
@@ -100,6 +101,7 @@ def answer_decisions(*, method: str, authorization: str, content_type: str, body
         if not isinstance(exc, DatabaseError):
             logger.exception("decision request failed before the engine ran; answering mask")
         if isinstance(columns, list) and 0 < len(columns) <= settings.DECISION_MAX_COLUMNS:
+            count_fail_closed_before_deciding(len(columns))
             return Reply(200, DecisionResult(None, [DEGRADED] * len(columns), 0.0).encode())
         return _error(503, "unavailable", "Veil cannot decide now; mask.")
 

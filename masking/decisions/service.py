@@ -8,6 +8,7 @@ mask with reason `degraded`. Nothing here raises to the caller.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from audit.services import record_unmask_decisions
 from masking.decisions.engine import DEGRADED, ColumnKey, Decision, json_default
 from masking.selectors import decision_caches
 from masking.services.catalog import DiscoveryBudget, catalog_record_discovered
+from shared.metrics import count_decision_request
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def decide_columns(
     `token_prefix` names the API token that asked: the columns it may add to the catalog as
     discoveries are bounded per token (`DiscoveryBudget`). Callers that are not a token's request
     (demo data, tests) pass None."""
+    started = time.perf_counter()
     now = timezone.now().timestamp()
     try:
         epochs = decision_caches.epochs()
@@ -100,10 +103,16 @@ def decide_columns(
             else None
         )
         _report_unknown_columns(columns, decisions, budget)
-        return DecisionResult(epochs.policy, decisions, now, record_id)
+        result = DecisionResult(epochs.policy, decisions, now, record_id)
     except Exception:
         logger.exception("decision failed; answering mask for all %d columns", len(columns))
-        return DecisionResult(None, [DEGRADED] * len(columns), now)
+        result = DecisionResult(None, [DEGRADED] * len(columns), now)
+    count_decision_request(
+        ((d.action, d.reason_kind) for d in result.decisions),
+        time.perf_counter() - started,
+        fail_closed=result.degraded,
+    )
+    return result
 
 
 _reported_unknown: set[ColumnKey] = set()
