@@ -191,14 +191,14 @@ class VeilCursorMixin:
     # --- psycopg's hook: called whenever a result becomes the current one ---------------------
 
     def _make_row_maker(self) -> RowMaker[Any]:
-        inner = super()._make_row_maker()  # type: ignore[misc]
         check = self._veil_check
-        if check is None:
-            return inner
-        if self._veil_planning:
+        if check is not None and self._veil_planning:
             # Inside execute(): the plan is made right after it returns, with the catalog lookups
             # it may need; until then no row may be made (none is, unless planning failed).
             return _unplanned
+        inner = super()._make_row_maker()  # type: ignore[misc]
+        if check is None:
+            return inner
         index = 0 if self._veil_index_fixed else self._iresult  # type: ignore[attr-defined]
         plans = self._veil_plans
         if index not in plans:
@@ -220,11 +220,6 @@ class VeilCursorMixin:
     def _veil_results(self) -> list[pq.abc.PGresult]:
         results = getattr(self, "_results", None) or []
         return [r for r in results if r.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE)]
-
-    def _veil_plan_fields(self, index: int, result: pq.abc.PGresult) -> Any:
-        check = self._veil_check
-        assert check is not None
-        return check.result(index, _fields(result))
 
 
 def _plan_offline(check: Check, index: int, result: pq.abc.PGresult | None) -> ResultPlan | None:
@@ -281,10 +276,13 @@ class _SyncVeilCursor(VeilCursorMixin):
             if result.nfields == 0:
                 continue
             key = 0 if self._veil_index_fixed else index
-            planning = self._veil_plan_fields(key, result)
-            while (lookup := planning.next_lookup()) is not None:
-                planning.feed(_run_lookup(conn, lookup))
-            plan = planning.plan()
+            fields = _fields(result)
+            plan = check.cached_plan(key, fields)
+            if plan is None:
+                planning = check.result(key, fields)
+                while (lookup := planning.next_lookup()) is not None:
+                    planning.feed(_run_lookup(conn, lookup))
+                plan = planning.plan()
             self._veil_plans[index if not self._veil_index_fixed else 0] = plan
             if plan is not None:
                 check.record(plan, result.ntuples)
@@ -404,10 +402,13 @@ class _AsyncVeilCursor(VeilCursorMixin):
             if result.nfields == 0:
                 continue
             key = 0 if self._veil_index_fixed else index
-            planning = self._veil_plan_fields(key, result)
-            while (lookup := planning.next_lookup()) is not None:
-                planning.feed(await _run_lookup_async(conn, lookup))
-            plan = await asyncio.to_thread(planning.plan)
+            fields = _fields(result)
+            plan = check.cached_plan(key, fields)
+            if plan is None:
+                planning = check.result(key, fields)
+                while (lookup := planning.next_lookup()) is not None:
+                    planning.feed(await _run_lookup_async(conn, lookup))
+                plan = await asyncio.to_thread(planning.plan)
             self._veil_plans[key] = plan
             if plan is not None:
                 check.record(plan, result.ntuples)

@@ -478,6 +478,14 @@ class Check(_Resolution):
 
     # --- results ------------------------------------------------------------------------------
 
+    def cached_plan(self, index: int, fields: Sequence[Field]) -> ResultPlan | None:
+        """The plan an earlier run of this statement made for a result of these fields, if it is
+        still good (a repeated query skips planning altogether)."""
+        memo = self.memo
+        if memo is None or not 0 <= index < len(self.statements):
+            return None
+        return memo.plans.get((id(self.effective(self.statements[index])), *fields))
+
     def result(self, index: int, fields: Sequence[Field]) -> Planning:
         """Plan the masking of the result of statement ``index`` (0-based, in the SQL's order)."""
         statement = self.effective(self.statements[index]) if 0 <= index < len(self.statements) else None
