@@ -115,8 +115,8 @@ class StateCollector(Collector):
         gave_up = (
             Notification.objects.filter(state=DeliveryState.FAILED).values("channel").annotate(n=Count("id"))
         )
-        for row in gave_up:
-            failing.add_metric([row["channel"], "gave_up"], row["n"])
+        for given_up in gave_up:
+            failing.add_metric([given_up["channel"], "gave_up"], given_up["n"])
         yield backlog
         yield oldest
         yield failing
