@@ -3,12 +3,15 @@ the proxy itself serving on loopback from a background thread, and Veil's login 
 
 The proxy runs in this process (its own event loop in a thread), so a test can reach its state
 (the stand-in enforcer's reports, the login checker's request count) without mocks; clients
-talk to it over real sockets.
+talk to it over real sockets. Where a live Veil runs (``veil_proxy``), people log in with real
+personal tokens checked by Veil's own ``/api/v1/query-logins``; the loopback stand-in of that
+operation (``LoginServer``) stays for the tests that need to control its answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -132,11 +135,34 @@ def login_server() -> Iterator[LoginServer]:
     server.stop()
 
 
-def proxy_config(url: str, token: str, instances: dict[str, Any], **extra: Any) -> Config:
+def personal_token(login: str) -> str:
+    """A person's token with the scope ``query``, made as an administrator makes one:
+    ``manage.py token create --user alice --name psql --scope query`` (printed once)."""
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command(
+        "token",
+        "create",
+        "--user",
+        login,
+        "--name",
+        "psql",
+        "--scope",
+        "query",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+    return out.getvalue().strip()
+
+
+def proxy_config(
+    url: str, token: str, instances: dict[str, Any], veil: dict[str, Any] | None = None, **extra: Any
+) -> Config:
     return parse(
         {
             "listen": "127.0.0.1:0",
-            "veil": {"url": url, "token": token, "timeout": 2},
+            "veil": {"url": url, "token": token, "timeout": 2, **(veil or {})},
             "instances": instances,
             "login": {"failure_delay": 0, "max_delay": 0},
             **extra,
@@ -202,6 +228,31 @@ def proxy(
         "sslmode": "disable",
     }
     return start_proxy(proxy_config(login_server.url, LoginServer.SERVICE_TOKEN, {"prod-pg": instance}))
+
+
+@pytest.fixture
+def veil_proxy(start_proxy: Callable[..., RunningProxy]) -> Callable[..., RunningProxy]:
+    """Start veil-proxy with the real data path in front of ``dbname`` on the test server (instance
+    ``prod-pg``), asking the live Veil at ``url`` (its service token ``token``: scopes
+    ``decisions`` and ``access-events``) about logins and decisions. ``client`` options (a test's
+    clock) go to the proxy's VeilClient; ``veil`` options (``guard_mode``) to its configuration."""
+
+    def start(
+        url: str,
+        token: str,
+        dbname: str,
+        *,
+        client: dict[str, Any] | None = None,
+        veil: dict[str, Any] | None = None,
+    ) -> RunningProxy:
+        from veil_sdk import VeilClient, datapath
+
+        instance = {**_server(), "databases": [dbname], "sslmode": "disable"}
+        config = proxy_config(url, token, {"prod-pg": instance}, veil)
+        veil_client = VeilClient(url, token, **{"timeout": 5, "flush_interval": 0.1, **(client or {})})
+        return start_proxy(config, datapath=datapath, veil_client=veil_client)
+
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """veil-proxy with the real data path (``veil_sdk.datapath``) and a real Veil (its WSGI application
-on loopback): decisions from Veil's catalog and policy, access events landing in Veil's audit.
-Logins still go through the loopback stand-in of the query-login operation."""
+on loopback): decisions from Veil's catalog and policy, access events landing in Veil's audit,
+logins with alice's personal token checked by Veil's /api/v1/query-logins."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from veil_sdk import VeilClient
 
-from tests.proxy.conftest import SOURCE_DB, LoginServer, RunningProxy, proxy_config
+from tests.proxy.conftest import SOURCE_DB, RunningProxy, personal_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -45,7 +44,7 @@ def veil_service(veil_url: str) -> dict[str, Any]:
         actor=SYSTEM,
         channel=Channel.CLI,
     )
-    make_user("alice", email="alice@example.com")
+    make_user("alice", email="alice@example.com", email_verified=True)
     _, token = make_token([Scope.DECISIONS, Scope.ACCESS_EVENTS], account_name="veil-proxy")
     decision_caches.clear()
     return {"url": veil_url, "token": token}
@@ -53,27 +52,19 @@ def veil_service(veil_url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def real_proxy(
-    veil_service: dict[str, Any],
-    source_db: dict[str, Any],
-    login_server: LoginServer,
-    start_proxy: Callable[..., RunningProxy],
+    veil_service: dict[str, Any], source_db: dict[str, Any], veil_proxy: Callable[..., RunningProxy]
 ) -> RunningProxy:
-    from veil_sdk import datapath
-
-    instance = {
-        "host": source_db["host"],
-        "port": source_db["port"],
-        "databases": [SOURCE_DB],
-        "user": source_db["user"],
-        "sslmode": "disable",
-    }
-    config = proxy_config(login_server.url, LoginServer.SERVICE_TOKEN, {"prod-pg": instance})
-    client = VeilClient(veil_service["url"], veil_service["token"], timeout=5, flush_interval=0.1)
-    return start_proxy(config, datapath=datapath, veil_client=client)
+    return veil_proxy(veil_service["url"], veil_service["token"], SOURCE_DB)
 
 
-def test_veil_decides_what_the_proxy_masks(real_proxy: RunningProxy) -> None:
-    with psycopg.connect(real_proxy.dsn(), autocommit=True) as conn:
+@pytest.fixture
+def alice_dsn(real_proxy: RunningProxy) -> str:
+    """Alice's connection string: her Veil login and her personal token."""
+    return real_proxy.dsn(user="alice@example.com", password=personal_token("alice"))
+
+
+def test_veil_decides_what_the_proxy_masks(alice_dsn: str) -> None:
+    with psycopg.connect(alice_dsn, autocommit=True) as conn:
         rows = conn.execute("SELECT id, name, email FROM customers ORDER BY id").fetchall()
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="cannot be used in WHERE"):
             conn.execute("SELECT id FROM customers WHERE email LIKE 'a%'")
@@ -87,10 +78,12 @@ def test_veil_decides_what_the_proxy_masks(real_proxy: RunningProxy) -> None:
     assert binary == (emails[0],)
 
 
-def test_each_query_lands_in_veils_audit_as_one_access_event(real_proxy: RunningProxy) -> None:
+def test_each_query_lands_in_veils_audit_as_one_access_event(
+    real_proxy: RunningProxy, alice_dsn: str
+) -> None:
     from audit.models import AccessEvent
 
-    with psycopg.connect(real_proxy.dsn(), autocommit=True) as conn:
+    with psycopg.connect(alice_dsn, autocommit=True) as conn:
         conn.execute("SELECT id, email FROM customers WHERE id < 3").fetchall()
     assert real_proxy.server.veil.flush(10)
 
