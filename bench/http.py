@@ -34,8 +34,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from bench import ROOT, SERVER_ENV, django_setup
+from bench import BENCH_DATABASE_URL, ROOT, SERVER_ENV, django_setup
 from bench.policy_fixture import Fixture, build
 from bench.timing import fmt_rate, table
 
@@ -254,6 +255,17 @@ class CpuMeter:
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
+        self.database = urlsplit(BENCH_DATABASE_URL).path.lstrip("/")
+
+    def _ours(self, entry: Path) -> bool:
+        """PostgreSQL's shared processes (WAL writer, checkpointer, autovacuum) and the bench
+        database's backends; not other people's sessions on other databases of the same server."""
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+        except OSError:
+            return False
+        client = len(title) >= 5 and ("(" in title[4] or title[4] == "[local]")
+        return not client or title[3] == self.database
 
     def _read(self) -> dict[str, Any]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -272,7 +284,7 @@ class CpuMeter:
             seconds = (int(rest[11]) + int(rest[12])) * self.TICK_S  # utime + stime
             if int(rest[1]) == self.server_pid:  # ppid: gunicorn's workers
                 sample["gunicorn"][entry.name] = seconds
-            elif comm == "postgres":
+            elif comm == "postgres" and self._ours(entry):
                 sample["postgres"][entry.name] = seconds
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         sample["wrk"] = children.ru_utime + children.ru_stime
@@ -290,7 +302,9 @@ class CpuMeter:
         for group in ("gunicorn", "postgres"):
             spent[group] = sum(t - before[group].get(pid, 0.0) for pid, t in after[group].items())
         out = {k: v / requests * 1e6 for k, v in spent.items() if k != "idle"}
+        out["others"] = out["machine"] - out["gunicorn"] - out["postgres"] - out["wrk"]
         out["idle_share"] = spent["idle"] / (spent["idle"] + spent["machine"])
+        out["load"] = os.getloadavg()[0]
         return out
 
 
@@ -328,7 +342,8 @@ def run_line(r: dict[str, Any]) -> str:
     return (
         f"{r['rps']:8.0f} req/s  p50 {r['p50'] / 1000:6.2f} ms  p99 {r['p99'] / 1000:6.2f} ms  "
         f"errors {r['errors']}  CPU/request {cpu['machine']:5.0f} µs (gunicorn {cpu['gunicorn']:.0f}, "
-        f"PostgreSQL {cpu['postgres']:.0f}, wrk {cpu['wrk']:.0f}), idle {cpu['idle_share']:.0%}"
+        f"PostgreSQL {cpu['postgres']:.0f}, wrk {cpu['wrk']:.0f}, other processes {cpu['others']:.0f}), "
+        f"idle {cpu['idle_share']:.0%}, load {cpu['load']:.2f}"
     )
 
 
@@ -529,6 +544,11 @@ def _verdict(runs: dict[str, list[dict[str, Any]]], recording: float) -> dict[st
                 "cpu_us": cpu,
                 "cpu_per_record_us": (cpu["veil"] - cpu["hank"]) / recording,
                 "idle": {name: runs[name][n]["cpu"]["idle_share"] for name in CPU_RUNS},
+                "others_share": {
+                    name: runs[name][n]["cpu"]["others"] / runs[name][n]["cpu"]["machine"]
+                    for name in CPU_RUNS
+                },
+                "load": [runs[name][n]["cpu"]["load"] for name in CPU_RUNS],
             }
         )
     out: dict[str, Any] = {
@@ -634,6 +654,13 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
             f"bare-commit and hank's query {cpu['bare'] / cpu['hank']:.2f}x bare; each unmask record costs "
             f"the machine {v['cpu_per_record_us']:.0f} µs in Veil ({recording:.0%} of the mix records), "
             f"{(cpu['commit'] - cpu['bare']) / recording:.0f} µs in bare-commit"
+        )
+        loads = [x for r in v["rounds"] for x in r["load"]]
+        others = [x for r in v["rounds"] for x in r["others_share"].values()]
+        print(
+            f"  machine load during the c=8 runs ({worker_class}): 1-minute load average {min(loads):.2f}-"
+            f"{max(loads):.2f} at their ends; processes other than the bench's took {min(others):.0%}-"
+            f"{max(others):.0%} of the machine's busy CPU"
         )
     print(f"  DecisionRecord rows written (Veil and bare-commit): {out['records']}")
     return {"rows": rows, "verdicts": verdicts, "best": out["workers"][0]}
