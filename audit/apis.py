@@ -198,14 +198,14 @@ def _filter(data: dict[str, Any], scope: AuditScope) -> AuditFilter:
         try:
             check_action(flt, "events", scope)
         except FilterError:
-            if not _known_action(flt.action):
+            if not known_action(flt.action):
                 raise
     except FilterError as exc:
         raise ValidationError({name: [exc.message] for name in exc.fields}) from exc
     return flt
 
 
-def _known_action(action: str) -> bool:
+def known_action(action: str) -> bool:
     """An event type Veil records (or a prefix of one), whether or not the log holds one yet."""
     if action.endswith(".") or "." not in action:
         prefix = action.rstrip(".")

@@ -18,6 +18,12 @@ EVENT_TYPES: Mapping[str, str] = {
     "audit.decisions_sealed": "Unmask decisions sealed into the log",
     "audit.exported": "Audit export written",
     "audit.archived": "Old events archived",
+    "audit.stream_created": "Audit stream added",
+    "audit.stream_updated": "Audit stream changed",
+    "audit.stream_disabled": "Audit stream disabled",
+    "audit.stream_enabled": "Audit stream enabled",
+    "audit.stream_replayed": "Audit stream replayed",
+    "audit.stream_deleted": "Audit stream removed",
 }
 
 

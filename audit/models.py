@@ -319,3 +319,48 @@ class FailureTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} from {self.source or '?'} x{self.count}"
+
+
+class StreamFormat(models.TextChoices):
+    VEIL = "veil", "Veil (JSON batch, Standard Webhooks signature)"
+    SPLUNK_HEC = "splunk_hec", "Splunk HTTP Event Collector"
+    DATADOG = "datadog", "Datadog logs"
+
+
+class AuditStream(models.Model):
+    """A destination the audit log is pushed to (a SIEM's collector, a webhook), in chain order.
+
+    `last_seq` is the cursor: every event the filter selects up to it was acknowledged by the
+    destination (2xx), so a destination that was down resumes right after it, with no gap and
+    nothing reordered. Secrets are stored encrypted with a key derived from VEIL_SIGNING_KEY
+    (`audit.streams.config`), never in clear. Admins configure streams through audited services
+    only (`audit.streams.services`): a stream is a place evidence goes.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    url = models.URLField(max_length=2000, help_text="Where the events are POSTed (https://).")
+    format = models.CharField(max_length=20, choices=StreamFormat.choices, default=StreamFormat.VEIL)
+    action = models.CharField(
+        max_length=64, blank=True, help_text="Only events of this type or prefix (`grant`, `request.`)."
+    )
+    project = models.CharField(max_length=64, blank=True, help_text="Only events of this project.")
+    secret = models.TextField(help_text="The signing secret, encrypted.")
+    auth_header = models.CharField(
+        max_length=64, blank=True, help_text="A header the destination authenticates with (`Authorization`)."
+    )
+    auth_value = models.TextField(blank=True, help_text="That header's value, encrypted.")
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    last_seq = models.BigIntegerField(default=0, help_text="Delivered through this event (the cursor).")
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed attempts.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backing off until.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

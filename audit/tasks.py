@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from audit import services
 from audit.exports import export_job_run, jobs_to_sweep
 from audit.failures import failure_tallies_fold
+from audit.streams.delivery import stream_deliver, streams_due
 from audit.verification import verification_run_execute, verification_run_scheduled
 
 
@@ -69,3 +71,22 @@ def fold_failures() -> int:
     failures into chained events. Idempotency key: the tally rows, deleted as they are folded.
     Returns how many events were appended."""
     return len(failure_tallies_fold())
+
+
+@shared_task(ignore_result=True)
+def deliver_streams() -> int:
+    """Every AUDIT_STREAM_INTERVAL_S (5 s): one `deliver_stream` task per destination with events
+    past its cursor, so a destination that hangs holds one worker, never the others' deliveries.
+    The messages expire after two intervals: busy workers do not pile up stale ones. Returns how
+    many were queued."""
+    due = streams_due()
+    for stream_id in due:
+        deliver_stream.apply_async((stream_id,), expires=2 * settings.AUDIT_STREAM_INTERVAL_S)
+    return len(due)
+
+
+@shared_task(ignore_result=True)
+def deliver_stream(stream_id: int) -> int:
+    """Send one destination what follows its cursor. Idempotency key: the cursor, moved under the
+    destination's row lock (FOR UPDATE SKIP LOCKED): a duplicate finds it locked or caught up."""
+    return stream_deliver(stream_id=stream_id)

@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.models import AuditEvent, AuditStream, ChainHead, Checkpoint
 from jitaccess.models import AccessRequest, DeliveryState, Notification
 from jitaccess.states import State
 from masking.models import Exemption, ExemptionKind
@@ -150,6 +150,30 @@ def _audit_state(now: Any) -> Iterator[Metric]:
             "When the last checkpoint was signed (Unix time)",
             value=checkpoint["signed_at"].timestamp(),
         )
+    yield from _stream_state(head)
+
+
+def _stream_state(head: int) -> Iterator[Metric]:
+    """Per audit stream: how far its cursor is behind the chain head, whether it is enabled (a
+    disabled one receives nothing until an operator enables it), and its failures in a row."""
+    behind = GaugeMetricFamily(
+        "veil_audit_stream_behind_events", "Audit events past the stream's cursor", labels=["stream"]
+    )
+    enabled = GaugeMetricFamily(
+        "veil_audit_stream_enabled", "1 if the audit stream is enabled, 0 if disabled", labels=["stream"]
+    )
+    failures = GaugeMetricFamily(
+        "veil_audit_stream_failures", "Consecutive failed deliveries to the audit stream", labels=["stream"]
+    )
+    for name, last_seq, on, failed in AuditStream.objects.values_list(
+        "name", "last_seq", "enabled", "failures"
+    ):
+        behind.add_metric([name], max(head - last_seq, 0))
+        enabled.add_metric([name], 1 if on else 0)
+        failures.add_metric([name], failed)
+    yield behind
+    yield enabled
+    yield failures
 
 
 def exposition() -> bytes:

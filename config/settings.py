@@ -440,10 +440,33 @@ AUDIT_ARCHIVE_DIR = Path(env("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive")
 # copies outside the database that `audit verify` holds the chain to (audit/published.py).
 AUDIT_CHECKPOINT_PATH = env("AUDIT_CHECKPOINT_PATH")
 AUDIT_CHECKPOINT_WEBHOOK_URL = env("AUDIT_CHECKPOINT_WEBHOOK_URL")
+# Audit streams (audit/streams/): beat offers every enabled destination its new events this often;
+# a failed batch is retried after RETRY_BASE_S, doubling up to RETRY_MAX_S, and the destination is
+# disabled (and that audited) after MAX_FAILURES consecutive failures. Destinations must resolve to
+# public addresses over https, unless they lie in ALLOWED_NETWORKS (CIDRs; http allowed there too).
+AUDIT_STREAM_INTERVAL_S = envint("AUDIT_STREAM_INTERVAL_S", 5)
+AUDIT_STREAM_BATCH_SIZE = envint("AUDIT_STREAM_BATCH_SIZE", 100)
+AUDIT_STREAM_TIMEOUT_S = envint("AUDIT_STREAM_TIMEOUT_S", 10)
+AUDIT_STREAM_RETRY_BASE_S = envint("AUDIT_STREAM_RETRY_BASE_S", 5)
+AUDIT_STREAM_RETRY_MAX_S = envint("AUDIT_STREAM_RETRY_MAX_S", 3600)
+AUDIT_STREAM_MAX_FAILURES = envint("AUDIT_STREAM_MAX_FAILURES", 20)
+AUDIT_STREAM_ALLOWED_NETWORKS = envlist("AUDIT_STREAM_ALLOWED_NETWORKS")
+for _network in AUDIT_STREAM_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"AUDIT_STREAM_ALLOWED_NETWORKS: {_network!r}: {_exc}") from _exc
+for _name in ("INTERVAL_S", "BATCH_SIZE", "TIMEOUT_S", "MAX_FAILURES", "RETRY_BASE_S", "RETRY_MAX_S"):
+    if globals()[f"AUDIT_STREAM_{_name}"] < 1:
+        raise ImproperlyConfigured(f"AUDIT_STREAM_{_name} must be at least 1")
 CELERY_BEAT_SCHEDULE |= {
     "audit-seal-decisions": {"task": "audit.tasks.seal_decisions", "schedule": float(AUDIT_SEAL_INTERVAL_S)},
     "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S)},
     "audit-run-pending-exports": {"task": "audit.tasks.run_pending_exports", "schedule": 60.0},
     "audit-verify-log": {"task": "audit.tasks.verify_log", "schedule": 86400.0},
     "audit-fold-failures": {"task": "audit.tasks.fold_failures", "schedule": float(AUDIT_FAILURE_WINDOW_S)},
+    "audit-deliver-streams": {
+        "task": "audit.tasks.deliver_streams",
+        "schedule": float(AUDIT_STREAM_INTERVAL_S),
+    },
 }

@@ -9,6 +9,8 @@ audit seal | audit checkpoint     run the periodic tasks' work once
 audit public-key                  the key auditors check manifests with
 audit db-roles --runtime ROLE [--owner ROLE] [--apply]
                                   the runtime role's grants (append-only audit tables: no UPDATE/DELETE)
+audit streams list|add|disable|enable|replay|rotate-secret|remove
+                                  destinations the log is streamed to (audit/streams/cli.py)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from audit.models import Channel, ExportFormat
 from audit.published import PublishedCheckpointError, read_published
 from audit.reports import REPORTS
 from audit.selectors import verify_chain
+from audit.streams import cli as streams_cli
 
 
 def _add_filters(parser: CommandParser) -> None:
@@ -92,7 +95,10 @@ class _Progress:
 
 
 class Command(BaseCommand):
-    help = "Audit log tools: verify, export, verify-export, report, archive, seal, checkpoint, public-key."
+    help = (
+        "Audit log tools: verify, export, verify-export, report, archive, seal, checkpoint, public-key, "
+        "streams."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True)
@@ -150,6 +156,7 @@ class Command(BaseCommand):
         roles.add_argument(
             "--apply", action="store_true", help="Run the statements now (as the owner or a superuser)."
         )
+        streams_cli.add_arguments(sub)
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, f"_{options['subcommand'].replace('-', '_')}")
@@ -294,6 +301,9 @@ class Command(BaseCommand):
             f"applied {len(statements)} statements: {runtime} owns nothing, and cannot change or "
             "delete the append-only tables"
         )
+
+    def _streams(self, options: dict[str, Any]) -> None:
+        streams_cli.handle(options, self.stdout.write)
 
     def _public_key(self, options: dict[str, Any]) -> None:
         key = signing.current_key()
