@@ -106,7 +106,7 @@ def summary(results: dict[str, Any]) -> list[list[str]]:
 
         def low_high(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
             values = [r[key] * scale for r in v["rounds"]]
-            return f"{fmt.format(min(values))}-{fmt.format(max(values))}" if n > 1 else ""
+            return f"({fmt.format(min(values))} to {fmt.format(max(values))})" if n > 1 else ""
 
         rows.append(
             [

@@ -552,7 +552,9 @@ def _verdict(runs: dict[str, list[dict[str, Any]]], recording: float) -> dict[st
             }
         )
     out: dict[str, Any] = {
-        k: _median([r[k] for r in rounds]) for k in rounds[0] if k not in ("cpu_us", "idle")
+        k: _median([r[k] for r in rounds])
+        for k in rounds[0]
+        if k not in ("cpu_us", "idle", "others_share", "load")
     }
     out["cpu_us"] = {name: _median([r["cpu_us"][name] for r in rounds]) for name in CPU_RUNS}
     out["rounds"] = rounds
@@ -568,13 +570,13 @@ def _verdict(runs: dict[str, list[dict[str, Any]]], recording: float) -> dict[st
     return out
 
 
-def _spread(v: dict[str, Any], key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+def _spread(v: dict[str, Any], key: str, scale: float = 1.0, fmt: str = "{:.2f}x") -> str:
     """'median (min-max over N rounds)', or the one figure when there was one round."""
     values = [r[key] * scale for r in v["rounds"]]
     if len(values) == 1:
         return fmt.format(values[0])
     low, high = min(values), max(values)
-    return f"{fmt.format(v[key] * scale)} ({fmt.format(low)}-{fmt.format(high)}, {len(values)} rounds)"
+    return f"{fmt.format(v[key] * scale)} ({fmt.format(low)} to {fmt.format(high)}, {len(values)} rounds)"
 
 
 def summarize(out: dict[str, Any]) -> dict[str, Any]:
@@ -629,21 +631,21 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
     for worker_class, v in verdicts.items():
         met = {k: "met" if ok else "MISSED" for k, ok in v["met"].items()}
         print(
-            f"  c=8 ({worker_class}): the mix {_spread(v, 'rps', fmt='{:.0f}')} req/s vs bare-commit "
-            f"{_spread(v, 'commit_rps', fmt='{:.0f}')} = {_spread(v, 'commit_ratio')}x "
-            f"(goal >= {GOAL_COMMIT_RATIO}x: {met['commit_ratio']}), p99 {_spread(v, 'p99', 1000)} ms "
-            f"(goal < 10 ms: {met['p99']})"
+            f"  c=8 ({worker_class}): the mix {_spread(v, 'rps', fmt='{:.0f} req/s')} vs bare-commit "
+            f"{_spread(v, 'commit_rps', fmt='{:.0f} req/s')} = {_spread(v, 'commit_ratio')} "
+            f"(goal >= {GOAL_COMMIT_RATIO}x: {met['commit_ratio']}), "
+            f"p99 {_spread(v, 'p99', 1000, '{:.2f} ms')} (goal < 10 ms: {met['p99']})"
         )
         print(
             f"  c=8 ({worker_class}): hank's query (nothing to record) "
-            f"{_spread(v, 'no_record_rps', fmt='{:.0f}')} req/s vs bare "
-            f"{_spread(v, 'bare_rps', fmt='{:.0f}')} = {_spread(v, 'no_record_ratio')}x "
+            f"{_spread(v, 'no_record_rps', fmt='{:.0f} req/s')} vs bare "
+            f"{_spread(v, 'bare_rps', fmt='{:.0f} req/s')} = {_spread(v, 'no_record_ratio')} "
             f"(goal >= {GOAL_NO_RECORD_RATIO}x: {met['no_record_ratio']}), p99 "
-            f"{_spread(v, 'no_record_p99', 1000)} ms (goal < 10 ms: {met['no_record_p99']})"
+            f"{_spread(v, 'no_record_p99', 1000, '{:.2f} ms')} (goal < 10 ms: {met['no_record_p99']})"
         )
         print(
-            f"  c=8 ({worker_class}): the mix vs bare {_spread(v, 'ratio')}x (reference); bare-commit p99 "
-            f"{_spread(v, 'commit_p99', 1000)} ms; Django's floor (GET /healthz through the same "
+            f"  c=8 ({worker_class}): the mix vs bare {_spread(v, 'ratio')} (reference); bare-commit p99 "
+            f"{_spread(v, 'commit_p99', 1000, '{:.2f} ms')}; Django's floor (GET /healthz through the same "
             f"middleware) {v['django_rps']:.0f} req/s = {v['django_ratio']:.2f}x bare"
         )
         cpu = v["cpu_us"]
@@ -659,7 +661,7 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
         others = [x for r in v["rounds"] for x in r["others_share"].values()]
         print(
             f"  machine load during the c=8 runs ({worker_class}): 1-minute load average {min(loads):.2f}-"
-            f"{max(loads):.2f} at their ends; processes other than the bench's took {min(others):.0%}-"
+            f"{max(loads):.2f} at their ends; processes other than the bench's took {min(others):.0%} to "
             f"{max(others):.0%} of the machine's busy CPU"
         )
     print(f"  DecisionRecord rows written (Veil and bare-commit): {out['records']}")
