@@ -78,7 +78,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 receiver._handle(self)
 
             def log_message(self, *args: Any) -> None:
@@ -122,7 +122,7 @@ class Receiver:
             self.released.wait(30)
             return 200, ""
         if self.mode == "slow":
-            time.sleep(0.05)  # so that overlapping senders would overlap here
+            time.sleep(0.1)  # so that senders not kept apart would overlap here
         headers = {k.lower(): v for k, v in headers.items()}
         try:
             verify_request(self.secret, headers, body)
