@@ -11,9 +11,11 @@ callers describe actors and targets with plain values.
 from __future__ import annotations
 
 import pgtrigger
-from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models.functions import Cast, Upper
+
+from audit.indexes import PostgresGinIndex
 
 
 class Channel(models.TextChoices):
@@ -64,9 +66,11 @@ class AuditEvent(models.Model):
             # The search filters (person, role, instance, database, column) match substrings,
             # case-insensitively, in these four texts; a value found nowhere would otherwise read
             # the whole log. Trigram indexes (pg_trgm) on exactly the expressions `icontains`
-            # compiles to. PostgreSQL only: migration 0005 skips them elsewhere.
+            # compiles to. PostgreSQL only (audit.indexes).
             *(
-                GinIndex(OpClass(Upper(expression), name="gin_trgm_ops"), name=f"auditevent_{label}_trgm")
+                PostgresGinIndex(
+                    OpClass(Upper(expression), name="gin_trgm_ops"), name=f"auditevent_{label}_trgm"
+                )
                 for label, expression in (
                     ("detail", Cast("detail", models.TextField())),
                     ("actor_id", "actor_id"),

@@ -4,7 +4,8 @@ pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner may create
 needed. The indexes are built CONCURRENTLY, so upgrading a deployment with a long log does not
 stop audited actions from writing events meanwhile; hence a non-atomic migration. Elsewhere
 (SQLite, the embedded default) they are recorded in the migration state and not built: the demo's
-log is small enough to scan.
+log is small enough to scan. `audit.indexes.PostgresGinIndex` keeps SQLite's table rebuilds in
+later migrations from re-creating them.
 """
 
 import django.contrib.postgres.indexes
@@ -12,6 +13,8 @@ import django.db.models.functions.comparison
 import django.db.models.functions.text
 from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
 from django.db import migrations, models
+
+import audit.indexes
 
 
 class AddIndexConcurrentlyOnPostgreSQL(AddIndexConcurrently):
@@ -29,7 +32,7 @@ class AddIndexConcurrentlyOnPostgreSQL(AddIndexConcurrently):
 def _upper_trgm(expression, label):
     return AddIndexConcurrentlyOnPostgreSQL(
         model_name="auditevent",
-        index=django.contrib.postgres.indexes.GinIndex(
+        index=audit.indexes.PostgresGinIndex(
             django.contrib.postgres.indexes.OpClass(
                 django.db.models.functions.text.Upper(expression), name="gin_trgm_ops"
             ),
