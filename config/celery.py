@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, worker_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -20,3 +20,12 @@ def refuse_unsafe_production(**kwargs: Any) -> None:
     from config.checks import refuse_unsafe_production
 
     refuse_unsafe_production(names=("VEIL_SIGNING_KEY",))
+
+
+@worker_ready.connect
+def announce_ready(**kwargs: Any) -> None:
+    """`bin/veil-dev` prints its banner once the worker consumes: VEIL_WORKER_READY_FILE tells it."""
+    path = os.environ.get("VEIL_WORKER_READY_FILE")
+    if path:
+        with open(path, "w") as ready:
+            ready.write(str(os.getpid()))

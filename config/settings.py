@@ -290,8 +290,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: Redis when REDIS_URL is set, otherwise kombu's filesystem transport (no server needed).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
+# Its URL names a host (ignored) because kombu warns "No hostname was supplied" on every connection.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://localhost/")
+if CELERY_BROKER_URL.startswith("filesystem://"):
     broker_dir = VAR_DIR / "celery-broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(broker_dir),

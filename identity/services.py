@@ -133,9 +133,11 @@ def token_create(
     created_by: User | None,
     channel: str,
     expires_at: datetime | None = None,
+    plaintext: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a service-account token and return it with its plaintext, which is never stored or
-    shown again."""
+    shown again. `plaintext` is for the demo's published token only (`jitaccess.demo`); anything
+    else gets a fresh random one."""
     scope_list = _checked_scopes(scopes, Scope.values)
     if not service_account.is_active:
         raise TokenError(f"service account {service_account.name} is deactivated", field="service_account")
@@ -147,6 +149,7 @@ def token_create(
         channel=channel,
         expires_at=expires_at,
         detail={"service_account": service_account.name},
+        parts=split_token(plaintext) if plaintext is not None else None,
     )
 
 
@@ -198,8 +201,9 @@ def _token_insert(
     channel: str,
     expires_at: datetime | None,
     detail: dict[str, Any],
+    parts: tuple[str, str] | None = None,
 ) -> tuple[ApiToken, str]:
-    prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    prefix, secret = parts or (secrets.token_hex(6), secrets.token_urlsafe(32))
     token = ApiToken.objects.create(
         **holder,
         name=name,

@@ -5,6 +5,7 @@ Idempotent: running it again changes nothing (passwords are set only when a user
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,9 +15,18 @@ from guardian.shortcuts import assign_perm
 
 from audit.models import Channel
 from audit.services import SYSTEM
-from identity.models import Role, ServiceAccount, User
+from identity.models import ApiToken, Role, ServiceAccount, User
+from identity.models import Scope as TokenScope
+from identity.services import hash_secret, split_token, token_create
 from jitaccess.approval_policies import approval_policy_save
-from jitaccess.models import AccessRequest, ApprovalPolicy, ProjectAccessSettings
+from jitaccess.models import (
+    AccessRequest,
+    ApprovalPolicy,
+    DeliveryState,
+    Notification,
+    NotificationChannel,
+    ProjectAccessSettings,
+)
 from jitaccess.services import Scope, request_approve, request_create, request_deny
 from masking.decisions.engine import FULL_MASK, ColumnKey
 from masking.decisions.service import decide_columns
@@ -26,6 +36,12 @@ from masking.services.catalog import catalog_upsert
 from masking.services.policy import exemption_create, rule_save
 
 DEMO_PASSWORD = "veil-demo"  # noqa: S105 - demo-only, printed by the quick start
+# A decision-API token as public as the password: `make run` prints it with a curl and an SDK
+# command, and the home page shows it to those who manage tokens, so the API is one paste away.
+# Only demo_data creates it (refused with DEBUG=0 unless --allow-public-passwords); revoking it in
+# the Service accounts page ends it for good (demo_data never re-creates a revoked one).
+DEMO_TOKEN = "veil_demo_veil-demo-public-decisions-token"  # noqa: S105 - demo-only, published
+DEMO_CLIENT_ACCOUNT = "demo-client"
 
 SEMANTIC_TYPES = [
     ("email", "Email address", {"type": "email"}),
@@ -35,6 +51,9 @@ SEMANTIC_TYPES = [
     ("card-number", "Card number", {"type": "show_last", "n": 4, "substitution": "*"}),
     ("address", "Postal address", dict(FULL_MASK)),
     ("ip-address", "IP address", {"type": "md5", "salt": "demo-salt"}),
+    # Support notes are free text with customers' emails, phone numbers and cards typed into them:
+    # the data-access layer replaces those (`<EMAIL>`, `<PHONE>`...) and keeps the rest readable.
+    ("free-text", "Free text with personal data in it", {"type": "redact_text"}),
 ]
 
 # table -> [(column, type, level, semantic type)]
@@ -67,7 +86,7 @@ SHOP_TABLES: dict[str, list[tuple[str, str, int | None, str | None]]] = {
     "support_notes": [
         ("id", "bigint", L.INTERNAL, None),
         ("customer_id", "bigint", L.INTERNAL, None),
-        ("body", "text", None, None),
+        ("body", "text", L.RESTRICTED, "free-text"),
     ],
 }
 
@@ -172,6 +191,7 @@ def load_demo_data() -> list[str]:
     ServiceAccount.objects.get_or_create(
         name="sql-proxy", defaults={"description": "The SQL proxy in front of prod-pg"}
     )
+    _load_demo_token()
     _load_policy(projects["shop"])
     # Security's on-call may break the glass in the shop (erin and admin are in that role).
     oncall, _ = ProjectAccessSettings.objects.get_or_create(
@@ -242,6 +262,7 @@ def _load_requests(shop: Project) -> None:
         reason="Use the last four digits in the support tool",
         channel=Channel.WEB,
     )
+    _not_announced(granted, denied)
     request_create(
         requester=alice,
         scope=Scope(prod_shop, "public", "orders", ("shipping_address",)),
@@ -249,6 +270,60 @@ def _load_requests(shop: Project) -> None:
         reason="Courier reports wrong addresses (OPS-210)",
         channel=Channel.WEB,
     )
+
+
+def _not_announced(*history: AccessRequest) -> None:
+    """The demo's past requests are history: with Slack (or email) configured, nothing is posted for
+    them (an approval message for a request already decided, then its update at once, is noise in a
+    real channel). Their outbox rows are marked skipped in the transaction that wrote them, so no
+    worker ever claims them; the web inbox keeps its entries. The request still pending is announced."""
+    Notification.objects.filter(request__in=history, state=DeliveryState.PENDING).exclude(
+        channel=NotificationChannel.WEB
+    ).update(state=DeliveryState.SKIPPED, last_error="demo history: not announced")
+
+
+def _load_demo_token() -> None:
+    account, _ = ServiceAccount.objects.get_or_create(
+        name=DEMO_CLIENT_ACCOUNT,
+        defaults={"description": "The demo's API client; its token is public (printed by make run)"},
+    )
+    prefix, _ = split_token(DEMO_TOKEN) or ("", "")
+    if not ApiToken.objects.filter(prefix=prefix).exists():
+        token_create(
+            service_account=account,
+            name="demo (public)",
+            scopes=[TokenScope.DECISIONS, TokenScope.ACCESS_EVENTS],
+            created_by=None,
+            channel=Channel.CLI,
+            plaintext=DEMO_TOKEN,
+        )
+
+
+def try_the_api(site_url: str) -> list[str]:
+    """The commands that try the decision API with the demo's token, ready to paste (printed by
+    demo_data, shown on administrators' home page): alice's grant unmasks customers.email."""
+    column = {"instance": "prod-pg", "database": "shop", "schema": "public", "table": "customers"}
+    body = {
+        "principal": {"user": "alice"},
+        "columns": [{**column, "column": "email"}, {**column, "column": "phone"}],
+    }
+    return [
+        f"curl -s {site_url}/api/v1/decisions -H 'Authorization: Bearer {DEMO_TOKEN}' "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'",
+        f".venv/bin/python sdk/examples/mask_query.py --url {site_url} --token {DEMO_TOKEN}",
+    ]
+
+
+def demo_token_live() -> bool:
+    """Whether the demo's public token works (demo data loaded, token neither revoked nor its
+    account deactivated); read only, unlike `token_authenticate`, which records a use."""
+    prefix, secret = split_token(DEMO_TOKEN) or ("", "")
+    return ApiToken.objects.filter(
+        prefix=prefix,
+        key_hash=hash_secret(secret),
+        revoked_at__isnull=True,
+        service_account__is_active=True,
+    ).exists()
 
 
 RULES = [

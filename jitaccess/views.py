@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -27,6 +28,7 @@ from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess import delivery, selectors, services
+from jitaccess.demo import DEMO_TOKEN, demo_token_live, try_the_api
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
 from jitaccess.formatting import duration_label, moment_label
 from jitaccess.forms import (
@@ -86,6 +88,11 @@ def home(request: HttpRequest) -> HttpResponse:
         "undelivered": undelivered,
         "undelivered_total": sum(undelivered.values()),
         "now": timezone.now(),
+        # The demo's public API token and the commands that use it, for whoever manages tokens.
+        "demo_api": try_the_api(settings.SITE_URL)
+        if user.has_perm("identity.add_apitoken") and demo_token_live()
+        else [],
+        "demo_token": DEMO_TOKEN,
     }
     return render(request, "jitaccess/home.html", context)
 

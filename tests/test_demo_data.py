@@ -73,3 +73,39 @@ def test_the_demo_has_unmask_records_and_someone_who_may_break_the_glass():
     }
     assert roles & role_names_of_user(User.objects.get(username="erin"))
     assert not roles & role_names_of_user(User.objects.get(username="alice"))
+
+
+def test_the_demo_token_answers_the_printed_commands_and_stays_revoked(client, settings, capsys):
+    """`make run` prints the demo's public token with a curl command; the token decides, and once an
+    administrator revokes it, loading the demo again neither re-creates it nor prints it."""
+    from identity.models import ApiToken
+    from identity.services import token_revoke
+    from jitaccess.demo import DEMO_TOKEN
+
+    settings.SITE_URL = "http://veil.test"
+    call_command("demo_data", allow_public_passwords=True)
+    printed = capsys.readouterr().out
+    assert f"curl -s http://veil.test/api/v1/decisions -H 'Authorization: Bearer {DEMO_TOKEN}'" in printed
+    body = printed.split("-d '", 1)[1].split("'", 1)[0]
+
+    answer = client.post(
+        "/api/v1/decisions", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {DEMO_TOKEN}"
+    )
+    assert answer.status_code == 200, answer.content
+    email, phone = answer.json()["decisions"]
+    assert (email["action"], email["reason"]["kind"], phone["action"]) == ("unmask", "grant", "mask")
+
+    token_revoke(token=ApiToken.objects.get(prefix="demo"), revoked_by=None, channel="cli")
+    call_command("demo_data", allow_public_passwords=True)
+    assert DEMO_TOKEN not in capsys.readouterr().out
+    assert ApiToken.objects.filter(prefix="demo").count() == 1
+
+
+def test_the_home_page_shows_the_demo_token_to_token_managers_only(client):
+    from jitaccess.demo import DEMO_TOKEN
+
+    call_command("demo_data", allow_public_passwords=True)
+    client.force_login(User.objects.get(username="admin"))
+    assert DEMO_TOKEN in client.get("/").content.decode()
+    client.force_login(User.objects.get(username="alice"))
+    assert DEMO_TOKEN not in client.get("/").content.decode()

@@ -53,26 +53,75 @@ def test_quick_start_serves_the_login_page_on_the_embedded_default(tmp_path):
         start_new_session=True,
     )
     try:
-        printed = []
-        deadline = time.monotonic() + 120
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            printed.append(line)
-            if "Starting development server" in line:
-                break
-        output = "".join(printed)
-        assert f"Veil is running at http://127.0.0.1:{port}/" in output, output
-        assert "alice / veil-demo" in output
-        page = _get_with_retries(f"http://127.0.0.1:{port}/login/")
-        assert "Sign in to Veil" in page
+        output = _until_ready(proc)
+        # The banner is last: after Django's and Celery's, once the server accepts connections.
+        banner = output[output.index(f"Veil is running at http://127.0.0.1:{port}/") :]
+        assert output.index("Starting development server") < output.index(banner), output
+        assert output.index("[queues]") < output.index(banner), output
+        assert "No hostname was supplied" not in output, "kombu's warning, once per connection"
+        for person in ("alice", "bob", "carol", "dave", "erin", "admin"):
+            assert f"{person} / veil-demo" in banner
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=10) as response:
+            assert "Sign in to Veil" in response.read().decode(), "the banner came before the server"
         assert (tmp_path / "var" / "veil.sqlite3").exists(), "the embedded default is SQLite"
         _alice_sees_her_demo_grant(tmp_path, port)
+        _the_printed_commands_work(banner, tmp_path)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        # Ctrl-C, as a terminal sends it to the foreground process group: the script returns only
+        # once the server and the worker (with its pool and beat) have stopped.
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    assert _alive_in_group(proc.pid) == [], "nothing of the group outlives the script"
+
+
+def _alive_in_group(pgid: int) -> list[str]:
+    """The command lines of the group's processes still running (zombies, which the system reaps
+    once their parent is gone, have stopped)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append((stat.parent / "cmdline").read_text().replace("\0", " "))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return alive
+
+
+def _until_ready(proc: subprocess.Popen[str]) -> str:
+    printed = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        printed.append(line)
+        if "Press Ctrl-C to stop." in line:
+            break
+    return "".join(printed)
+
+
+def _the_printed_commands_work(banner: str, tmp_path: Path) -> None:
+    """A newcomer pastes the curl and SDK commands of the banner as they are, with the demo's token."""
+    commands = [line.strip() for line in banner.splitlines() if line.strip().startswith(("curl ", ".venv/"))]
+    assert len(commands) == 2, banner
+    curl, sdk = (
+        subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=_embedded_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for command in commands
+    )
+    assert curl.returncode == 0, curl.stderr
+    email, phone = json.loads(curl.stdout)["decisions"]
+    assert (email["action"], email["reason"]["kind"], phone["action"]) == ("unmask", "grant", "mask")
+    assert sdk.returncode == 0, sdk.stdout + sdk.stderr
+    assert "Access event delivered." in sdk.stdout
 
 
 def _alice_sees_her_demo_grant(tmp_path: Path, port: int) -> None:
@@ -108,18 +157,6 @@ def _alice_sees_her_demo_grant(tmp_path: Path, port: int) -> None:
     assert (email["action"], email["reason"]["kind"]) == ("unmask", "grant"), answer
     assert phone["action"] == "mask", answer
     assert answer["record_id"] >= 1
-
-
-def _get_with_retries(url: str) -> str:
-    last: Exception | None = None
-    for _ in range(50):
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-                return response.read().decode()
-        except OSError as exc:
-            last = exc
-            time.sleep(0.2)
-    raise AssertionError(f"{url} never answered: {last}")
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):

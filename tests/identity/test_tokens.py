@@ -104,6 +104,11 @@ def test_creation_and_revocation_are_audited(shop):
     assert AuditEvent.objects.get(action="token.created").detail["scopes"] == ["decisions"]
 
 
+def test_cli_list_says_when_there_are_no_tokens(capsys):
+    call_command("token", "list")
+    assert capsys.readouterr().out.strip() == "no tokens (create one with `token create`)"
+
+
 def test_cli_prints_the_token_once_and_refuses_bad_scopes(capsys):
     call_command(
         "token",

@@ -98,7 +98,10 @@ class Command(BaseCommand):
         return people[0]
 
     def _list(self, options: dict[str, Any]) -> None:
-        for token in ApiToken.objects.select_related("service_account", "user"):
+        tokens = list(ApiToken.objects.select_related("service_account", "user"))
+        if not tokens:
+            self.stdout.write("no tokens (create one with `token create`)")
+        for token in tokens:
             state = "revoked" if token.revoked_at else "active"
             self.stdout.write(
                 f"{token.prefix}  {token.holder_name}/{token.name}  {','.join(token.scopes)}  "

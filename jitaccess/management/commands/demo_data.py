@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jitaccess.demo import DEMO_PASSWORD, load_demo_data
+from jitaccess.demo import DEMO_PASSWORD, DEMO_TOKEN, demo_token_live, load_demo_data, try_the_api
 
 
 class Command(BaseCommand):
@@ -32,3 +32,7 @@ class Command(BaseCommand):
             )
         usernames = load_demo_data()
         self.stdout.write(f"demo data ready; users {', '.join(usernames)} (password {DEMO_PASSWORD!r})")
+        if demo_token_live():
+            self.stdout.write(f"\nTry the decision API with the demo's public token {DEMO_TOKEN}:")
+            for command in try_the_api(settings.SITE_URL):
+                self.stdout.write(f"  {command}")
