@@ -26,18 +26,26 @@ class DeliveryError(Exception):
 def post(target: Target, *, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
     """POST `body`; return when the destination answered 2xx, else raise DeliveryError saying why
     (no secret: headers are never quoted)."""
-    pool_class = urllib3.HTTPSConnectionPool if target.scheme == "https" else urllib3.HTTPConnectionPool
-    tls = (
-        {"server_hostname": target.host, "assert_hostname": target.host, "cert_reqs": "CERT_REQUIRED"}
-        if target.scheme == "https"
-        else {}
-    )
     timeout = urllib3.Timeout(total=timeout_s)
+    pool: urllib3.HTTPConnectionPool
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            target.address,
+            target.port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(
+            target.address, target.port, timeout=timeout, retries=False, maxsize=1
+        )
     all_headers = {"Host": target.host_header, "User-Agent": USER_AGENT, **headers}
     try:
-        with pool_class(
-            target.address, target.port, timeout=timeout, retries=False, maxsize=1, **tls
-        ) as pool:
+        with pool:
             response = pool.urlopen(
                 "POST",
                 target.path,
