@@ -1,7 +1,10 @@
 """Ask Veil how to return a few columns to someone, mask some rows locally, print them and report
 the query, as a data-access layer would.
 
-    python sdk/examples/mask_query.py --url http://localhost:8000 --token veil_xxxx_yyyy
+    .venv/bin/python sdk/examples/mask_query.py --url http://localhost:8000 --token veil_xxxx_yyyy
+
+Any Python 3.10+ runs it too: the SDK is standard library only, and a checkout's `sdk/` is used
+when `veil_sdk` is not installed.
 
 ``--url`` and ``--token`` default to the environment variables VEIL_URL and VEIL_TOKEN. The token
 needs the scopes ``decisions`` and ``access-events``. The columns are
@@ -18,10 +21,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
-from veil_sdk import Column, VeilClient, service_account, user
+try:
+    from veil_sdk import Column, VeilClient, service_account, user
+except ModuleNotFoundError:  # run from a checkout with a Python that has not installed the SDK
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from veil_sdk import Column, VeilClient, service_account, user
 
 SAMPLE_ROWS: list[dict[str, Any]] = [
     {"id": 1, "email": "alice@example.com", "phone": "+33 6 12 34 56 78"},
@@ -55,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         decisions = client.decide(principal, columns, query_id=query_id)
         print(f"Decisions for {principal.id} (query {query_id}):")
-        for decision in decisions:
-            how = f"with {dict(decision.algorithm)}" if decision.algorithm else ""
-            print(
-                f"  {decision.column.label():45} {decision.action:7} {decision.reason_kind:15} {how}".rstrip()
-            )
+        rows = [_cells(d) for d in decisions]
+        widths = [max(len(text) for text in texts) for texts in zip(*rows, strict=True)]
+        for cells in rows:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
         print("Masked rows:")
         for row in client.mask_rows(SAMPLE_ROWS, decisions):
@@ -76,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     if degraded:
         print("Veil gave no decisions (see the warning): every column was masked in full (fail closed).")
     return 0 if delivered and not degraded else 1
+
+
+def _cells(decision: Any) -> tuple[str, str, str, str]:
+    """Column, action, reason kind (unknown_principal is the longest) and the algorithm applied."""
+    how = f"with {dict(decision.algorithm)}" if decision.algorithm else ""
+    return decision.column.label(), decision.action, decision.reason_kind, how
 
 
 if __name__ == "__main__":

@@ -631,3 +631,23 @@ def test_the_example_runs_against_veil(veil: Veil) -> None:
     assert "a****@example.com" in result.stdout
     assert "alice@example.com" not in result.stdout.split("Masked rows")[1]
     assert AccessEvent.objects.get().masked_columns == [EMAIL_LABEL]
+
+
+@db
+def test_the_example_runs_without_the_sdk_installed_and_aligns_its_columns(veil: Veil) -> None:
+    """`python sdk/examples/mask_query.py` with a Python that lacks veil_sdk (here: no site
+    packages at all) uses the checkout's SDK; the columns line up whatever the reason's length."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(EXAMPLE), "--url", veil.url, "--user", "nobody@example.com"],
+        env={**os.environ, "VEIL_TOKEN": veil.token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert "ModuleNotFoundError" not in result.stderr, result.stderr
+    lines = result.stdout.split("Masked rows")[0].splitlines()[1:]
+    assert len(lines) == 3 and all("unknown_principal" in line for line in lines), result.stdout
+    assert len({line.index("with {") for line in lines}) == 1, result.stdout
+    assert "'email': '******'" in result.stdout.split("Masked rows")[1]
