@@ -32,6 +32,7 @@ from psycopg.rows import RowMaker, tuple_row
 from veil_sdk.client import Principal, VeilClient, _as_principal
 from veil_sdk.datapath import Check, Enforcer, Field, GuardRefusal, ResultPlan, Session
 from veil_sdk.datapath.catalog import Lookup
+from veil_sdk.datapath.enforce import WITHHELD_CLASSES
 
 __all__ = [
     "AsyncVeilConnection",
@@ -154,6 +155,17 @@ def _numbered(query: str) -> str:
 def _refusal(refusal: GuardRefusal) -> psycopg.Error:
     cls = errors.lookup(refusal.sqlstate) if refusal.sqlstate else errors.InsufficientPrivilege
     return cls(refusal.message)
+
+
+def _withheld(check: Check | None, error: psycopg.Error) -> psycopg.Error | None:
+    """The server's error, or the same class of error without its message when the message may
+    quote a masked value (a failed cast or a duplicate key quotes the value it failed on)."""
+    sqlstate = error.sqlstate or ""
+    if check is None or sqlstate[:2] not in WITHHELD_CLASSES or not check.masks_any():
+        return None
+    return errors.lookup(sqlstate)(
+        f"Veil withheld the server's message (SQLSTATE {sqlstate}): it may quote a value masked for you"
+    )
 
 
 def _fields(result: pq.abc.PGresult) -> list[Field]:
@@ -292,7 +304,10 @@ class _SyncVeilCursor(VeilCursorMixin):
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
         self._veil_planning = True
-        super().execute(query, params, **kwargs)  # type: ignore[misc]
+        try:
+            super().execute(query, params, **kwargs)  # type: ignore[misc]
+        except psycopg.Error as error:
+            raise _withheld(self._veil_check, error) or error from None
         self._veil_after()
         self._veil_report()
         return self
@@ -301,7 +316,10 @@ class _SyncVeilCursor(VeilCursorMixin):
         params_seq = list(params_seq)
         self._veil_guard(query, params_seq[0] if params_seq else None, many=True)
         self._veil_planning = True
-        super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
+        try:
+            super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
+        except psycopg.Error as error:
+            raise _withheld(self._veil_check, error) or error from None
         self._veil_after()
         self._veil_report()
 
@@ -330,7 +348,10 @@ class _SyncVeilServerCursor(_SyncVeilCursor):
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
         self._veil_planning = True
-        super(_SyncVeilCursor, self).execute(query, params, **kwargs)  # type: ignore[misc]
+        try:
+            super(_SyncVeilCursor, self).execute(query, params, **kwargs)  # type: ignore[misc]
+        except psycopg.Error as error:
+            raise _withheld(self._veil_check, error) or error from None
         self._veil_plan_described()
         return self
 
@@ -418,7 +439,10 @@ class _AsyncVeilCursor(VeilCursorMixin):
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         await self._veil_guard(query, params)
         self._veil_planning = True
-        await super().execute(query, params, **kwargs)  # type: ignore[misc]
+        try:
+            await super().execute(query, params, **kwargs)  # type: ignore[misc]
+        except psycopg.Error as error:
+            raise _withheld(self._veil_check, error) or error from None
         await self._veil_after()
         if self._veil_check is not None:
             self._veil_check.report()
@@ -428,7 +452,10 @@ class _AsyncVeilCursor(VeilCursorMixin):
         params_seq = list(params_seq)
         await self._veil_guard(query, params_seq[0] if params_seq else None, many=True)
         self._veil_planning = True
-        await super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
+        try:
+            await super().executemany(query, params_seq, returning=returning)  # type: ignore[misc]
+        except psycopg.Error as error:
+            raise _withheld(self._veil_check, error) or error from None
         await self._veil_after()
         if self._veil_check is not None:
             self._veil_check.report()
@@ -449,7 +476,10 @@ class AsyncVeilServerCursor(_AsyncVeilCursor, psycopg.AsyncServerCursor[Any]):
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         await self._veil_guard(query, params)
         self._veil_planning = True
-        await super(_AsyncVeilCursor, self).execute(query, params, **kwargs)
+        try:
+            await super(_AsyncVeilCursor, self).execute(query, params, **kwargs)
+        except psycopg.Error as error:
+            raise _withheld(self._veil_check, error) or error from None
         self._veil_planning = False
         check, result = self._veil_check, self.pgresult
         if check is not None and result is not None and result.nfields:

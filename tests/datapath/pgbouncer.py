@@ -44,9 +44,7 @@ def running_pgbouncer(databases: dict[str, str], *, pool_mode: str = "transactio
     for name in ("pgbouncer.ini", "users.txt"):
         os.chmod(os.path.join(folder, name), 0o644)
     user = ["-u", "postgres"] if os.geteuid() == 0 else []
-    process = subprocess.Popen(
-        [binary, *user, config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen([binary, *user, config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while True:

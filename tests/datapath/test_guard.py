@@ -130,6 +130,11 @@ REFUSED = [
         "customers.email",
     ),
     (
+        "writing a guessed value into a masked column probes its constraints",
+        "INSERT INTO customers (id, email) VALUES (99, 'customer1@example.net')",
+        "customers.email",
+    ),
+    (
         "a lateral subquery's filter",
         "SELECT o.id FROM orders o, "
         "LATERAL (SELECT 1 FROM customers c WHERE c.email LIKE 'c%' AND c.id = o.id) l",
@@ -341,3 +346,25 @@ def test_the_refusals_link_opens_the_request_form_with_the_column_ticked(connect
     assert form is not None and form.database.name == "shop"
     email = next(c for c in form.columns if c.table.name == "customers" and c.name == "email")
     assert form["scope"].value() == [f"column:{email.pk}"]
+
+
+def test_server_errors_that_may_quote_a_masked_value_are_withheld(connect_as, scratch_db):
+    # Audit mode runs the cast, which fails on the first email it meets and names it.
+    conn = connect_as("bob", dbname=scratch_db, guard_mode="audit")
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation) as cast:
+        conn.execute("SELECT email::int FROM customers")
+    assert "customer" not in str(cast.value) and "withheld" in str(cast.value)
+    with psycopg.connect(dsn(scratch_db), autocommit=True) as owner:
+        owner.execute("CREATE UNIQUE INDEX ON customers (email)")
+    # A duplicate key quotes the existing value (an existence oracle). Refused mode refuses the
+    # write to a masked column before it runs; audit mode runs it and withholds the message.
+    probe = "UPDATE customers SET email = 'customer1@example.net' WHERE id = 2 RETURNING id"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"UPDATE \.\.\. SET"):
+        connect_as("bob", dbname=scratch_db).execute(probe)
+    with pytest.raises(psycopg.errors.UniqueViolation) as duplicate:
+        conn.execute(probe)
+    assert "customer1@example.net" not in str(duplicate.value)
+    # Someone who sees the column in clear gets the server's own message.
+    alice = connect_as("alice", dbname=scratch_db, guard_mode="audit")
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="customer"):
+        alice.execute("SELECT email::int FROM customers")

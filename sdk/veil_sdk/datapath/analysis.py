@@ -296,10 +296,17 @@ class _Analyzer:
             if node.selectStmt is not None:
                 # Values copied into a table leave the result: a use, not an output.
                 self._use_all(self.select(node.selectStmt, [], ctes), "INSERT")
+            # Writing a column is a use of it too: a unique or check constraint on it answers
+            # whether a guessed value exists.
+            written = [item.name for item in node.cols or ()]
+            self._assigned(target, written or [name for name, _ in target.columns], "INSERT")
             conflict = node.onConflictClause
             if conflict is not None:
                 excluded = _Item("excluded", None, target.columns, target.open)
                 scope = [_Level([target, excluded])]
+                self._assigned(
+                    target, [item.name for item in conflict.targetList or ()], "INSERT ... ON CONFLICT"
+                )
                 for item in conflict.targetList or ():
                     self.expr(item.val, scope, ctes, "INSERT ... ON CONFLICT")
                 self.expr(conflict.whereClause, scope, ctes, "INSERT ... ON CONFLICT")
@@ -308,7 +315,9 @@ class _Analyzer:
             for item in extra or ():
                 self._from_item(item, level, [], ctes)
             scope = [level]
-            for item in getattr(node, "targetList", None) or ():
+            assignments = getattr(node, "targetList", None) or ()
+            self._assigned(target, [item.name for item in assignments], "UPDATE ... SET")
+            for item in assignments:
                 self.expr(item.val, scope, ctes, "UPDATE ... SET")
             self.expr(node.whereClause, scope, ctes, WHERE)
         returning = node.returningClause
@@ -697,6 +706,11 @@ class _Analyzer:
             self.uses.append(Use(source, clause))
         if lineage.untraceable and clause != SELECT_LIST:
             self.opaque.append((lineage.untraceable, clause))
+
+    def _assigned(self, target: _Item, names: Iterable[str], clause: str) -> None:
+        """Columns a statement writes: each a use (its constraints answer questions about it)."""
+        for name in names:
+            self._use(self._in_item(target, name), clause)
 
     def _use_all(self, outputs: Iterable[tuple[str, Lineage]], clause: str) -> None:
         for _, lineage in outputs:

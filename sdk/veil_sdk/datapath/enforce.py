@@ -31,9 +31,13 @@ from veil_sdk.client import _FULL_MASKER, FULL_ALGORITHM, Column, ColumnDecision
 from veil_sdk.datapath.analysis import Lineage, ParseError, Source, Statement, analyze, analyze_view, parse
 from veil_sdk.datapath.catalog import CatalogCache, Lookup, Relation, SessionCatalog
 
+WITHHELD_CLASSES = ("22", "23")
+"""SQLSTATE classes whose messages quote values: data exceptions and integrity violations."""
+
 __all__ = [
     "GUARD_MODES",
     "UNTRACEABLE",
+    "WITHHELD_CLASSES",
     "Check",
     "Enforcer",
     "Field",
@@ -224,13 +228,20 @@ class _Resolution:
         self.session = session
         self._pending: Lookup | None = None
         self._rounds = 0
+        self._done = False  # traced with everything looked up: what follows uses that trace
+        self._views: dict[Source, Lineage] = {}
 
     def next_lookup(self) -> Lookup | None:
+        """The next catalog query to run, or None once everything is traced. After None, the
+        trace is final for this query, even if a cache entry it used expires meanwhile."""
+        if self._done:
+            return None
         catalog = self.session.catalog
         lookup = catalog.next_lookup()
         if lookup is None:
             self.settle()
             lookup = catalog.next_lookup()
+        self._done = lookup is None
         if lookup is not None:
             self._rounds += 1
             if self._rounds > _MAX_LOOKUP_ROUNDS:
@@ -344,7 +355,7 @@ class Check(_Resolution):
         self.statements = analyze(self._nodes, self.session.catalog)
         catalog = self.session.catalog
         if not (catalog.missing_names or catalog.missing_functions):
-            self.views_of(self._sources())
+            self._views = self.views_of(self._sources())
 
     def effective(self, statement: Statement) -> Statement:
         """What EXECUTE and FETCH run: the statement they name (untraceable when unknown)."""
@@ -367,7 +378,7 @@ class Check(_Resolution):
         if self.memo is None and self.refusal is None:
             if self.next_lookup() is not None:
                 raise RuntimeError("run every lookup (next_lookup/feed) before raise_if_refused()")
-            self._decide(self._sources())
+            self._decide(self._sources(), self._views)
             self.refusal = self._guard()
             if self.refusal is None:
                 self._remember()
@@ -407,8 +418,11 @@ class Check(_Resolution):
             if statement.kind == "declare" and statement.inner is not None:
                 session.cursors[statement.name or ""] = statement.inner
 
-    def _decide(self, sources: set[Source], *, planning: bool = False) -> _Decisions:
-        views = self.views_of(sources)
+    def _decide(
+        self, sources: set[Source], views: dict[Source, Lineage], *, planning: bool = False
+    ) -> _Decisions:
+        """Veil's answers for ``sources`` and the base columns of the views among them (``views``,
+        traced when the lookups settled), added to what this check already asked."""
         wanted = sorted(sources | {s for lin in views.values() for s in lin.sources}, key=_source_key)
         previous = self._decisions.by_source if self._decisions is not None else {}
         missing = [s for s in wanted if s not in previous]
@@ -477,6 +491,13 @@ class Check(_Resolution):
         return None
 
     # --- results ------------------------------------------------------------------------------
+
+    def masks_any(self) -> bool:
+        """Whether any column this statement reads is masked for its principal (or could not be
+        decided): then a server error that quotes a value (SQLSTATE classes 22 and 23) may quote
+        a masked one, and must not reach the principal as is."""
+        decisions = self._decisions
+        return decisions is None or any(d.masked for d in decisions.by_source.values())
 
     def cached_plan(self, index: int, fields: Sequence[Field]) -> ResultPlan | None:
         """The plan an earlier run of this statement made for a result of these fields, if it is
@@ -575,7 +596,7 @@ class Planning(_Resolution):
                 lineages.append(Lineage(untraceable="the statement's result columns could not be traced"))
         self._lineages = lineages
         if not (catalog.missing_oids or catalog.missing_names or catalog.missing_functions):
-            self.views_of(s for lin in lineages for s in lin.sources)
+            self._views = self.views_of(s for lin in lineages for s in lin.sources)
 
     def give_up(self) -> None:
         """Plan without the lookups still missing (the connection cannot run them now): whatever
@@ -610,7 +631,9 @@ class Planning(_Resolution):
         check = self.check
         if check._decisions is None:
             raise RuntimeError("raise_if_refused() must run before the results are planned")
-        decisions = check._decide({s for lin in self._lineages for s in lin.sources}, planning=True)
+        decisions = check._decide(
+            {s for lin in self._lineages for s in lin.sources}, self._views, planning=True
+        )
         maskers: list[Masker | None] = []
         applied: list[ColumnDecision] = []
         read: list[tuple[Column, bool]] = []
