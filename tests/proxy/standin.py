@@ -128,6 +128,9 @@ class _Check:
     def skip(self) -> None:
         self._lookups.clear()
 
+    def masks_any(self) -> bool:
+        return any(re.search(rf"\b{name}\b", self.sql, re.I) for name in self.masked()) or "*" in self.sql
+
     def result(self, index: int, fields: list[Field]) -> _Planning:
         return _Planning(self, index, fields)
 

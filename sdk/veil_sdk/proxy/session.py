@@ -28,6 +28,7 @@ from typing import Any
 
 from veil_sdk.algorithms import FULL_MASK
 from veil_sdk.client import Principal
+from veil_sdk.datapath.enforce import WITHHELD_CLASSES
 from veil_sdk.proxy import wire
 from veil_sdk.proxy.rows import TEXT_LIKE_NAMES, TEXT_LIKE_OIDS, RowMasker, python_encoding
 from veil_sdk.proxy.upstream import Upstream, UpstreamError, render
@@ -447,8 +448,7 @@ class Session:
 
     def _error(self, head: _Item, raw: bytes) -> bytes | None:
         refusal = head.refusal if isinstance(head, _Query | _Step) else None
-        if refusal is not None:
-            raw = wire.error_response(*refusal)
+        raw = wire.error_response(*refusal) if refusal is not None else self._withheld(head, raw)
         if isinstance(head, _Query):
             self._record(head.check, head.plan, head.rows)
             head.masker, head.plan, head.rows = None, None, 0
@@ -459,6 +459,35 @@ class Session:
         while self.pending and not (isinstance(self.pending[0], _Step) and self.pending[0].kind == b"S"):
             self.pending.popleft()
         return None if self.swallowing else raw
+
+    def _withheld(self, head: _Item, raw: bytes) -> bytes:
+        """The server's error, or one with its SQLSTATE and a generic message when the message
+        may quote a masked value: a data exception (class 22: a failed cast names the value) or
+        an integrity violation (class 23: a duplicate key names the existing one) from a statement
+        that reads a column masked for the principal. Without a check to ask (a Bind, a statement
+        this session did not see parsed), such an error is withheld too."""
+        fields = wire.error_fields(raw)
+        sqlstate = fields.get("C", "")
+        if sqlstate[:2] not in WITHHELD_CLASSES:
+            return raw
+        check = (
+            head.check
+            if isinstance(head, _Query)
+            else head.portal.check
+            if isinstance(head, _Execute)
+            else None
+        )
+        if check is not None and check is not _UNKNOWN:
+            try:
+                if not check.masks_any():
+                    return raw
+            except Exception:
+                logger.exception("could not tell whether an error may quote a masked value; it is withheld")
+        return wire.error_response(
+            sqlstate,
+            f"Veil withheld the server's message (SQLSTATE {sqlstate}): it may quote a value masked for you",
+            fields.get("S", "ERROR"),
+        )
 
     async def _row_description(self, head: _Item, raw: bytes) -> bytes | None:
         fields = wire.row_description(raw)
