@@ -11,6 +11,7 @@ operation (``LoginServer``) stays for the tests that need to control its answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -20,6 +21,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -135,6 +137,27 @@ def login_server() -> Iterator[LoginServer]:
     server.stop()
 
 
+class FakeClock:
+    """The proxy's Veil client's monotonic clock, moved by the test instead of by waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def text_rows(conn: psycopg.Connection[Any], query: str) -> list[tuple[str | None, ...]]:
+    """The rows as the server sent them in text format, undecoded: a masked value is text
+    whatever its column's type, which a typed client would fail to read (the point)."""
+    result = conn.execute(query).pgresult
+    assert result is not None
+    return [
+        tuple(None if (v := result.get_value(r, c)) is None else v.decode() for c in range(result.nfields))
+        for r in range(result.ntuples)
+    ]
+
+
 def personal_token(login: str) -> str:
     """A person's token with the scope ``query``, made as an administrator makes one:
     ``manage.py token create --user alice --name psql --scope query`` (printed once)."""
@@ -247,6 +270,10 @@ def veil_proxy(start_proxy: Callable[..., RunningProxy]) -> Callable[..., Runnin
     ) -> RunningProxy:
         from veil_sdk import VeilClient, datapath
 
+        # Veil's first request in a process is slow (URLs, middleware, imports); a login waiting
+        # on it could outlast the proxy's login timeout. Best effort: a relay answers POSTs only.
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(f"{url}/healthz", timeout=30).close()  # noqa: S310 - loopback http
         instance = {**_server(), "databases": [dbname], "sslmode": "disable"}
         config = proxy_config(url, token, {"prod-pg": instance}, veil)
         veil_client = VeilClient(url, token, **{"timeout": 5, "flush_interval": 0.1, **(client or {})})

@@ -1,6 +1,7 @@
 """veil-proxy under faults: clients that vanish mid-result, an upstream restarted mid-query,
-malformed and oversized messages, many connections, cancellation. The proxy must keep serving
-the others and never send a value it should have masked, nor a partial row."""
+malformed and oversized messages, many connections, cancellation, Veil stopped mid-session. The
+proxy must keep serving the others and never send a value it should have masked, nor a partial
+row."""
 
 from __future__ import annotations
 
@@ -17,14 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from veil_sdk.proxy import wire
 
+from tests.datapath.conftest import live_veil, shop_db  # noqa: F401 - fixtures
 from tests.proxy.conftest import (
+    FakeClock,
     LoginServer,
     PrivateCluster,
     RunningProxy,
     WireClient,
+    personal_token,
     private_instance,
     proxy_config,
+    text_rows,
 )
+from tests.sdk.conftest import loopback  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -198,3 +204,52 @@ def test_cancel_request_reaches_the_upstream_query(proxy: RunningProxy) -> None:
     assert answer[0] == b"E"
     assert wire.error_fields(answer[1])["C"] == "57014"
     assert client.read()[0] == b"Z"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_veil_stopped_mid_session_masks_what_no_valid_answer_covers_and_refuses_probes(
+    live_veil: Any,  # noqa: F811
+    shop_db: str,  # noqa: F811
+    loopback: Callable[..., Any],  # noqa: F811
+    veil_proxy: Callable[..., RunningProxy],
+) -> None:
+    """Veil behind a relay the test stops: bob's session goes on, columns whose answers are still
+    cached as Veil gave them keep them, every other column is masked, and a predicate on one is
+    refused as a probe, until Veil answers again."""
+    from masking.models import Database
+    from masking.selectors import decision_caches
+    from tests.datapath.shop_source import dsn
+    from tests.sdk.conftest import forward_to
+
+    Database.objects.filter(instance__key="prod-pg", name="shop").update(name=shop_db)
+    decision_caches.clear()
+    relay = loopback(forward_to(live_veil.url))
+    clock = FakeClock()
+    proxy = veil_proxy(relay.url, live_veil.token, shop_db, client={"clock": clock})
+    with psycopg.connect(dsn(shop_db), autocommit=True) as direct:
+        raw = sorted(direct.execute("SELECT id::text, created_at::text FROM customers").fetchall())
+    query = "SELECT id, email, created_at FROM customers"  # no ORDER BY: sorting by a masked id is a probe
+
+    with psycopg.connect(proxy.dsn(user="bob", password=personal_token("bob"), dbname=shop_db)) as conn:
+        conn.autocommit = True
+        before = text_rows(conn, query)
+        relay.stop()
+        during = text_rows(conn, query)
+        unasked = text_rows(conn, "SELECT id, status FROM payments")  # no answer cached for these
+        clock.now += 10  # DECISION_TTL_S: the cached answers for id and created_at run out
+        expired = text_rows(conn, query)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="created_at"):
+            conn.execute("SELECT count(*) FROM customers WHERE created_at > '2026-01-05'")
+        relay.start()
+        clock.now += 1
+        after = text_rows(conn, query)
+
+    def clear(rows: list[tuple[str | None, ...]]) -> list[tuple[str | None, ...]]:
+        return sorted((i, created) for i, _, created in rows)
+
+    assert clear(before) == raw and all("customer" not in (e or "") for _, e, _ in before)
+    assert clear(during) == raw, "answers still valid are kept"
+    assert all("customer" not in (e or "") for _, e, _ in during)
+    assert unasked and {value for row in unasked for value in row} == {"******"}
+    assert {value for row in expired for value in row} == {"******"}, "nothing else is known: masked"
+    assert clear(after) == raw

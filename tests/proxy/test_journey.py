@@ -17,22 +17,12 @@ import psycopg
 import pytest
 
 from tests.jitaccess.conftest import world  # noqa: F401 - the personas (alice requests, bob approves)
-from tests.proxy.conftest import SOURCE_DB, RunningProxy, personal_token
+from tests.proxy.conftest import SOURCE_DB, FakeClock, RunningProxy, personal_token
 from tests.slack.conftest import _no_broker, after_ack, click, fake_slack, post_interaction, slack  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 QUERY = "SELECT id, email FROM customers ORDER BY id"
-
-
-class FakeClock:
-    """The proxy's Veil client's monotonic clock, moved by the test instead of by waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
