@@ -6,7 +6,9 @@ COPY pyproject.toml uv.lock ./
 COPY sdk ./sdk
 RUN uv sync --frozen --no-dev
 COPY . .
-RUN DEBUG=0 SECRET_KEY=collectstatic-only /venv/bin/python manage.py collectstatic --noinput
+RUN DEBUG=0 SECRET_KEY=collectstatic-only /venv/bin/python manage.py collectstatic --noinput \
+  && mkdir -p var/audit-exports var/audit-archive && chown -R veil:veil var
+# var/ is the veil user's (and so is a new volume mounted on it): the worker writes exports there.
 USER veil
 ENV PATH=/venv/bin:$PATH
 EXPOSE 8000
