@@ -379,6 +379,8 @@ DECISION_MAX_COLUMNS = envint("DECISION_MAX_COLUMNS", 1000)
 DECISION_TTL_S = envint("DECISION_TTL_S", 10)
 MASK_CLASSIFIED_FROM_LEVEL = envint("MASK_CLASSIFIED_FROM_LEVEL", 3)
 UNKNOWN_COLUMNS_MASKED = envbool("UNKNOWN_COLUMNS_MASKED", True)
+# Environments whose unclassified columns are masked unless a project's policy settings say otherwise.
+UNCLASSIFIED_MASKED_ENVIRONMENTS = envlist("UNCLASSIFIED_MASKED_ENVIRONMENTS", "prod,production")
 # Unknown columns one token's decision requests may add to the catalog per window (more are still
 # answered unknown_column, masked, but not recorded; the checks page shows the throttling).
 CATALOG_DISCOVERY_MAX = envint("CATALOG_DISCOVERY_MAX", 200)

@@ -6,6 +6,10 @@ the engine answers for anyone who has not been given an exception. With `require
 masked only by the classification default (a full mask chosen because nothing else applied) does
 not count: the column needs a rule or a semantic type that says how to mask it.
 
+Unclassified: columns nobody classified, whose name suggests nothing and that no rule or semantic
+type masks, are answered by their project's default for the environment (masked in production
+unless a project says otherwise); the report lists them with that answer, without failing.
+
 Drift: the same column (database, schema, table and column names) on instances of different
 environments must get the same answer: masked in all or in none, with the same semantic type.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from masking.decisions.engine import CatalogColumn, ColumnKey, Decision, Policy, Principal
 
@@ -44,6 +48,7 @@ class Finding:
 class CoverageReport:
     uncovered: list[Finding]
     unreviewed: list[Finding]  # unclassified, but the name and type look sensitive
+    unclassified: list[Finding] = field(default_factory=list)  # answered by the project's default
 
     @property
     def ok(self) -> bool:
@@ -54,6 +59,7 @@ class CoverageReport:
             "ok": self.ok,
             "uncovered": [f.as_json() for f in self.uncovered],
             "unreviewed": [f.as_json() for f in self.unreviewed],
+            "unclassified": [f.as_json() for f in self.unclassified],
         }
 
 
@@ -74,7 +80,7 @@ def coverage(
 ) -> CoverageReport:
     tags = set(sensitive_tags)
     envs = set(environments)
-    uncovered, unreviewed = [], []
+    uncovered, unreviewed, unclassified = [], [], []
     for column in _columns(policy, envs):
         decision = policy.decide(ORDINARY_PRINCIPAL, [column.key], now=now)[0]
         level = column.classification_level
@@ -84,9 +90,9 @@ def coverage(
         if tags & set(column.tags):
             reasons.append(f"tagged {', '.join(sorted(tags & set(column.tags)))}")
         if reasons:
-            weak = require_rule and decision.reason_kind == "classification"
+            weak = require_rule and decision.reason_kind in ("classification", "unclassified")
             if decision.unmask or weak:
-                what = "only masked by the classification default" if weak else "not masked"
+                what = f"only masked by the {decision.reason_kind} default" if weak else "not masked"
                 uncovered.append(Finding(column, decision, f"{' and '.join(reasons)}, {what}"))
         elif level is None and column.suggested_level is not None and column.suggested_level >= min_level:
             unreviewed.append(
@@ -96,7 +102,15 @@ def coverage(
                     f"unclassified; its name and type look like level {column.suggested_level}",
                 )
             )
-    return CoverageReport(uncovered, unreviewed)
+        elif level is None and decision.reason_kind in ("unclassified", "not_sensitive"):
+            why = decision.reason_title if not decision.unmask else _in_clear_why(policy, column)
+            unclassified.append(Finding(column, decision, why))
+    return CoverageReport(uncovered, unreviewed, unclassified)
+
+
+def _in_clear_why(policy: Policy, column: CatalogColumn) -> str:
+    _, why = policy.unclassified.masks(column.project, column.environment)
+    return f"not classified; in clear by {why}"
 
 
 @dataclass(frozen=True)

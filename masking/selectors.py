@@ -30,10 +30,21 @@ from masking.decisions.engine import (
     ExemptionView,
     Policy,
     Principal,
+    ProjectUnclassified,
     RuleView,
     SemanticTypeView,
+    UnclassifiedDefaults,
 )
-from masking.models import Column, DecisionEpoch, Exemption, ExemptionKind, MaskingRule, SemanticType
+from masking.models import (
+    Column,
+    DecisionEpoch,
+    Exemption,
+    ExemptionKind,
+    MaskingRule,
+    ProjectPolicySettings,
+    SemanticType,
+    UnclassifiedAction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +87,26 @@ def _standing_exemptions() -> list[ExemptionView]:
     ]
 
 
+def unclassified_defaults() -> UnclassifiedDefaults:
+    """Veil's default for unclassified columns (`UNCLASSIFIED_MASKED_ENVIRONMENTS`) and the projects
+    that set their own: one query over the projects with a setting."""
+    rows = ProjectPolicySettings.objects.exclude(unclassified_default="", unclassified_environments={})
+    mask = UnclassifiedAction.MASK
+    projects = {
+        key: ProjectUnclassified(
+            default=None if default == "" else default == mask,
+            environments={env: action == mask for env, action in (environments or {}).items()},
+        )
+        for key, default, environments in rows.values_list(
+            "project__key", "unclassified_default", "unclassified_environments"
+        )
+    }
+    return UnclassifiedDefaults(frozenset(settings.UNCLASSIFIED_MASKED_ENVIRONMENTS), projects)
+
+
 def load_policy(version: int) -> Policy:
-    """Build a snapshot from the database: catalog, semantic types, enabled rules, live exemptions."""
+    """Build a snapshot from the database: catalog, semantic types, enabled rules, live exemptions,
+    the defaults for unclassified columns."""
     columns: dict[ColumnKey, CatalogColumn] = {}
     # Discovered columns stay unknown (masked by default) until a catalog push confirms them.
     rows = Column.objects.filter(discovered_by_decision=False).values_list(
@@ -124,6 +153,7 @@ def load_policy(version: int) -> Policy:
         exemptions=exemptions,
         mask_classified_from=settings.MASK_CLASSIFIED_FROM_LEVEL,
         unknown_columns_masked=settings.UNKNOWN_COLUMNS_MASKED,
+        unclassified=unclassified_defaults(),
     )
 
 

@@ -60,7 +60,8 @@ def catalog_payload(
                                 "name": "customers",
                                 "columns": columns
                                 or [
-                                    {"name": "id", "data_type": "bigint"},
+                                    # Classified: an unclassified column is masked in prod.
+                                    {"name": "id", "data_type": "bigint", "classification_level": 1},
                                     {
                                         "name": "email",
                                         "data_type": "text",
@@ -78,7 +79,8 @@ def catalog_payload(
 
 
 def make_shop_policy() -> None:
-    """prod-pg/shop/public.customers (id; email classified 3; phone) and a rule masking emails."""
+    """prod-pg/shop/public.customers (id classified 1; email classified 3; phone) and a rule masking
+    emails."""
     from audit.models import Channel as AuditChannel
     from audit.services import SYSTEM
     from masking.services.catalog import catalog_upsert

@@ -56,6 +56,7 @@ class ReasonOut(serializers.Serializer):
             "classification",
             "exemption",
             "grant",
+            "unclassified",
             "not_sensitive",
             "unknown_column",
             "unknown_principal",

@@ -8,7 +8,8 @@ comparison with the clock.
 
 Precedence: exemption or grant > rule (first match wins) > the column's own semantic type >
 classification default (a column classified at or above `mask_classified_from`, or unclassified
-but suggested at that level, with nothing else masking it is masked in full) > not sensitive.
+but suggested at that level, with nothing else masking it is masked in full) > the default for
+unclassified columns of the project and environment (`UnclassifiedDefaults`) > not sensitive.
 Any doubt is a mask: an unknown column, an unknown principal, a rule whose condition fails to
 evaluate.
 
@@ -118,6 +119,37 @@ class ExemptionView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectUnclassified:
+    """One project's answer for columns nobody classified: True masks, False leaves in clear, None
+    defers to Veil's default. `environments` overrides `default` per environment."""
+
+    default: bool | None = None
+    environments: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UnclassifiedDefaults:
+    """How a column nobody classified (and whose name suggests nothing) is answered when no rule
+    or semantic type masks it. Nobody having looked at a column is itself a doubt, so in production
+    (`masked_environments`) it is masked unless a project says otherwise; elsewhere it is in clear
+    unless a project says otherwise. Read once per column per snapshot, never per request."""
+
+    masked_environments: frozenset[str] = frozenset({"prod", "production"})
+    projects: Mapping[str, ProjectUnclassified] = field(default_factory=dict)
+
+    def masks(self, project: str, environment: str) -> tuple[bool, str]:
+        """Whether to mask the project's unclassified columns in the environment, and why."""
+        setting = self.projects.get(project)
+        if setting is not None:
+            override = setting.environments.get(environment)
+            if override is not None:
+                return override, f"{project}'s setting for {environment}"
+            if setting.default is not None:
+                return setting.default, f"{project}'s setting"
+        return environment in self.masked_environments, f"Veil's default for {environment}"
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who the data is for. `id` is the user's primary key or the service account's name."""
 
@@ -215,6 +247,7 @@ class Policy:
     exemptions: Sequence[ExemptionView]
     mask_classified_from: int | None = 3
     unknown_columns_masked: bool = True
+    unclassified: UnclassifiedDefaults = field(default_factory=UnclassifiedDefaults)
     max_principal_tables: int = 10000
     _base: dict[ColumnKey, Decision] = field(default_factory=dict, repr=False)
     _matches: dict[tuple[str, int, ColumnKey], bool] = field(default_factory=dict, repr=False)
@@ -300,6 +333,12 @@ class Policy:
             return Decision(
                 "mask", None, FULL_MASK, "classification", None, f"unreviewed, looks like level {suggested}"
             )
+        if level is None:
+            masked, why = self.unclassified.masks(column.project, column.environment)
+            if masked:
+                return Decision(
+                    "mask", None, FULL_MASK, "unclassified", None, f"not classified; masked by {why}"
+                )
         return Decision("unmask", None, None, "not_sensitive")
 
     def _mask_with(self, semantic_type: str, kind: str, reason_id: int | None, title: str) -> Decision:

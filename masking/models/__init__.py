@@ -16,6 +16,7 @@ from masking.models.versions import (
     PolicyHead,
     PolicyVersion,
     ProjectPolicySettings,
+    UnclassifiedAction,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "Schema",
     "SemanticType",
     "Table",
+    "UnclassifiedAction",
 ]

@@ -90,13 +90,35 @@ class PolicyChange(models.Model):
         return f"policy change #{self.pk} ({self.state})"
 
 
+class UnclassifiedAction(models.TextChoices):
+    """What a project does with the columns nobody classified (and whose name suggests nothing)."""
+
+    MASK = "mask", "Mask them"
+    UNMASK = "unmask", "Show them in clear"
+
+
 class ProjectPolicySettings(models.Model):
     """Per-project policy settings. Part of the policy document, so turning the two-person rule off
-    is itself a change that needs the second person."""
+    is itself a change that needs the second person.
+
+    `unclassified_default` (blank: Veil's default, masked in production environments) and its
+    per-environment overrides decide how unclassified columns are answered; the decision engine
+    reads them from its snapshot (`masking.decisions.engine.UnclassifiedDefaults`)."""
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="policy_settings")
     two_person_rule = models.BooleanField(
         default=False, help_text="Policy changes affecting this project need a second person's approval"
+    )
+    unclassified_default = models.CharField(
+        max_length=6,
+        blank=True,
+        choices=UnclassifiedAction.choices,
+        help_text="Unclassified columns in every environment; blank: masked in production environments",
+    )
+    unclassified_environments = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Per-environment overrides of the above, e.g. {"staging": "unmask"}',
     )
 
     class Meta:

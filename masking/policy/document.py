@@ -206,8 +206,9 @@ class Fields:
             raise self.error(name, "must be a list of names")
         return sorted({v.strip() for v in value})
 
-    def mapping(self, name: str) -> dict[str, Any]:
-        value = self._get(name, _REQUIRED)
+    def mapping(self, name: str, default: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A mapping, required unless a `default` is given."""
+        value = self._get(name, _REQUIRED if default is None else default)
         if not isinstance(value, Mapping):
             raise self.error(name, "must be a mapping")
         return canonical_mapping(value)

@@ -4,6 +4,7 @@ against the rest of the policy is the review's job (`policy_views.review`)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from veil_sdk.algorithms import validate as validate_algorithm
 
 from identity.models import Role, ServiceAccount, User
 from masking.decisions.cel import ConditionError, check_condition
-from masking.models import SemanticType
+from masking.models import SemanticType, UnclassifiedAction
 from masking.policy.document import MAX_SOURCE_CHARS, canonical_mapping, format_timestamp
 from shared import strict_json
 
@@ -215,17 +216,76 @@ class PolicySourceForm(forms.Form):
 
 
 class ProjectSettingsForm(forms.Form):
-    """One checkbox per project the person administers: the two-person rule."""
+    """Per project the person administers: the two-person rule (a checkbox named after the project)
+    and how its unclassified columns are answered (`<key>-unclassified`, and per-environment
+    overrides written `prod=mask, staging=unmask` in `<key>-unclassified_environments`)."""
 
-    def __init__(self, *args: Any, projects: list[str], enabled: set[str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        projects: list[str],
+        live: dict[str, dict[str, Any]],
+        veil_default: str,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.projects = projects
         for key in projects:
+            item = live.get(key, {})
             self.fields[key] = forms.BooleanField(
-                required=False, initial=key in enabled, label=f"{key}: policy changes need a second person"
+                required=False,
+                initial=item.get("two_person_rule", False),
+                label=f"{key}: policy changes need a second person",
+            )
+            self.fields[f"{key}-unclassified"] = forms.ChoiceField(
+                required=False,
+                initial=item.get("unclassified", ""),
+                label=f"{key}: columns nobody classified",
+                choices=[("", f"Veil's default ({veil_default})"), *UnclassifiedAction.choices],
+            )
+            overrides = item.get("unclassified_environments", {})
+            self.fields[f"{key}-unclassified_environments"] = forms.CharField(
+                required=False,
+                initial=", ".join(f"{env}={action}" for env, action in overrides.items()),
+                label=f"{key}: per environment",
+                help_text="e.g. prod=mask, staging=unmask (overrides the choice above there)",
             )
 
-    def enabled(self) -> set[str]:
-        return {key for key, on in self.cleaned_data.items() if on}
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for key in self.projects:
+            name = f"{key}-unclassified_environments"
+            try:
+                cleaned[name] = parse_environment_actions(cleaned.get(name) or "")
+            except ValueError as exc:
+                self.add_error(name, str(exc))
+        return cleaned
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        """Each administered project's settings as a `projects` document item."""
+        data = self.cleaned_data
+        return {
+            key: {
+                "key": key,
+                "two_person_rule": bool(data.get(key)),
+                "unclassified": data.get(f"{key}-unclassified") or "",
+                "unclassified_environments": data.get(f"{key}-unclassified_environments") or {},
+            }
+            for key in self.projects
+        }
+
+
+def parse_environment_actions(text: str) -> dict[str, str]:
+    """`prod=mask, staging=unmask` -> {"prod": "mask", "staging": "unmask"}; ValueError naming the part."""
+    found: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in re.split(r"[,\s]+", text))):
+        environment, _, action = part.partition("=")
+        if not re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", environment) or action not in UnclassifiedAction.values:
+            raise ValueError(f"{part!r}: write environment=mask or environment=unmask")
+        if environment in found:
+            raise ValueError(f"{environment} is named twice")
+        found[environment] = action
+    return dict(sorted(found.items()))
 
 
 class ReviewForm(forms.Form):

@@ -7,18 +7,28 @@ exemption by its project and reason. Renaming one of those is a delete and a cre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import Group
+from django.db.models import Q
 from django.utils import timezone
 from veil_sdk.algorithms import AlgorithmError
 from veil_sdk.algorithms import validate as validate_algorithm
 
 from identity.models import Role, ServiceAccount, User
 from masking.decisions.cel import ConditionError, check_condition
-from masking.models import Exemption, ExemptionKind, MaskingRule, Project, ProjectPolicySettings, SemanticType
+from masking.models import (
+    Exemption,
+    ExemptionKind,
+    MaskingRule,
+    Project,
+    ProjectPolicySettings,
+    SemanticType,
+    UnclassifiedAction,
+)
 from masking.policy.document import (
     ApplyContext,
     Fields,
@@ -64,26 +74,58 @@ def _condition(fields: Fields, name: str = "condition", *, required: bool) -> st
 
 
 class ProjectsSection(Section):
-    """Project policy settings. Only projects with a setting away from the default are listed, so
-    a project created by a catalog push does not change the document."""
+    """Project policy settings: the two-person rule and how unclassified columns are answered
+    (`unclassified`: mask, unmask or blank for Veil's default; `unclassified_environments`: per
+    environment). Only projects with a setting away from the default are listed, so a project
+    created by a catalog push does not change the document."""
 
     name, order = "projects", 10
-    fields = ("key", "two_person_rule")
+    fields = ("key", "two_person_rule", "unclassified", "unclassified_environments")
 
     def export(self) -> list[dict[str, Any]]:
-        rows = ProjectPolicySettings.objects.filter(two_person_rule=True).order_by("project__key")
-        return [{"key": key, "two_person_rule": True} for key in rows.values_list("project__key", flat=True)]
+        rows = (
+            ProjectPolicySettings.objects.filter(
+                Q(two_person_rule=True) | ~Q(unclassified_default="") | ~Q(unclassified_environments={})
+            )
+            .order_by("project__key")
+            .values_list(
+                "project__key", "two_person_rule", "unclassified_default", "unclassified_environments"
+            )
+        )
+        return [
+            {
+                "key": key,
+                "two_person_rule": two_person,
+                "unclassified": default,
+                "unclassified_environments": dict(sorted((environments or {}).items())),
+            }
+            for key, two_person, default, environments in rows
+        ]
 
     def key(self, item: Mapping[str, Any]) -> str:
         return str(item["key"])
 
     def normalize(self, raw: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
-        return {"key": fields.slug("key"), "two_person_rule": fields.boolean("two_person_rule", False)}
+        environments = fields.mapping("unclassified_environments", default={})
+        item: dict[str, Any] = {
+            "key": fields.slug("key"),
+            "two_person_rule": fields.boolean("two_person_rule", False),
+            "unclassified": fields.string("unclassified"),
+            "unclassified_environments": environments,
+        }
+        if item["unclassified"] not in ("", *UnclassifiedAction.values):
+            raise fields.error("unclassified", "must be mask, unmask or empty (Veil's default)")
+        for environment, action in environments.items():
+            if not re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", environment):
+                raise fields.error("unclassified_environments", f"{environment!r} is not an environment name")
+            if action not in UnclassifiedAction.values:
+                raise fields.error("unclassified_environments", f"{environment}: must be mask or unmask")
+        return item
 
     def prepare(
         self, target: list[dict[str, Any]], current: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        return [item for item in target if item["two_person_rule"]], []
+        return [item for item in target if _project_settings_set(item)], []
 
     def references(self, item: Mapping[str, Any]) -> list[Reference]:
         return [Reference("key", "project", (item["key"],))]
@@ -96,6 +138,8 @@ class ProjectsSection(Section):
             project_policy_settings_save(
                 project=Project.objects.get(key=item["key"]),
                 two_person_rule=item["two_person_rule"],
+                unclassified_default=item["unclassified"],
+                unclassified_environments=item["unclassified_environments"],
                 actor=context.actor,
                 channel=context.channel,
             )
@@ -105,9 +149,16 @@ class ProjectsSection(Section):
             project_policy_settings_save(
                 project=Project.objects.get(key=item["key"]),
                 two_person_rule=False,
+                unclassified_default="",
+                unclassified_environments={},
                 actor=context.actor,
                 channel=context.channel,
             )
+
+
+def _project_settings_set(item: Mapping[str, Any]) -> bool:
+    """Whether a project's settings differ from the defaults (only those are listed)."""
+    return bool(item["two_person_rule"] or item["unclassified"] or item["unclassified_environments"])
 
 
 class SemanticTypesSection(Section):

@@ -58,6 +58,7 @@ from masking.policy.forms import (
     ReviewForm,
 )
 from masking.policy.scope import confined_document, readable_change, scoped_document
+from masking.policy.unclassified import unclassified_answers, veil_default_text
 from masking.selectors import discovery_throttles, load_policy, principal_collisions, read_epochs
 from masking.services.policy_changes import (
     ChangeError,
@@ -394,6 +395,12 @@ def checks(request: HttpRequest) -> HttpResponse:
             "min_level": min_level,
             "uncovered": [f for f in report.uncovered if f.column.project in mine],
             "unreviewed": [f for f in report.unreviewed if f.column.project in mine],
+            "unclassified_in_clear": [
+                f for f in report.unclassified if f.column.project in mine and f.decision.unmask
+            ],
+            "unclassified_masked": sum(
+                1 for f in report.unclassified if f.column.project in mine and not f.decision.unmask
+            ),
             "discovered": discovered_columns(mine),
             "throttled": discovery_throttles(
                 mine, since=timezone.now() - timedelta(seconds=settings.CATALOG_DISCOVERY_WINDOW_S)
@@ -638,13 +645,19 @@ def export_yaml(request: HttpRequest) -> HttpResponse:
 
 @policy_admin_required
 def settings_page(request: HttpRequest) -> HttpResponse:
+    """The two-person rule and the default for unclassified columns of the projects the person
+    administers; other projects' settings stay as they are in the document reviewed."""
     user = person(request)
     projects = sorted(administered_projects(user))
     live = export_document()
-    enabled = {item["key"] for item in live["projects"]}
-    form = ProjectSettingsForm(request.POST or None, projects=projects, enabled=enabled)
+    current = {item["key"]: item for item in live["projects"]}
+    form = ProjectSettingsForm(
+        request.POST or None, projects=projects, live=current, veil_default=veil_default_text()
+    )
     if request.method == "POST" and form.is_valid():
-        wanted = (enabled - set(projects)) | form.enabled()
-        document = {**live, "projects": [{"key": key, "two_person_rule": True} for key in sorted(wanted)]}
+        wanted = {key: item for key, item in current.items() if key not in projects} | form.items()
+        document = {**live, "projects": [wanted[key] for key in sorted(wanted)]}
         return review(request, document, heading="Project policy settings", back=reverse("policy:settings"))
-    return render(request, "masking/settings.html", {"form": form})
+    return render(
+        request, "masking/settings.html", {"form": form, "unclassified": unclassified_answers(projects)}
+    )

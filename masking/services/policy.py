@@ -9,7 +9,8 @@ not policy: they come and go with requests).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from masking.models import (
     Project,
     ProjectPolicySettings,
     SemanticType,
+    UnclassifiedAction,
 )
 from masking.selectors import decision_caches
 from masking.services.versions import policy_change
@@ -391,23 +393,72 @@ def _revoke(exemption: Exemption, actor: Actor, channel: str) -> Exemption:
 
 @transaction.atomic
 def project_policy_settings_save(
-    *, project: Project, two_person_rule: bool, actor: Actor, channel: str
+    *,
+    project: Project,
+    two_person_rule: bool,
+    actor: Actor,
+    channel: str,
+    unclassified_default: str | None = None,
+    unclassified_environments: Mapping[str, str] | None = None,
 ) -> None:
-    """Turn the two-person rule on or off for a project's policy changes."""
+    """Save a project's policy settings: the two-person rule, and how its unclassified columns are
+    answered (`unclassified_default`, blank for Veil's default, and per-environment overrides;
+    None keeps either). Recorded with what changed; moves the policy epoch when decisions change."""
+    default = _check_unclassified_default(unclassified_default)
+    environments = _check_unclassified_environments(unclassified_environments)
     with policy_change(actor=actor, channel=channel, message=f"Policy settings of {project.key} saved"):
         settings, _ = ProjectPolicySettings.objects.select_for_update().get_or_create(project=project)
-        if settings.two_person_rule == two_person_rule:
+        before = {
+            "two_person_rule": settings.two_person_rule,
+            "unclassified_default": settings.unclassified_default,
+            "unclassified_environments": settings.unclassified_environments,
+        }
+        after = {
+            "two_person_rule": two_person_rule,
+            "unclassified_default": before["unclassified_default"] if default is None else default,
+            "unclassified_environments": (
+                before["unclassified_environments"] if environments is None else environments
+            ),
+        }
+        changed = [name for name in after if after[name] != before[name]]
+        if not changed:
             return
-        settings.two_person_rule = two_person_rule
-        settings.save(update_fields=["two_person_rule"])
+        for name in changed:
+            setattr(settings, name, after[name])
+        settings.save(update_fields=changed)
+        detail: dict[str, Any] = {"two_person_rule": two_person_rule}
+        if changed != ["two_person_rule"]:
+            detail = {"before": {n: before[n] for n in changed}, "after": {n: after[n] for n in changed}}
         record_event(
             action="project.policy_settings_updated",
             actor=actor,
             channel=channel,
             target=Target("project", project.key, project.title),
             project=project.key,
-            detail={"two_person_rule": two_person_rule},
+            detail=detail,
         )
+        if changed != ["two_person_rule"]:
+            bump_epoch(policy=True)
+
+
+def _check_unclassified_default(value: str | None) -> str | None:
+    if value is not None and value not in ("", *UnclassifiedAction.values):
+        raise PolicyError("unclassified_default", "must be mask, unmask or blank (Veil's default)")
+    return value
+
+
+def _check_unclassified_environments(value: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Environment name -> mask/unmask, sorted by environment so equal settings compare equal."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise PolicyError("unclassified_environments", "must map environment names to mask or unmask")
+    for environment, action in value.items():
+        if not isinstance(environment, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", environment):
+            raise PolicyError("unclassified_environments", f"{environment!r} is not an environment name")
+        if action not in UnclassifiedAction.values:
+            raise PolicyError("unclassified_environments", f"{environment}: must be mask or unmask")
+    return dict(sorted(value.items()))
 
 
 def grant_condition(

@@ -109,7 +109,10 @@ def test_the_gates_over_a_session_list_only_the_projects_one_administers(api_cli
     api_client.force_authenticate(policy_world.polly)
     mine = (api_client.get("/api/v1/policy/coverage").json(), api_client.get("/api/v1/policy/drift").json())
 
-    assert theirs == ({"ok": True, "uncovered": [], "unreviewed": []}, {"ok": True, "drift": []})
+    assert theirs == (
+        {"ok": True, "uncovered": [], "unreviewed": [], "unclassified": []},
+        {"ok": True, "drift": []},
+    )
     assert [f["column"] for f in mine[0]["uncovered"]] == ["staging-pg/shop/public.customers.notes"]
     assert [d["column"] for d in mine[1]["drift"]] == ["shop/public.customers.notes"]
 

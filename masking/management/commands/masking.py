@@ -74,7 +74,16 @@ class Command(BaseCommand):
                     self.stdout.write(f"UNCOVERED  {f.column.key.label()}  ({f.column.environment}): {f.why}")
                 for f in report.unreviewed:
                     self.stdout.write(f"UNREVIEWED {f.column.key.label()}  ({f.column.environment}): {f.why}")
-                counts = f"{len(report.uncovered)} uncovered, {len(report.unreviewed)} to review"
+                in_clear = [f for f in report.unclassified if f.decision.unmask]
+                for f in in_clear:
+                    self.stdout.write(
+                        f"UNCLASSIFIED {f.column.key.label()}  ({f.column.environment}): {f.why}"
+                    )
+                masked = len(report.unclassified) - len(in_clear)
+                counts = (
+                    f"{len(report.uncovered)} uncovered, {len(report.unreviewed)} to review, "
+                    f"{len(in_clear)} unclassified in clear ({masked} more masked by default)"
+                )
                 self.stdout.write(f"{counts}, of {len(policy.columns)} columns.")
             if not report.ok:
                 sys.exit(1)
