@@ -8,7 +8,9 @@ class MaskingConfig(AppConfig):
     def ready(self) -> None:
         from audit.access import register_projects
         from audit.events import register_event_types
+        from audit.reports.agents import register_column_projects
         from masking import principal_checks  # noqa: F401  registers the system check
+        from masking.column_projects import database_projects
         from masking.events import EVENT_TYPES
         from masking.models import Project
         from masking.permissions import VIEW_AUDIT
@@ -17,3 +19,4 @@ class MaskingConfig(AppConfig):
         register_event_types(EVENT_TYPES)
         # audit scopes its readers by project without importing masking.
         register_projects(model=Project, permission=VIEW_AUDIT)
+        register_column_projects(database_projects)

@@ -13,6 +13,7 @@ export of millions of rows streams.
 
 from __future__ import annotations
 
+from audit.reports.agents import AGENT_COLUMNS, agent_rows
 from audit.reports.breakglass import BREAKGLASS_COLUMNS, breakglass_rows
 from audit.reports.common import ReportSpec, Row
 from audit.reports.denied import DENIED_COLUMNS, denied_q, denied_rows
@@ -62,6 +63,14 @@ REPORTS: dict[str, ReportSpec] = {
             breakglass_rows,
         ),
         ReportSpec(
+            "agents",
+            "What did agents read",
+            "Each query run for a service account (an AI agent, a job): the agent and its owner, the columns "
+            "returned in clear and masked, and the rows returned.",
+            AGENT_COLUMNS,
+            agent_rows,
+        ),
+        ReportSpec(
             "denied",
             "Denied and unauthorized attempts",
             "Refused requests, failed sign-ins, forged Slack requests.",
@@ -73,10 +82,12 @@ REPORTS: dict[str, ReportSpec] = {
 
 
 __all__ = [
+    "AGENT_COLUMNS",
     "EVENT_COLUMNS",
     "REPORTS",
     "ReportSpec",
     "Row",
+    "agent_rows",
     "breakglass_rows",
     "denied_q",
     "denied_rows",

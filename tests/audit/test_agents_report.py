@@ -1,0 +1,152 @@
+"""What did agents read: the access events an agent's queries produced (reported with the principal
+kind through the real API), per agent with its owner, on the report page, in CSV, and scoped by
+project for readers of some projects only."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from django.urls import reverse
+
+from audit.filters import EVERYTHING, AuditFilter, AuditScope
+from audit.models import AccessEvent, Channel
+from audit.reports import agent_rows
+from audit.services import SYSTEM
+from identity.models import Scope
+from identity.services import service_account_create, token_create
+from tests.factories import catalog_payload, make_project, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _column(column: str, instance: str = "prod-pg") -> dict[str, str]:
+    return {
+        "instance": instance,
+        "database": "shop",
+        "schema": "public",
+        "table": "customers",
+        "column": column,
+    }
+
+
+@pytest.fixture
+def agent_world(api_client, shop):
+    """The support agent (a service account Olive owns) reports two queries of its own through its
+    token; the SQL proxy reports one of a person's. prod-pg/shop is the shop's, other-pg/hr HR's."""
+    from masking.services.catalog import catalog_upsert
+
+    make_project("hr")
+    for instance, database, project in (("prod-pg", "shop", "shop"), ("other-pg", "hr", "hr")):
+        payload = catalog_payload(instance=instance, project=project)
+        payload["databases"][0]["name"] = database
+        catalog_upsert(
+            instance_spec=payload["instance"],
+            databases=payload["databases"],
+            prune=False,
+            actor=SYSTEM,
+            channel=Channel.CLI,
+        )
+    olive = make_user("olive", display_name="Olive Owner")
+    olive.is_superuser = True
+    olive.save(update_fields=["is_superuser"])
+    api_client.force_login(olive)  # so Olive's subject has a name in the log (the sign-in event)
+    agent = service_account_create(
+        name="support-agent", description="MCP agent", owner=olive, created_by=olive, channel=Channel.WEB
+    )
+    _, agent_token = token_create(
+        service_account=agent, name="mcp", scopes=[Scope.ACCESS_EVENTS], created_by=olive, channel=Channel.WEB
+    )
+    proxy = service_account_create(
+        name="sql-proxy", description="", owner=None, created_by=None, channel="cli"
+    )
+    _, proxy_token = token_create(
+        service_account=proxy, name="p", scopes=[Scope.ACCESS_EVENTS], created_by=None, channel=Channel.CLI
+    )
+    agent_events = [
+        {
+            "principal": {"service_account": "support-agent"},
+            "query_id": "mcp-1",
+            "occurred_at": "2026-03-01T10:00:00Z",
+            "unmasked_columns": [_column("id")],
+            "masked_columns": [_column("email")],
+            "row_count": 12,
+        },
+        {
+            "principal": {"service_account": "support-agent"},
+            "query_id": "mcp-2",
+            "occurred_at": "2026-03-01T10:05:00Z",
+            "masked_columns": [{**_column("email", "other-pg"), "database": "hr"}],
+            "row_count": 3,
+        },
+    ]
+    person_event = {**agent_events[0], "principal": {"user": "alice@example.com"}, "query_id": "q-alice"}
+    for token, events in ((agent_token, agent_events), (proxy_token, [person_event])):
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert api_client.post("/api/v1/access-events", {"events": events}, format="json").status_code == 202
+    api_client.credentials()
+    return olive
+
+
+def test_access_events_carry_the_principal_kind(agent_world):
+    kinds = dict(AccessEvent.objects.values_list("query_id", "principal_type"))
+
+    assert kinds == {"mcp-1": "service_account", "mcp-2": "service_account", "q-alice": "user"}
+
+
+def test_the_report_lists_each_agent_query_with_its_owner_columns_and_rows(agent_world):
+    rows = list(agent_rows(AuditFilter(), EVERYTHING))
+
+    assert [row[1:] for row in rows] == [
+        (
+            "support-agent",
+            f"Olive Owner ({agent_world.canonical_subject})",
+            "support-agent",
+            "mcp-1",
+            ["prod-pg/shop/public.customers.id"],
+            ["prod-pg/shop/public.customers.email"],
+            12,
+        ),
+        (
+            "support-agent",
+            rows[0][2],
+            "support-agent",
+            "mcp-2",
+            [],
+            ["other-pg/hr/public.customers.email"],
+            3,
+        ),
+    ], "a person's query is not an agent's"
+
+
+def test_a_reader_of_one_project_sees_only_the_queries_within_it(agent_world):
+    shop_only = list(agent_rows(AuditFilter(), AuditScope(projects=frozenset({"shop"}))))
+    filtered = list(agent_rows(AuditFilter(project="hr"), EVERYTHING))
+
+    assert [row[4] for row in shop_only] == ["mcp-1"]
+    assert [row[4] for row in filtered] == ["mcp-2"]
+
+
+def test_the_report_page_and_the_csv_export_show_it(client, agent_world, tmp_path):
+    from audit.exports import write_export
+
+    client.force_login(agent_world)
+    page = client.get(reverse("audit:report", args=["agents"]))
+    result = write_export(
+        report="agents",
+        fmt="csv",
+        flt=AuditFilter(),
+        scope=EVERYTHING,
+        out_path=tmp_path / "agents.csv",
+        actor=SYSTEM,
+        channel=Channel.CLI,
+    )
+
+    text = page.content.decode()
+    assert page.status_code == 200 and "What did agents read" in text
+    assert "support-agent" in text and "Olive Owner" in text and "mcp-1" in text
+    with open(tmp_path / "agents.csv", newline="") as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0][:5] == ["occurred_at", "agent", "owner", "reported_by", "query_id"]
+    assert [line[4] for line in lines[1:]] == ["mcp-1", "mcp-2"]
+    assert result is not None
