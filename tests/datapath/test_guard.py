@@ -364,6 +364,13 @@ def test_server_errors_that_may_quote_a_masked_value_are_withheld(connect_as, sc
     with pytest.raises(psycopg.errors.UniqueViolation) as duplicate:
         conn.execute(probe)
     assert "customer1@example.net" not in str(duplicate.value)
+    # A failed write quotes the whole row ("Failing row contains (...)"), masked columns included,
+    # even when the statement itself reads only unmasked ones.
+    with psycopg.connect(dsn(scratch_db), autocommit=True) as owner:
+        owner.execute("ALTER TABLE customers ALTER COLUMN id SET NOT NULL")
+    with pytest.raises(psycopg.errors.NotNullViolation) as failing:
+        connect_as("bob", dbname=scratch_db).execute("UPDATE customers SET id = NULL WHERE id = 1")
+    assert "customer1@example.net" not in str(failing.value) and "withheld" in str(failing.value)
     # Someone who sees the column in clear gets the server's own message.
     alice = connect_as("alice", dbname=scratch_db, guard_mode="audit")
     with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="customer"):

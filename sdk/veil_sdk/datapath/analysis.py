@@ -139,6 +139,9 @@ class Statement:
     opaque: list[tuple[str, str]] = field(default_factory=list)
     resets_names: bool = False
     ddl: bool = False
+    touches: list[Source] = field(default_factory=list)
+    """Every column of a table the statement writes: a failed write's message may quote the
+    whole row ("Failing row contains ..."), so their decisions decide what the error may say."""
     name: str | None = None  # PREPARE/EXECUTE/DECLARE/FETCH: the statement or cursor name
     inner: Statement | None = None  # PREPARE/DECLARE: the statement they hold
     copy_to: bool = False
@@ -225,6 +228,7 @@ class _Analyzer:
         self.catalog = catalog
         self.uses: list[Use] = []
         self.opaque: list[tuple[str, str]] = []
+        self.touches: list[Source] = []
         self.resets_names = False
 
     # --- statements ---------------------------------------------------------------------------
@@ -234,6 +238,7 @@ class _Analyzer:
         result = self._statement(node)
         result.uses = self.uses
         result.opaque = self.opaque
+        result.touches = self.touches
         result.resets_names = result.resets_names or self.resets_names or result.ddl
         if result.kind == "":
             result.kind = kind
@@ -291,6 +296,7 @@ class _Analyzer:
         level = _Level()
         target = self._range_var(node.relation, {})
         level.items.append(target)
+        self.touches.extend(source for _, lineage in target.columns for source in lineage.sources)
         ctes = self._with(node.withClause, [], {})
         if isinstance(node, ast.InsertStmt):
             if node.selectStmt is not None:

@@ -369,6 +369,7 @@ class Check(_Resolution):
         sources: set[Source] = set()
         for statement in map(self.effective, self.statements):
             sources.update(use.source for use in statement.uses)
+            sources.update(statement.touches)
             for _, lineage in statement.outputs or ():
                 sources.update(lineage.sources)
         return sources
