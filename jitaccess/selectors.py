@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
+from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
 from audit.models import AuditEvent
@@ -157,3 +158,24 @@ def columns_named(databases: QuerySet[Database], labels: list[str]) -> dict[Data
         if match is not None:
             found.setdefault(match.table.schema.database, []).append(match)
     return found
+
+
+def requestable_databases(user: User) -> QuerySet[Database]:
+    """The databases of the projects where the person may ask for unmask (`request_unmask`), as
+    the web form and the Slack modal offer them."""
+    projects = get_objects_for_user(user, REQUEST_UNMASK, klass=Project, accept_global_perms=True)
+    return (
+        Database.objects.filter(project__in=projects)
+        .select_related("instance", "project")
+        .order_by("project__key", "instance__key", "name")
+        .distinct()
+    )
+
+
+def requests_in_progress(user: User) -> tuple[list[AccessRequest], list[AccessRequest]]:
+    """The person's own pending requests (oldest first) and the grants that unmask for them now or
+    later (approved, not expired; soonest to end first): what `/veil status` lists."""
+    mine = AccessRequest.objects.filter(requester=user).select_related("database__instance", "project")
+    pending = list(mine.filter(state=State.PENDING).order_by("created_at").prefetch_related("approvals")[:50])
+    live = list(mine.filter(state=State.APPROVED, expires_at__gt=timezone.now()).order_by("expires_at")[:50])
+    return pending, live

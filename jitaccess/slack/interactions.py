@@ -6,6 +6,7 @@ connection). Only the deny modal is opened inside the window, because its trigge
 with it. Decisions go through `jitaccess.services`, which locks the request row: double clicks,
 Slack retries, replayed payloads and two approvers at once serialise there, and the second one
 is told the outcome of the first. Messages are updated through the outbox, not from here.
+Asking for access from Slack (`/veil`, the shortcut, the request modal) is in `requesting`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from identity.models import User
 from jitaccess.models import AccessRequest, Approval
 from jitaccess.services import NotAllowed, RequestError, can_approve, request_approve, request_deny
 from jitaccess.slack import policy_interactions as policy
+from jitaccess.slack import requesting
 from jitaccess.slack.blocks import (
     APPROVE,
     APPROVE_IN_WEB,
@@ -45,6 +47,7 @@ from jitaccess.slack.blocks import (
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker, people_on
 from jitaccess.slack.policy_messages import POLICY_APPROVE, POLICY_OPEN, POLICY_REJECT, POLICY_REJECT_MODAL
+from jitaccess.slack.request_modal import COMMAND, REQUEST_MODAL, SHORTCUT, SUGGESTED
 from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation, request_link
 from jitaccess.slack.services import click_refused_record
 from jitaccess.states import Action, InvalidTransition, State
@@ -114,6 +117,10 @@ def _handler(token: str, signing_secret: str, api_url: str) -> SlackRequestHandl
     app.action(POLICY_REJECT)(ack=policy.open_reject_modal, lazy=[policy.explain_reject_refusal])
     app.action(POLICY_OPEN)(acknowledge)  # a link
     app.view(POLICY_REJECT_MODAL)(ack=policy.check_note, lazy=[policy.reject_submitted])
+    app.command(COMMAND)(ack=requesting.command_received, lazy=[requesting.command_after_ack])
+    app.shortcut(SHORTCUT)(ack=requesting.shortcut_received, lazy=[requesting.shortcut_after_ack])
+    app.options(re.compile(f"^({'|'.join(SUGGESTED)})$"))(requesting.suggest)
+    app.view(REQUEST_MODAL)(ack=requesting.request_submitted, lazy=[requesting.dm_requester])
     app.action(re.compile(".*"))(ack=acknowledge, lazy=[unknown_action])  # last: the first match wins
     return SlackRequestHandler(app)
 

@@ -33,7 +33,9 @@ def interactions(request: HttpRequest) -> HttpResponse:
     Veil's own workspace and app; answer anything else with 401, counted for the audit log (one
     chained event per window, not one per request: whoever sends them is unauthenticated). Answer a
     body seen before (a Slack retry, X-Slack-Retry-Num, or a replay inside the signature window)
-    with an empty 200, and hand the rest to Bolt."""
+    with an empty 200, and hand the rest to Bolt. Slash commands (/slack/commands) and the
+    options of the request modal (/slack/options) come here too, checked the same way; options
+    are served again for the same typed text (they change nothing), so they skip the replay filter."""
     if not (settings.SLACK_ENABLED and settings.SLACK_SIGNING_SECRET):
         raise Http404("Slack is not configured")
     problem = signature_problem(request.body, request.headers) or workspace_problem(request.body)
@@ -41,6 +43,8 @@ def interactions(request: HttpRequest) -> HttpResponse:
         forged_request_record(reason=problem, remote_addr=client_address(request))
         return HttpResponse(status=401)
     seen_key = f"slack:interaction:{hashlib.sha256(request.body).hexdigest()}"
+    if _payload(request.body).get("type") == "block_suggestion":
+        return request_handler().handle(request)
     if not _first_time(seen_key):
         logger.info(
             "Slack interaction seen before (retry %s); ignored", request.headers.get("X-Slack-Retry-Num")
@@ -73,12 +77,11 @@ def workspace_problem(body: bytes) -> str:
 
     The signing secret belongs to the app, not to a workspace: if the app is ever installed in a
     second workspace (distributed, or a copy made with the same credentials), that workspace's
-    clicks are signed just as validly. Slack IDs are only meaningful inside Veil's own workspace."""
-    try:
-        payload = json.loads(parse_qs(body.decode())["payload"][0])
-    except (UnicodeDecodeError, KeyError, IndexError, ValueError):
-        return "no interaction payload"
-    if not isinstance(payload, dict):
+    clicks are signed just as validly. Slack IDs are only meaningful inside Veil's own workspace.
+    A global shortcut's payload names no app (Slack sends none): it must name the workspace, and
+    no other app."""
+    payload = _payload(body)
+    if not payload:
         return "no interaction payload"
     team: dict[str, Any] = payload["team"] if isinstance(payload.get("team"), dict) else {}
     user: dict[str, Any] = payload["user"] if isinstance(payload.get("user"), dict) else {}
@@ -86,9 +89,28 @@ def workspace_problem(body: bytes) -> str:
     app_id = str(payload.get("api_app_id") or "")
     if team_id != settings.SLACK_TEAM_ID:
         return f"payload from another workspace ({team_id[:20] or 'none'})"
-    if app_id != settings.SLACK_APP_ID:
+    if app_id != settings.SLACK_APP_ID and not (payload.get("type") == "shortcut" and not app_id):
         return f"payload for another app ({app_id[:20] or 'none'})"
     return ""
+
+
+def _payload(body: bytes) -> dict[str, Any]:
+    """An interaction's JSON payload, or a slash command's form fields in the same shape
+    (`team.id`, `api_app_id`, `type` "command"); {} when the body is neither."""
+    try:
+        form = parse_qs(body.decode())
+    except UnicodeDecodeError:
+        return {}
+    if "payload" in form:
+        try:
+            payload = json.loads(form["payload"][0])
+        except ValueError:
+            return {}
+        return payload if isinstance(payload, dict) else {}
+    if "command" in form:
+        fields = {name: values[0] for name, values in form.items()}
+        return {**fields, "type": "command", "team": {"id": fields.get("team_id", "")}}
+    return {}
 
 
 def _first_time(key: str) -> bool:
