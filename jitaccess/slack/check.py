@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import yaml
 from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from jitaccess.models import ApprovalPolicy, SlackRoute
 from jitaccess.slack.client import slack_client, slack_error
+from jitaccess.slack.request_modal import COMMAND, SHORTCUT
 
 # Keep in step with slack-app-manifest.yml.
-REQUIRED_SCOPES = ("chat:write", "users:read", "users:read.email", "channels:read", "groups:read")
+REQUIRED_SCOPES = (
+    "chat:write",
+    "commands",
+    "users:read",
+    "users:read.email",
+    "channels:read",
+    "groups:read",
+)
+MANIFEST = "slack-app-manifest.yml"
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,49 @@ def installation_findings() -> list[Finding]:
             + ("" if url.startswith("https://") else ": Slack only posts to https URLs (set SITE_URL)"),
         )
     )
-    return findings
+    return findings + manifest_findings()
+
+
+def manifest_findings(path: Path | None = None) -> list[Finding]:
+    """Does the app manifest (slack-app-manifest.yml, what the app is created from) declare what
+    Veil listens to: the /veil command and the options load URL on Veil's endpoints, and the
+    global shortcut's callback ID? Each line also says the URL Slack must be given for this SITE_URL."""
+    path = path or Path(settings.BASE_DIR) / MANIFEST
+    try:
+        manifest: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return [Finding(False, "manifest", f"cannot read {path}: {exc}")]
+    features = manifest.get("features") or {}
+    interactivity = (manifest.get("settings") or {}).get("interactivity") or {}
+    command = next((c for c in features.get("slash_commands") or [] if c.get("command") == COMMAND), None)
+    shortcut = next((s for s in features.get("shortcuts") or [] if s.get("callback_id") == SHORTCUT), None)
+    fix = f"fix {MANIFEST} and update the app from it (App Manifest in the app's settings)"
+    return [
+        _declared("slash command", COMMAND, command and command.get("url"), "/slack/commands", fix),
+        Finding(
+            bool(shortcut) and (shortcut or {}).get("type") == "global",
+            "shortcut",
+            f"global shortcut with callback ID {SHORTCUT}"
+            + ("" if shortcut and shortcut.get("type") == "global" else f": not declared; {fix}"),
+        ),
+        _declared(
+            "options load URL",
+            "the request modal",
+            interactivity.get("message_menu_options_url"),
+            "/slack/options",
+            fix,
+        ),
+    ]
+
+
+def _declared(subject: str, what: str, url: Any, path: str, fix: str) -> Finding:
+    expected = f"{settings.SITE_URL}{path}"
+    if not url:
+        return Finding(False, subject, f"{what} is not declared: {fix}")
+    if urlsplit(str(url)).path != path:
+        return Finding(False, subject, f"{what} points at {url}, not Veil's {path}: {fix}")
+    https = "" if expected.startswith("https://") else ": Slack only posts to https URLs (set SITE_URL)"
+    return Finding(not https, subject, f"Slack must post {what} to {expected}{https}")
 
 
 def configured_channels() -> dict[str, list[str]]:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 TOKEN = "xoxb-test-token"
 BOT_USER_ID = "UVEILBOT"
-ALL_SCOPES = ("chat:write", "users:read", "users:read.email", "channels:read", "groups:read")
+ALL_SCOPES = ("chat:write", "commands", "users:read", "users:read.email", "channels:read", "groups:read")
 
 
 @dataclass
@@ -68,6 +68,7 @@ class FakeSlack:
     messages: list[Message] = field(default_factory=list)
     ephemerals: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # posted to a response_url
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -142,6 +143,9 @@ class FakeSlack:
 
     def _handle(self, http: BaseHTTPRequestHandler) -> None:
         url = urlsplit(http.path)
+        if url.path.startswith("/hooks/"):
+            self._respond(http, url.path)
+            return
         method = url.path.rsplit("/", 1)[-1]
         params: dict[str, Any] = dict(parse_qsl(url.query))
         raw = http.rfile.read(int(http.headers.get("Content-Length") or 0)).decode()
@@ -180,6 +184,21 @@ class FakeSlack:
             http.send_header(name, value)
         http.end_headers()
         http.wfile.write(payload)
+
+    def _respond(self, http: BaseHTTPRequestHandler, path: str) -> None:
+        """A command's response_url (hooks.slack.com in Slack): the JSON message, answered "ok"."""
+        raw = http.rfile.read(int(http.headers.get("Content-Length") or 0)).decode()
+        with self._lock:
+            self.responses.append({"path": path, **json.loads(raw or "{}")})
+        http.send_response(200)
+        http.send_header("Content-Type", "text/plain")
+        http.send_header("Content-Length", "2")
+        http.end_headers()
+        http.wfile.write(b"ok")
+
+    def hook_url(self, name: str = "1") -> str:
+        """A response_url this fake answers, as Slack gives one with each command."""
+        return self.url.replace("/api/", f"/hooks/commands/T0ACME/{name}")
 
     def _unknown(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "unknown_method"}

@@ -54,7 +54,7 @@ def test_check_passes_for_a_complete_installation(slack):
 
 
 def test_check_names_each_problem_and_what_to_do(slack, settings, fake_slack):
-    fake_slack.scopes = ("chat:write", "users:read", "channels:read")
+    fake_slack.scopes = ("chat:write", "commands", "users:read", "channels:read")
     fake_slack.channels[APPROVALS]["is_member"] = False
     slack.policy.slack_channel = "#no-such-channel"
     slack.policy.save()
