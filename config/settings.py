@@ -394,6 +394,29 @@ ACCESS_EVENTS_MAX_BATCH = envint("ACCESS_EVENTS_MAX_BATCH", 1000)
 API_TOKEN_LAST_USED_RESOLUTION_S = envint("API_TOKEN_LAST_USED_RESOLUTION_S", 60)
 # A verified token is trusted for this long in each process (revocation reaches others within it).
 API_TOKEN_CACHE_S = envint("API_TOKEN_CACHE_S", 1)
+# Directory sync (SCIM 2.0 at /scim/v2/, django-scim2): Veil's adapters, filters and token check.
+SCIM_SERVICE_PROVIDER = {
+    "USER_ADAPTER": "identity.scim.PersonAdapter",
+    "GROUP_MODEL": "identity.models.DirectoryGroup",
+    "GROUP_ADAPTER": "identity.scim.GroupAdapter",
+    "USER_FILTER_PARSER": "identity.scim_filters.PersonFilter",
+    "GROUP_FILTER_PARSER": "identity.scim_filters.DirectoryGroupFilter",
+    "AUTH_CHECK_MIDDLEWARE": "identity.scim.ScimTokenCheck",
+    "BASE_LOCATION_GETTER": "identity.scim.base_location",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "identity.scim.ServiceProviderConfig",
+    "GET_EXTRA_MODEL_EXCLUDE_KWARGS_GETTER": "identity.scim.local_accounts_excluded",
+    "GET_OBJECT_POST_PROCESSOR_GETTER": "identity.scim.local_account_hidden",
+    "NETLOC": SITE_URL.split("://", 1)[-1],  # required by django-scim2; locations come from SITE_URL
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="veil-scim"',
+    "AUTHENTICATION_SCHEMES": [
+        {
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "A Veil service-account token with the scim scope",
+            "primary": True,
+        }
+    ],
+}
 # veil-proxy as people reach it: the Database access page builds their psql and JDBC strings from these.
 VEIL_PROXY_HOST = env("VEIL_PROXY_HOST", "localhost")
 VEIL_PROXY_PORT = envint("VEIL_PROXY_PORT", 6432)

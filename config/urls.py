@@ -19,7 +19,6 @@ from masking.decisions import apis as decision_apis
 from masking.policy import urls as masking_policy_urls
 from shared import api
 
-
 api_v1 = [
     # The API's shape is public; every operation in it still needs a token or a session.
     path("schema", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
@@ -69,6 +68,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("", include(policy_routes)),
     path("slack/", include("jitaccess.slack.urls")),
+    path("scim/v2/", include("django_scim.urls", namespace="scim")),
 ]
 
 handler404 = api.not_found

@@ -24,4 +24,12 @@ EVENT_TYPES: dict[str, str] = {
     "group.created": "Group added",
     "group.updated": "Group changed",
     "permissions.changed": "Project permissions changed",
+    # Directory sync (SCIM)
+    "directory.user_created": "Person provisioned by the directory",
+    "directory.user_updated": "Person changed by the directory",
+    "directory.user_deactivated": "Person deactivated by the directory",
+    "directory.user_reactivated": "Person reactivated by the directory",
+    "directory.group_created": "Group provisioned by the directory",
+    "directory.group_updated": "Group changed by the directory",
+    "directory.group_deleted": "Group removed by the directory",
 }

@@ -7,6 +7,8 @@ members (users, IdP groups, service accounts) that exemptions and approval polic
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import models
 
@@ -17,6 +19,9 @@ class User(AbstractUser):
     oidc_subject = models.CharField(max_length=255, unique=True, null=True, blank=True)
     email_verified = models.BooleanField(default=False)
     display_name = models.CharField(max_length=255, blank=True)
+    # Directory sync (SCIM): the id the IdP addresses this person by, and the IdP's own id for them.
+    scim_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    scim_external_id = models.CharField(max_length=255, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return self.display_name or self.get_full_name() or self.username
@@ -25,6 +30,23 @@ class User(AbstractUser):
     def canonical_subject(self) -> str:
         """The identity that self-approval and quorum are judged on: the IdP subject if any."""
         return f"oidc:{self.oidc_subject}" if self.oidc_subject else f"local:{self.pk}"
+
+
+class DirectoryGroup(models.Model):
+    """A group the IdP manages through directory sync (SCIM), beside Django's `Group` (which takes
+    no fields of its own): its SCIM id and the IdP's id. The group's name and members stay on the
+    `Group`, where django-guardian's project permissions and roles read them."""
+
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="directory")
+    scim_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    scim_external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group__name"]
+
+    def __str__(self) -> str:
+        return self.group.name
 
 
 class ServiceAccount(models.Model):
@@ -66,6 +88,7 @@ class Scope(models.TextChoices):
     POLICY_WRITE = "policy:write", "Apply masking policy"
     AUDIT_READ = "audit:read", "Read and export the audit log"
     ASSERT_GROUPS = "assert-groups", "Assert groups it verified for the users it asks about"
+    SCIM = "scim", "Provision people and groups from the IdP (SCIM directory sync)"
 
 
 class PersonalScope(models.TextChoices):

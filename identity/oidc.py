@@ -63,6 +63,12 @@ class VeilOIDCBackend(OIDCAuthenticationBackend):
     def update_user(self, user: User, claims: dict[str, Any]) -> User:
         return user_sync_from_claims(user=user, claims=claims)
 
+    def get_user(self, user_id: Any) -> User | None:
+        """The session's person, unless deactivated (mozilla-django-oidc does not check): a person
+        the IdP deactivates is signed out of any session `identity.directory` did not end."""
+        user: User | None = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
 
 def _free_username(wanted: str, subject: str) -> str:
     """Prefer the human-readable name; fall back to the subject when it is taken or empty."""

@@ -1,4 +1,12 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from audit.services import Actor
+    from identity.models import User
 
 
 class JitaccessConfig(AppConfig):
@@ -17,6 +25,17 @@ class JitaccessConfig(AppConfig):
 
         if _announce_policy_change not in policy_change_listeners:
             policy_change_listeners.append(_announce_policy_change)
+        # A person the IdP deactivates (directory sync) loses their grants and pending requests at once.
+        from identity.directory import deactivation_handlers
+
+        if _end_requests_of_deactivated not in deactivation_handlers:
+            deactivation_handlers.append(_end_requests_of_deactivated)
+
+
+def _end_requests_of_deactivated(person: User, actor: Actor, channel: str) -> None:
+    from jitaccess.services import requests_end_for_deactivated
+
+    requests_end_for_deactivated(person, actor, channel)
 
 
 def _announce_policy_change(change_id: int) -> None:

@@ -22,7 +22,7 @@ from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import get_users_with_perms
 
 from audit.models import Channel
-from audit.services import SYSTEM, Target, record_event
+from audit.services import SYSTEM, Actor, Target, record_event
 from identity.models import ServiceAccount, User
 from identity.selectors import role_names_of_user, users_in_roles
 from identity.services import actor_for
@@ -652,7 +652,15 @@ def grant_end(*, request_id: int, user: User, action: str, channel: str, reason:
     request = _locked(request_id, "grant")
     if refusal := end_refusal(request, user, action):
         raise NotAllowed(refusal)
-    _end_with_extensions(request, user=user, action=action, channel=channel, because=None, reason=reason)
+    _end_with_extensions(
+        request,
+        actor=actor_for(user),
+        ended_by=user,
+        action=action,
+        channel=channel,
+        because=None,
+        reason=reason,
+    )
     if action == Action.REVOKE:
         notify(request, NotificationKind.REVOKED, [request.requester])
     return request
@@ -661,25 +669,27 @@ def grant_end(*, request_id: int, user: User, action: str, channel: str, reason:
 def _end_with_extensions(
     request: AccessRequest,
     *,
-    user: User,
+    actor: Actor,
+    ended_by: User | None,
     action: str,
     channel: str,
     because: AccessRequest | None,
     reason: str = "",
 ) -> None:
-    """End one locked request (`action`; an extension still pending is cancelled), then its extensions."""
+    """End one locked request (`action`; an extension still pending is cancelled), then its
+    extensions. `ended_by` is the person who ended it; None when no person did (directory sync)."""
     pending = because is not None and request.state == State.PENDING
     request.state = next_state(request.state, Action.CANCEL if pending else action)
-    request.ended_at, request.ended_by = timezone.now(), user
+    request.ended_at, request.ended_by = timezone.now(), ended_by
     request.save(update_fields=["state", "ended_at", "ended_by"])
     if request.grant is not None:
-        exemption_revoke(exemption=request.grant, actor=actor_for(user), channel=channel)
+        exemption_revoke(exemption=request.grant, actor=actor, channel=channel)
     detail: dict[str, str] = {"because": f"{because.ref} was {because.state}"} if because else {}
     if reason:
         detail["reason"] = reason
     record_event(
         action=f"request.{request.state}",
-        actor=actor_for(user),
+        actor=actor,
         channel=channel,
         target=_target(request),
         project=request.project.key,
@@ -689,7 +699,41 @@ def _end_with_extensions(
     extensions = live_extensions(request).select_for_update(of=("self",)).select_related("grant", "project")
     for extension in extensions.order_by("pk"):
         _end_with_extensions(
-            extension, user=user, action=action, channel=channel, because=request, reason=reason
+            extension,
+            actor=actor,
+            ended_by=ended_by,
+            action=action,
+            channel=channel,
+            because=request,
+            reason=reason,
+        )
+
+
+PERSON_DEACTIVATED_REASON = "deactivated in the company directory (SCIM)"
+
+
+def requests_end_for_deactivated(person: User, actor: Actor, channel: str) -> None:
+    """The IdP deactivated `person`: revoke their grants in force (and the extensions asked for
+    them) and cancel their pending requests, agents' included, in the deactivation's transaction
+    (`identity.directory.deactivation_handlers`). Attributed to `actor`, the directory's service
+    account; no person ended them, so `ended_by` stays empty and the event says why.
+
+    Locking contract: each request row is taken FOR UPDATE and its state re-checked, so a request
+    ended meanwhile (or with the grant it extends) is left as it is."""
+    live = AccessRequest.objects.filter(requester=person, state__in=LIVE_STATES).order_by("pk")
+    for pk in live.values_list("pk", flat=True):
+        request = _locked(pk, "grant")
+        if request.state not in LIVE_STATES:
+            continue
+        action = Action.CANCEL if request.state == State.PENDING else Action.REVOKE
+        _end_with_extensions(
+            request,
+            actor=actor,
+            ended_by=None,
+            action=action,
+            channel=channel,
+            because=None,
+            reason=PERSON_DEACTIVATED_REASON,
         )
 
 

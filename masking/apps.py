@@ -20,3 +20,14 @@ class MaskingConfig(AppConfig):
         # audit scopes its readers by project without importing masking.
         register_projects(model=Project, permission=VIEW_AUDIT)
         register_column_projects(database_projects)
+        # Directory sync changed who is in a group or who is active: every process re-reads principals.
+        from identity.directory import membership_handlers
+
+        if _principals_changed not in membership_handlers:
+            membership_handlers.append(_principals_changed)
+
+
+def _principals_changed() -> None:
+    from masking.services.policy import bump_epoch
+
+    bump_epoch(grants=True)

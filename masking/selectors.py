@@ -5,7 +5,8 @@ It re-reads the counters at most every `DECISION_EPOCH_MAX_AGE_MS` (one primary-
 change committed in any process reaches every decision within that bound; a change made in this
 process is seen by its very next decision. Expiry never waits for either: the engine compares
 `expires_at` with the clock. Principals are cached for `PRINCIPAL_CACHE_S` (group and role
-membership is not policy).
+membership is not policy), and dropped when the grants epoch moves: directory sync moves it when a
+person is deactivated or a group's members change, so those count within the epoch bound too.
 """
 
 from __future__ import annotations
@@ -289,6 +290,7 @@ class DecisionCaches:
         self._grants_epoch = -1
         self._grants: dict[tuple[str, str], list[ExemptionView]] = {}
         self._principals: dict[tuple[object, ...], tuple[float, Principal | None]] = {}
+        self._principals_epoch = -1  # the grants epoch the cached principals were read under
 
     def epochs(self) -> Epochs:
         """The epochs, read from the database when the last read is older than the bound."""
@@ -297,6 +299,9 @@ class DecisionCaches:
         if cached is not None and now - cached[0] < settings.DECISION_EPOCH_MAX_AGE_MS / 1000:
             return cached[1]
         epochs = read_epochs()
+        if epochs.grants != self._principals_epoch:
+            self._principals.clear()
+            self._principals_epoch = epochs.grants
         self._epochs = (now, epochs)
         return epochs
 
