@@ -98,6 +98,9 @@ class _Planning:
 
 
 class _Check:
+    memo = None  # never memoized here: every check runs raise_if_refused off the event loop
+    refusal = None
+
     def __init__(self, enforcer: Enforcer, sql: str, principal: Any) -> None:
         self.enforcer, self.sql, self.principal = enforcer, sql, principal
         self._lookups = [CatalogLookup("SELECT pg_catalog.current_setting('search_path')", ())]
@@ -130,6 +133,9 @@ class _Check:
 
     def masks_any(self) -> bool:
         return any(re.search(rf"\b{name}\b", self.sql, re.I) for name in self.masked()) or "*" in self.sql
+
+    def cached_plan(self, index: int, fields: list[Field]) -> ResultPlan | None:
+        return None
 
     def result(self, index: int, fields: list[Field]) -> _Planning:
         return _Planning(self, index, fields)

@@ -258,7 +258,10 @@ class Session:
                 return check, None
             while (lookup := check.next_lookup()) is not None:
                 check.feed(await self._lookup(lookup, on_session=True))
-            await asyncio.to_thread(check.raise_if_refused)
+            if check.memo is not None or check.refusal is not None:
+                check.raise_if_refused()  # answered from the session's memo: nothing blocks
+            else:
+                await asyncio.to_thread(check.raise_if_refused)  # asks Veil: off the event loop
         except Exception as exc:
             sqlstate = getattr(exc, "sqlstate", None)
             if not isinstance(sqlstate, str):
@@ -310,6 +313,9 @@ class Session:
             self.target.field(f.name.decode(self._encoding, "replace"), f.table_oid, f.attnum, f.type_oid)
             for f in fields
         ]
+        cached = check.cached_plan(index, described)
+        if cached is not None:  # the statement's memo has it: no lookup, no Veil call, no thread
+            return cached
         planning = check.result(index, described)
         while (lookup := planning.next_lookup()) is not None:
             try:
