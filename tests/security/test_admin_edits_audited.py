@@ -100,6 +100,17 @@ ADD_EXAMPLES: dict[str, Callable[[], PostData]] = {
         "breakglass_max_duration": ["01:00:00"],
         "security_emails": [""],
     },
+    # A public address literal: nothing resolves names here, and no event is sent while walking.
+    "audit.AuditStream": lambda: {
+        "name": ["walk-siem"],
+        "url": ["https://93.184.215.14/veil-events"],
+        "format": ["veil"],
+        "action": [""],
+        "project": [""],
+        "auth_header": [""],
+        "secret_input": ["whsec_" + "A" * 43 + "="],
+        "auth_value_input": [""],
+    },
     "jitaccess.SlackRoute": lambda: {
         "project": [str(Project.objects.get(key="analytics").pk)],
         "channel": ["#attacker"],
