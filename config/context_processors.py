@@ -17,21 +17,24 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from audit.access import audit_scope_for
-from jitaccess.selectors import may_request_somewhere
+from jitaccess.selectors import may_approve_somewhere, may_request_somewhere
 from masking.policy.access import administers_any
 
 Check = Callable[[HttpRequest], bool]
 
 
 def signed_in(request: HttpRequest) -> bool:
-    """Requests, approvals, database access and the API docs: for everyone signed in (the approval
-    queue is per person, and approvers may come from approval policies' roles, so no permission
-    gates it; everyone may hold their own database tokens)."""
+    """My access, my requests, database access and the API docs: for everyone signed in (everyone
+    may hold their own database tokens)."""
     return bool(request.user.is_authenticated)
 
 
 def requester(request: HttpRequest) -> bool:
     return may_request_somewhere(request.user)  # type: ignore[arg-type]
+
+
+def approver(request: HttpRequest) -> bool:
+    return may_approve_somewhere(request.user)  # type: ignore[arg-type]
 
 
 def policy_admin(request: HttpRequest) -> bool:
@@ -60,7 +63,7 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
             ("Database access", "database-access:index", signed_in),
         ],
     ),
-    ("Approver", [("Approvals", "jitaccess:approvals", signed_in)]),
+    ("Approver", [("Approvals", "jitaccess:approvals", approver)]),
     (
         "Policy admin",
         [

@@ -108,6 +108,8 @@ PEOPLE = [
     Person("erin", "Erin Security", ("security", "approvers")),
 ]
 
+DEMO_USERNAMES = frozenset(p.username for p in PEOPLE)
+
 # project -> group -> permissions
 PERMISSIONS = {
     "shop": {
@@ -312,6 +314,15 @@ def try_the_api(site_url: str) -> list[str]:
         f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'",
         f".venv/bin/python sdk/examples/mask_query.py --url {site_url} --token {DEMO_TOKEN}",
     ]
+
+
+def demo_persona(user: User) -> str:
+    """The demo person `user` is ("alice", "bob", ...), for the home page's guide to what to try next
+    as them; "" for anyone else, and for everyone once the demo is not live (no demo data, or its
+    public token revoked, as the README asks before an installation is shown to anyone), so a real
+    deployment never shows the guide. One indexed query, only for the demo's usernames."""
+    is_demo_person = user.username in DEMO_USERNAMES and user.email == f"{user.username}@example.com"
+    return user.username if is_demo_person and demo_token_live() else ""
 
 
 def demo_token_live() -> bool:

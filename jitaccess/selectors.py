@@ -11,7 +11,7 @@ from guardian.shortcuts import get_objects_for_user
 from audit.models import AuditEvent
 from identity.models import User
 from identity.selectors import role_names_of_user
-from jitaccess.models import AccessRequest, Notification, NotificationChannel
+from jitaccess.models import AccessRequest, ApprovalPolicy, Notification, NotificationChannel
 from jitaccess.services import ApproverPools, can_approve, grants_in_force
 from jitaccess.states import LIVE_STATES, State
 from masking.models import Column, Database, Project
@@ -127,6 +127,19 @@ def may_request_somewhere(user: User) -> bool:
         return True
     projects = get_objects_for_user(user, REQUEST_UNMASK, klass=Project, accept_global_perms=True)
     return projects.exists()
+
+
+def may_approve_somewhere(user: User) -> bool:
+    """Whether the person may be asked to approve anywhere: `approve_request` on a project, or a
+    role some approval policy names as its approvers. The menu and the home page offer the
+    approval queue only to them (everyone else's would always be empty)."""
+    if user.is_superuser:
+        return True
+    if get_objects_for_user(user, APPROVE_REQUEST, klass=Project, accept_global_perms=True).exists():
+        return True
+    return ApprovalPolicy.objects.filter(
+        Q(approver_roles__users=user) | Q(approver_roles__groups__user=user)
+    ).exists()
 
 
 def columns_named(databases: QuerySet[Database], labels: list[str]) -> dict[Database, list[Column]]:

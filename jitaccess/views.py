@@ -13,7 +13,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,7 +28,7 @@ from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess import delivery, selectors, services
-from jitaccess.demo import DEMO_TOKEN, demo_token_live, try_the_api
+from jitaccess.demo import DEMO_TOKEN, demo_persona, demo_token_live, try_the_api
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
 from jitaccess.formatting import duration_label, moment_label
 from jitaccess.forms import (
@@ -39,7 +39,7 @@ from jitaccess.forms import (
     ScopeForm,
     UnmaskRequestForm,
 )
-from jitaccess.models import AccessRequest, ApprovalPolicy
+from jitaccess.models import AccessRequest
 from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
@@ -76,9 +76,9 @@ def home(request: HttpRequest) -> HttpResponse:
     pending_approvals = len(selectors.approval_queue(user))
     context = {
         "projects": projects,
-        "can_approve": pending_approvals > 0
-        or projects["approve"].exists()
-        or ApprovalPolicy.objects.filter(approver_roles__name__in=role_names_of_user(user)).exists(),
+        "project_cards": _project_cards(projects),
+        "demo_persona": demo_persona(user),
+        "can_approve": pending_approvals > 0 or selectors.may_approve_somewhere(user),
         "pending_approvals": pending_approvals,
         "active_grants": _active_grants(user),
         "unreviewed_breakglass": unreviewed,
@@ -95,6 +95,24 @@ def home(request: HttpRequest) -> HttpResponse:
         "demo_token": DEMO_TOKEN,
     }
     return render(request, "jitaccess/home.html", context)
+
+
+PROJECT_ROLES = [
+    ("request", "Request"),
+    ("approve", "Approve"),
+    ("administer", "Policy"),
+    ("audit", "Audit"),
+]
+
+
+def _project_cards(projects: dict[str, QuerySet[Project]]) -> list[dict[str, Any]]:
+    """One card per project the person works in: what they may do there, and its databases."""
+    roles: dict[int, list[str]] = {}
+    for key, label in PROJECT_ROLES:
+        for pk in projects[key].values_list("pk", flat=True):
+            roles.setdefault(pk, []).append(label)
+    listed = Project.objects.filter(pk__in=roles).annotate(database_count=Count("databases"))
+    return [{"project": p, "roles": roles[p.pk]} for p in listed.order_by("title")]
 
 
 @login_required
@@ -424,12 +442,23 @@ def _picker_context(
     }
 
 
-def _timeline(target: AccessRequest) -> QuerySet[AuditEvent]:
-    """The request's audit events, and those of its grant (which name the request in `detail`)."""
-    return AuditEvent.objects.filter(
-        Q(target_type="request", target_id=str(target.pk))
-        | Q(target_type="grant", detail__request=target.ref)
-    ).order_by("seq")
+def _timeline(target: AccessRequest) -> list[AuditEvent]:
+    """The request's audit events, and those of its grant (which name the request in `detail`), in
+    the order a person tells it: approval writes the grant first (`request.approved` names it), so
+    a `grant.created` directly followed by the `request.approved` naming that grant is shown after it."""
+    events = list(
+        AuditEvent.objects.filter(
+            Q(target_type="request", target_id=str(target.pk))
+            | Q(target_type="grant", detail__request=target.ref)
+        ).order_by("seq")
+    )
+    for i in range(len(events) - 1):
+        created, approved = events[i], events[i + 1]
+        if (created.action, approved.action) == ("grant.created", "request.approved") and str(
+            approved.detail.get("grant")
+        ) == created.target_id:
+            events[i], events[i + 1] = approved, created
+    return events
 
 
 def _active_grants(user: User) -> QuerySet[AccessRequest]:

@@ -15,12 +15,13 @@ from django.views import defaults
 
 from config import urls as config_urls
 from config.context_processors import menu_for, navigation
-from identity.models import User
+from identity.models import Role, User
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
-EVERYONE = {"My access", "My requests", "Database access", "Approvals", "API docs"}
+EVERYONE = {"My access", "My requests", "Database access", "API docs"}
+APPROVER = {"Approvals"}  # approve_request somewhere, or a role an approval policy asks
 REQUESTER = {"Request access"}  # people with request_unmask somewhere
 POLICY = {"Catalog", "Policy", "Rules", "Policy versions", "Policy insights", "Break-glass review"}
 AUDIT = {"Audit", "Audit events", "Audit exports"}
@@ -43,7 +44,7 @@ def menu_links(client, user: User) -> dict[str, str]:
     return {label: href for href, label in links}
 
 
-def test_an_engineer_is_offered_only_requests_approvals_and_the_api_docs(client, demo):
+def test_an_engineer_is_offered_requests_and_the_api_docs_but_no_approvals(client, demo):
     links = menu_links(client, demo["alice"])
 
     assert set(links) == EVERYONE | REQUESTER
@@ -60,19 +61,29 @@ def test_a_compliance_reader_is_offered_the_audit_pages(client, demo):
 
 
 def test_a_security_admin_is_offered_policy_and_audit_but_not_the_admin_site(client, demo):
-    assert set(menu_links(client, demo["erin"])) == EVERYONE | POLICY | AUDIT
+    assert set(menu_links(client, demo["erin"])) == EVERYONE | APPROVER | POLICY | AUDIT
 
 
 def test_a_superuser_is_offered_everything(client, demo):
     links = menu_links(client, demo["admin"])
 
-    assert set(links) == EVERYONE | REQUESTER | POLICY | AUDIT | ADMIN | SERVICE_ACCOUNTS
+    assert set(links) == EVERYONE | REQUESTER | APPROVER | POLICY | AUDIT | ADMIN | SERVICE_ACCOUNTS
     assert links["Admin site"] == reverse("admin:index")
     assert links["Service accounts"] == reverse("identity:service-accounts")
 
 
 def test_staff_are_offered_the_admin_site_and_the_audit_they_may_read(client, db):
     assert set(menu_links(client, make_user("sam", is_staff=True))) == EVERYONE | AUDIT | ADMIN
+
+
+def test_an_approver_by_policy_role_or_permission_is_offered_approvals(client, demo):
+    """bob approves by permission; someone holding only the role an approval policy names is asked
+    too, so is offered the queue."""
+    assert set(menu_links(client, demo["bob"])) == EVERYONE | REQUESTER | APPROVER
+    sam = make_user("sam")
+    assert "Approvals" not in menu_links(client, sam)
+    Role.objects.get(name="pii-approvers").users.add(sam)
+    assert "Approvals" in menu_links(client, sam)
 
 
 def test_every_offered_link_opens(client, demo):
@@ -91,9 +102,9 @@ def test_the_menu_costs_nothing_until_shown_and_a_few_queries_when_it_is(
 
     with django_assert_num_queries(0):
         context = navigation(request)
-    with django_assert_max_num_queries(5):  # global permissions (2, usually loaded by the page) + 3
+    with django_assert_max_num_queries(7):  # global permissions (2, usually loaded by the page) + 5
         sections = [section for section, _ in context["navigation"]]
-    assert sections == ["Engineer", "Approver", "Developers"]
+    assert sections == ["Engineer", "Developers"]
     with django_assert_num_queries(0):
         assert [section for section, _ in navigation(request)["navigation"]] == sections, "once a request"
 
