@@ -18,6 +18,7 @@ import codecs
 import logging
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 from veil_sdk.algorithms import FULL_MASK, Masker
 from veil_sdk.proxy import wire
@@ -30,6 +31,8 @@ TEXT_LIKE_NAMES = frozenset({"text", "varchar", "bpchar", "name", "unknown", "ci
 
 _PG_TO_PYTHON = {"UTF8": "utf-8", "SQL_ASCII": "utf-8", "LATIN1": "latin-1", "WIN1252": "cp1252"}
 _INT32 = struct.Struct("!i")
+_INT16 = struct.Struct("!h")
+_HEADER = struct.Struct("!ci")
 
 
 def python_encoding(client_encoding: str) -> str:
@@ -43,21 +46,97 @@ def python_encoding(client_encoding: str) -> str:
     return name
 
 
-class RowMasker:
-    """Rewrites one result's DataRows. ``columns`` is, per field, (masker or None, binary, text_like)."""
+_NULL = b"\xff\xff\xff\xff"  # a field's length word for SQL NULL
 
-    __slots__ = ("_columns", "_encoding", "_positions")
+
+class RowMasker:
+    """Rewrites one result's DataRows. ``columns`` is, per field, (masker or None, binary, text_like).
+
+    What to do with each field is worked out once per result (``_actions``, up to the last
+    masked field: None to keep it, else its masker and whether it goes out as NULL). A row is
+    rewritten by copying the untouched spans between masked fields as they are (memoryview
+    slices, joined once with the rest of the batch by the caller) and framing only the masked
+    values; fields after the last masked one are not even parsed."""
+
+    __slots__ = ("_actions", "_columns", "_count", "_encoding", "_positions")
 
     def __init__(self, columns: Sequence[tuple[Masker | None, bool, bool]], encoding: str) -> None:
         self._columns = tuple(columns)
         self._positions = tuple(i for i, (masker, _, _) in enumerate(columns) if masker is not None)
         self._encoding = encoding
+        self._count = len(self._columns)
+        last = self._positions[-1] + 1 if self._positions else 0
+        self._actions: tuple[tuple[Masker, bool, list[Any]] | None, ...] = tuple(
+            None if masker is None else (masker, binary and not text_like, [None, _NULL])
+            for masker, binary, text_like in self._columns[:last]
+        )
 
     @property
     def masks_anything(self) -> bool:
         return bool(self._positions)
 
+    def rewrite(self, rows: Sequence[bytes | memoryview], out: list[bytes | memoryview]) -> int:
+        """Append the masked form of each DataRow (whole messages) to ``out``, as pieces to be
+        joined; the number of bytes appended. A malformed row raises ``wire.ProtocolError``."""
+        actions, count, encoding = self._actions, self._count, self._encoding
+        unpack, unpack16, header = _INT32.unpack_from, _INT16.unpack_from, _HEADER.pack
+        append = out.append
+        size = 0
+        try:
+            for row in rows:
+                total = len(row)
+                if unpack16(row, 5)[0] != count:  # a row unlike its description: the careful way
+                    whole = self(bytes(row))
+                    append(whole)
+                    size += len(whole)
+                    continue
+                at = len(out)
+                append(b"")  # the header, once the new length is known
+                offset = 7
+                keep = 5
+                grown = 0
+                for action in actions:
+                    length = unpack(row, offset)[0]
+                    if action is None:
+                        offset += 4 + length if length > 0 else 4
+                        continue
+                    stop = offset + 4 + length if length > 0 else offset + 4
+                    if stop > total:
+                        raise wire.ProtocolError("a DataRow field runs past its message")
+                    masker, as_null, last = action
+                    framed: bytes
+                    if as_null:
+                        framed = _NULL
+                    else:
+                        text = None if length < 0 else str(row[offset + 4 : stop], encoding, "replace")
+                        try:
+                            masked = masker(text)
+                        except Exception:  # a masker that fails must not let the value through
+                            logger.exception("a masker failed; the value is masked in full")
+                            masked = FULL_MASK
+                        if masked is None:
+                            framed = _NULL
+                        elif masked is last[0]:  # a constant mask: framed once
+                            framed = last[1]
+                        else:
+                            data = str(masked).encode(encoding, "replace")
+                            framed = _INT32.pack(len(data)) + data
+                            last[0], last[1] = masked, framed
+                    if keep < offset:
+                        append(row[keep:offset])
+                    append(framed)
+                    grown += len(framed) - (stop - offset)
+                    keep = offset = stop
+                if keep < total:
+                    append(row[keep:])
+                out[at] = header(b"D", total - 1 + grown)
+                size += total + grown
+        except struct.error:
+            raise wire.ProtocolError("malformed DataRow") from None
+        return size
+
     def __call__(self, raw: bytes) -> bytes:
+        """One row, field by field: for a row with more or fewer fields than its description."""
         count = wire.unpack_int16(raw, 5)
         values: list[bytes | None] = []
         offset = 7

@@ -112,7 +112,21 @@ class _InjectedDescribe:
     execute: _Execute
 
 
+@dataclass(eq=False)
+class _Shape:
+    """A RowDescription the session has seen: its fields, as the data path takes them, and the
+    last plan made for it with its row masker."""
+
+    fields: list[wire.FieldDescription]
+    described: list[Any]
+    plan: Any = None
+    masker: RowMasker | None = None
+
+
 _Item = _Query | _Lookup | _Step | _Execute | _InjectedDescribe
+FLUSH_BYTES = 262_144
+"""Forwarded bytes gathered before a write to the client even while the server keeps sending."""
+_MAX_RESULT_SHAPES = 256  # RowDescriptions a session keeps ready-made maskers for
 _UNKNOWN = object()  # a statement this session did not see parsed (SQL PREPARE): masked in full
 _REFUSED_STATEMENT = b"veil_proxy_refused"
 """A refused Execute is replaced by a Parse of this (never created) statement, which fails."""
@@ -141,6 +155,9 @@ class Session:
         self.portals: dict[bytes, _Portal] = {}
         self.swallowing = False
         self._encoding = python_encoding(upstream.parameters.get("client_encoding", "UTF8"))
+        self._shapes: dict[bytes, _Shape] = {}
+        """Per RowDescription seen: its fields, as the data path takes them, and the last plan
+        made for it with its row masker (both depend on the client encoding)."""
 
     # --- Running ---------------------------------------------------------------------------
 
@@ -284,35 +301,47 @@ class Session:
             return await item.future
         return await self.target.pool.run(sql)
 
-    async def _plan(
-        self, check: Any, index: int, fields: list[wire.FieldDescription]
-    ) -> tuple[Any, RowMasker]:
-        """The data path's plan for one result and the row masker applying it; every column
-        masked in full when there is no plan to be had."""
+    async def _plan(self, check: Any, index: int, description: bytes) -> tuple[Any, RowMasker]:
+        """The data path's plan for the result ``description`` (a RowDescription) announces, and
+        the row masker applying it; every column masked in full when there is no plan to be had.
+
+        A repeated statement gets the same RowDescription and, from the data path's memo, the
+        same plan: the parsed fields and the masker built for that plan are kept per
+        RowDescription, so such a result costs a dictionary lookup."""
+        shape = self._shapes.get(description)
+        if shape is None:
+            fields = wire.row_description(description)
+            described = [
+                self.target.field(f.name.decode(self._encoding, "replace"), f.table_oid, f.attnum, f.type_oid)
+                for f in fields
+            ]
+            if len(self._shapes) >= _MAX_RESULT_SHAPES:
+                self._shapes.clear()
+            shape = self._shapes[description] = _Shape(fields, described)
+        fields, described = shape.fields, shape.described
         plan: Any
         if check is None or check is _UNKNOWN:
             plan = _FullPlan(tuple(_full for _ in fields))
         else:
             try:
-                plan = await self._planned(check, index, fields)
+                plan = await self._planned(check, index, described)
             except Exception:
                 logger.exception("planning a result failed; every column is masked")
                 plan = _FullPlan(tuple(_full for _ in fields))
+        if plan is shape.plan and shape.masker is not None:
+            return plan, shape.masker
         columns = []
-        for position, description in enumerate(fields):
+        for position, column in enumerate(fields):
             masker = plan.maskers[position] if position < len(plan.maskers) else _full
-            binary = description.format == 1
-            text_like = binary and masker is not None and await self._text_like(description.type_oid)
+            binary = column.format == 1
+            text_like = binary and masker is not None and await self._text_like(column.type_oid)
             columns.append((masker, binary, text_like))
-        return plan, RowMasker(columns, self._encoding)
+        shape.plan, shape.masker = plan, RowMasker(columns, self._encoding)
+        return plan, shape.masker
 
-    async def _planned(self, check: Any, index: int, fields: list[wire.FieldDescription]) -> Any:
+    async def _planned(self, check: Any, index: int, described: list[Any]) -> Any:
         """Mid-result, so lookups go to the catalog connections; if those fail, the data path
         plans without them (what they were needed for is masked as untraceable)."""
-        described = [
-            self.target.field(f.name.decode(self._encoding, "replace"), f.table_oid, f.attnum, f.type_oid)
-            for f in fields
-        ]
         cached = check.cached_plan(index, described)
         if cached is not None:  # the statement's memo has it: no lookup, no Veil call, no thread
             return cached
@@ -357,17 +386,31 @@ class Session:
     # --- The server's answers -------------------------------------------------------------------
 
     async def _backend(self) -> None:
+        """Relays the server's messages. What is forwarded is gathered and written to the client
+        in one piece once nothing more is buffered from the server (or past FLUSH_BYTES); a run
+        of DataRows is taken from the buffer and rewritten in one call (``RowMasker.rewrite``)."""
         reader, client = self.upstream.reader, self.client_writer
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         size = 0
         try:
             while True:
-                if out and (size > 65536 or not reader.buffered):
+                if out and (size > FLUSH_BYTES or not reader.buffered):
                     client.write(b"".join(out))
                     out.clear()
                     size = 0
-                    await client.drain()
+                    await client.drain()  # waits only when the client is behind
                 kind, raw = await reader.message()
+                head = self.pending[0] if kind == b"D" and self.pending else None
+                if isinstance(head, _Query | _Execute) and head.masker is not None and not self.swallowing:
+                    rows: list[bytes | memoryview] = [raw]
+                    rows += reader.data_rows()
+                    head.rows += len(rows)
+                    if head.masker.masks_anything:
+                        size += head.masker.rewrite(rows, out)
+                    else:
+                        out += rows
+                        size += sum(map(len, rows))
+                    continue
                 forwarded = await self._server_message(kind, raw)
                 if forwarded is not None:
                     out.append(forwarded)
@@ -394,7 +437,11 @@ class Session:
                 return None
             if masker is None:  # a DataRow with no plan: fail closed
                 masker = RowMasker([(_full, False, False)] * wire.unpack_int16(raw, 5), self._encoding)
-            return masker(raw) if masker.masks_anything else raw
+            if not masker.masks_anything:
+                return raw
+            pieces: list[bytes | memoryview] = []
+            masker.rewrite([raw], pieces)
+            return b"".join(pieces)
         if kind in (b"N", b"A"):
             return None if isinstance(head, _Lookup) else raw
         if kind == b"S":
@@ -403,6 +450,7 @@ class Session:
             self.upstream.parameters[name.decode()] = value.decode("utf-8", "replace")
             if name == b"client_encoding":
                 self._encoding = python_encoding(value.decode("utf-8", "replace"))
+                self._shapes.clear()
             return raw
         if kind == b"Z":
             return self._ready(raw)
@@ -496,14 +544,13 @@ class Session:
         )
 
     async def _row_description(self, head: _Item, raw: bytes) -> bytes | None:
-        fields = wire.row_description(raw)
         if isinstance(head, _Query):
-            head.plan, head.masker = await self._plan(head.check, head.index, fields)
+            head.plan, head.masker = await self._plan(head.check, head.index, raw)
             return None if self.swallowing else raw
         self.pending.popleft()
         if isinstance(head, _InjectedDescribe):
             execute = head.execute
-            execute.plan, execute.masker = await self._plan(execute.portal.check, 0, fields)
+            execute.plan, execute.masker = await self._plan(execute.portal.check, 0, raw)
             return None
         return None if self.swallowing else raw
 

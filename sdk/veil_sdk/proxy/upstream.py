@@ -75,7 +75,10 @@ async def connect(
     ``options`` are further startup parameters (the client's application_name, client_encoding...)."""
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(instance.host, instance.port), CONNECT_TIMEOUT_S
+            # A larger stream buffer than asyncio's 64 KiB lets a bulk result arrive in reads of
+            # wire.READ_BYTES; still bounded (reading pauses at twice the limit).
+            asyncio.open_connection(instance.host, instance.port, limit=4 * wire.READ_BYTES),
+            CONNECT_TIMEOUT_S,
         )
     except (OSError, TimeoutError) as exc:
         raise UpstreamError(f"cannot reach instance {instance.name}: {exc}") from None

@@ -32,60 +32,99 @@ class PeerClosed(Exception):
     """The peer closed the connection."""
 
 
+READ_BYTES = 262_144
+"""How much one read from a stream asks for: a bulk result arrives in few, large reads."""
+_DATA_ROW = ord("D")
+
+
 class Reader:
     """Reads whole messages from a stream. Holds at most one read's worth beyond the message it
-    returns, so a large result streams through in bounded memory."""
+    returns, so a large result streams through in bounded memory.
 
-    __slots__ = ("_buffer", "_max", "_stream")
+    What was read is kept as one immutable ``bytes`` and a position in it, not a bytearray
+    trimmed after every message: taking a message is a slice, and ``data_rows`` hands out the
+    DataRows already read as memoryviews of it, without copying them."""
+
+    __slots__ = ("_data", "_max", "_pos", "_stream", "_view")
 
     def __init__(self, stream: asyncio.StreamReader, max_message_bytes: int) -> None:
         self._stream = stream
-        self._buffer = bytearray()
+        self._data = b""
+        self._view = memoryview(self._data)
+        self._pos = 0
         self._max = max_message_bytes
 
     @property
     def buffered(self) -> bool:
         """Whether a whole message is already buffered (so reading it will not wait)."""
-        buffer = self._buffer
-        if len(buffer) < 5:
+        data, pos = self._data, self._pos
+        if len(data) - pos < 5:
             return False
-        return len(buffer) >= 1 + _INT32.unpack_from(buffer, 1)[0]
+        return len(data) - pos >= 1 + _INT32.unpack_from(data, pos + 1)[0]
 
     async def _fill(self, size: int) -> None:
-        while len(self._buffer) < size:
-            chunk = await self._stream.read(max(65536, size - len(self._buffer)))
+        """Read until ``size`` bytes are buffered (the parts joined once, so a large message
+        costs one copy, not one per read)."""
+        have = len(self._data) - self._pos
+        if have >= size:
+            return
+        parts: list[bytes | memoryview] = [self._view[self._pos :]] if have else []
+        while have < size:
+            chunk = await self._stream.read(max(READ_BYTES, size - have))
             if not chunk:
                 raise PeerClosed
-            self._buffer += chunk
+            parts.append(chunk)
+            have += len(chunk)
+        self._data = b"".join(parts)  # a lone chunk is not copied
+        self._view = memoryview(self._data)
+        self._pos = 0
 
     async def startup(self) -> bytes:
         """The untyped first message (StartupMessage, SSLRequest, CancelRequest): its body."""
         await self._fill(4)
-        length = _INT32.unpack_from(self._buffer, 0)[0]
+        length = _INT32.unpack_from(self._data, self._pos)[0]
         if not 8 <= length <= MAX_STARTUP_BYTES:
             raise ProtocolError("invalid startup packet length")
         await self._fill(length)
-        body = bytes(self._buffer[4:length])
-        del self._buffer[:length]
-        return body
+        start = self._pos
+        self._pos = start + length
+        return self._data[start + 4 : start + length]
 
     async def message(self) -> tuple[bytes, bytes]:
         """The next typed message: (type byte, whole message including its header)."""
         await self._fill(5)
-        length = _INT32.unpack_from(self._buffer, 1)[0]
+        length = _INT32.unpack_from(self._data, self._pos + 1)[0]
         if length < 4:
             raise ProtocolError("invalid message length")
         if length > self._max:
             raise ProtocolError(f"message of {length} bytes is over the limit of {self._max}")
         await self._fill(1 + length)
-        raw = bytes(self._buffer[: 1 + length])
-        del self._buffer[: 1 + length]
+        start = self._pos
+        self._pos = start + 1 + length
+        raw = self._data[start : start + 1 + length]
         return raw[:1], raw
+
+    def data_rows(self) -> list[memoryview]:
+        """The whole DataRows buffered next, each a view of what was read (no copy, no wait);
+        empty when the next message is something else or not all there yet."""
+        data, pos, view = self._data, self._pos, self._view
+        end, limit = len(data), self._max
+        unpack = _INT32.unpack_from
+        rows = []
+        while end - pos >= 5 and data[pos] == _DATA_ROW:
+            length = unpack(data, pos + 1)[0]
+            stop = pos + 1 + length
+            if stop > end or not 4 <= length <= limit:  # incomplete, or message() will refuse it
+                break
+            rows.append(view[pos:stop])
+            pos = stop
+        self._pos = pos
+        return rows
 
     def take_buffered(self) -> bytes:
         """Bytes read past the last message (used when switching a stream to TLS)."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
+        data = self._data[self._pos :]
+        self._data, self._view, self._pos = b"", memoryview(b""), 0
         return data
 
 
