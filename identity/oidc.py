@@ -36,15 +36,23 @@ class VeilOIDCBackend(OIDCAuthenticationBackend):
     def get_userinfo(self, access_token: str, id_token: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Userinfo claims, accepted only for the client and subject of the verified ID token."""
         if not settings.OIDC_OP_ISSUER or payload.get("iss") != settings.OIDC_OP_ISSUER:
-            raise SuspiciousOperation("ID token was issued by another issuer (iss mismatch)")
+            self._refuse("ID token was issued by another issuer (iss mismatch)")
         audience = payload.get("aud")
         audiences = [audience] if isinstance(audience, str) else list(audience or [])
         if self.OIDC_RP_CLIENT_ID not in audiences:
-            raise SuspiciousOperation("ID token was not issued to this client (aud mismatch)")
+            self._refuse("ID token was not issued to this client (aud mismatch)")
         claims: dict[str, Any] = super().get_userinfo(access_token, id_token, payload)
         if not payload.get("sub") or claims.get("sub") != payload["sub"]:
-            raise SuspiciousOperation("userinfo sub does not match the ID token's sub")
+            self._refuse("userinfo sub does not match the ID token's sub")
         return claims
+
+    def _refuse(self, why: str) -> None:
+        """mozilla-django-oidc turns this into a failed sign-in (it logs and returns None); the
+        reason rides on the request so the failed-login count records it."""
+        request = getattr(self, "request", None)
+        if request is not None:
+            request.veil_oidc_refusal = why
+        raise SuspiciousOperation(why)
 
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         return bool(claims.get("sub"))

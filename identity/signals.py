@@ -26,6 +26,12 @@ def _method(request: HttpRequest | None) -> str:
     return "oidc" if request is not None and request.path.startswith("/oidc/") else "password"
 
 
+def _failure_reason(request: HttpRequest | None) -> str:
+    """How the sign-in was tried, and why an OIDC one was refused when Veil refused it."""
+    refusal = getattr(request, "veil_oidc_refusal", None)
+    return f"oidc: {refusal}" if refusal else _method(request)
+
+
 @receiver(user_logged_in)
 def record_sign_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
     record_event(
@@ -55,7 +61,7 @@ def count_failed_sign_in(
         channel=Channel.WEB,
         source=client_address(request) if request is not None else "",
         username=str(credentials.get("username") or ""),
-        reason=_method(request),
+        reason=_failure_reason(request),
     )
 
 
