@@ -47,6 +47,7 @@ def python_encoding(client_encoding: str) -> str:
 
 
 _NULL = b"\xff\xff\xff\xff"  # a field's length word for SQL NULL
+_NOTHING = object()  # no mask framed yet
 
 
 class RowMasker:
@@ -67,7 +68,7 @@ class RowMasker:
         self._count = len(self._columns)
         last = self._positions[-1] + 1 if self._positions else 0
         self._actions: tuple[tuple[Masker, bool, list[Any]] | None, ...] = tuple(
-            None if masker is None else (masker, binary and not text_like, [None, _NULL])
+            None if masker is None else (masker, binary and not text_like, [_NOTHING, _NULL, 4])
             for masker, binary, text_like in self._columns[:last]
         )
 
@@ -75,28 +76,34 @@ class RowMasker:
     def masks_anything(self) -> bool:
         return bool(self._positions)
 
-    def rewrite(self, rows: Sequence[bytes | memoryview], out: list[bytes | memoryview]) -> int:
-        """Append the masked form of each DataRow (whole messages) to ``out``, as pieces to be
-        joined; the number of bytes appended. A malformed row raises ``wire.ProtocolError``."""
+    def rewrite(self, rows: bytes | memoryview, out: list[bytes | memoryview]) -> int:
+        """Append the masked form of ``rows`` (whole DataRow messages, back to back) to ``out``,
+        as pieces to be joined; the number of bytes appended. A malformed row raises
+        ``wire.ProtocolError``."""
         actions, count, encoding = self._actions, self._count, self._encoding
-        unpack, unpack16, header = _INT32.unpack_from, _INT16.unpack_from, _HEADER.pack
+        unpack, unpack16, header, null = _INT32.unpack_from, _INT16.unpack_from, _HEADER.pack, _NULL
         append = out.append
         size = 0
+        end = len(rows)
+        start = 0
         try:
-            for row in rows:
-                total = len(row)
-                if unpack16(row, 5)[0] != count:  # a row unlike its description: the careful way
-                    whole = self(bytes(row))
+            while start < end:
+                total = start + 1 + unpack(rows, start + 1)[0]  # where this row ends
+                if total > end:
+                    raise wire.ProtocolError("a DataRow runs past the data")
+                if unpack16(rows, start + 5)[0] != count:  # unlike its description: the careful way
+                    whole = self(bytes(rows[start:total]))
                     append(whole)
                     size += len(whole)
+                    start = total
                     continue
                 at = len(out)
                 append(b"")  # the header, once the new length is known
-                offset = 7
-                keep = 5
+                offset = start + 7
+                keep = start + 5
                 grown = 0
                 for action in actions:
-                    length = unpack(row, offset)[0]
+                    length = unpack(rows, offset)[0]
                     if action is None:
                         offset += 4 + length if length > 0 else 4
                         continue
@@ -104,33 +111,34 @@ class RowMasker:
                     if stop > total:
                         raise wire.ProtocolError("a DataRow field runs past its message")
                     masker, as_null, last = action
-                    framed: bytes
                     if as_null:
-                        framed = _NULL
+                        framed, framed_size = null, 4
                     else:
-                        text = None if length < 0 else str(row[offset + 4 : stop], encoding, "replace")
+                        value = None if length < 0 else str(rows[offset + 4 : stop], encoding, "replace")
                         try:
-                            masked = masker(text)
+                            masked = masker(value)
                         except Exception:  # a masker that fails must not let the value through
                             logger.exception("a masker failed; the value is masked in full")
                             masked = FULL_MASK
-                        if masked is None:
-                            framed = _NULL
-                        elif masked is last[0]:  # a constant mask: framed once
-                            framed = last[1]
+                        if masked is last[0]:  # the same mask as the last value's: framed already
+                            framed, framed_size = last[1], last[2]
+                        elif masked is None:
+                            framed, framed_size = null, 4
                         else:
                             data = str(masked).encode(encoding, "replace")
                             framed = _INT32.pack(len(data)) + data
-                            last[0], last[1] = masked, framed
-                    if keep < offset:
-                        append(row[keep:offset])
+                            framed_size = len(framed)
+                            last[0], last[1], last[2] = masked, framed, framed_size
+                    if keep != offset:
+                        append(rows[keep:offset])
                     append(framed)
-                    grown += len(framed) - (stop - offset)
+                    grown += framed_size - stop + offset
                     keep = offset = stop
-                if keep < total:
-                    append(row[keep:])
-                out[at] = header(b"D", total - 1 + grown)
-                size += total + grown
+                if keep != total:
+                    append(rows[keep:total])
+                out[at] = header(b"D", total - start - 1 + grown)
+                size += total - start + grown
+                start = total
         except struct.error:
             raise wire.ProtocolError("malformed DataRow") from None
         return size

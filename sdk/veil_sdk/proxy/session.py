@@ -402,14 +402,15 @@ class Session:
                 kind, raw = await reader.message()
                 head = self.pending[0] if kind == b"D" and self.pending else None
                 if isinstance(head, _Query | _Execute) and head.masker is not None and not self.swallowing:
-                    rows: list[bytes | memoryview] = [raw]
-                    rows += reader.data_rows()
-                    head.rows += len(rows)
-                    if head.masker.masks_anything:
-                        size += head.masker.rewrite(rows, out)
+                    masker, (more, count) = head.masker, reader.data_rows()
+                    head.rows += 1 + count
+                    if masker.masks_anything:
+                        size += masker.rewrite(raw, out)
+                        if more:
+                            size += masker.rewrite(more, out)
                     else:
-                        out += rows
-                        size += sum(map(len, rows))
+                        out += (raw, more)
+                        size += len(raw) + len(more)
                     continue
                 forwarded = await self._server_message(kind, raw)
                 if forwarded is not None:
@@ -440,7 +441,7 @@ class Session:
             if not masker.masks_anything:
                 return raw
             pieces: list[bytes | memoryview] = []
-            masker.rewrite([raw], pieces)
+            masker.rewrite(raw, pieces)
             return b"".join(pieces)
         if kind in (b"N", b"A"):
             return None if isinstance(head, _Lookup) else raw

@@ -104,22 +104,22 @@ class Reader:
         raw = self._data[start : start + 1 + length]
         return raw[:1], raw
 
-    def data_rows(self) -> list[memoryview]:
-        """The whole DataRows buffered next, each a view of what was read (no copy, no wait);
-        empty when the next message is something else or not all there yet."""
-        data, pos, view = self._data, self._pos, self._view
-        end, limit = len(data), self._max
+    def data_rows(self) -> tuple[memoryview, int]:
+        """The whole DataRows buffered next, back to back, as one view of what was read (no
+        copy, no wait), and how many; empty when the next message is something else or not
+        all there yet."""
+        data, start, end, limit = self._data, self._pos, len(self._data), self._max
         unpack = _INT32.unpack_from
-        rows = []
+        pos, count = start, 0
         while end - pos >= 5 and data[pos] == _DATA_ROW:
             length = unpack(data, pos + 1)[0]
             stop = pos + 1 + length
             if stop > end or not 4 <= length <= limit:  # incomplete, or message() will refuse it
                 break
-            rows.append(view[pos:stop])
             pos = stop
+            count += 1
         self._pos = pos
-        return rows
+        return self._view[start:pos], count
 
     def take_buffered(self) -> bytes:
         """Bytes read past the last message (used when switching a stream to TLS)."""
