@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 from django.utils.formats import date_format
 
+from masking.decisions.engine import Decision
+
 
 def duration_label(duration: timedelta | None) -> str:
     """A duration as people say it: "45 minutes", "1 hour", "90 minutes", "36 hours", "7 days"."""
@@ -25,3 +27,19 @@ def duration_label(duration: timedelta | None) -> str:
 def moment_label(moment: datetime | None) -> str:
     """A moment as the pages show it: "06:51 UTC, 23 Nov" (the local time zone named)."""
     return date_format(timezone.localtime(moment), "H:i T, j M") if moment else ""
+
+
+def decision_reason(decision: Decision) -> str:
+    """Why a column is masked or in clear for someone, as the request form says it next to the
+    column: "your grant REQ-1", "rule “Card numbers”", "semantic type “email”"."""
+    kind, title = decision.reason_kind, decision.reason_title
+    if decision.unmask:
+        if decision.request_ref:
+            return f"your grant {decision.request_ref}"
+        said = {"exemption": "an exemption", "not_sensitive": "not sensitive"}
+        return said.get(kind, kind.replace("_", " "))
+    if kind == "rule":
+        return f"rule “{title}”"
+    if kind == "semantic_type":
+        return f"semantic type “{title}”"
+    return title or kind.replace("_", " ")

@@ -6,6 +6,7 @@ puts its message next to the matching field, or at the top of the form when no f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -28,7 +29,8 @@ class PickerColumn:
     value: str
     column: Column
     checked: bool
-    visible: bool = False  # the person already sees it in clear
+    visible: bool = False  # the person already sees it in clear: nothing to ask for
+    why: str = ""  # why it is masked, or in clear, for the person
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,12 @@ class ScopeForm(PlainForm):
         else:
             self.add_error(None, _sentence(f"{error.field} {error.message}"))
 
-    def picker(self, query: str = "", visible: frozenset[int] = frozenset()) -> Picker:
+    def picker(
+        self, query: str = "", visible: frozenset[int] = frozenset(), why: Mapping[int, str] | None = None
+    ) -> Picker:
         """The tables and columns to list: those matching `query`, at most PICKER_LIMIT columns;
-        `visible`, the ids of columns the person already sees in clear, marks them.
+        `visible`, the ids of columns the person already sees in clear, marks them; `why` says, by
+        column id, why each is masked or in clear for them.
 
         A table whose name matches lists all its columns; chosen columns are always listed."""
         query = query.strip().lower()
@@ -164,7 +169,9 @@ class ScopeForm(PlainForm):
             if column.table_id not in tables:
                 tables[column.table_id] = PickerTable(table_value, label, table_value in picked, [])
             tables[column.table_id].columns.append(
-                PickerColumn(value, column, value in picked, column.pk in visible)
+                PickerColumn(
+                    value, column, value in picked, column.pk in visible, (why or {}).get(column.pk, "")
+                )
             )
         return Picker(WHOLE_DATABASE in picked, list(tables.values()), matched)
 

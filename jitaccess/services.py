@@ -38,7 +38,7 @@ from jitaccess.models import (
 )
 from jitaccess.policies import match_approval_policy
 from jitaccess.states import LIVE_STATES, Action, State, next_state
-from masking.decisions.engine import ColumnKey
+from masking.decisions.engine import ColumnKey, Decision
 from masking.models import Column, Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, codename
 from masking.selectors import decision_caches, read_epochs
@@ -291,10 +291,15 @@ def columns_unmasked_for(user: User, database: Database, columns: Sequence[Colum
     """Which of a database's columns the person already sees in clear (an exemption, a live grant,
     a rule or classification that does not mask them), so the request form can say so. Columns are
     those of `database`, with their table and schema loaded."""
-    unmasks = _unmasks({"user": user.username}, [_column_key(database, c) for c in columns])
-    if unmasks is None:
-        return set()
-    return {c.pk for c, unmask in zip(columns, unmasks, strict=True) if unmask}
+    return {pk for pk, decision in column_decisions_for(user, database, columns).items() if decision.unmask}
+
+
+def column_decisions_for(user: User, database: Database, columns: Sequence[Column]) -> dict[int, Decision]:
+    """Each column's answer for the person right now (by column id), as the decision path gives it,
+    with its reason: the request form says what is masked for them and why. Empty when Veil does
+    not know the person (everything is then masked)."""
+    decisions = _decisions({"user": user.username}, [_column_key(database, c) for c in columns])
+    return {c.pk: d for c, d in zip(columns, decisions or [], strict=False)}
 
 
 def _column_key(database: Database, column: Column) -> ColumnKey:
@@ -306,13 +311,18 @@ def _column_key(database: Database, column: Column) -> ColumnKey:
 def _unmasks(principal_spec: dict[str, str], keys: Sequence[ColumnKey]) -> list[bool] | None:
     """Whether the principal sees each column in clear right now, as the decision path answers;
     None when Veil does not know the principal."""
+    decisions = _decisions(principal_spec, keys)
+    return None if decisions is None else [d.unmask for d in decisions]
+
+
+def _decisions(principal_spec: dict[str, str], keys: Sequence[ColumnKey]) -> list[Decision] | None:
     epochs = read_epochs()
     principal = decision_caches.principal(principal_spec, frozenset())
     if principal is None:
         return None
     grants = decision_caches.grants(epochs, principal)
-    decisions = decision_caches.policy(epochs).decide(principal, keys, grants, now=timezone.now().timestamp())
-    return [d.unmask for d in decisions]
+    now = timezone.now().timestamp()
+    return list(decision_caches.policy(epochs).decide(principal, keys, grants, now=now))
 
 
 def request_create(

@@ -30,7 +30,7 @@ from identity.selectors import role_names_of_user
 from jitaccess import delivery, selectors, services
 from jitaccess.demo import DEMO_TOKEN, demo_persona, demo_token_live, try_the_api
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
-from jitaccess.formatting import duration_label, moment_label
+from jitaccess.formatting import decision_reason, duration_label, moment_label
 from jitaccess.forms import (
     BreakGlassForm,
     DenyForm,
@@ -431,8 +431,9 @@ def _picker_context(
     query = request.GET.get("q", "")
     picker = None
     if form is not None and form.fixed_scope is None and database is not None:
-        visible = services.columns_unmasked_for(_person(request), database, form.columns)
-        picker = form.picker(query, frozenset(visible))
+        decisions = services.column_decisions_for(_person(request), database, form.columns)
+        visible = frozenset(pk for pk, decision in decisions.items() if decision.unmask)
+        picker = form.picker(query, visible, {pk: decision_reason(d) for pk, d in decisions.items()})
     return {
         "form": form,
         "databases": databases,

@@ -55,13 +55,4 @@
     };
     filter.addEventListener("input", apply);
   }
-
-  // Duration: typing custom hours picks the Custom option.
-  const customHours = document.querySelector('input[name="custom_hours"]');
-  const customRadio = document.querySelector('input[name="duration"][value="custom"]');
-  if (customHours && customRadio) {
-    customHours.addEventListener("input", () => {
-      customRadio.checked = true;
-    });
-  }
 })();
