@@ -241,7 +241,9 @@ def test_server_errors_that_may_quote_a_masked_value_are_withheld(
         clock.now += 1  # the data path re-asks a mask answer after 1 s
 
         with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="customer"):
-            conn.execute(cast)
+            conn.execute(cast)  # it reads only email, now in clear for bob: the server's own text
+        # A failed write may quote the whole row ("Failing row contains ..."), and customers has
+        # columns still masked for bob (phone, birth date): the write's message stays withheld.
         with pytest.raises(psycopg.errors.UniqueViolation) as seen:
             conn.execute(duplicate)
-    assert "customer1@example.net" in (seen.value.diag.message_detail or "")
+    assert "withheld" in str(seen.value) and seen.value.diag.message_detail is None
