@@ -317,7 +317,8 @@ class FailureTally(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["window_start", "action", "source", "username", "reason"], name="audit_failuretally_key"
+                fields=["window_start", "action", "source", "username", "reason"],
+                name="audit_failuretally_key",
             )
         ]
 
