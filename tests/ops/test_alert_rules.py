@@ -16,9 +16,7 @@ RULES = ROOT / "deploy" / "prometheus" / "veil-alerts.yml"
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: `make test-deps` installs Debian's prometheus package"
-    return subprocess.run(
-        [promtool, *args], cwd=RULES.parent, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([promtool, *args], cwd=RULES.parent, capture_output=True, text=True, timeout=60)
 
 
 def test_the_alert_rules_are_valid():
