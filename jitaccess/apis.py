@@ -115,7 +115,9 @@ class JitApiView(APIView):
     def person(self, request: Request) -> User:
         """The accountable person: the signed-in user, or the owner of the calling agent's account."""
         if isinstance(request.auth, ApiToken):
-            owner = request.auth.service_account.owner
+            account = request.auth.service_account
+            assert account is not None  # the API authenticates service accounts' tokens only
+            owner = account.owner
             if owner is None:
                 raise PermissionDenied("This service account has no owner to act for.")
             if not owner.is_active:

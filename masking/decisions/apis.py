@@ -216,6 +216,7 @@ class AccessEventsApi(APIView):
                     "row_count": event["row_count"],
                 }
             )
+        assert token.service_account is not None  # the API authenticates service accounts' tokens only
         with transaction.atomic():
             accepted = record_access_events(service_account=token.service_account.name, events=events)
             record_guard_outcomes(

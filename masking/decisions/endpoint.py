@@ -86,6 +86,7 @@ def answer_decisions(*, method: str, authorization: str, content_type: str, body
                     ]
                 }
             )
+        assert token.service_account is not None  # `bearer_token` finds service accounts' tokens only
         result = decide_columns(
             service_account=token.service_account.name,
             principal_spec=request.principal,

@@ -269,7 +269,7 @@ def redactor(
         hits = _hits(text, ordered)
         if not hits:
             return text
-        parts = []
+        parts: list[str] = []
         kept_from = 0
         for kind, normal, start, end in hits:
             parts += (text[kept_from:start], token(kind, normal))
