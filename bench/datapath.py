@@ -120,12 +120,13 @@ def _decision_server() -> tuple[multiprocessing.Process, int]:
     return process, ours.recv()
 
 
-def _source(rows: int) -> None:
-    """The source database: `people` (the point query's table) and `bulk` (8 columns)."""
+def create_source(rows: int, dbname: str = SOURCE_DB) -> None:
+    """The source database: `people` (the point query's table) and `bulk` (8 columns). The
+    proxy's bench builds the same one under its own name."""
     with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SOURCE_DB)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SOURCE_DB)))
-    with psycopg.connect(DSN, autocommit=True) as conn:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}", autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE people (id bigint PRIMARY KEY, email text, name text, city text,"
             " created_at timestamptz)"
@@ -137,12 +138,11 @@ def _source(rows: int) -> None:
         )
         conn.execute(
             "INSERT INTO bulk SELECT i, 'person' || i || '@example.net', lpad(i::text, 9, '0'),"
-            " 30000 + i %% 90000,"
-            " 'City ' || i %% 100, now() - i * interval '1 minute', i / 7.0, 'note ' || i"
-            " FROM generate_series(1, %s) AS i",
+            " 30000 + i %% 90000, 'City ' || i %% 100, now() - i * interval '1 minute', i / 7.0,"
+            " 'note ' || i FROM generate_series(1, %s) AS i",
             (rows,),
         )
-        conn.execute("ANALYZE")
+        conn.execute("VACUUM ANALYZE")
 
 
 def _shop_source() -> str:
@@ -161,7 +161,7 @@ def _shop_source() -> str:
 def main(argv: list[str]) -> dict[str, Any]:
     quick = "--quick" in argv
     rows = 10_000 if quick else 100_000
-    _source(rows)
+    create_source(rows)
     shop = _shop_source()
     server, port = _decision_server()
 

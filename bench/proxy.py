@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.types.string import TextLoader
 
 from bench import datapath
@@ -50,7 +49,6 @@ from bench.timing import fmt_rate, table
 from tests.datapath.pgbouncer import running_pgbouncer
 
 SOURCE_DB = "veil_bench_proxy"
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 DIRECT = f"host=127.0.0.1 port=5432 user=postgres dbname={SOURCE_DB} sslmode=disable"
 PGBENCH = shutil.which("pgbench", path="/usr/lib/postgresql/15/bin") or "pgbench"
 PERSON, TOKEN = "alice@example.com", "veil_benchalice0001_notasecret"  # the stand-in takes any
@@ -146,30 +144,6 @@ def _veil_proxy(veil_url: str, folder: Path) -> Iterator[Proxy]:
 
 def _proxy_dsn(port: int) -> str:
     return f"host=127.0.0.1 port={port} user={PERSON} password={TOKEN} dbname={SOURCE_DB} sslmode=disable"
-
-
-def _source(rows: int) -> None:
-    """`people` (the point query's table) and `bulk` (8 columns), as bench/datapath.py has them."""
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SOURCE_DB)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SOURCE_DB)))
-    with psycopg.connect(DIRECT, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE people (id bigint PRIMARY KEY, email text, name text, city text,"
-            " created_at timestamptz)"
-        )
-        conn.execute("INSERT INTO people VALUES (1, 'ann@example.net', 'Ann', 'Lyon', now())")
-        conn.execute(
-            "CREATE TABLE bulk (id bigint, email text, ssn text, salary integer, city text,"
-            " created_at timestamptz, score double precision, note text)"
-        )
-        conn.execute(
-            "INSERT INTO bulk SELECT i, 'person' || i || '@example.net', lpad(i::text, 9, '0'),"
-            " 30000 + i %% 90000, 'City ' || i %% 100, now() - i * interval '1 minute', i / 7.0,"
-            " 'note ' || i FROM generate_series(1, %s) AS i",
-            (rows,),
-        )
-        conn.execute("VACUUM ANALYZE")
 
 
 def _probe(port: int) -> str | None:
@@ -284,7 +258,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         "seconds": seconds,
         "load_before": os.getloadavg(),
     }
-    _source(rows)
+    datapath.create_source(rows, SOURCE_DB)
     folder = Path(tempfile.mkdtemp(prefix="veil-bench-proxy-"))
     os.chmod(folder, 0o755)  # noqa: S103 - pgbouncer (as postgres) reads nothing here, pgbench writes its logs
     script = folder / "point.sql"
