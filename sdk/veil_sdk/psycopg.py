@@ -30,7 +30,7 @@ from psycopg._queries import PostgresQuery, _query2pg
 from psycopg.rows import RowMaker, tuple_row
 
 from veil_sdk.client import Principal, VeilClient, _as_principal
-from veil_sdk.datapath import Check, Enforcer, Field, GuardRefusal, ResultPlan, Session
+from veil_sdk.datapath import Check, Enforcer, Field, GuardRefusal, Planning, ResultPlan, Session
 from veil_sdk.datapath.catalog import Lookup
 from veil_sdk.datapath.enforce import WITHHELD_CLASSES
 
@@ -233,6 +233,31 @@ class VeilCursorMixin:
         results = getattr(self, "_results", None) or []
         return [r for r in results if r.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE)]
 
+    def _veil_results_to_plan(self) -> Iterator[tuple[int, pq.abc.PGresult, ResultPlan | Planning]]:
+        """Each result with columns, after execute(): where its plan goes, the result, and its
+        still-valid plan or the planning that makes one (the caller runs its lookups)."""
+        check = self._veil_check
+        assert check is not None
+        for index, result in enumerate(getattr(self, "_results", None) or []):
+            if result.nfields:
+                key = 0 if self._veil_index_fixed else index
+                fields = _fields(result)
+                yield key, result, check.cached_plan(key, fields) or check.result(key, fields)
+
+    def _veil_planned(self, key: int, result: pq.abc.PGresult, plan: ResultPlan) -> None:
+        self._veil_plans[key] = plan
+        assert self._veil_check is not None
+        self._veil_check.record(plan, result.ntuples)
+
+    def _veil_rows_ready(self) -> None:
+        """Every result is planned: rows may be made, masked."""
+        if getattr(self, "_results", None):
+            self._make_row = self._make_row_maker()
+
+    def _veil_refused(self, check: Check, refusal: GuardRefusal) -> psycopg.Error:
+        check.report_refusal(refusal)
+        return _refusal(refusal)
+
 
 def _plan_offline(check: Check, index: int, result: pq.abc.PGresult | None) -> ResultPlan | None:
     if result is None or result.nfields == 0:
@@ -273,33 +298,21 @@ class _SyncVeilCursor(VeilCursorMixin):
             try:
                 check.raise_if_refused()
             except GuardRefusal as refusal:
-                check.report_refusal(refusal)
-                raise _refusal(refusal) from None
+                raise self._veil_refused(check, refusal) from None
         self._veil_check = check
 
     def _veil_after(self) -> None:
-        check = self._veil_check
         self._veil_planning = False
-        if check is None:
+        if self._veil_check is None:
             return
         conn = self.connection  # type: ignore[attr-defined]
-        results = getattr(self, "_results", None) or []
-        for index, result in enumerate(results):
-            if result.nfields == 0:
-                continue
-            key = 0 if self._veil_index_fixed else index
-            fields = _fields(result)
-            plan = check.cached_plan(key, fields)
-            if plan is None:
-                planning = check.result(key, fields)
-                while (lookup := planning.next_lookup()) is not None:
-                    planning.feed(_run_lookup(conn, lookup))
-                plan = planning.plan()
-            self._veil_plans[index if not self._veil_index_fixed else 0] = plan
-            if plan is not None:
-                check.record(plan, result.ntuples)
-        if results:
-            self._make_row = self._make_row_maker()  # type: ignore[attr-defined]
+        for key, result, step in self._veil_results_to_plan():
+            if isinstance(step, Planning):
+                while (lookup := step.next_lookup()) is not None:
+                    step.feed(_run_lookup(conn, lookup))
+                step = step.plan()
+            self._veil_planned(key, result, step)
+        self._veil_rows_ready()
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         self._veil_guard(query, params)
@@ -406,35 +419,26 @@ class _AsyncVeilCursor(VeilCursorMixin):
             while (lookup := check.next_lookup()) is not None:
                 check.feed(await _run_lookup_async(conn, lookup))
             try:
-                await asyncio.to_thread(check.raise_if_refused)
+                if check.memo is None:  # asking Veil blocks: not on the event loop
+                    await asyncio.to_thread(check.raise_if_refused)
+                else:
+                    check.raise_if_refused()
             except GuardRefusal as refusal:
-                check.report_refusal(refusal)
-                raise _refusal(refusal) from None
+                raise self._veil_refused(check, refusal) from None
         self._veil_check = check
 
     async def _veil_after(self) -> None:
-        check = self._veil_check
         self._veil_planning = False
-        if check is None:
+        if self._veil_check is None:
             return
         conn = self.connection  # type: ignore[attr-defined]
-        results = getattr(self, "_results", None) or []
-        for index, result in enumerate(results):
-            if result.nfields == 0:
-                continue
-            key = 0 if self._veil_index_fixed else index
-            fields = _fields(result)
-            plan = check.cached_plan(key, fields)
-            if plan is None:
-                planning = check.result(key, fields)
-                while (lookup := planning.next_lookup()) is not None:
-                    planning.feed(await _run_lookup_async(conn, lookup))
-                plan = await asyncio.to_thread(planning.plan)
-            self._veil_plans[key] = plan
-            if plan is not None:
-                check.record(plan, result.ntuples)
-        if results:
-            self._make_row = self._make_row_maker()  # type: ignore[attr-defined]
+        for key, result, step in self._veil_results_to_plan():
+            if isinstance(step, Planning):
+                while (lookup := step.next_lookup()) is not None:
+                    step.feed(await _run_lookup_async(conn, lookup))
+                step = await asyncio.to_thread(step.plan)
+            self._veil_planned(key, result, step)
+        self._veil_rows_ready()
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         await self._veil_guard(query, params)
