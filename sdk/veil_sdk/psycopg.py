@@ -210,7 +210,10 @@ class VeilCursorMixin:
             return _unplanned
         inner = super()._make_row_maker()  # type: ignore[misc]
         if check is None:
-            return inner
+            # No check of ours made this result (a path around execute(), or the results a
+            # refused statement left in place): nothing of it may leave.
+            result = self.pgresult  # type: ignore[attr-defined]
+            return inner if result is None or not result.nfields else _unplanned
         index = 0 if self._veil_index_fixed else self._iresult  # type: ignore[attr-defined]
         plans = self._veil_plans
         if index not in plans:
@@ -228,10 +231,6 @@ class VeilCursorMixin:
         self._veil_check = None
         text = _query_text(self, query, params)
         return binding.session.check(text, binding.current_principal())
-
-    def _veil_results(self) -> list[pq.abc.PGresult]:
-        results = getattr(self, "_results", None) or []
-        return [r for r in results if r.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.SINGLE_TUPLE)]
 
     def _veil_results_to_plan(self) -> Iterator[tuple[int, pq.abc.PGresult, ResultPlan | Planning]]:
         """Each result with columns, after execute(): where its plan goes, the result, and its
@@ -340,6 +339,24 @@ class _SyncVeilCursor(VeilCursorMixin):
         self._veil_guard(statement, params)
         self._veil_report()
         return super().copy(statement, params, **kwargs)  # type: ignore[misc]
+
+    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
+        """Rows one by one, checked first; each result is planned from what is cached, since the
+        streaming connection cannot run lookups (what would need one is masked)."""
+        self._veil_guard(query, params)
+        check, rows = self._veil_check, 0
+        try:
+            for row in super().stream(query, params, **kwargs):  # type: ignore[misc]
+                rows += 1
+                yield row
+        except psycopg.Error as error:
+            raise _withheld(check, error) or error from None
+        finally:
+            if check is not None:
+                for plan in self._veil_plans.values():
+                    if plan is not None:
+                        check.record(plan, rows)
+                check.report()
 
     def _veil_report(self) -> None:
         if self._veil_check is not None:
@@ -467,6 +484,11 @@ class _AsyncVeilCursor(VeilCursorMixin):
     def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
         raise psycopg.NotSupportedError(
             "COPY through Veil's async adapter: use the sync connection, whose copy() is guarded"
+        )
+
+    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        raise psycopg.NotSupportedError(
+            "stream() through Veil's async adapter: use a named (server-side) cursor, which is guarded"
         )
 
 

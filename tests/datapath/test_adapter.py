@@ -268,3 +268,21 @@ def test_a_server_that_is_not_postgresql_is_refused(live_veil):
         )
         assert conn.execute("SELECT 1").fetchall() == [(1,)]
         conn.close()
+
+
+def test_stream_is_checked_and_masked(connect_as, shop_db):
+    raw = raw_rows(shop_db, EMAIL)
+    cur = connect_as("bob").cursor()
+    assert masked_emails(list(cur.stream(EMAIL)), raw)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        list(cur.stream("SELECT id FROM customers WHERE email LIKE 'c%'"))
+
+
+def test_results_left_by_a_refused_statement_give_no_rows_in_clear(connect_as):
+    cur = connect_as("bob").cursor()
+    cur.execute("SELECT id FROM customers WHERE id = 1; SELECT email FROM customers WHERE id = 1")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        cur.execute("SELECT id FROM customers WHERE email LIKE 'c%'")
+    cur.nextset()  # the earlier statement's second result, still in the cursor
+    with pytest.raises(psycopg.InterfaceError):
+        cur.fetchall()
