@@ -1,5 +1,6 @@
-"""`python -m bench.proxy [--quick] [--markdown] [--rounds=N] [--seconds=S]`: veil-proxy against
-pgbouncer and direct connections, all three in one run on the same PostgreSQL (127.0.0.1:5432).
+"""`python -m bench.proxy [--quick] [--markdown] [--rounds=N] [--seconds=S] [--proxies=LIST]`:
+veil-proxy against pgbouncer and direct connections, all three in one run on the same PostgreSQL
+(127.0.0.1:5432).
 
 1. Point queries: `pgbench -f` with a 1-row, 5-column SELECT (one column masked), 8 clients
    (`-c 8 -j 2`, simple protocol, connections kept), through veil-proxy, through pgbouncer
@@ -14,9 +15,13 @@ pgbouncer and direct connections, all three in one run on the same PostgreSQL (1
    Constant memory means both peaks are about the same.
 
 veil-proxy runs as people run it (`veil-proxy run --config FILE`, its own process, the real data
-path). Veil is a stand-in in a process of its own, as in bench/datapath.py: it answers logins
-(any login, any token), the guard setting, and decisions (mask the columns the demo masks,
-`ttl_s` 10), so what is measured is the proxy, not Veil's HTTP API.
+path); the report says which event loop it ran on, as its start-up log line says.
+`--proxies=auto,asyncio` measures several proxies in the same run, interleaved with the others:
+each is an `event_loop` (`auto`, `uvloop`, `asyncio`). The first is the one the goals are judged
+on; memory is measured for it only. Veil is a stand-in in a process of its own, as in
+bench/datapath.py: it answers logins (any login, any token), the guard setting, and decisions
+(mask the columns the demo masks, `ttl_s` 10), so what is measured is the proxy, not Veil's
+HTTP API.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class Proxy:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    runs_on: str = ""
+    """What its start-up log line says it runs on ("event loop: uvloop 0.21.0")."""
 
     def peak_rss_kib(self) -> int:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -110,8 +117,19 @@ class Proxy:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How a measured proxy is started: its event loop (``veil-proxy run --event-loop``)."""
+
+    event_loop: str = "auto"
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        return cls(event_loop=text)
+
+
 @contextlib.contextmanager
-def _veil_proxy(veil_url: str, folder: Path) -> Iterator[Proxy]:
+def _veil_proxy(veil_url: str, folder: Path, variant: Variant = Variant()) -> Iterator[Proxy]:
     """`veil-proxy run` in its own process, in front of SOURCE_DB (instance `bench`)."""
     port = _free_port()
     config = folder / f"proxy-{port}.toml"
@@ -123,7 +141,10 @@ def _veil_proxy(veil_url: str, folder: Path) -> Iterator[Proxy]:
     log = folder / f"proxy-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "veil_sdk.proxy.cli", "run", "--config", str(config)],
+            [
+                *(sys.executable, "-m", "veil_sdk.proxy.cli", "run", "--config", str(config)),
+                *("--event-loop", variant.event_loop),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -131,7 +152,9 @@ def _veil_proxy(veil_url: str, folder: Path) -> Iterator[Proxy]:
     try:
         deadline = time.monotonic() + 20
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            started = re.search(r"listening on \S+ \((.*)\)$", log.read_text(errors="replace"), re.M)
+            if started:
+                proxy.runs_on = started.group(1)
                 break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"veil-proxy did not start:\n{proxy.log_tail()}")
@@ -251,6 +274,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     options = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
     rounds = int(options.get("rounds", 1 if quick else 3))
     seconds = int(options.get("seconds", 3 if quick else 15))
+    variants = [Variant.parse(v) for v in options.get("proxies", "auto").split(",")]
     rows = 10_000 if quick else 100_000
     results: dict[str, Any] = {
         "rows": rows,
@@ -264,7 +288,11 @@ def main(argv: list[str]) -> dict[str, Any]:
     script = folder / "point.sql"
     script.write_text(POINT)
     try:
-        with _standin_veil() as veil_url, running_pgbouncer({"bench": SOURCE_DB}) as bouncer_port:
+        with (
+            _standin_veil() as veil_url,
+            running_pgbouncer({"bench": SOURCE_DB}) as bouncer_port,
+            contextlib.ExitStack() as proxies_running,
+        ):
             targets: dict[str, dict[str, str]] = {
                 "direct": {"host": "127.0.0.1", "port": "5432", "user": "postgres", "dbname": SOURCE_DB},
                 "pgbouncer": {
@@ -274,63 +302,67 @@ def main(argv: list[str]) -> dict[str, Any]:
                     "dbname": "bench",
                 },
             }
-            with _veil_proxy(veil_url, folder) as proxy:
+            # The proxies measured: "veil-proxy" (the goals' figure), then "veil-proxy 2", ...
+            proxies: dict[str, Proxy] = {}
+            results["proxies"], results["blocked"] = {}, {}
+            for number, variant in enumerate(variants, 1):
+                name = "veil-proxy" if number == 1 else f"veil-proxy {number}"
+                proxy = proxies[name] = proxies_running.enter_context(_veil_proxy(veil_url, folder, variant))
+                results["proxies"][name] = proxy.runs_on
                 blocked = _probe(proxy.port)
-                results["blocked"] = None if blocked is None else f"{blocked}\n{proxy.log_tail()}"
-                if blocked is None:
-                    targets["veil-proxy"] = {
-                        "host": "127.0.0.1",
-                        "port": str(proxy.port),
-                        "user": PERSON,
-                        "password": TOKEN,
-                        "dbname": SOURCE_DB,
-                    }
-                # 1. Point queries, the targets interleaved round by round.
-                tps: dict[str, list[float]] = {name: [] for name in targets}
-                latencies: dict[str, list[int]] = {name: [] for name in targets}
-                for r in range(rounds):
-                    for name, dsn in list(targets.items()):
-                        try:
-                            rate, times = _pgbench(dsn, script, seconds, folder / f"{name}-{r}")
-                        except RuntimeError as exc:
-                            if name != "veil-proxy":
-                                raise
-                            blocked = results["blocked"] = f"{exc}\n{proxy.log_tail()}"
-                            del targets[name]
-                            continue
-                        tps[name].append(rate)
-                        latencies[name] += times
-                results["point"] = {
-                    name: (statistics.median(tps[name]), _p99(latencies[name]), tps[name]) for name in targets
+                if blocked is not None:
+                    results["blocked"][name] = f"{blocked}\n{proxy.log_tail()}"
+                    continue
+                targets[name] = {
+                    "host": "127.0.0.1",
+                    "port": str(proxy.port),
+                    "user": PERSON,
+                    "password": TOKEN,
+                    "dbname": SOURCE_DB,
                 }
-                # 2. Bulk rows through psql.
-                if blocked is None:
-                    through = _proxy_dsn(proxy.port)
-                    _bulk_check(through, rows)
-                    bulk: dict[str, list[float]] = {"direct": [], "veil-proxy": []}
-                    for _ in range(max(rounds, 3 if quick else 5)):
-                        bulk["direct"].append(_psql_seconds(DIRECT, BULK))
-                        bulk["veil-proxy"].append(_psql_seconds(through, BULK))
-                    results["bulk"] = {name: statistics.median(times) for name, times in bulk.items()}
-                else:
-                    results["bulk"] = {
-                        "direct": statistics.median(_psql_seconds(DIRECT, BULK) for _ in range(3))
-                    }
-            # 3. Memory: a fresh proxy per result size, peak RSS before and after streaming it.
-            if results["blocked"] is None:
-                memory = {}
-                for label, query, count in (
-                    (f"{rows:,}", BULK, rows),
-                    (f"{10 * rows:,}", BULK_TIMES_10, 10 * rows),
-                ):
-                    with _veil_proxy(veil_url, folder) as fresh:
-                        _stream(_proxy_dsn(fresh.port), POINT)  # logged in, the data path imported and warm
-                        before = fresh.peak_rss_kib()
-                        streamed = _stream(_proxy_dsn(fresh.port), query)
-                        if streamed != count:
-                            raise RuntimeError(f"streamed {streamed} rows of {count}")
-                        memory[label] = (before, fresh.peak_rss_kib())
-                results["memory"] = memory
+            # 1. Point queries, the targets interleaved round by round.
+            tps: dict[str, list[float]] = {name: [] for name in targets}
+            latencies: dict[str, list[int]] = {name: [] for name in targets}
+            for r in range(rounds):
+                for name, dsn in list(targets.items()):
+                    try:
+                        rate, times = _pgbench(dsn, script, seconds, folder / f"{name}-{r}")
+                    except RuntimeError as exc:
+                        if name not in proxies:
+                            raise
+                        results["blocked"][name] = f"{exc}\n{proxies[name].log_tail()}"
+                        del targets[name]
+                        continue
+                    tps[name].append(rate)
+                    latencies[name] += times
+            results["point"] = {
+                name: (statistics.median(tps[name]), _p99(latencies[name]), tps[name]) for name in targets
+            }
+            # 2. Bulk rows through psql, every proxy interleaved with direct connections.
+            through = {name: _proxy_dsn(proxies[name].port) for name in targets if name in proxies}
+            for dsn in through.values():
+                _bulk_check(dsn, rows)
+            bulk: dict[str, list[float]] = {"direct": [], **{name: [] for name in through}}
+            for _ in range(max(rounds, 3 if quick else 5)):
+                bulk["direct"].append(_psql_seconds(DIRECT, BULK))
+                for name, dsn in through.items():
+                    bulk[name].append(_psql_seconds(dsn, BULK))
+            results["bulk"] = {name: statistics.median(times) for name, times in bulk.items()}
+        # 3. Memory: a fresh proxy per result size, peak RSS before and after streaming it.
+        if "veil-proxy" in results["bulk"]:
+            memory = {}
+            for label, query, count in (
+                (f"{rows:,}", BULK, rows),
+                (f"{10 * rows:,}", BULK_TIMES_10, 10 * rows),
+            ):
+                with _standin_veil() as veil_url, _veil_proxy(veil_url, folder, variants[0]) as fresh:
+                    _stream(_proxy_dsn(fresh.port), POINT)  # logged in, the data path imported and warm
+                    before = fresh.peak_rss_kib()
+                    streamed = _stream(_proxy_dsn(fresh.port), query)
+                    if streamed != count:
+                        raise RuntimeError(f"streamed {streamed} rows of {count}")
+                    memory[label] = (before, fresh.peak_rss_kib())
+            results["memory"] = memory
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     results["load_after"] = os.getloadavg()
@@ -338,34 +370,34 @@ def main(argv: list[str]) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any], *, markdown: bool = False) -> str:
-    point = results["point"]
-    lines = []
+    point, bulk, rows = results["point"], results["bulk"], results["rows"]
     bouncer, direct = point["pgbouncer"], point["direct"]
-    proxy = point.get("veil-proxy")
-    lines.append(
-        [
-            f"point query, {CLIENTS} clients (tx/s, p99)",
-            f"{fmt_rate(proxy[0])}/s, {proxy[1] * 1e3:.2f} ms" if proxy else "blocked",
-            f"{fmt_rate(bouncer[0])}/s, {bouncer[1] * 1e3:.2f} ms",
-            f"{fmt_rate(direct[0])}/s, {direct[1] * 1e3:.2f} ms",
-            f"{proxy[0] / bouncer[0]:.2f}x pgbouncer" if proxy else "-",
-            ">= 0.6x pgbouncer",
-            ("met" if proxy[0] / bouncer[0] >= 0.6 else "MISSED") if proxy else "not measured",
-        ]
-    )
-    rows, bulk = results["rows"], results["bulk"]
-    through = bulk.get("veil-proxy")
-    lines.append(
-        [
-            f"bulk, psql, {rows:,} rows x 8 cols, 3 masked (rows/s)",
-            f"{fmt_rate(rows / through)}/s" if through else "blocked",
-            "",
-            f"{fmt_rate(rows / bulk['direct'])}/s",
-            f"{bulk['direct'] / through:.2f}x direct" if through else "-",
-            ">= 0.4x direct",
-            ("met" if bulk["direct"] / through >= 0.4 else "MISSED") if through else "not measured",
-        ]
-    )
+    lines = []
+    for name, runs_on in results["proxies"].items():
+        proxy, through = point.get(name), bulk.get(name)
+        label = f"{name} ({runs_on})"
+        lines.append(
+            [
+                f"point query, {CLIENTS} clients (tx/s, p99): {label}",
+                f"{fmt_rate(proxy[0])}/s, {proxy[1] * 1e3:.2f} ms" if proxy else "blocked",
+                f"{fmt_rate(bouncer[0])}/s, {bouncer[1] * 1e3:.2f} ms",
+                f"{fmt_rate(direct[0])}/s, {direct[1] * 1e3:.2f} ms",
+                f"{proxy[0] / bouncer[0]:.2f}x pgbouncer" if proxy else "-",
+                ">= 0.6x pgbouncer",
+                ("met" if proxy[0] / bouncer[0] >= 0.6 else "MISSED") if proxy else "not measured",
+            ]
+        )
+        lines.append(
+            [
+                f"bulk, psql, {rows:,} rows x 8 cols, 3 masked (rows/s): {label}",
+                f"{fmt_rate(rows / through)}/s" if through else "blocked",
+                "",
+                f"{fmt_rate(rows / bulk['direct'])}/s",
+                f"{bulk['direct'] / through:.2f}x direct" if through else "-",
+                ">= 0.4x direct",
+                ("met" if bulk["direct"] / through >= 0.4 else "MISSED") if through else "not measured",
+            ]
+        )
     for label, (before, after) in results.get("memory", {}).items():
         lines.append(
             [
@@ -385,8 +417,8 @@ def report(results: dict[str, Any], *, markdown: bool = False) -> str:
         f"{name} " + "/".join(f"{t:.0f}" for t in figures[2]) for name, figures in results["point"].items()
     )
     text += f"\npoint tx/s per round ({results['rounds']} x {results['seconds']} s): {rounds}"
-    if results.get("blocked"):
-        text += f"\nveil-proxy blocked: {results['blocked']}"
+    for name, why in results["blocked"].items():
+        text += f"\n{name} blocked: {why}"
     return text
 
 

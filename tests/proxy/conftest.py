@@ -33,12 +33,16 @@ import psycopg
 import pytest
 from veil_sdk.proxy import wire
 from veil_sdk.proxy.config import Config, parse
+from veil_sdk.proxy.loops import loop_factory
 from veil_sdk.proxy.server import ProxyServer
 
 from tests.proxy import standin
 from tests.sdk.conftest import veil_url  # noqa: F401 - Veil's WSGI application on loopback
 
 SOURCE_DB = "h7_shop"
+EVENT_LOOP = os.environ.get("VEIL_PROXY_TEST_EVENT_LOOP", "auto")
+"""The loop the in-process proxies run on: as ``veil-proxy run`` picks it (uvloop when installed);
+``asyncio`` runs the suite on asyncio's own loop."""
 ALICE_TOKEN = "veil_alice0000001_secret"
 BOB_TOKEN = "veil_bob000000001_secret"
 
@@ -220,9 +224,10 @@ class RunningProxy:
 def start_proxy() -> Iterator[Callable[..., RunningProxy]]:
     """Start proxies (each on its own event loop thread); all are stopped at teardown."""
     running: list[tuple[RunningProxy, threading.Thread]] = []
+    new_loop, _ = loop_factory(EVENT_LOOP)
 
     def start(config: Config, datapath: Any = standin, **options: Any) -> RunningProxy:
-        loop = asyncio.new_event_loop()
+        loop = new_loop()
         server = ProxyServer(config, datapath=datapath, **options)
         port = loop.run_until_complete(server.start())
         thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -81,6 +81,7 @@ def test_a_yaml_file(tmp_path: Path) -> None:
         ({"veil": {"url": "http://x", "token": "t", "token_file": "f"}}, "not both"),
         ({"bogus": 1}, "unknown key bogus"),
         ({"listen": "6432"}, "listen must be 'host:port'"),
+        ({"event_loop": "trio"}, "event_loop must be one of auto, uvloop, asyncio"),
         ({"tls": {"cert": "c.pem"}}, "tls.cert and tls.key go together"),
         ({"instances": {}}, "at least one"),
         ({"instances": {"pg": {"host": "h", "databases": [], "user": "u"}}}, "instances.pg.databases"),
@@ -167,20 +168,26 @@ def test_check_rejects_an_invalid_file_naming_the_key(tmp_path: Path) -> None:
     assert "veil.token is required" in result.stderr
 
 
-def test_run_serves_until_terminated(
-    tmp_path: Path, private_cluster: PrivateCluster, login_server: LoginServer
+@pytest.mark.parametrize(
+    ("options", "loop"), [([], "event loop: uvloop "), (["--event-loop", "asyncio"], "event loop: asyncio)")]
+)
+def test_run_serves_until_terminated_and_says_which_event_loop_runs(
+    tmp_path: Path, private_cluster: PrivateCluster, login_server: LoginServer, options: list[str], loop: str
 ) -> None:
     toml = cluster_toml(private_cluster, login_server.url, LoginServer.SERVICE_TOKEN)
     port = _free_port()
     path = write_config(tmp_path, toml.replace("127.0.0.1:0", f"127.0.0.1:{port}"))
-    # The real data path is the lead's; until it lands, `run` is exercised as far as listening.
     process = subprocess.Popen(
-        [VEIL_PROXY, "run", "--config", str(path)], stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+        [VEIL_PROXY, "run", "--config", str(path), *options],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
     )
     try:
         assert process.stderr is not None
         line = process.stderr.readline()
         assert f"listening on 127.0.0.1:{port}" in line, line
+        assert loop in line, line
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(
                 f"host=127.0.0.1 port={port} user=alice password=wrong dbname={private_cluster.database}"

@@ -1,10 +1,12 @@
 """``veil-proxy run --config FILE`` serves; ``veil-proxy check --config FILE`` validates the
-file, logs in once to each upstream database and asks Veil once, and says what failed."""
+file, logs in once to each upstream database and asks Veil once, and says what failed.
+``run --event-loop asyncio`` runs on asyncio's own loop even when uvloop is installed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -14,6 +16,7 @@ import urllib.request
 
 from veil_sdk.proxy.config import Config, ConfigError, load
 from veil_sdk.proxy.logins import LOGIN_PATH
+from veil_sdk.proxy.loops import EVENT_LOOPS, EventLoopUnavailable, loop_factory
 from veil_sdk.proxy.upstream import UpstreamError, connect
 
 
@@ -25,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("run", "serve clients"), ("check", "validate the configuration and connect once")):
         command = commands.add_parser(name, help=text)
         command.add_argument("--config", required=True, help="TOML (or YAML) configuration file")
+        if name == "run":
+            command.add_argument(
+                "--event-loop",
+                choices=EVENT_LOOPS,
+                help="overrides the file's event_loop (auto: uvloop when installed)",
+            )
     arguments = parser.parse_args(argv)
     try:
         config = load(arguments.config)
@@ -33,17 +42,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if arguments.command == "check":
         return asyncio.run(check(config))
+    if arguments.event_loop:
+        config = dataclasses.replace(config, event_loop=arguments.event_loop)
+    try:
+        new_loop, loop_name = loop_factory(config.event_loop)
+    except EventLoopUnavailable as exc:
+        print(f"veil-proxy: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(config))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(run(config, loop_name))
     return 0
 
 
-async def run(config: Config) -> None:
+async def run(config: Config, loop_name: str = "asyncio") -> None:
     from veil_sdk.proxy.server import ProxyServer
 
     server = ProxyServer(config)
     port = await server.start()
-    logging.getLogger("veil_sdk.proxy").info("veil-proxy listening on %s:%s", config.listen_host, port)
+    logging.getLogger("veil_sdk.proxy").info(
+        "veil-proxy listening on %s:%s (event loop: %s)", config.listen_host, port, loop_name
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from veil_sdk.proxy.loops import EVENT_LOOPS
+
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -48,6 +50,8 @@ class Config:
     max_message_bytes: int
     login_failure_delay: float
     login_max_delay: float
+    event_loop: str = "auto"
+    """``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (see ``veil_sdk.proxy.loops``)."""
 
     def target(self, dbname: str) -> tuple[Instance, str] | None:
         """The instance and database a client's ``dbname`` names: ``shop`` when only one instance
@@ -87,7 +91,7 @@ def load(path: str | Path) -> Config:
 def parse(data: Any, base: Path = Path()) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a table of keys")
-    _known(data, "", {"listen", "tls", "veil", "instances", "limits", "login"})
+    _known(data, "", {"listen", "event_loop", "tls", "veil", "instances", "limits", "login"})
     host, port = _listen(data.get("listen", "127.0.0.1:6432"))
     tls = _table(data, "tls")
     _known(tls, "tls.", {"cert", "key"})
@@ -115,6 +119,9 @@ def parse(data: Any, base: Path = Path()) -> Config:
     _known(limits, "limits.", {"max_message_bytes"})
     login = _table(data, "login")
     _known(login, "login.", {"failure_delay", "max_delay"})
+    event_loop = data.get("event_loop", "auto")
+    if event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
     return Config(
         listen_host=host,
         listen_port=port,
@@ -129,6 +136,7 @@ def parse(data: Any, base: Path = Path()) -> Config:
         max_message_bytes=int(_number(limits, "limits.max_message_bytes", 64 * 1024 * 1024)),
         login_failure_delay=_number(login, "login.failure_delay", 0.5),
         login_max_delay=_number(login, "login.max_delay", 10.0),
+        event_loop=event_loop,
     )
 
 
