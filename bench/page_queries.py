@@ -77,8 +77,10 @@ def grow(step: int, size: int, events: int) -> dict[str, int]:
     from identity.models import ApiToken, ServiceAccount, User
     from identity.models import Scope as TokenScope
     from identity.services import token_create
-    from jitaccess import services
     from jitaccess.models import AccessRequest
+    from jitaccess.selectors.scopes import Scope
+    from jitaccess.services.breakglass import breakglass_take
+    from jitaccess.services.requests import request_approve, request_create, request_deny
     from masking.models import Column, Database, Exemption, Project
     from masking.services.catalog import catalog_upsert
     from masking.services.policy import exemption_create, grant_condition, grant_create
@@ -111,8 +113,8 @@ def grow(step: int, size: int, events: int) -> dict[str, int]:
         people.append(user)
     for i, table in enumerate(tables):
         for requester in (people[i], alice):
-            scope = services.Scope(prod_shop, f"gen{step}", table["name"], ("email",))
-            created = services.request_create(
+            scope = Scope(prod_shop, f"gen{step}", table["name"], ("email",))
+            created = request_create(
                 requester=requester,
                 scope=scope,
                 duration=timedelta(hours=2),
@@ -120,13 +122,13 @@ def grow(step: int, size: int, events: int) -> dict[str, int]:
                 channel=Channel.WEB,
             )
             if i % 3 == 0:
-                services.request_approve(request_id=created.pk, approver=bob, channel=Channel.WEB)
+                request_approve(request_id=created.pk, approver=bob, channel=Channel.WEB)
             elif i % 3 == 1:
-                services.request_deny(request_id=created.pk, approver=bob, reason="no", channel=Channel.WEB)
+                request_deny(request_id=created.pk, approver=bob, reason="no", channel=Channel.WEB)
         if i % 4 == 0:
-            services.breakglass_take(
+            breakglass_take(
                 requester=erin if i % 8 else admin,
-                scope=services.Scope(prod_shop, f"gen{step}", table["name"], ("email",)),
+                scope=Scope(prod_shop, f"gen{step}", table["name"], ("email",)),
                 duration=timedelta(hours=1),
                 reason=f"INC-{step}-{i}",
                 channel=Channel.WEB,

@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from audit.access import audit_scope_for
-from jitaccess.selectors import may_approve_somewhere, may_request_somewhere
+from jitaccess.selectors.requests import may_approve_somewhere, may_request_somewhere
 from masking.policy.access import administers_any
 
 Check = Callable[[HttpRequest], bool]

@@ -25,9 +25,10 @@ from jitaccess.models import (
     SlackRoute,
     SlackUserLink,
 )
-from jitaccess.services import access_settings_state, record_access_settings_change
+from jitaccess.selectors.scopes import access_settings_state
+from jitaccess.services.access_settings import record_access_settings_change
+from jitaccess.services.notifications import enqueue_deliveries
 from jitaccess.slack.services import slack_route_set, slack_user_unlink
-from jitaccess.tasks import enqueue_deliveries
 from masking.policy.access import needs_second_person
 
 

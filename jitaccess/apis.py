@@ -16,8 +16,13 @@ from rest_framework.views import APIView
 from audit.models import Channel
 from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
-from jitaccess import selectors, services
+from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest
+from jitaccess.selectors.requests import requests_visible_to
+from jitaccess.selectors.scopes import Scope as RequestScope
+from jitaccess.services.breakglass import breakglass_review, breakglass_take
+from jitaccess.services.grants import grant_end
+from jitaccess.services.requests import request_approve, request_cancel, request_create, request_deny
 from jitaccess.states import Action, InvalidTransition
 from masking.models import Database
 from shared.api import StrictSerializer
@@ -93,7 +98,7 @@ class ScopeIn(StrictSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
-def _scope_from(data: dict[str, Any]) -> services.Scope:
+def _scope_from(data: dict[str, Any]) -> RequestScope:
     database = (
         Database.objects.select_related("project", "instance")
         .filter(instance__key=data["instance"], name=data["database"])
@@ -103,7 +108,7 @@ def _scope_from(data: dict[str, Any]) -> services.Scope:
         raise ValidationError(
             {"database": [f"no database {data['database']!r} on instance {data['instance']!r}"]}
         )
-    return services.Scope(database, data["schema"], data["table"], tuple(data["columns"]))
+    return RequestScope(database, data["schema"], data["table"], tuple(data["columns"]))
 
 
 class JitApiView(APIView):
@@ -129,15 +134,15 @@ class JitApiView(APIView):
         """The requests the caller may read and act on: a person's as `selectors` says; an agent's
         token (scope `requests`, to ask on its owner's behalf) only the requests made for its own
         service account, not everything its owner may see (an approver's, an auditor's projects)."""
-        queryset = selectors.requests_visible_to(self.person(request))
+        queryset = requests_visible_to(self.person(request))
         if isinstance(request.auth, ApiToken):
             queryset = queryset.filter(service_account=request.auth.service_account)
         return queryset
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, services.RequestError):
+        if isinstance(exc, RequestError):
             exc = ValidationError({exc.field: [exc.message]})
-        elif isinstance(exc, services.NotAllowed):
+        elif isinstance(exc, NotAllowed):
             exc = PermissionDenied(str(exc))
         elif isinstance(exc, InvalidTransition):
             exc = Conflict(f"{exc} (state: {exc.state})")
@@ -174,7 +179,7 @@ class RequestListCreateApi(JitApiView):
         agent: ServiceAccount | None = (
             request.auth.service_account if isinstance(request.auth, ApiToken) else None
         )
-        created = services.request_create(
+        created = request_create(
             requester=person,
             scope=_scope_from(data),
             duration=timedelta(minutes=data["duration_minutes"]),
@@ -212,15 +217,15 @@ class RequestActionApi(JitApiView):
         target = self.visible(request).get(pk=request_id)
         data = serializer.validated_data
         if action == "approve":
-            result = services.request_approve(request_id=target.pk, approver=person, channel=Channel.API)
+            result = request_approve(request_id=target.pk, approver=person, channel=Channel.API)
         elif action == "deny":
-            result = services.request_deny(
+            result = request_deny(
                 request_id=target.pk, approver=person, reason=data["reason"], channel=Channel.API
             )
         elif action == "cancel":
-            result = services.request_cancel(request_id=target.pk, requester=person, channel=Channel.API)
+            result = request_cancel(request_id=target.pk, requester=person, channel=Channel.API)
         elif action in (Action.REVOKE, Action.RELINQUISH):
-            result = services.grant_end(
+            result = grant_end(
                 request_id=target.pk,
                 user=person,
                 action=action,
@@ -228,7 +233,7 @@ class RequestActionApi(JitApiView):
                 reason=data["reason"] if action == Action.REVOKE else "",
             )
         elif action == "review":
-            result = services.breakglass_review(
+            result = breakglass_review(
                 request_id=target.pk, reviewer=person, notes=data["notes"], channel=Channel.API
             )
         else:
@@ -245,7 +250,7 @@ class BreakGlassApi(JitApiView):
         serializer = ScopeIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        taken = services.breakglass_take(
+        taken = breakglass_take(
             requester=self.person(request),
             scope=_scope_from(data),
             duration=timedelta(minutes=data["duration_minutes"]),

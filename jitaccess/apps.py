@@ -33,7 +33,7 @@ class JitaccessConfig(AppConfig):
 
 
 def _end_requests_of_deactivated(person: User, actor: Actor, channel: str) -> None:
-    from jitaccess.services import requests_end_for_deactivated
+    from jitaccess.services.grants import requests_end_for_deactivated
 
     requests_end_for_deactivated(person, actor, channel)
 

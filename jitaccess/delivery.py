@@ -24,7 +24,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
-from jitaccess.selectors import end_reason
+from jitaccess.selectors.requests import end_reason
 
 logger = logging.getLogger(__name__)
 CLAIM = timedelta(seconds=60)
@@ -99,8 +99,9 @@ def deliver(notification_id: int) -> bool:
 def retry_failed(*, ids: Iterable[int] | None = None) -> list[int]:
     """Put notifications that gave up back in the outbox, with a fresh set of attempts: all of
     them, or those of `ids` (other ids, and rows not failed, are left alone). Returns the ids put
-    back; the caller hands them to the workers (`tasks.enqueue_deliveries`), and the periodic sweep
-    sends them anyway. Failed rows are never claimed, so resetting them races no sender."""
+    back; the caller hands them to the workers (`services.notifications.enqueue_deliveries`), and
+    the periodic sweep sends them anyway. Failed rows are never claimed, so resetting them races
+    no sender."""
     failed = Notification.objects.filter(state=DeliveryState.FAILED)
     if ids is not None:
         failed = failed.filter(pk__in=list(ids))

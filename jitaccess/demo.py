@@ -27,7 +27,8 @@ from jitaccess.models import (
     NotificationChannel,
     ProjectAccessSettings,
 )
-from jitaccess.services import Scope, request_approve, request_create, request_deny
+from jitaccess.selectors.scopes import Scope
+from jitaccess.services.requests import request_approve, request_create, request_deny
 from masking.decisions.engine import FULL_MASK, ColumnKey
 from masking.decisions.service import decide_columns
 from masking.models import ClassificationLevel as L

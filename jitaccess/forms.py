@@ -13,8 +13,10 @@ from typing import Any, cast
 
 from django import forms
 
+from jitaccess.errors import RequestError
 from jitaccess.formatting import duration_label
-from jitaccess.services import END_REASON_LIMIT, DurationLimit, RequestError, Scope
+from jitaccess.selectors.scopes import DurationLimit, Scope
+from jitaccess.services.grants import END_REASON_LIMIT
 from masking.models import Column, Database, Table
 
 WHOLE_DATABASE = "database"

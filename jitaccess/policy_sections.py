@@ -17,7 +17,7 @@ from jitaccess.approval_policies import (
 )
 from jitaccess.models import ApprovalPolicy
 from jitaccess.policies import PolicyConditionError, check_request_condition
-from jitaccess.services import access_settings
+from jitaccess.selectors.scopes import access_settings
 from masking.models import Project
 from masking.policy.document import (
     ApplyContext,

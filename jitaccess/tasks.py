@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 
 from celery import shared_task
 
 from jitaccess import delivery
-from jitaccess.services import requests_sweep
-
-logger = logging.getLogger(__name__)
+from jitaccess.services.grants import requests_sweep
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -32,14 +29,3 @@ def deliver_pending_notifications() -> int:
 def sweep_requests() -> dict[str, int]:
     """Every minute: expire grants, time out requests, send expiry notices (idempotent)."""
     return asdict(requests_sweep())
-
-
-def enqueue_deliveries(notification_ids: list[int]) -> None:
-    """Hand fresh notifications to the workers. If the broker is down they stay pending in the
-    outbox and `deliver_pending_notifications` sends them later: nothing is lost."""
-    for notification_id in notification_ids:
-        try:
-            deliver_notification.apply_async((notification_id,), retry=False)
-        except Exception:
-            logger.warning("broker unavailable; notification %s stays in the outbox", notification_id)
-            return

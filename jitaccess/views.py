@@ -27,8 +27,9 @@ from audit.access import audit_scope_for
 from audit.models import AuditEvent, Channel
 from identity.models import User
 from identity.selectors import role_names_of_user
-from jitaccess import delivery, selectors, services
+from jitaccess import delivery
 from jitaccess.demo import DEMO_TOKEN, demo_persona, demo_token_live, try_the_api
+from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
 from jitaccess.formatting import decision_reason, duration_label, moment_label
 from jitaccess.forms import (
@@ -40,6 +41,39 @@ from jitaccess.forms import (
     UnmaskRequestForm,
 )
 from jitaccess.models import AccessRequest
+from jitaccess.selectors.approvers import (
+    can_approve,
+    can_review_breakglass,
+    can_revoke,
+    eligible_approvers,
+    end_refusal,
+)
+from jitaccess.selectors.requests import (
+    approval_queue,
+    columns_named,
+    end_reason,
+    end_reason_of,
+    extensions_ending_with,
+    grants_still_in_force_beside,
+    inbox,
+    live_extension_of,
+    live_extensions,
+    may_approve_somewhere,
+    may_request_somewhere,
+    request_for,
+    requests_visible_to,
+    unreviewed_breakglass,
+)
+from jitaccess.selectors.scopes import (
+    DurationLimit,
+    Scope,
+    access_settings,
+    column_decisions_for,
+    duration_limit,
+)
+from jitaccess.services.breakglass import breakglass_review, breakglass_take
+from jitaccess.services.grants import grant_end
+from jitaccess.services.requests import request_approve, request_cancel, request_create, request_deny
 from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
@@ -64,21 +98,21 @@ def home(request: HttpRequest) -> HttpResponse:
     unreviewed, unreviewed_by_others = 0, 0
     if projects["administer"]:
         # The person's own break-glass grants wait for another administrator, not for them.
-        taken_list = list(selectors.unreviewed_breakglass(user).filter(project__in=projects["administer"]))
+        taken_list = list(unreviewed_breakglass(user).filter(project__in=projects["administer"]))
         checker = _project_perms(user, taken_list)
         for taken in taken_list:
-            if services.can_review_breakglass(taken, user, checker):
+            if can_review_breakglass(taken, user, checker):
                 unreviewed += 1
             else:
                 unreviewed_by_others += 1
     # For operators (who may retry them in the admin): what the outbox gave up on.
     undelivered = delivery.failed_counts() if user.has_perm("jitaccess.change_notification") else {}
-    pending_approvals = len(selectors.approval_queue(user))
+    pending_approvals = len(approval_queue(user))
     context = {
         "projects": projects,
         "project_cards": _project_cards(projects),
         "demo_persona": demo_persona(user),
-        "can_approve": pending_approvals > 0 or selectors.may_approve_somewhere(user),
+        "can_approve": pending_approvals > 0 or may_approve_somewhere(user),
         "pending_approvals": pending_approvals,
         "active_grants": _active_grants(user),
         "unreviewed_breakglass": unreviewed,
@@ -120,19 +154,19 @@ def request_list(request: HttpRequest) -> HttpResponse:
     """The person's own requests and grants, and their web inbox."""
     user = _person(request)
     mine = (
-        selectors.requests_visible_to(user)
+        requests_visible_to(user)
         .filter(requester=user)
-        .annotate(end_reason=selectors.end_reason_of("pk"))
+        .annotate(end_reason=end_reason_of("pk"))
         .prefetch_related("approvals")[:100]
     )
     requestable = get_objects_for_user(user, REQUEST_UNMASK, klass=Project, accept_global_perms=True)
     context = {
         "active_grants": _active_grants(user),
-        "can_request": selectors.may_request_somewhere(user),
+        "can_request": may_request_somewhere(user),
         "can_break_glass": _breakglass_databases(user).exists(),
         "extendable_projects": set(requestable.values_list("pk", flat=True)),
         "requests": mine,
-        "inbox": selectors.inbox(user),
+        "inbox": inbox(user),
         "now": timezone.now(),
     }
     return render(request, "jitaccess/request_list.html", context)
@@ -157,7 +191,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
                 "can be extended. Ask for access anew.",
             )
             return redirect("jitaccess:request-detail", pk=extended.pk)
-        if (already := services.live_extension_of(extended)) is not None:
+        if (already := live_extension_of(extended)) is not None:
             messages.error(
                 request, f"{already.ref} already extends {extended.ref}; extend {already.ref} instead."
             )
@@ -165,7 +199,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
         database: Database | None = extended.database
     else:
         database = _chosen_database(databases, request.GET.get("database"))
-    named = selectors.columns_named(databases, request.GET.getlist("column")) if not extended else {}
+    named = columns_named(databases, request.GET.getlist("column")) if not extended else {}
     if database is None and len(named) == 1:
         database = next(iter(named))  # the data path's refusal links here with the column it refused
     form, limit = None, None
@@ -183,7 +217,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                created = services.request_create(
+                created = request_create(
                     requester=user,
                     scope=data["scope"],
                     duration=data["duration"],
@@ -192,9 +226,9 @@ def request_new(request: HttpRequest) -> HttpResponse:
                     extends=extended,
                     channel=Channel.WEB,
                 )
-            except services.RequestError as error:
+            except RequestError as error:
                 form.add_service_error(error)
-            except services.NotAllowed as error:
+            except NotAllowed as error:
                 return _forbidden(request, str(error))
             else:
                 messages.success(request, _created_message(created))
@@ -237,18 +271,18 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         return _render_detail(request, target, deny_form=deny_form, review_form=review_form)
     try:
         if action == Action.APPROVE:
-            result = services.request_approve(request_id=target.pk, approver=user, channel=Channel.WEB)
+            result = request_approve(request_id=target.pk, approver=user, channel=Channel.WEB)
         elif action == Action.DENY and deny_form is not None:
-            result = services.request_deny(
+            result = request_deny(
                 request_id=target.pk,
                 approver=user,
                 reason=deny_form.cleaned_data["reason"],
                 channel=Channel.WEB,
             )
         elif action == Action.CANCEL:
-            result = services.request_cancel(request_id=target.pk, requester=user, channel=Channel.WEB)
+            result = request_cancel(request_id=target.pk, requester=user, channel=Channel.WEB)
         elif action in (Action.RELINQUISH, Action.REVOKE) and end_form is not None:
-            result = services.grant_end(
+            result = grant_end(
                 request_id=target.pk,
                 user=user,
                 action=action,
@@ -256,7 +290,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
                 reason=end_form.cleaned_data["reason"] if action == Action.REVOKE else "",
             )
         elif action == "review" and review_form is not None:
-            result = services.breakglass_review(
+            result = breakglass_review(
                 request_id=target.pk,
                 reviewer=user,
                 notes=review_form.cleaned_data["notes"],
@@ -264,12 +298,12 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             )
         else:
             raise Http404(f"Unknown action {action!r}.")
-    except services.NotAllowed as error:
+    except NotAllowed as error:
         return _forbidden(request, str(error))
     except InvalidTransition as error:
         messages.error(request, f"{target.ref}: {error}.")
         return redirect("jitaccess:request-detail", pk=target.pk)
-    except services.RequestError as error:
+    except RequestError as error:
         if end_form is not None and error.field in end_form.fields:
             end_form.add_error(error.field, error.message)
             return _render_end_confirm(request, target, action, end_form)
@@ -290,7 +324,7 @@ def request_end_confirm(request: HttpRequest, pk: int, action: str) -> HttpRespo
         raise Http404(f"Unknown action {action!r}.")
     user = _person(request)
     target = _visible(user, pk)
-    if refusal := services.end_refusal(target, user, action):
+    if refusal := end_refusal(target, user, action):
         return _forbidden(request, refusal)
     if target.state != State.APPROVED:
         messages.error(request, f"{target.ref}: {InvalidTransition(target.state, action)}.")
@@ -301,7 +335,7 @@ def request_end_confirm(request: HttpRequest, pk: int, action: str) -> HttpRespo
 @login_required
 def approvals(request: HttpRequest) -> HttpResponse:
     """The approver's queue. Deciding here never needs Slack."""
-    queue = selectors.approval_queue(_person(request))
+    queue = approval_queue(_person(request))
     return render(request, "jitaccess/approvals.html", {"queue": queue, "now": timezone.now()})
 
 
@@ -313,21 +347,21 @@ def breakglass_new(request: HttpRequest) -> HttpResponse:
     database = _chosen_database(databases, request.GET.get("database"))
     form = None
     if database is not None:
-        cap = services.access_settings(database.project).breakglass_max_duration
+        cap = access_settings(database.project).breakglass_max_duration
         form = BreakGlassForm(request.POST or None, database=database, cap=cap)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                taken = services.breakglass_take(
+                taken = breakglass_take(
                     requester=user,
                     scope=data["scope"],
                     duration=data["duration"],
                     reason=data["reason"],
                     channel=Channel.WEB,
                 )
-            except services.RequestError as error:
+            except RequestError as error:
                 form.add_service_error(error)
-            except services.NotAllowed as error:
+            except NotAllowed as error:
                 return _forbidden(request, str(error))
             else:
                 messages.warning(
@@ -352,9 +386,9 @@ def breakglass_reviews(request: HttpRequest) -> HttpResponse:
     user = _person(request)
     if not administers_any(user):
         return _forbidden(request, "Break-glass reviews are for project administrators.")
-    pending = list(selectors.unreviewed_breakglass(user).order_by("created_at"))
+    pending = list(unreviewed_breakglass(user).order_by("created_at"))
     perms = _project_perms(user, pending)
-    reviewable = {r.pk for r in pending if services.can_review_breakglass(r, user, perms)}
+    reviewable = {r.pk for r in pending if can_review_breakglass(r, user, perms)}
     return render(
         request, "jitaccess/breakglass_reviews.html", {"pending": pending, "reviewable": reviewable}
     )
@@ -373,13 +407,13 @@ def _project_perms(user: User, requests: list[AccessRequest]) -> ObjectPermissio
 def _render_end_confirm(
     request: HttpRequest, target: AccessRequest, action: str, form: EndGrantForm
 ) -> HttpResponse:
-    extensions = selectors.extensions_ending_with(target)
+    extensions = extensions_ending_with(target)
     context = {
         "r": target,
         "action": action,
         "form": form,
         "extensions": extensions,
-        "still_in_force": selectors.grants_still_in_force_beside(target, extensions),
+        "still_in_force": grants_still_in_force_beside(target, extensions),
         "now": timezone.now(),
     }
     return render(request, "jitaccess/request_end_confirm.html", context)
@@ -396,17 +430,13 @@ def _render_detail(
     is_requester = target.requester_id == user.pk
     pending, approved = target.state == State.PENDING, target.state == State.APPROVED
     actions = {
-        "decide": pending and services.can_approve(target, user),
+        "decide": pending and can_approve(target, user),
         "cancel": pending and is_requester,
         "relinquish": approved and is_requester,
-        "extend": approved
-        and not _extend_refusal(target, user)
-        and services.live_extension_of(target) is None,
+        "extend": approved and not _extend_refusal(target, user) and live_extension_of(target) is None,
         # The requester ends their own grant by relinquishing it: one button, not two that do the same.
-        "revoke": approved and not is_requester and services.can_revoke(target, user),
-        "review": target.is_breakglass
-        and target.reviewed_at is None
-        and services.can_review_breakglass(target, user),
+        "revoke": approved and not is_requester and can_revoke(target, user),
+        "review": target.is_breakglass and target.reviewed_at is None and can_review_breakglass(target, user),
     }
     approvals = list(target.approvals.select_related("approver"))
     labels = BREAKGLASS_TIMELINE_LABELS if target.is_breakglass else TIMELINE_LABELS
@@ -414,9 +444,9 @@ def _render_detail(
         "r": target,
         "now": timezone.now(),
         "approvals": approvals,
-        "approvers": sorted(str(p) for p in services.eligible_approvers(target)) if pending else [],
+        "approvers": sorted(str(p) for p in eligible_approvers(target)) if pending else [],
         "timeline": [(event, labels.get(event.action, event.action)) for event in _timeline(target)],
-        "end_reason": selectors.end_reason(target) if target.ended_at else "",
+        "end_reason": end_reason(target) if target.ended_at else "",
         "notifications": target.notifications.select_related("recipient").order_by("created_at"),
         "actions": actions,
         "deny_form": deny_form or DenyForm(),
@@ -431,7 +461,7 @@ def _picker_context(
     query = request.GET.get("q", "")
     picker = None
     if form is not None and form.fixed_scope is None and database is not None:
-        decisions = services.column_decisions_for(_person(request), database, form.columns)
+        decisions = column_decisions_for(_person(request), database, form.columns)
         visible = frozenset(pk for pk, decision in decisions.items() if decision.unmask)
         picker = form.picker(query, visible, {pk: decision_reason(d) for pk, d in decisions.items()})
     return {
@@ -464,9 +494,9 @@ def _timeline(target: AccessRequest) -> list[AuditEvent]:
 
 def _active_grants(user: User) -> QuerySet[AccessRequest]:
     return (
-        selectors.requests_visible_to(user)
+        requests_visible_to(user)
         .filter(requester=user, state=State.APPROVED, expires_at__gt=timezone.now())
-        .annotate(extended=Exists(services.live_extensions(OuterRef("pk"))))
+        .annotate(extended=Exists(live_extensions(OuterRef("pk"))))
         .order_by("expires_at")
     )
 
@@ -498,23 +528,23 @@ def _chosen_database(databases: QuerySet[Database], raw: str | None) -> Database
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _duration_limit(user: User, database: Database, scope: services.Scope | None) -> services.DurationLimit:
+def _duration_limit(user: User, database: Database, scope: Scope | None) -> DurationLimit:
     """The limit for the scope when it is known and valid, else the project's (not exact)."""
     if scope is not None:
         try:
-            return services.duration_limit(requester=user, database=database, scope=scope)
-        except services.RequestError:
+            return duration_limit(requester=user, database=database, scope=scope)
+        except RequestError:
             pass  # the scope itself is refused; the form says why
-    return services.duration_limit(requester=user, database=database)
+    return duration_limit(requester=user, database=database)
 
 
 def _duration_help(
-    database: Database | None, limit: services.DurationLimit | None = None, *, breakglass: bool = False
+    database: Database | None, limit: DurationLimit | None = None, *, breakglass: bool = False
 ) -> str:
     if database is None:
         return ""
     if breakglass:
-        cap = duration_label(services.access_settings(database.project).breakglass_max_duration)
+        cap = duration_label(access_settings(database.project).breakglass_max_duration)
         return f"Break-glass lasts at most {cap} in {database.project}."
     if limit is None:
         return ""
@@ -542,15 +572,13 @@ def _extend_refusal(extended: AccessRequest, user: User) -> str:
     return ""
 
 
-def _scope_of(extended: AccessRequest) -> services.Scope:
-    return services.Scope(
-        extended.database, extended.schema_name, extended.table_name, tuple(extended.column_names)
-    )
+def _scope_of(extended: AccessRequest) -> Scope:
+    return Scope(extended.database, extended.schema_name, extended.table_name, tuple(extended.column_names))
 
 
 def _visible(user: User, pk: int | str) -> AccessRequest:
     try:
-        return selectors.request_for(user, int(pk))
+        return request_for(user, int(pk))
     except (AccessRequest.DoesNotExist, ValueError):
         raise Http404("No such request.") from None
 
@@ -601,7 +629,7 @@ def _grant_period(request: AccessRequest) -> str:
 
 def _still_in_force(ended: AccessRequest) -> str:
     """What still unmasks on the ended grant's database, so nobody reads "masked again" wrongly."""
-    others = selectors.grants_still_in_force_beside(ended)
+    others = grants_still_in_force_beside(ended)
     if not others:
         return " It no longer unmasks anything (an exemption may still cover some columns)."
     listed = ", ".join(f"{r.ref} ({r.scope_label}, until {moment_label(r.expires_at)})" for r in others)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from identity.models import ServiceAccount, User
@@ -28,6 +29,7 @@ from identity.selectors import role_names_of_service_account, role_names_of_user
 from masking.decisions.engine import (
     CatalogColumn,
     ColumnKey,
+    Decision,
     ExemptionView,
     Policy,
     Principal,
@@ -38,6 +40,7 @@ from masking.decisions.engine import (
 )
 from masking.models import (
     Column,
+    Database,
     DecisionEpoch,
     Exemption,
     ExemptionKind,
@@ -349,6 +352,30 @@ class DecisionCaches:
 
 
 decision_caches = DecisionCaches()
+
+
+def columns_visible_to(
+    principal: Mapping[str, str], database: Database, columns: Sequence[Column]
+) -> dict[int, Decision]:
+    """Each catalog column's answer for the principal right now (by column id), as the decision
+    path gives it, with its reason: what another app shows a person about what they see in clear
+    (the request form, the "nothing to request" refusal). `principal` is the decision request's
+    (`{"user": name}` or `{"service_account": name}`); `columns` are `database`'s, with their table
+    and schema loaded. Empty when Veil does not know the principal: everything is then masked.
+
+    The epochs are read afresh (not the per-process bound), so a change this request just
+    committed counts."""
+    epochs = read_epochs()
+    resolved = decision_caches.principal(principal, frozenset())
+    if resolved is None:
+        return {}
+    keys = [
+        ColumnKey(database.instance.key, database.name, c.table.schema.name, c.table.name, c.name)
+        for c in columns
+    ]
+    grants = decision_caches.grants(epochs, resolved)
+    decisions = decision_caches.policy(epochs).decide(resolved, keys, grants, now=timezone.now().timestamp())
+    return {c.pk: d for c, d in zip(columns, decisions, strict=True)}
 
 
 def discovery_throttles(projects: set[str], *, since: datetime) -> list[AuditEvent]:

@@ -25,8 +25,10 @@ from slack_bolt.adapter.django import SlackRequestHandler
 
 from audit.models import Channel
 from identity.models import User
+from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, Approval
-from jitaccess.services import NotAllowed, RequestError, can_approve, request_approve, request_deny
+from jitaccess.selectors.approvers import can_approve
+from jitaccess.services.requests import request_approve, request_deny
 from jitaccess.slack import policy_interactions as policy
 from jitaccess.slack import requesting
 from jitaccess.slack.blocks import (

@@ -21,7 +21,7 @@ from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import User
 from jitaccess.models import AccessRequest, SlackLinkMethod
-from jitaccess.services import eligible_approvers
+from jitaccess.selectors.approvers import eligible_approvers
 from jitaccess.slack.client import slack_client, slack_error
 from jitaccess.slack.selectors import linked_slack_id, linked_user
 from jitaccess.slack.services import slack_user_link

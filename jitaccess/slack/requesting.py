@@ -26,10 +26,12 @@ from slack_sdk.webhook import WebhookClient
 
 from audit.models import Channel
 from identity.models import User
+from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.forms import CUSTOM, UnmaskRequestForm
 from jitaccess.models import AccessRequest
-from jitaccess.selectors import requestable_databases, requests_in_progress
-from jitaccess.services import NotAllowed, RequestError, columns_unmasked_for, duration_limit, request_create
+from jitaccess.selectors.requests import requestable_databases, requests_in_progress
+from jitaccess.selectors.scopes import columns_unmasked_for, duration_limit
+from jitaccess.services.requests import request_create
 from jitaccess.slack.blocks import Block, notice_modal
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker

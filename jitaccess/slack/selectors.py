@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 
 from identity.models import User
 from jitaccess.models import AccessRequest, SlackUserLink
-from jitaccess.selectors import end_reason
+from jitaccess.selectors.requests import end_reason
 from jitaccess.states import State
 from masking.models import ClassificationLevel, Column
 

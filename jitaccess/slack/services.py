@@ -23,7 +23,7 @@ from jitaccess.models import (
     SlackRoute,
     SlackUserLink,
 )
-from jitaccess.services import notify  # the outbox writer: a reminder is an announcement like any other
+from jitaccess.services.notifications import notify  # a reminder is an announcement like any other
 from jitaccess.states import State
 from masking.models import PolicyChange, Project
 

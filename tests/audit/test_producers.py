@@ -15,7 +15,10 @@ from audit.selectors import verify_chain
 from audit.services import record_access_events, seal_decisions
 from identity.models import Role
 from jitaccess.models import ApprovalPolicy, ProjectAccessSettings
-from jitaccess.services import Scope, breakglass_take, grant_end, request_approve, request_create
+from jitaccess.selectors.scopes import Scope
+from jitaccess.services.breakglass import breakglass_take
+from jitaccess.services.grants import grant_end
+from jitaccess.services.requests import request_approve, request_create
 from masking.decisions.engine import ColumnKey
 from masking.decisions.service import decide_columns
 from masking.models import Database

@@ -143,7 +143,8 @@ def test_async_connections_and_cursors_mask(live_veil, shop_db):
 
 def test_a_grant_approved_meanwhile_shows_on_the_next_query(connect_as, live_veil, shop_db):
     from audit.models import Channel
-    from jitaccess.services import Scope, request_approve, request_create
+    from jitaccess.selectors.scopes import Scope
+    from jitaccess.services.requests import request_approve, request_create
     from masking.models import Database
 
     clock = FakeClock()
@@ -169,7 +170,7 @@ def test_a_grant_approved_meanwhile_shows_on_the_next_query(connect_as, live_vei
 def test_a_revoked_grant_masks_within_the_answers_ttl(connect_as, live_veil, shop_db):
     from audit.models import Channel
     from jitaccess.models import AccessRequest
-    from jitaccess.services import grant_end
+    from jitaccess.services.grants import grant_end
 
     clock = FakeClock()
     client = live_veil.client(clock=clock)

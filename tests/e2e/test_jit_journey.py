@@ -13,7 +13,7 @@ import pytest
 
 from identity.models import Role
 from jitaccess.models import AccessRequest, ProjectAccessSettings
-from jitaccess.services import requests_sweep
+from jitaccess.services.grants import requests_sweep
 from jitaccess.states import State
 from tests.e2e.conftest import sign_in
 from tests.jitaccess.conftest import world  # noqa: F401 - the personas and their catalogued shop

@@ -11,7 +11,8 @@ from django.contrib.auth.models import Group
 from audit.models import Channel
 from identity.models import Role, User
 from jitaccess.models import ApprovalPolicy
-from jitaccess.services import Scope, request_create
+from jitaccess.selectors.scopes import Scope
+from jitaccess.services.requests import request_create
 from masking.models import Database, Project
 from tests.factories import grant_project_perm, make_shop_policy, make_user
 

@@ -139,7 +139,7 @@ def test_unknown_actions_are_404(world, api_client):
 
 def test_a_revocation_over_the_api_may_give_a_reason(world, api_client):
     from audit.models import AuditEvent, Channel
-    from jitaccess.services import request_approve
+    from jitaccess.services.requests import request_approve
 
     grant = request_approve(request_id=world.request("email").pk, approver=world.bob, channel=Channel.WEB)
     api_client.force_authenticate(world.dave)
@@ -189,7 +189,7 @@ def test_an_extension_is_more_time_on_ones_own_grant_for_the_same_scope(world, a
     """Over the API, `extends` once took any request the caller could see, in any state, with any
     scope: an approver could hang a request of theirs on someone else's grant, and an extension
     skips the check that something is masked."""
-    from jitaccess.services import request_approve
+    from jitaccess.services.requests import request_approve
 
     grant = world.request("email")
     request_approve(request_id=grant.pk, approver=world.bob, channel="web")

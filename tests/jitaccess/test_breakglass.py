@@ -8,9 +8,10 @@ import pytest
 
 from audit.models import AuditEvent, Channel
 from identity.models import Role
+from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import Notification, ProjectAccessSettings
-from jitaccess.selectors import unreviewed_breakglass
-from jitaccess.services import NotAllowed, RequestError, breakglass_review, breakglass_take
+from jitaccess.selectors.requests import unreviewed_breakglass
+from jitaccess.services.breakglass import breakglass_review, breakglass_take
 from jitaccess.states import State
 
 pytestmark = pytest.mark.django_db

@@ -10,20 +10,12 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, Channel
 from jitaccess.delivery import message_text
+from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, ApprovalPolicy, Notification, ProjectAccessSettings
-from jitaccess.selectors import end_reason
-from jitaccess.services import (
-    DurationLimit,
-    NotAllowed,
-    RequestError,
-    Scope,
-    duration_limit,
-    grant_end,
-    request_approve,
-    request_cancel,
-    request_deny,
-    requests_sweep,
-)
+from jitaccess.selectors.requests import end_reason
+from jitaccess.selectors.scopes import DurationLimit, Scope, duration_limit
+from jitaccess.services.grants import grant_end, requests_sweep
+from jitaccess.services.requests import request_approve, request_cancel, request_deny
 from jitaccess.states import Action, InvalidTransition, State
 from masking.decisions.engine import ColumnKey
 from masking.selectors import decision_caches, load_grants, read_epochs
@@ -164,7 +156,7 @@ def test_bad_requests_are_refused_naming_the_field(world, kwargs, field):
 
 
 def test_unknown_columns_and_tables_are_refused(world):
-    from jitaccess.services import request_create
+    from jitaccess.services.requests import request_create
 
     with pytest.raises(RequestError, match="unknown column"):
         world.request("email", "shoe_size")

@@ -19,7 +19,8 @@ from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import Role
 from jitaccess.models import ProjectAccessSettings
-from jitaccess.services import breakglass_take, request_approve, request_deny
+from jitaccess.services.breakglass import breakglass_take
+from jitaccess.services.requests import request_approve, request_deny
 from masking.services.catalog import catalog_upsert
 from tests.factories import catalog_payload, grant_project_perm, make_user
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from identity.models import DirectoryGroup, Role, Scope
-from jitaccess.services import request_approve
+from jitaccess.services.requests import request_approve
 from jitaccess.states import State
 from masking.decisions.engine import ColumnKey
 from masking.models import Exemption

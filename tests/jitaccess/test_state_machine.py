@@ -14,7 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM
 from jitaccess.models import AccessRequest
-from jitaccess.services import grant_end, request_approve, request_cancel, request_deny, requests_sweep
+from jitaccess.services.grants import grant_end, requests_sweep
+from jitaccess.services.requests import request_approve, request_cancel, request_deny
 from jitaccess.states import TRANSITIONS, Action, InvalidTransition, State, next_state
 from masking.models import Exemption
 from masking.services.policy import exemption_revoke

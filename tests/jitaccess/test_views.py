@@ -12,7 +12,9 @@ from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM, Target, record_event
 from identity.models import Role
 from jitaccess.models import AccessRequest, Notification, ProjectAccessSettings
-from jitaccess.services import breakglass_take, grant_end, request_approve, request_deny
+from jitaccess.services.breakglass import breakglass_take
+from jitaccess.services.grants import grant_end
+from jitaccess.services.requests import request_approve, request_deny
 from jitaccess.states import Action, State
 from masking.models import Column, Database
 from masking.services.catalog import catalog_upsert

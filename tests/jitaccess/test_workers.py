@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent, Channel
 from jitaccess.models import AccessRequest, DeliveryState, Notification
-from jitaccess.services import request_approve
+from jitaccess.services.requests import request_approve
 from jitaccess.states import State
 from masking.decisions.engine import ColumnKey
 from masking.decisions.service import decide_columns

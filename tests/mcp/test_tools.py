@@ -116,8 +116,8 @@ def test_request_access_then_approval_then_expiry(mcp_server, live_veil, shop_db
     import time_machine
     from django.utils import timezone
 
-    from jitaccess import services
     from jitaccess.models import AccessRequest
+    from jitaccess.services import requests as services
     from masking.selectors import decision_caches
 
     error, text = call(

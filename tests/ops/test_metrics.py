@@ -13,7 +13,7 @@ from audit.services import checkpoint_create
 from identity.models import Scope
 from jitaccess import tasks
 from jitaccess.models import DeliveryState, Notification
-from jitaccess.services import request_approve
+from jitaccess.services.requests import request_approve
 from tests.factories import make_token
 from tests.jitaccess.conftest import world  # noqa: F401  (the JIT personas)
 from tests.masking.test_decisions_api import _col, _decide, _give_alice_a_grant

@@ -204,7 +204,8 @@ def test_server_errors_that_may_quote_a_masked_value_are_withheld(
     is masked for bob the proxy keeps the SQLSTATE and withholds the message; once a grant lets
     him see it, he gets the server's own. Audit mode lets the probes run."""
     from audit.models import Channel
-    from jitaccess.services import Scope, request_approve, request_create
+    from jitaccess.selectors.scopes import Scope
+    from jitaccess.services.requests import request_approve, request_create
     from masking.models import Database
 
     with psycopg.connect(dsn(scratch_db), autocommit=True) as owner:

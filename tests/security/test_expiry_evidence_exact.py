@@ -15,7 +15,8 @@ from django.utils.dateparse import parse_datetime
 from audit.filters import EVERYTHING, AuditFilter
 from audit.models import AuditEvent, Channel
 from audit.reports import REPORTS
-from jitaccess.services import request_approve, requests_sweep
+from jitaccess.services.grants import requests_sweep
+from jitaccess.services.requests import request_approve
 from jitaccess.slack.blocks import status_text
 from jitaccess.slack.selectors import card_for
 from jitaccess.states import State

@@ -65,7 +65,7 @@ def slack(settings, fake_slack, world) -> World:  # noqa: F811
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
     """Outbox rows stay in the database for the test to deliver; nothing goes to a shared broker."""
-    monkeypatch.setattr("jitaccess.tasks.enqueue_deliveries", lambda ids: None)
+    monkeypatch.setattr("jitaccess.services.notifications.enqueue_deliveries", lambda ids: None)
 
 
 class DeferredLazyListeners:

@@ -18,7 +18,8 @@ from jitaccess.models import (
     SlackMessage,
     SlackRoute,
 )
-from jitaccess.services import grant_end, request_approve, request_cancel, request_deny, requests_sweep
+from jitaccess.services.grants import grant_end, requests_sweep
+from jitaccess.services.requests import request_approve, request_cancel, request_deny
 from jitaccess.slack.services import reminders_announce
 from jitaccess.slack.tasks import resume_slack_deliveries
 from jitaccess.states import Action

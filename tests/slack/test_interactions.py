@@ -20,7 +20,7 @@ from audit.failures import failure_tallies_fold
 from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM
 from jitaccess.models import AccessRequest, Approval, SlackLinkMethod
-from jitaccess.services import request_approve
+from jitaccess.services.requests import request_approve
 from jitaccess.slack.services import slack_user_link
 from jitaccess.states import State
 from tests.slack.conftest import (

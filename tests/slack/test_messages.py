@@ -9,7 +9,7 @@ import pytest
 from audit.models import Channel
 from audit.services import SYSTEM
 from jitaccess.models import Notification, NotificationChannel, NotificationKind
-from jitaccess.services import request_approve, request_deny
+from jitaccess.services.requests import request_approve, request_deny
 from jitaccess.slack import blocks
 from jitaccess.slack.selectors import card_for
 from masking.services.catalog import catalog_upsert

@@ -21,7 +21,8 @@ from django.core.management import call_command
 from audit.models import AuditEvent, Channel
 from audit.services import SYSTEM
 from jitaccess.models import AccessRequest, SlackLinkMethod, SlackUserLink
-from jitaccess.services import access_settings, request_approve
+from jitaccess.selectors.scopes import access_settings
+from jitaccess.services.requests import request_approve
 from jitaccess.slack.check import manifest_findings
 from jitaccess.slack.linking import UNLINKED_EXPLANATION
 from jitaccess.slack.services import slack_user_link

@@ -14,7 +14,7 @@ from django.db.models import Count
 
 from jitaccess.delivery import retry_failed
 from jitaccess.models import DeliveryState, Notification
-from jitaccess.tasks import enqueue_deliveries
+from jitaccess.services.notifications import enqueue_deliveries
 
 SHOWN = 50  # failed rows listed by `check`; the admin lists them all
 

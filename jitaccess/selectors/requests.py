@@ -1,4 +1,5 @@
-"""Reads for requests. Object permissions live here: every page and API goes through these."""
+"""Reads of requests: who sees which (every page and API goes through `requests_visible_to`), the
+approval queue, the inbox, grants in force and the extensions asked for them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from audit.models import AuditEvent
 from identity.models import User
 from identity.selectors import role_names_of_user
 from jitaccess.models import AccessRequest, ApprovalPolicy, Notification, NotificationChannel
-from jitaccess.services import ApproverPools, can_approve, grants_in_force
+from jitaccess.selectors.approvers import ApproverPools, can_approve
 from jitaccess.states import LIVE_STATES, State
 from masking.models import Column, Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
@@ -54,6 +55,32 @@ def approval_queue(user: User) -> list[AccessRequest]:
     pending = pending.select_related("extends").prefetch_related("approvals")
     pools: ApproverPools = {}  # each distinct set of approvers is read once, not once per request
     return [r for r in pending if can_approve(r, user, pools)]
+
+
+def grants_in_force(
+    *, requester_id: int, service_account_id: int | None, database_id: int
+) -> QuerySet[AccessRequest]:
+    """The principal's grants on the database that unmask now (approved, started, not expired)."""
+    now = timezone.now()
+    return AccessRequest.objects.filter(
+        Q(starts_at__isnull=True) | Q(starts_at__lte=now),
+        requester=requester_id,
+        service_account=service_account_id,
+        database=database_id,
+        state=State.APPROVED,
+        expires_at__gt=now,
+    )
+
+
+def live_extension_of(request: AccessRequest) -> AccessRequest | None:
+    """The extension asked for this grant and not ended (pending or approved), if any: a grant has
+    at most one, and more time after it is asked on that extension."""
+    return live_extensions(request).order_by("pk").first()
+
+
+def live_extensions(of: AccessRequest | OuterRef) -> QuerySet[AccessRequest]:
+    """The extensions of `of` (a request, or an `OuterRef` to one) pending or approved."""
+    return AccessRequest.objects.filter(extends=of, state__in=LIVE_STATES)
 
 
 def grants_still_in_force_beside(

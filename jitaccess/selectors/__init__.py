@@ -1,0 +1,8 @@
+"""Reads and permission checks for just-in-time access; nothing here writes.
+
+- `requests`: which requests a person sees (every page and API goes through `requests_visible_to`),
+  the approval queue, the inbox, grants in force and the extensions asked for them.
+- `approvers`: who may approve, revoke or review (the checks the services enforce).
+- `scopes`: what a scope covers, what of it is masked for the person now, how long a request for it
+  may last, whether an extension may be asked.
+"""

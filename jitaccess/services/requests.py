@@ -1,0 +1,305 @@
+"""Asking for access and deciding on it: create, approve, deny, cancel.
+
+`request_open`, `approve_and_grant`, `locked_request` and `request_target` are shared with
+`breakglass` and `grants` (a break-glass grant is a request approved by nobody)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import Channel
+from audit.services import SYSTEM, Target, record_event
+from identity.models import ServiceAccount, User
+from identity.services import actor_for
+from jitaccess.errors import NotAllowed, RequestError
+from jitaccess.models import AccessRequest, Approval, NotificationKind
+from jitaccess.policies import match_approval_policy
+from jitaccess.selectors.approvers import can_approve, eligible_approvers
+from jitaccess.selectors.requests import live_extension_of
+from jitaccess.selectors.scopes import (
+    Scope,
+    access_settings,
+    check_something_masked,
+    extension_refusal,
+    highest_level,
+    limit_under,
+    longest_allowed,
+    policy_variables,
+    scope_columns,
+)
+from jitaccess.services.notifications import notify
+from jitaccess.states import Action, State, next_state
+from masking.models import Column
+from masking.permissions import REQUEST_UNMASK
+from masking.services.policy import grant_condition, grant_create
+
+
+def request_create(
+    *,
+    requester: User,
+    scope: Scope,
+    duration: timedelta,
+    reason: str,
+    ticket_url: str = "",
+    service_account: ServiceAccount | None = None,
+    extends: AccessRequest | None = None,
+    channel: str,
+) -> AccessRequest:
+    """Ask to unmask a scope. Auto-approved when the matching policy says so."""
+    project = scope.database.project
+    if not requester.has_perm(REQUEST_UNMASK, project):
+        raise NotAllowed(f"You cannot request unmask in project {project.key}.")
+    if service_account is not None and service_account.owner_id != requester.pk:
+        raise RequestError("service_account", f"you do not own service account {service_account.name}")
+    if not reason.strip():
+        raise RequestError("reason", "is required: say why you need to see these values")
+    if duration <= timedelta(0):
+        raise RequestError("duration", "must be positive")
+    columns = scope_columns(scope)
+    if extends is not None and (refusal := extension_refusal(extends, requester, service_account, scope)):
+        raise RequestError("extends", refusal)
+    if extends is not None and (already := live_extension_of(extends)) is not None:
+        raise RequestError(
+            "extends", f"{already.ref} already extends {extends.ref}; extend {already.ref} instead."
+        )
+    if extends is None:
+        check_something_masked(requester, service_account, scope, columns)
+    level = highest_level(columns)
+    policy = match_approval_policy(
+        project=project,
+        variables={
+            **policy_variables(requester, scope, level),
+            "duration_hours": duration.total_seconds() / 3600,
+        },
+    )
+    project_settings = access_settings(project)
+    if duration > limit_under(project_settings, policy).duration:
+        longest = longest_allowed(requester, scope, level, project_settings)
+        raise RequestError("duration", longest.refusal(duration))
+
+    policy_title = policy.title if policy else "No policy matched: a project administrator approves"
+    approvals_required = policy.approvals_required if policy else 1
+    with transaction.atomic():
+        request = request_open(
+            requester=requester,
+            scope=scope,
+            columns=columns,
+            duration=duration,
+            reason=reason,
+            action="request.created",
+            channel=channel,
+            detail={
+                "ticket": ticket_url,
+                "policy": policy_title,
+                "approvals_required": approvals_required,
+                "extends": extends.ref if extends else None,
+                "service_account": service_account.name if service_account else None,
+            },
+            service_account=service_account,
+            ticket_url=ticket_url,
+            policy=policy,
+            policy_title=policy_title,
+            approvals_required=approvals_required,
+            approver_roles=sorted(policy.approver_roles.values_list("name", flat=True)) if policy else [],
+            pending_until=timezone.now() + project_settings.pending_timeout,
+            extends=extends,
+        )
+        if policy is not None and policy.auto_approve:
+            approve_and_grant(request, approver=None, channel=Channel.SYSTEM)
+        else:
+            notify(request, NotificationKind.APPROVAL_NEEDED, eligible_approvers(request))
+    return request
+
+
+def request_open(
+    *,
+    requester: User,
+    scope: Scope,
+    columns: Sequence[Column],
+    duration: timedelta,
+    reason: str,
+    action: str,
+    channel: str,
+    detail: dict[str, Any],
+    **fields: Any,
+) -> AccessRequest:
+    """Write a new request for `scope` (its `columns`, from `scope_columns`) and its audit event
+    (`action`, whose detail starts with the scope, duration and reason, then `detail`), in the
+    caller's transaction: what `request_create` and `breakglass_take` share. `fields`: the rest of
+    the row."""
+    request = AccessRequest.objects.create(
+        project=scope.database.project,
+        requester=requester,
+        database=scope.database,
+        schema_name=scope.schema_name,
+        table_name=scope.table_name,
+        column_names=list(scope.column_names),
+        classification_level=highest_level(columns),
+        duration=duration,
+        reason=reason.strip(),
+        **fields,
+    )
+    record_event(
+        action=action,
+        actor=actor_for(requester),
+        channel=channel,
+        target=request_target(request),
+        project=request.project.key,
+        detail={
+            "scope": request.scope_label,
+            "duration_s": int(duration.total_seconds()),
+            "reason": request.reason,
+            **detail,
+        },
+    )
+    return request
+
+
+def locked_request(request_id: int, *related: str) -> AccessRequest:
+    """The request row, locked FOR UPDATE until the caller's transaction ends (see `services`)."""
+    return (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "project", *related)
+        .get(pk=request_id)
+    )
+
+
+def request_target(request: AccessRequest) -> Target:
+    """The request as its audit events name it."""
+    return Target("request", str(request.pk), f"{request.ref} {request.scope_label}")
+
+
+@transaction.atomic
+def request_approve(*, request_id: int, approver: User, channel: str) -> AccessRequest:
+    """Record one person's approval; grant when the quorum of distinct people is reached.
+
+    Locking contract: takes the request row FOR UPDATE first. Idempotent per person: a second
+    click by the same person (or their second account with the same IdP subject) adds nothing.
+    """
+    request = locked_request(request_id)
+    if request.state != State.PENDING:
+        next_state(request.state, Action.APPROVE)  # raises InvalidTransition naming the current state
+    if approver.canonical_subject == request.requester.canonical_subject:
+        raise NotAllowed("You cannot approve your own request.")
+    if not can_approve(request, approver):
+        raise NotAllowed("You are not an approver for this request.")
+    _, created = Approval.objects.get_or_create(
+        request=request,
+        approver_subject=approver.canonical_subject,
+        defaults={"approver": approver, "channel": channel},
+    )
+    if created:
+        count = request.approvals.count()
+        record_event(
+            action="request.approval_recorded",
+            actor=actor_for(approver),
+            channel=channel,
+            target=request_target(request),
+            project=request.project.key,
+            detail={"approvals": count, "required": request.approvals_required},
+        )
+        if count >= request.approvals_required:
+            approve_and_grant(request, approver=approver, channel=channel)
+    notify(request, NotificationKind.STATE_CHANGED, [])
+    return request
+
+
+def approve_and_grant(request: AccessRequest, *, approver: User | None, channel: str) -> None:
+    """pending -> approved: create the grant (an exemption with an expiry) and announce it.
+
+    A break-glass grant goes through the same transition but nobody approved it: its
+    `breakglass.taken` event says what happened, so no `request.approved` event and no
+    "approved" notice are written for it."""
+    request.state = next_state(request.state, Action.APPROVE)
+    now = timezone.now()
+    start = max(now, request.extends.expires_at) if request.extends and request.extends.expires_at else now
+    request.starts_at, request.expires_at = start, start + request.duration
+    request.decided_at = now
+    principal: User | ServiceAccount = request.service_account or request.requester
+    request.grant = grant_create(
+        project=request.project,
+        principal=principal,
+        condition=grant_condition(
+            instance=request.database.instance.key,
+            database=request.database.name,
+            schema=request.schema_name,
+            table=request.table_name,
+            columns=request.column_names,
+        ),
+        starts_at=start if start > now else None,
+        expires_at=request.expires_at,
+        reason=request.reason,
+        request_ref=request.ref,
+        actor=actor_for(approver) if approver else SYSTEM,
+        channel=channel,
+    )
+    request.save(update_fields=["state", "starts_at", "expires_at", "decided_at", "grant"])
+    if request.is_breakglass:
+        return
+    approvers = [a.approver_subject for a in request.approvals.all()]
+    record_event(
+        action="request.approved",
+        actor=actor_for(approver) if approver else SYSTEM,
+        channel=channel,
+        target=request_target(request),
+        project=request.project.key,
+        detail={
+            "approvers": approvers,
+            "auto_approved": approver is None,
+            **({"starts_at": start} if start > now else {}),
+            "expires_at": request.expires_at,
+            "grant": request.grant.pk,
+        },
+    )
+    notify(request, NotificationKind.APPROVED, [request.requester])
+
+
+@transaction.atomic
+def request_deny(*, request_id: int, approver: User, reason: str, channel: str) -> AccessRequest:
+    if not reason.strip():
+        raise RequestError("reason", "say why the request is denied")
+    request = locked_request(request_id)
+    if request.state != State.PENDING:
+        next_state(request.state, Action.DENY)
+    if approver.canonical_subject == request.requester.canonical_subject:
+        raise NotAllowed("You cannot decide your own request; cancel it instead.")
+    if not can_approve(request, approver):
+        raise NotAllowed("You are not an approver for this request.")
+    request.state = next_state(request.state, Action.DENY)
+    request.deny_reason, request.decided_at, request.ended_by = reason.strip(), timezone.now(), approver
+    request.save(update_fields=["state", "deny_reason", "decided_at", "ended_by"])
+    record_event(
+        action="request.denied",
+        actor=actor_for(approver),
+        channel=channel,
+        target=request_target(request),
+        project=request.project.key,
+        detail={"reason": request.deny_reason},
+    )
+    notify(request, NotificationKind.DENIED, [request.requester])
+    notify(request, NotificationKind.STATE_CHANGED, [])
+    return request
+
+
+@transaction.atomic
+def request_cancel(*, request_id: int, requester: User, channel: str) -> AccessRequest:
+    request = locked_request(request_id)
+    if request.requester_id != requester.pk:
+        raise NotAllowed("Only the requester can cancel a request.")
+    request.state = next_state(request.state, Action.CANCEL)
+    request.ended_at, request.ended_by = timezone.now(), requester
+    request.save(update_fields=["state", "ended_at", "ended_by"])
+    record_event(
+        action="request.cancelled",
+        actor=actor_for(requester),
+        channel=channel,
+        target=request_target(request),
+        project=request.project.key,
+    )
+    notify(request, NotificationKind.STATE_CHANGED, [])
+    return request
