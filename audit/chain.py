@@ -77,14 +77,21 @@ ACCESS_EVENT_FIELDS = (
     "unmasked_columns",
     "masked_columns",
     "row_count",
+    "fingerprint",
+    "tool_call",
 )
+# Fields added after rows were first sealed: left out of a row's canonical form while empty, so a
+# row written before they existed digests as it did then and its seal still verifies.
+ADDED_LATER = frozenset({"fingerprint", "tool_call"})
 
 
 def canonical_row(fields: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
-    """A row's canonical form: the named fields as sorted-key JSON, times as UTC ISO microseconds."""
+    """A row's canonical form: the named fields as sorted-key JSON, times as UTC ISO microseconds
+    (fields in `ADDED_LATER` only when they hold something)."""
     body = {
         name: value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
         for name, value in zip(fields, values, strict=True)
+        if name not in ADDED_LATER or value
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -24,7 +24,7 @@ from typing import Any
 from django.db.models import Max
 
 from audit.events import event_labels
-from audit.models import AuditEvent, Channel
+from audit.models import AuditEvent, Channel, PrincipalKind
 from audit.reports import REPORTS
 from audit.reports.common import parse_time, ref_key
 
@@ -93,6 +93,11 @@ COLUMN_LABELS: dict[str, str] = {
     "reviewer": "Reviewer",
     "outcome": "Outcome",
     "age": "Waiting for",
+    # What did agents read
+    "principal_kind": "Kind",
+    "reported_by": "Reported by",
+    "tool_call": "Tool call",
+    "fingerprint": "Statement fingerprint",
 }
 
 # Where one report uses a column name in its own sense.
@@ -379,7 +384,22 @@ def _cell(key: str, column: str, values: Mapping[str, Any], names: _Names) -> Ce
     if column == "channel" and isinstance(value, str) and value:
         label = channel_label(value)
         return Cell(label, code=value if label != value else "")
+    if column == "principal_kind" and isinstance(value, str) and value:
+        kind = PrincipalKind(value).label if value in PrincipalKind.values else value
+        return Cell(str(kind), code=value if kind != value else "")
+    if column == "tool_call":
+        return Cell(tool_call_text(value))
     return Cell(value_text(value))
+
+
+def tool_call_text(value: Any) -> str:
+    """A tool call as its signature reads: `query(sql: string, max_rows: integer)`; never values."""
+    if not isinstance(value, dict) or not value.get("tool"):
+        return ""
+    arguments = value.get("arguments")
+    if not isinstance(arguments, dict):
+        arguments = {}
+    return f"{value['tool']}({', '.join(f'{name}: {kind}' for name, kind in arguments.items())})"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,22 @@ class ActorType(models.TextChoices):
     ANONYMOUS = "anonymous", "Anonymous"
 
 
+class PrincipalKind(models.TextChoices):
+    """Whom an access event's query ran for, as the data-access layer reports it."""
+
+    USER = "user", "Person"
+    SERVICE_ACCOUNT = "service_account", "Service account"
+    AGENT = "agent", "Agent (MCP)"
+
+    @classmethod
+    def of(cls, principal: dict[str, object], tool_call: object) -> PrincipalKind:
+        """A person; an agent (a service account whose query an agent's tool call ran, as
+        veil-mcp reports it); or a service account (a job, a shared connection)."""
+        if "user" in principal:
+            return cls.USER
+        return cls.AGENT if tool_call else cls.SERVICE_ACCOUNT
+
+
 class AuditEvent(models.Model):
     """One immutable fact: who did what to which object, when, through which channel."""
 
@@ -142,12 +158,18 @@ class AccessEvent(models.Model):
     received_at = models.DateTimeField(db_index=True)
     occurred_at = models.DateTimeField()
     service_account = models.CharField(max_length=64)
-    principal_type = models.CharField(max_length=20)
+    principal_type = models.CharField(max_length=20, choices=PrincipalKind.choices)
     principal = models.CharField(max_length=255, db_index=True)
     query_id = models.CharField(max_length=200, blank=True, db_index=True)
     unmasked_columns = models.JSONField(default=list)
     masked_columns = models.JSONField(default=list)
     row_count = models.PositiveBigIntegerField()
+    fingerprint = models.CharField(
+        max_length=64, blank=True, default="", help_text="The statement's hash without its literals."
+    )
+    tool_call = models.JSONField(
+        default=dict, blank=True, help_text="{tool, arguments: {name: JSON type}}: the agent's call."
+    )
 
     class Meta:
         ordering = ["-occurred_at"]

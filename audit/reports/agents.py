@@ -1,9 +1,12 @@
 """What did agents read: the access events of queries run for a service account (an AI agent
 through veil-mcp, an ETL job), one row per query, with the agent's owner as the log records it.
 
-The principal kind comes with each access event (`principal_type`, reported by the data-access
-layer); the owner is the last `service_account.created`/`updated` event about the account (a
-subject, shown with the name that subject last acted under). An access event names columns, not
+The principal kind comes with each access event (`principal_type`: `agent` when an agent's tool
+call ran the query, as veil-mcp reports it, `service_account` otherwise), with the tool call
+(the tool and its arguments' JSON types, never their values) and the statement's fingerprint (a
+hash of its parse tree without literals: the same query with other values shares it). The owner
+is the last `service_account.created`/`updated` event about the account (a subject, shown with
+the name that subject last acted under). An access event names columns, not
 projects: the project of each column's database is asked of the app that owns the catalog
 (`register_column_projects`), so a reader scoped to some projects sees the queries whose columns
 all lie in them, and a reader of everything sees every query.
@@ -15,16 +18,19 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from audit.filters import AuditFilter, AuditScope
-from audit.models import AccessEvent, AuditEvent
+from audit.models import AccessEvent, AuditEvent, PrincipalKind
 from audit.reports.common import CHUNK, Row, chunks, current_state
 
-AGENT_PRINCIPAL = "service_account"
+AGENT_PRINCIPALS = (PrincipalKind.AGENT, PrincipalKind.SERVICE_ACCOUNT)
 AGENT_COLUMNS = (
     "occurred_at",
     "agent",
+    "principal_kind",
     "owner",
     "reported_by",
     "query_id",
+    "tool_call",
+    "fingerprint",
     "columns_in_clear",
     "columns_masked",
     "rows_returned",
@@ -47,7 +53,7 @@ def _database(label: str) -> tuple[str, str]:
 
 
 def _access_events(flt: AuditFilter) -> Iterator[tuple[Any, ...]]:
-    events = AccessEvent.objects.filter(principal_type=AGENT_PRINCIPAL).order_by("occurred_at", "id")
+    events = AccessEvent.objects.filter(principal_type__in=AGENT_PRINCIPALS).order_by("occurred_at", "id")
     if flt.date_from:
         events = events.filter(occurred_at__gte=flt.date_from)
     if flt.date_to:
@@ -57,8 +63,11 @@ def _access_events(flt: AuditFilter) -> Iterator[tuple[Any, ...]]:
     return events.values_list(
         "occurred_at",
         "principal",
+        "principal_type",
         "service_account",
         "query_id",
+        "tool_call",
+        "fingerprint",
         "unmasked_columns",
         "masked_columns",
         "row_count",
@@ -96,8 +105,9 @@ def agent_owners(names: Collection[str]) -> dict[str, str]:
 
 
 def agent_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
-    """One row per query run for a service account: when, which agent and its owner, the layer
-    that reported it, the columns returned in clear and masked, and how many rows. With a project
+    """One row per query run for a service account: when, which agent, its kind and owner, the
+    layer that reported it, the tool call and statement fingerprint, the columns returned in clear
+    and masked, and how many rows. With a project
     scope or filter, a query is shown only when each of its columns is of a known project allowed."""
     scoped = not scope.is_everything or bool(flt.project)
     by_column = bool(flt.instance or flt.database or flt.column)
@@ -106,8 +116,19 @@ def agent_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
         owners.update(agent_owners({row[1] for row in chunk} - owners.keys()))
         projects: Mapping[tuple[str, str], str] = {}
         if scoped and _column_projects is not None:
-            projects = _column_projects({_database(label) for row in chunk for label in (*row[4], *row[5])})
-        for occurred_at, agent, reported_by, query_id, clear, masked, rows in chunk:
+            projects = _column_projects({_database(label) for row in chunk for label in (*row[7], *row[8])})
+        for (
+            occurred_at,
+            agent,
+            kind,
+            reported_by,
+            query_id,
+            tool_call,
+            fingerprint,
+            clear,
+            masked,
+            rows,
+        ) in chunk:
             labels = [*clear, *masked]
             if by_column and not any(flt.column_label_matches(label) for label in labels):
                 continue
@@ -120,9 +141,12 @@ def agent_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:
             yield (
                 occurred_at,
                 agent,
+                kind,
                 owners.get(agent, ""),
                 reported_by,
                 query_id,
+                tool_call or None,
+                fingerprint,
                 list(clear),
                 list(masked),
                 rows,

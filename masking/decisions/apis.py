@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import PrincipalKind
 from audit.services import record_access_events
 from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import ApiToken, Scope
@@ -161,6 +162,27 @@ class GuardOutcomeIn(StrictSerializer):
     message = serializers.CharField(max_length=2000, allow_blank=True, default="")
 
 
+JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
+
+
+class ToolCallIn(StrictSerializer):
+    """The agent's tool call that ran the query (an MCP tool's): its name and the JSON type of
+    each argument, never an argument's value."""
+
+    tool = serializers.RegexField(r"^[A-Za-z0-9_.:/-]{1,128}$", max_length=128)
+    arguments = serializers.DictField(
+        child=serializers.ChoiceField(choices=JSON_TYPES), required=False, default=dict
+    )
+
+    def validate_arguments(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 32:
+            raise ValidationError("at most 32 arguments")
+        for name in value:
+            if not 1 <= len(name) <= 64 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+                raise ValidationError(f"argument names are 1 to 64 printable characters, not {name[:70]!r}")
+        return value
+
+
 class AccessEventIn(StrictSerializer):
     principal = PrincipalIn()
     query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -171,6 +193,13 @@ class AccessEventIn(StrictSerializer):
     # The bound of the PositiveBigIntegerField it is stored in: beyond it the INSERT would fail (a 500).
     row_count = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
     guard = GuardOutcomeIn(required=False)
+    fingerprint = serializers.RegexField(
+        r"^[0-9a-f]{8,64}$",
+        required=False,
+        default="",
+        help_text="The statement's fingerprint: a hash of its parse tree without literals (pg_query's).",
+    )
+    tool_call = ToolCallIn(required=False)
 
 
 class AccessEventsApi(APIView):
@@ -204,16 +233,17 @@ class AccessEventsApi(APIView):
         events = []
         for event in serializer.validated_data["events"]:
             principal = event["principal"]
-            kind = "user" if "user" in principal else "service_account"
             events.append(
                 {
                     "occurred_at": event["occurred_at"],
-                    "principal_type": kind,
+                    "principal_type": PrincipalKind.of(principal, event.get("tool_call")),
                     "principal": principal.get("user") or principal.get("service_account"),
                     "query_id": event["query_id"],
                     "unmasked_columns": [_label(c) for c in event["unmasked_columns"]],
                     "masked_columns": [_label(c) for c in event["masked_columns"]],
                     "row_count": event["row_count"],
+                    "fingerprint": event["fingerprint"],
+                    "tool_call": event.get("tool_call") or {},
                 }
             )
         assert token.service_account is not None  # the API authenticates service accounts' tokens only

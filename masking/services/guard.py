@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from audit.models import ActorType, Channel
+from audit.models import ActorType, Channel, PrincipalKind
 from audit.services import Actor, Target, record_event
 from masking.models import Database
 
@@ -60,6 +60,9 @@ def record_guard_outcomes(*, service_account: str, events: list[dict[str, Any]])
                     f"{c['instance']}/{c['database']}/{c['schema']}.{c['table']}.{c['column']}"
                     for c in columns
                 ],
+                "principal_kind": PrincipalKind.of(principal, event.get("tool_call")).value,
+                **({"fingerprint": event["fingerprint"]} if event.get("fingerprint") else {}),
+                **({"tool_call": event["tool_call"]} if event.get("tool_call") else {}),
             },
         )
         written += 1

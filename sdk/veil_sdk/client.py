@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 import urllib.error
@@ -71,6 +72,12 @@ _MAX_REFUSED_LOGGED = 1000  # columns with invalid names are logged once each, u
 _MAX_MASKERS = 4096  # distinct algorithms are few; the bound only guards against a misbehaving server
 _BACKOFF_START_S = 0.5
 _DECISIONS_PATH = "/api/v1/decisions"
+_FINGERPRINT = re.compile(r"[0-9a-f]{8,64}")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+_ARGUMENT_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+_MAX_TOOL_ARGUMENTS = 32
+JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
+"""What a tool call's argument may be said to be (its shape, never its value)."""
 _SETTINGS_PATH = "/api/v1/data-path/settings"
 
 
@@ -653,6 +660,8 @@ class VeilClient:
         occurred_at: datetime | None = None,
         *,
         guard: Mapping[str, str] | None = None,
+        fingerprint: str | None = None,
+        tool_call: Mapping[str, Any] | None = None,
     ) -> bool:
         """Queue an access event (what one query returned) for delivery in the background.
 
@@ -661,6 +670,9 @@ class VeilClient:
         dropped (``stats.events_dropped``). ``occurred_at`` defaults to now; naive means UTC.
         ``guard`` reports what the data path's inference guard did (``outcome`` ``refused`` or
         ``audited``, the ``clause`` and the ``message``); Veil records it in the audit log.
+        ``fingerprint`` is the statement's (hex, no literal in it: ``datapath.origin``);
+        ``tool_call`` the agent's tool call that ran the query: ``{"tool": name, "arguments":
+        {argument: JSON type}}``, the arguments' shape and never their values.
         """
         try:
             event = _event(principal, query_id, unmasked_columns, masked_columns, row_count, occurred_at)
@@ -670,6 +682,10 @@ class VeilClient:
                     "clause": str(guard["clause"])[:200],
                     "message": str(guard.get("message", ""))[:2000],
                 }
+            if fingerprint is not None:
+                event["fingerprint"] = _checked_fingerprint(fingerprint)
+            if tool_call is not None:
+                event["tool_call"] = _checked_tool_call(tool_call)
         except Exception as exc:
             logger.warning("access event not reported: %s", exc)
             with self._cond:
@@ -1020,6 +1036,25 @@ def _column_problem(column: Column) -> str | None:
 def _check_query_id(query_id: Any) -> None:
     if not isinstance(query_id, str) or len(query_id) > _MAX_QUERY_ID:
         raise ValueError(f"query_id must be a string of at most {_MAX_QUERY_ID} characters")
+
+
+def _checked_fingerprint(value: Any) -> str:
+    if not isinstance(value, str) or not _FINGERPRINT.fullmatch(value):
+        raise ValueError("fingerprint must be 8 to 64 lowercase hex digits")
+    return value
+
+
+def _checked_tool_call(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call as the API takes it: a tool name and its arguments' JSON types, bounded."""
+    tool, arguments = value.get("tool"), value.get("arguments") or {}
+    if not isinstance(tool, str) or not _TOOL_NAME.fullmatch(tool):
+        raise ValueError(f"tool_call.tool must match {_TOOL_NAME.pattern}, not {tool!r}")
+    if not isinstance(arguments, Mapping) or len(arguments) > _MAX_TOOL_ARGUMENTS:
+        raise ValueError(f"tool_call.arguments must map at most {_MAX_TOOL_ARGUMENTS} names to JSON types")
+    for name, kind in arguments.items():
+        if not isinstance(name, str) or not _ARGUMENT_NAME.fullmatch(name) or kind not in JSON_TYPES:
+            raise ValueError(f"tool_call.arguments: {name!r} must name a JSON type, not {kind!r}")
+    return {"tool": tool, "arguments": dict(arguments)}
 
 
 def _parse_time(value: Any) -> datetime:

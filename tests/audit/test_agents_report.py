@@ -1,10 +1,12 @@
-"""What did agents read: the access events an agent's queries produced (reported with the principal
-kind through the real API), per agent with its owner, on the report page, in CSV, and scoped by
-project for readers of some projects only."""
+"""What did agents read: the access events an agent's queries produced (reported through the real
+API with the tool call and the statement's fingerprint, which make the principal an agent), per
+agent with its owner, on the report page, in CSV, and scoped by project for readers of some
+projects only."""
 
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from django.urls import reverse
@@ -28,6 +30,9 @@ def _column(column: str, instance: str = "prod-pg") -> dict[str, str]:
         "table": "customers",
         "column": column,
     }
+
+
+TOOL_CALL = {"tool": "query", "arguments": {"sql": "string", "max_rows": "integer"}}
 
 
 @pytest.fixture
@@ -71,6 +76,8 @@ def agent_world(api_client, shop):
             "unmasked_columns": [_column("id")],
             "masked_columns": [_column("email")],
             "row_count": 12,
+            "fingerprint": "6d80dcdfdc71c6f8",
+            "tool_call": TOOL_CALL,
         },
         {
             "principal": {"service_account": "support-agent"},
@@ -80,7 +87,11 @@ def agent_world(api_client, shop):
             "row_count": 3,
         },
     ]
-    person_event = {**agent_events[0], "principal": {"user": "alice@example.com"}, "query_id": "q-alice"}
+    person_event = {
+        **{key: value for key, value in agent_events[0].items() if key != "tool_call"},
+        "principal": {"user": "alice@example.com"},
+        "query_id": "q-alice",
+    }
     for token, events in ((agent_token, agent_events), (proxy_token, [person_event])):
         api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
         assert api_client.post("/api/v1/access-events", {"events": events}, format="json").status_code == 202
@@ -91,7 +102,7 @@ def agent_world(api_client, shop):
 def test_access_events_carry_the_principal_kind(agent_world):
     kinds = dict(AccessEvent.objects.values_list("query_id", "principal_type"))
 
-    assert kinds == {"mcp-1": "service_account", "mcp-2": "service_account", "q-alice": "user"}
+    assert kinds == {"mcp-1": "agent", "mcp-2": "service_account", "q-alice": "user"}
 
 
 def test_the_report_lists_each_agent_query_with_its_owner_columns_and_rows(agent_world):
@@ -100,18 +111,24 @@ def test_the_report_lists_each_agent_query_with_its_owner_columns_and_rows(agent
     assert [row[1:] for row in rows] == [
         (
             "support-agent",
+            "agent",
             f"Olive Owner ({agent_world.canonical_subject})",
             "support-agent",
             "mcp-1",
+            TOOL_CALL,
+            "6d80dcdfdc71c6f8",
             ["prod-pg/shop/public.customers.id"],
             ["prod-pg/shop/public.customers.email"],
             12,
         ),
         (
             "support-agent",
-            rows[0][2],
+            "service_account",
+            rows[0][3],
             "support-agent",
             "mcp-2",
+            None,
+            "",
             [],
             ["other-pg/hr/public.customers.email"],
             3,
@@ -123,8 +140,8 @@ def test_a_reader_of_one_project_sees_only_the_queries_within_it(agent_world):
     shop_only = list(agent_rows(AuditFilter(), AuditScope(projects=frozenset({"shop"}))))
     filtered = list(agent_rows(AuditFilter(project="hr"), EVERYTHING))
 
-    assert [row[4] for row in shop_only] == ["mcp-1"]
-    assert [row[4] for row in filtered] == ["mcp-2"]
+    assert [row[5] for row in shop_only] == ["mcp-1"]
+    assert [row[5] for row in filtered] == ["mcp-2"]
 
 
 def test_the_report_page_and_the_csv_export_show_it(client, agent_world, tmp_path):
@@ -145,8 +162,20 @@ def test_the_report_page_and_the_csv_export_show_it(client, agent_world, tmp_pat
     text = page.content.decode()
     assert page.status_code == 200 and "What did agents read" in text
     assert "support-agent" in text and "Olive Owner" in text and "mcp-1" in text
+    assert "Agent (MCP)" in text and "query(sql: string, max_rows: integer)" in text
+    assert "6d80dcdfdc71c6f8" in text
     with open(tmp_path / "agents.csv", newline="") as handle:
         lines = list(csv.reader(handle))
-    assert lines[0][:5] == ["occurred_at", "agent", "owner", "reported_by", "query_id"]
-    assert [line[4] for line in lines[1:]] == ["mcp-1", "mcp-2"]
+    assert lines[0][:8] == [
+        "occurred_at",
+        "agent",
+        "principal_kind",
+        "owner",
+        "reported_by",
+        "query_id",
+        "tool_call",
+        "fingerprint",
+    ]
+    assert [line[5] for line in lines[1:]] == ["mcp-1", "mcp-2"]
+    assert [json.loads(line[6]) if line[6] else None for line in lines[1:]] == [TOOL_CALL, None]
     assert result is not None

@@ -154,6 +154,49 @@ def test_an_edited_access_event_breaks_its_seal():
     assert not result.ok and "access_events" in result.first_break.reason
 
 
+def test_a_row_from_before_fingerprints_and_tool_calls_digests_as_it_did_then():
+    from audit.chain import ACCESS_EVENT_FIELDS, canonical_row
+
+    before = ACCESS_EVENT_FIELDS[: ACCESS_EVENT_FIELDS.index("fingerprint")]
+    values = (1, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "sql-proxy", "user")
+    values += ("alice", "q1", ["prod-pg/shop/public.customers.email"], [], 3)
+
+    assert canonical_row(ACCESS_EVENT_FIELDS, (*values, "", {})) == canonical_row(before, values)
+    assert canonical_row(ACCESS_EVENT_FIELDS, (*values, "6d80dcdfdc71c6f8", {})) != canonical_row(
+        before, values
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change", ["fingerprint = '0000000000000000'", "tool_call = '{}'", "principal_type = 'service_account'"]
+)
+def test_an_edited_tool_call_or_fingerprint_breaks_its_seal(change):
+    record_access_events(
+        service_account="support-agent",
+        events=[
+            {
+                "occurred_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "principal_type": "agent",
+                "principal": "support-agent",
+                "query_id": "q1",
+                "unmasked_columns": [],
+                "masked_columns": ["prod-pg/shop/public.customers.email"],
+                "row_count": 3,
+                "fingerprint": "6d80dcdfdc71c6f8",
+                "tool_call": {"tool": "query", "arguments": {"sql": "string"}},
+            }
+        ],
+    )
+    seal_decisions()
+    assert verify_chain().ok
+    raw_sql(f"UPDATE audit_accessevent SET {change}", table="audit_accessevent")
+
+    result = verify_chain()
+
+    assert not result.ok and "access_events" in result.first_break.reason
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_decision_committing_late_is_sealed_not_skipped():
     """A row whose id was drawn before the seal but commits after must not fall between seals."""

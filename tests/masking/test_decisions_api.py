@@ -309,6 +309,40 @@ def test_access_events_are_stored(world, proxy):
     )
 
 
+def test_an_access_event_carries_the_tool_call_and_fingerprint_and_says_whose_kind(world, proxy):
+    """A service account's query run by an agent's tool call is an agent's; without one, a job's."""
+    event = {
+        "principal": {"service_account": "support-agent"},
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "masked_columns": [_col("email")],
+        "row_count": 3,
+        "fingerprint": "6d80dcdfdc71c6f8",
+        "tool_call": {"tool": "query", "arguments": {"sql": "string", "max_rows": "integer"}},
+    }
+    job = {key: value for key, value in event.items() if key not in ("tool_call", "fingerprint")}
+    person = {**event, "principal": {"user": "alice@example.com"}}
+
+    response = proxy.post("/api/v1/access-events", {"events": [event, job, person]}, format="json")
+
+    assert response.status_code == 202
+    stored = list(
+        AccessEvent.objects.order_by("id").values_list("principal_type", "fingerprint", "tool_call")
+    )
+    assert stored == [
+        (
+            "agent",
+            "6d80dcdfdc71c6f8",
+            {"tool": "query", "arguments": {"sql": "string", "max_rows": "integer"}},
+        ),
+        ("service_account", "", {}),
+        (
+            "user",
+            "6d80dcdfdc71c6f8",
+            {"tool": "query", "arguments": {"sql": "string", "max_rows": "integer"}},
+        ),
+    ]
+
+
 def test_an_access_event_time_without_offset_is_utc_whatever_the_time_zone(world, proxy, settings):
     settings.TIME_ZONE = "Europe/Paris"
     event = {"principal": {"user": "alice@example.com"}, "occurred_at": "2026-11-22T10:00:00", "row_count": 1}
@@ -326,6 +360,13 @@ def test_an_access_event_time_without_offset_is_utc_whatever_the_time_zone(world
         ({"row_count": 2**63}, "events[0].row_count"),  # was a 500: more than the column holds
         ({"occurred_at": "yesterday"}, "events[0].occurred_at"),
         ({"rows": 1}, "events[0].rows"),
+        ({"fingerprint": "SELECT 1"}, "events[0].fingerprint"),  # a hash, never the statement
+        (
+            {"tool_call": {"tool": "query", "arguments": {"sql": "SELECT 1"}}},
+            "events[0].tool_call.arguments.sql",
+        ),
+        ({"tool_call": {"tool": "query", "result": "x"}}, "events[0].tool_call.result"),
+        ({"tool_call": {"tool": "no spaces"}}, "events[0].tool_call.tool"),
     ],
 )
 def test_bad_access_events_are_refused_naming_the_field(world, proxy, event_patch, field):

@@ -47,6 +47,22 @@ def test_a_query_answers_a_table_with_masked_columns_named(mcp_server, shop_db):
     assert "first 3 rows shown" in text and "masked: email (rule 'Email addresses anywhere')" in text
 
 
+def test_each_query_is_an_agents_access_event_naming_the_tool_call_not_its_values(mcp_server, live_veil):
+    from veil_sdk.datapath.origin import statement_fingerprint
+
+    from audit.models import AccessEvent
+
+    call(mcp_server, "query", {"sql": EMAILS, "max_rows": 3})
+    assert live_veil.clients[-1].flush(timeout=10)  # the agent's client (mcp_server's)
+
+    event = AccessEvent.objects.get()
+    assert (event.principal, event.principal_type, event.service_account) == (AGENT, "agent", AGENT)
+    assert event.tool_call == {"tool": "query", "arguments": {"sql": "string", "max_rows": "integer"}}
+    assert event.fingerprint == statement_fingerprint(EMAILS)
+    assert event.masked_columns == ["prod-pg/shop/public.customers.email"]
+    assert event.unmasked_columns == ["prod-pg/shop/public.customers.id"]
+
+
 def test_a_huge_result_is_cut_at_max_rows_without_being_fetched_whole(mcp_server):
     error, text = call(
         mcp_server, "query", {"sql": "SELECT g FROM generate_series(1, 5000000) g", "max_rows": 5}

@@ -30,6 +30,7 @@ from veil_sdk.algorithms import Masker
 from veil_sdk.client import _FULL_MASKER, FULL_ALGORITHM, Column, ColumnDecision, Principal, VeilClient
 from veil_sdk.datapath.analysis import Lineage, ParseError, Source, Statement, analyze, analyze_view, parse
 from veil_sdk.datapath.catalog import CatalogCache, Lookup, Relation, SessionCatalog
+from veil_sdk.datapath.origin import current_tool_call, statement_fingerprint
 
 WITHHELD_CLASSES = ("22", "23")
 """SQLSTATE classes whose messages quote values: data exceptions and integrity violations."""
@@ -219,6 +220,8 @@ class _Memo:
     audited: list[tuple[str, str]]
     plans: dict[tuple[Any, ...], ResultPlan] = field(default_factory=dict)
     """By the statement traced and the result's fields."""
+    fingerprint: str | None = None
+    """The statement's fingerprint, once a run of it was reported."""
 
 
 class _Resolution:
@@ -322,6 +325,7 @@ class Check(_Resolution):
         super().__init__(session)
         self.principal = principal
         self.query_id = f"q-{os.urandom(10).hex()}"
+        self.tool_call = current_tool_call()  # the tool call running this query, if any
         self.statements: list[Statement] = []
         self.refusal: GuardRefusal | None = None
         self.audited: list[tuple[str, str]] = []  # guard mode audit: (what, clause) that ran anyway
@@ -521,8 +525,9 @@ class Check(_Resolution):
             self._reported[column] = self._reported.get(column, True) and clear
 
     def report(self, row_count: int | None = None) -> None:
-        """Queue the query's one access event (rows counted by ``record`` unless given). In
-        audit mode, a query the guard would have refused carries what it would have said."""
+        """Queue the query's one access event (rows counted by ``record`` unless given), with the
+        statement's fingerprint and the tool call that ran it (``origin.tool_call``). In audit
+        mode, a query the guard would have refused carries what it would have said."""
         if self.principal is None:
             return
         unmasked = [c for c, clear in self._reported.items() if clear]
@@ -533,7 +538,14 @@ class Check(_Resolution):
             what, clause = self.audited[0]
             guard = {"outcome": "audited", "clause": clause, "message": f"{what} used in {clause}"}
         self.session.enforcer.client.report(
-            self.principal, self.query_id, unmasked, masked, rows, guard=guard
+            self.principal,
+            self.query_id,
+            unmasked,
+            masked,
+            rows,
+            guard=guard,
+            fingerprint=self.fingerprint() or None,
+            tool_call=self.tool_call,
         )
 
     def report_refusal(self, refusal: GuardRefusal) -> None:
@@ -542,8 +554,26 @@ class Check(_Resolution):
             return
         guard = {"outcome": "refused", "clause": refusal.clause or "parse", "message": refusal.message}
         self.session.enforcer.client.report(
-            self.principal, self.query_id, [], refusal.columns, 0, guard=guard
+            self.principal,
+            self.query_id,
+            [],
+            refusal.columns,
+            0,
+            guard=guard,
+            fingerprint=self.fingerprint() or None,
+            tool_call=self.tool_call,
         )
+
+    def fingerprint(self) -> str:
+        """The statement's fingerprint for its access event (no literal in it), worked out once
+        per memoized statement: the data path reports the same few statements again and again."""
+        memo = self.memo
+        if memo is not None and memo.fingerprint is not None:
+            return memo.fingerprint
+        fingerprint = statement_fingerprint(self._sql)
+        if memo is not None:
+            memo.fingerprint = fingerprint
+        return fingerprint
 
     def skip(self) -> None:
         """No guard for this query: the session's transaction has failed, so the server refuses

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from veil_sdk.mcp.server import Settings, build_server
+from veil_sdk.mcp.server import Agent, Settings, build_server
 
 __all__ = ["main"]
 
@@ -54,11 +54,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ValueError as error:
         raise SystemExit(f"veil-mcp: {error}") from None
-    server = build_server(settings)
-    if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    agent = Agent(settings)
+    server = build_server(settings, agent=agent)
+    try:
+        if args.transport == "stdio":
+            server.run("stdio")
+        else:
+            server.run("streamable-http", host=args.host, port=args.port)
+    finally:
+        # The client's sender thread is a daemon: without this, the access events of the last
+        # queries before the client hangs up (stdin closed, SIGTERM) would be lost.
+        agent.close()
 
 
 if __name__ == "__main__":

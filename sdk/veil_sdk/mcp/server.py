@@ -3,11 +3,12 @@
 ``build_server(settings)`` returns an ``MCPServer`` (the official SDK's) with the tools
 ``list_tables``, ``describe_table``, ``query`` and ``request_access``. Each query opens its own
 connection through ``veil_sdk.psycopg`` for the agent's principal (so lineage, the guard,
-masking and access events apply, as for any other client of the data path), read-only, with a
-statement timeout, and reads at most ``max_rows`` rows through a server-side cursor (a huge
-result is never fetched whole). Decisions that mask are not cached (``mask_ttl`` 0): the query
-after an approval sees the grant. A tool that cannot answer answers an error the model can act
-on; it never returns a value Veil did not clear, and never the token.
+masking and access events apply, as for any other client of the data path; each access event
+names the tool call, ``query`` with its arguments' shape, so Veil tells an agent's reads from a
+job's), read-only, with a statement timeout, and reads at most ``max_rows`` rows through a
+server-side cursor (a huge result is never fetched whole). Decisions that mask are not cached
+(``mask_ttl`` 0): the query after an approval sees the grant. A tool that cannot answer answers
+an error the model can act on; it never returns a value Veil did not clear, and never the token.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import ConfigDict
 
 from veil_sdk import psycopg as veil_psycopg
 from veil_sdk.client import Column, ColumnDecision, VeilClient, service_account
+from veil_sdk.datapath.origin import tool_call
 from veil_sdk.mcp.statements import StatementRefused, check_read_only
 from veil_sdk.mcp.tables import format_table
 
@@ -138,7 +140,7 @@ class Agent:
         except StatementRefused as refusal:
             raise ToolError(str(refusal)) from None
         try:
-            with veil_psycopg.connect(
+            with tool_call("query", {"sql": sql, "max_rows": max_rows}), veil_psycopg.connect(
                 self.settings.dsn,
                 client=self.client,
                 principal=self.principal,
