@@ -24,20 +24,12 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
+from jitaccess.outbox import CLAIM, DeliveryFailed, NotSent
 from jitaccess.selectors.requests import end_reason
+from jitaccess.slack import delivery as slack_delivery
 
 logger = logging.getLogger(__name__)
-CLAIM = timedelta(seconds=60)
 MAX_ATTEMPTS = 10
-
-
-class DeliveryFailed(Exception):
-    """The channel refused or could not be reached; worth another try later."""
-
-
-class NotSent(Exception):
-    """Nothing was sent, and retrying would not change that (the recipient has no account on the
-    channel, or the notice is no longer true). The row says so instead of claiming it was sent."""
 
 
 def deliver(notification_id: int) -> bool:
@@ -146,8 +138,6 @@ def _send(notification: Notification) -> None:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [notification.destination])
         return
     if notification.channel == NotificationChannel.SLACK:
-        from jitaccess.slack import delivery as slack_delivery
-
         slack_delivery.send(notification)
         return
     raise DeliveryFailed(f"no sender for channel {notification.channel!r}")

@@ -27,7 +27,6 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from jitaccess.delivery import CLAIM, DeliveryFailed, NotSent
 from jitaccess.models import (
     AccessRequest,
     DeliveryState,
@@ -36,6 +35,7 @@ from jitaccess.models import (
     NotificationKind,
     SlackMessage,
 )
+from jitaccess.outbox import CLAIM, DeliveryFailed, NotSent
 from jitaccess.slack import blocks
 from jitaccess.slack.client import (
     MESSAGE_GONE,
