@@ -1,4 +1,5 @@
-"""Exports of the audit log for auditors: CSV, JSON Lines and a PDF summary, each with a signed manifest.
+"""Exports of the audit log for auditors: CSV, JSON Lines and PDF (the summary, and the agents report
+in full), each with a signed manifest.
 
 Rows stream from the database (`iterator(chunk_size)`) through an encoder that yields bytes a
 chunk at a time, so memory stays flat however large the export. Every export is a file (written by
@@ -54,6 +55,15 @@ Progress = Callable[[int], None]
 
 class ExportError(ValueError):
     """An export that cannot be made (unknown report, bad format)."""
+
+
+PDF_REPORTS = ("summary", "agents")
+"""Reports with a PDF of their own; a PDF of any other report is the summary."""
+
+
+def pdf_report(report: str) -> str:
+    """The report a PDF asked for `report` renders."""
+    return report if report in PDF_REPORTS else "summary"
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -305,7 +315,7 @@ def write_export(
     manifest: an export of a broken log is still made (it is evidence) but says so. `source`
     (columns, rows) replaces the named report's rows; the archive uses it.
     """
-    if source is None and report not in REPORTS and not (fmt == ExportFormat.PDF and report == "summary"):
+    if source is None and report not in REPORTS and not (fmt == ExportFormat.PDF and report in PDF_REPORTS):
         raise ExportError(f"unknown report {report!r}; choose from {', '.join(REPORTS)}")
     if fmt not in ExportFormat.values:
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(ExportFormat.values)}")
@@ -323,9 +333,13 @@ def write_export(
     try:
         with tmp_path.open("wb") as out:
             if fmt == ExportFormat.PDF:
-                from audit.pdf import render_summary  # reportlab loads only when a PDF is asked for
+                # reportlab loads only when a PDF is asked for
+                if report == "agents":
+                    from audit.agents_pdf import render_agents as render
+                else:
+                    from audit.pdf import render_summary as render
 
-                data, pages = render_summary(
+                data, pages = render(
                     flt=flt,
                     scope=scope,
                     verification=verification,
@@ -413,7 +427,7 @@ def user_actor(user: Any) -> Actor:
 def export_job_create(*, user: Any, report: str, fmt: str, flt: AuditFilter) -> ExportJob:
     """Queue an export for a signed-in reader; a Celery worker writes it (`audit.run_export`)."""
     if fmt == ExportFormat.PDF:
-        report = "summary"
+        report = pdf_report(report)
     elif report not in REPORTS:
         raise ExportError(f"unknown report {report!r}")
     if fmt not in ExportFormat.values:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -15,7 +16,7 @@ from audit.filters import EVERYTHING, AuditFilter, AuditScope
 from audit.models import AccessEvent, Channel
 from audit.reports import agent_rows
 from audit.services import SYSTEM
-from identity.models import Scope
+from identity.models import Scope, ServiceAccount
 from identity.services import service_account_create, token_create
 from tests.factories import catalog_payload, make_project, make_user
 
@@ -179,3 +180,78 @@ def test_the_report_page_and_the_csv_export_show_it(client, agent_world, tmp_pat
     assert [line[5] for line in lines[1:]] == ["mcp-1", "mcp-2"]
     assert [json.loads(line[6]) if line[6] else None for line in lines[1:]] == [TOOL_CALL, None]
     assert result is not None
+
+
+def _refused_probe(agent_world, api_client) -> None:
+    """The inference guard refused one of the agent's queries (reported as the data path does)."""
+    agent = ServiceAccount.objects.get(name="support-agent")
+    _, token = token_create(
+        service_account=agent,
+        name="guard",
+        scopes=[Scope.ACCESS_EVENTS],
+        created_by=agent_world,
+        channel="web",
+    )
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    refused = {
+        "principal": {"service_account": "support-agent"},
+        "query_id": "mcp-3",
+        "occurred_at": "2026-03-01T10:10:00Z",
+        "masked_columns": [_column("email")],
+        "row_count": 0,
+        "fingerprint": "0bb991a7406ad1b5",
+        "tool_call": TOOL_CALL,
+        "guard": {"outcome": "refused", "clause": "WHERE", "message": "email is masked for you"},
+    }
+    assert api_client.post("/api/v1/access-events", {"events": [refused]}, format="json").status_code == 202
+    api_client.credentials()
+
+
+def test_the_pdf_sums_each_agent_then_lists_its_queries(agent_world, api_client, tmp_path):
+    from django.core.management import call_command
+
+    from tests.audit.test_exports import _pdf_pages_and_text
+
+    _refused_probe(agent_world, api_client)
+    out = tmp_path / "agents.pdf"
+
+    call_command("audit", "export", "--format", "pdf", "--report", "agents", "--out", str(out))
+
+    manifest = json.loads((tmp_path / "agents.pdf.manifest.json").read_text())
+    assert manifest["report"] == "agents" and manifest["pages"] >= 1
+    _, stream = _pdf_pages_and_text(out.read_bytes())
+    # The text drawn, in order, a wrapped cell's lines joined by a space.
+    text = " ".join(re.findall(r"\((.*?)\) Tj", stream)).replace("\\(", "(").replace("\\)", ")")
+    for shown in (
+        "What did agents read",
+        "INTACT",
+        "support-agent",
+        "Olive Owner",
+        "Agent (MCP)",
+        "query(sql: string, max_rows: integer)",
+        "6d80dcdfdc71c6f8",
+        "prod-pg/shop/public.customers.email",
+    ):
+        assert shown in text, shown
+    assert "alice@example.com" not in text, "a person's query is not an agent's"
+    per_agent = text[text.index("Per agent") : text.index("When (UTC)")]
+    assert "Olive Owner (local:" in per_agent
+    assert ") 3 15 1 prod-pg/shop/public.customers.id" in per_agent, "3 queries, 15 rows, 1 refused"
+
+
+def test_the_agents_report_page_offers_its_own_pdf_and_the_web_export_makes_it(client, agent_world):
+    from audit.models import ExportJob
+
+    client.force_login(agent_world)
+    page = client.get(reverse("audit:report", args=["agents"])).content.decode()
+    assert 'value="pdf" class="button">PDF</button>' in page
+    events_page = client.get(reverse("audit:events")).content.decode()
+    assert "PDF summary" in events_page, "elsewhere a PDF is the summary"
+
+    client.post(reverse("audit:exports"), {"report": "agents", "format": "pdf"})
+    client.post(reverse("audit:exports"), {"report": "events", "format": "pdf"})
+
+    assert list(ExportJob.objects.order_by("id").values_list("report", "format")) == [
+        ("agents", "pdf"),
+        ("summary", "pdf"),
+    ]

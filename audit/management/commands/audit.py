@@ -2,6 +2,7 @@
 
 audit verify [--checkpoints FILE]  whole-log verification; exit 1 naming the first broken event
 audit export --format csv|jsonl|pdf [--report R] [--from D --to D filters...] --out FILE
+                                  (a PDF is the summary, or the agents report with --report agents)
 audit verify-export FILE MANIFEST [--public-key B64]
 audit report R [filters...]       print a report as text (the same selectors as the web)
 audit archive --before DATE [--out-dir DIR]
@@ -29,7 +30,7 @@ from django.db import connection, transaction
 from audit import services, signing
 from audit.archive import ArchiveError, archive_before
 from audit.db_roles import RoleError, runtime_grants_sql, runtime_role_problems
-from audit.exports import ExportError, cli_actor, csv_cell, verify_export, write_export
+from audit.exports import ExportError, cli_actor, csv_cell, pdf_report, verify_export, write_export
 from audit.filters import (
     EVERYTHING,
     FILTER_NAMES,
@@ -122,7 +123,12 @@ class Command(BaseCommand):
 
         export = sub.add_parser("export", help="Write an export and its signed manifest.")
         export.add_argument("--format", choices=ExportFormat.values, required=True)
-        export.add_argument("--report", choices=[*REPORTS, "summary"], default="events")
+        export.add_argument(
+            "--report",
+            choices=[*REPORTS, "summary"],
+            default="events",
+            help="With --format pdf: summary (any report but agents) or agents.",
+        )
         export.add_argument("--out", required=True, help="File to write; the manifest goes next to it.")
         _add_filters(export)
 
@@ -198,7 +204,7 @@ class Command(BaseCommand):
         flt = self._filter(options)
         fmt, report = options["format"], options["report"]
         if fmt == ExportFormat.PDF:
-            report = "summary"
+            report = pdf_report(report)
         elif report == "summary":
             raise CommandError("the summary report is a PDF: use --format pdf")
         total = events_matching(flt, EVERYTHING).count() if report == "events" else None
