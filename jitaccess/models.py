@@ -310,3 +310,12 @@ class SlackPolicyMessage(models.Model):
 
     def __str__(self) -> str:
         return f"Slack message of policy change #{self.change_id}"
+
+
+# Access reviews live in their own package; imported here so that they are models of this app.
+from jitaccess.reviews.models import (  # noqa: E402, F401
+    AccessReviewCampaign,
+    AccessReviewItem,
+    AccessReviewMessage,
+    AccessReviewSettings,
+)
