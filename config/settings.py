@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import csp.constants as csp
 import dj_database_url
@@ -364,6 +365,27 @@ SLACK_API_TIMEOUT_S = envint("SLACK_API_TIMEOUT_S", 5)
 SLACK_RATE_LIMIT_MAX_WAIT_S = envint("SLACK_RATE_LIMIT_MAX_WAIT_S", 5)
 # jitaccess/slack/tasks.py is not an app's `tasks` module, so Celery's autodiscovery would miss it.
 CELERY_IMPORTS = ["jitaccess.slack.tasks"]
+
+# On-call approval (jitaccess/oncall.py): an approval policy may name a PagerDuty or Opsgenie schedule.
+# Off for a provider until its credential is set. Schedules are read at every decision, never cached;
+# a provider that does not answer within the timeout (or answers an error) adds no approver.
+PAGERDUTY_API_TOKEN = env("PAGERDUTY_API_TOKEN")
+PAGERDUTY_API_URL = env("PAGERDUTY_API_URL", "https://api.pagerduty.com")
+OPSGENIE_API_KEY = env("OPSGENIE_API_KEY")
+OPSGENIE_API_URL = env("OPSGENIE_API_URL", "https://api.opsgenie.com")  # EU: https://api.eu.opsgenie.com
+ONCALL_API_TIMEOUT_S = envint("ONCALL_API_TIMEOUT_S", 2)
+if ONCALL_API_TIMEOUT_S < 1:
+    raise ImproperlyConfigured("ONCALL_API_TIMEOUT_S must be at least 1")
+for _name in ("PAGERDUTY_API_URL", "OPSGENIE_API_URL"):
+    _url = urlsplit(globals()[_name])
+    # The token goes with every request: in clear only to this machine (a fake or a local relay).
+    _local = _url.hostname in ("localhost", "127.0.0.1", "::1")
+    if not _url.hostname or _url.username or _url.password or _url.query or _url.fragment:
+        raise ImproperlyConfigured(
+            f"{_name} must be a plain base URL such as https://host, not {_url.geturl()!r}"
+        )
+    if _url.scheme != "https" and not (_url.scheme == "http" and _local):
+        raise ImproperlyConfigured(f"{_name} must use https (http only to localhost), not {_url.geturl()!r}")
 
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", False)
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import models
 
 from identity.models import Role, ServiceAccount, User
+from jitaccess.oncall import OnCallProvider
 from jitaccess.states import State
 from masking.models import Database, Exemption, PolicyChange, Project
 
@@ -53,6 +54,16 @@ class ApprovalPolicy(models.Model):
         max_length=100, blank=True, help_text="Channel id or #name for approvals"
     )
     enabled = models.BooleanField(default=True)
+    # An on-call schedule (jitaccess.oncall): whoever is on call for it now also approves, and the
+    # responder on call may be approved at once for up to `oncall_responder_max_duration`.
+    oncall_provider = models.CharField(max_length=20, choices=OnCallProvider.choices, blank=True)
+    oncall_schedule_id = models.CharField(max_length=100, blank=True, help_text="The provider's schedule ID")
+    oncall_responder_auto_approve = models.BooleanField(
+        default=False, help_text="Approve the person on call's own requests at once"
+    )
+    oncall_responder_max_duration = models.DurationField(
+        null=True, blank=True, help_text="Longest such request approved at once"
+    )
 
     class Meta:
         ordering = ["project", "position", "id"]
@@ -92,6 +103,11 @@ class AccessRequest(models.Model):
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approver_roles = models.JSONField(
         default=list, blank=True, help_text="Snapshot when the request was made"
+    )
+    oncall_provider = models.CharField(max_length=20, blank=True, help_text="Snapshot of the policy's")
+    oncall_schedule_id = models.CharField(max_length=100, blank=True, help_text="Snapshot of the policy's")
+    oncall_note = models.TextField(
+        blank=True, help_text="Which on-call schedule and shift approved it at once, when one did"
     )
     pending_until = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
