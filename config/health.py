@@ -1,9 +1,13 @@
 """`/healthz` (the process answers) and `/readyz` (it can do its work), for load balancers and compose.
 
 Liveness says nothing about dependencies: restarting a web server because PostgreSQL is away would
-only add a cold start to the outage. Readiness checks what a request needs: PostgreSQL answers,
+only add a cold start to the outage. Readiness checks what a request needs: PostgreSQL answers and
 every migration this code knows is applied (a node started on new code before `migrate` ran must
-not take traffic), and the Celery broker accepts a connection (approvals enqueue notifications).
+not take traffic). Whether the Celery broker accepts a connection is reported too, but does not
+make a node unready: without the broker, decisions and approvals still work and notifications
+wait in the outbox until it is back (docs/jit.md), so taking every node
+out of the load balancer during a Redis outage would turn a delay into an outage (the
+several-nodes test, tests/ops/test_several_nodes.py, runs one).
 
 Both are unauthenticated, so an answer names the failing check but never the error's text (which
 can carry host names); the details go to the log.
@@ -56,6 +60,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "migrations": migrations_applied,
     "broker": broker_reachable,
 }
+REQUIRED = ("database", "migrations")  # a node failing one of these must not take traffic
 
 
 def readiness() -> dict[str, str]:
@@ -85,5 +90,5 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = readiness()
-    ready = all(state == "ok" for state in checks.values())
+    ready = all(checks[name] == "ok" for name in REQUIRED)
     return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
