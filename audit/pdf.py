@@ -35,7 +35,15 @@ from audit.display import (
 )
 from audit.filters import AuditFilter, AuditScope, describe, events_matching
 from audit.models import AccessEvent, DecisionRecord
-from audit.reports import breakglass_rows, denied_rows, in_force_rows, policy_rows, unmask_summary
+from audit.reports import (
+    access_review_rows,
+    breakglass_rows,
+    campaign_summary,
+    denied_rows,
+    in_force_rows,
+    policy_rows,
+    unmask_summary,
+)
 from audit.reports.in_force import IN_FORCE_COLUMNS
 from audit.selectors import ChainVerification
 
@@ -45,6 +53,7 @@ SECTIONS = (
     "Grants and exemptions in force",
     "Policy changes",
     "Break-glass reviews",
+    "Access reviews",
     "Denied and unauthorized attempts",
 )
 
@@ -197,6 +206,9 @@ def render_summary(
         styles,
     )
     story += _section(SECTIONS[4], styles)
+    story += _access_reviews(flt, scope, styles)
+
+    story += _section(SECTIONS[5], styles)
     story += _table(
         ["#", "When", "Event", "By", "Object", "Project", "Channel", "Details"],
         (
@@ -270,6 +282,24 @@ def _counts(flt: AuditFilter, scope: AuditScope) -> list[tuple[str, int]]:
             accesses = accesses.filter(occurred_at__lt=flt.date_to)
         rows += [("unmask decision records", decisions.count()), ("access events reported", accesses.count())]
     return rows
+
+
+_CAMPAIGN_HEADERS = ["Review", "Project", "Opened", "Deadline", "Items", "Kept", "Removed"]
+_CAMPAIGN_HEADERS += ["Removed at deadline", "Escalated", "Pending", "Proposed as unused"]
+
+
+def _access_reviews(flt: AuditFilter, scope: AuditScope, styles: dict[str, ParagraphStyle]) -> list[Any]:
+    """Each campaign opened in the period and how its items ended, then the items themselves."""
+    campaigns = list(itertools.islice(campaign_summary(flt, scope), MAX_ROWS + 1))
+    flowables = _table(_CAMPAIGN_HEADERS, campaigns, styles)
+    if campaigns:
+        items = (
+            (r[0], r[5], r[6], r[7], r[8] or _NOTHING, r[10], r[11], r[12])
+            for r in access_review_rows(flt, scope)
+        )
+        headers = ["Review", "Member", "Access", "Reviewer", "Last unmask", "Outcome", "Decided", "By"]
+        flowables += [Spacer(1, 3 * mm), *_table(headers, items, styles)]
+    return flowables
 
 
 def _footer(canvas: Any, doc: Any) -> None:

@@ -63,7 +63,13 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
             ("Database access", "database-access:index", signed_in),
         ],
     ),
-    ("Approver", [("Approvals", "jitaccess:approvals", approver)]),
+    (
+        "Approver",
+        [
+            ("Approvals", "jitaccess:approvals", approver),
+            ("Access reviews", "jitaccess:access-reviews", approver),
+        ],
+    ),
     (
         "Policy admin",
         [
@@ -73,6 +79,7 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
             ("Policy versions", "policy:versions", policy_admin),
             ("Policy insights", "policy:insights", policy_admin),
             ("Break-glass review", "jitaccess:breakglass-reviews", policy_admin),
+            ("Access review settings", "jitaccess:access-review-settings-list", policy_admin),
             ("Admin site", "admin:index", admin_site_user),
         ],
     ),

@@ -27,6 +27,14 @@ EVENT_TYPES: dict[str, str] = {
     "slack.route_changed": "Slack approval channel changed",
     "slack.forged_request": "Forged Slack request refused",
     "slack.action.refused": "Slack action refused",
+    # Access reviews (jitaccess/reviews/)
+    "access_review.settings_changed": "Access review settings changed",
+    "access_review.campaign_opened": "Access review opened",
+    "access_review.item_kept": "Access kept in review",
+    "access_review.item_removed": "Access removed in review",
+    "access_review.items_escalated": "Unanswered review items escalated",
+    "access_review.campaign_closed": "Access review closed",
+    "access_review.answer_refused": "Access review answer refused",
 }
 
 # A request's timeline on its page.

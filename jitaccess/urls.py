@@ -1,6 +1,6 @@
 """The JIT web pages (the API's routes are in config/urls.py)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from jitaccess import views
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("approvals/", views.approvals, name="approvals"),
     path("breakglass/", views.breakglass_new, name="breakglass"),
     path("breakglass/reviews/", views.breakglass_reviews, name="breakglass-reviews"),
+    path("access-reviews/", include("jitaccess.reviews.urls")),
 ]

@@ -21,9 +21,17 @@ from tests.factories import make_user
 pytestmark = pytest.mark.django_db
 
 EVERYONE = {"My access", "My requests", "Database access", "API docs"}
-APPROVER = {"Approvals"}  # approve_request somewhere, or a role an approval policy asks
+APPROVER = {"Approvals", "Access reviews"}  # approve_request somewhere, or a role an approval policy asks
 REQUESTER = {"Request access"}  # people with request_unmask somewhere
-POLICY = {"Catalog", "Policy", "Rules", "Policy versions", "Policy insights", "Break-glass review"}
+POLICY = {
+    "Catalog",
+    "Policy",
+    "Rules",
+    "Policy versions",
+    "Policy insights",
+    "Break-glass review",
+    "Access review settings",
+}
 AUDIT = {"Audit", "Audit events", "Audit exports"}
 ADMIN = {"Admin site"}
 SERVICE_ACCOUNTS = {"Service accounts"}

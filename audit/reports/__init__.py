@@ -13,6 +13,7 @@ export of millions of rows streams.
 
 from __future__ import annotations
 
+from audit.reports.access_reviews import ACCESS_REVIEW_COLUMNS, access_review_rows, campaign_summary
 from audit.reports.agents import AGENT_COLUMNS, agent_rows
 from audit.reports.breakglass import BREAKGLASS_COLUMNS, breakglass_rows
 from audit.reports.common import ReportSpec, Row
@@ -63,6 +64,14 @@ REPORTS: dict[str, ReportSpec] = {
             breakglass_rows,
         ),
         ReportSpec(
+            "access_reviews",
+            "Access reviews",
+            "Each access review opened in the period: every standing unmask access it listed, its reviewer, "
+            "whether it was proposed as unused, and whether it was kept or removed, by whom and when.",
+            ACCESS_REVIEW_COLUMNS,
+            access_review_rows,
+        ),
+        ReportSpec(
             "agents",
             "What did agents read",
             "Each query run for a service account (an AI agent, a job): the agent and its owner, the columns "
@@ -82,13 +91,16 @@ REPORTS: dict[str, ReportSpec] = {
 
 
 __all__ = [
+    "ACCESS_REVIEW_COLUMNS",
     "AGENT_COLUMNS",
     "EVENT_COLUMNS",
     "REPORTS",
     "ReportSpec",
     "Row",
+    "access_review_rows",
     "agent_rows",
     "breakglass_rows",
+    "campaign_summary",
     "denied_q",
     "denied_rows",
     "event_copy_sql",
