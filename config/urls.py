@@ -10,7 +10,7 @@ from audit import apis as audit_apis
 from identity import apis as identity_apis
 from identity.views import LoginView
 from jitaccess import apis as jit_apis
-from jitaccess import policy_urls as jit_policy_urls
+from jitaccess.policy import urls as jit_policy_urls
 from jitaccess.views import home
 from masking import apis as masking_apis
 from masking import datapath_apis

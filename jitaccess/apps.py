@@ -15,8 +15,8 @@ class JitaccessConfig(AppConfig):
 
     def ready(self) -> None:
         from audit.events import register_event_types
-        from jitaccess import policy_sections  # noqa: F401  registers approval policies in the policy document
         from jitaccess.events import EVENT_TYPES
+        from jitaccess.policy import sections  # noqa: F401  registers approval policies in the policy document
 
         register_event_types(EVENT_TYPES)
         # Policy changes held by the two-person rule are announced in Slack. Resolved at call time,

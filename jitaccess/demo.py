@@ -18,7 +18,6 @@ from audit.services import SYSTEM
 from identity.models import ApiToken, Role, ServiceAccount, User
 from identity.models import Scope as TokenScope
 from identity.services import hash_secret, split_token, token_create
-from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import (
     AccessRequest,
     ApprovalPolicy,
@@ -27,6 +26,7 @@ from jitaccess.models import (
     NotificationChannel,
     ProjectAccessSettings,
 )
+from jitaccess.policy.services import approval_policy_save
 from jitaccess.selectors.scopes import Scope
 from jitaccess.services.requests import request_approve, request_create, request_deny
 from masking.decisions.engine import FULL_MASK, ColumnKey

@@ -12,7 +12,7 @@ from django.utils.duration import duration_string
 from audit.models import AuditEvent
 from identity.models import Role, ServiceAccount, User
 from jitaccess.models import ProjectAccessSettings
-from jitaccess.policies import PolicyConditionError, check_request_condition
+from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.models import DecisionEpoch, MaskingRule, SemanticType
 
 pytestmark = pytest.mark.django_db

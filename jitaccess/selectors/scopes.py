@@ -15,7 +15,7 @@ from identity.selectors import role_names_of_user
 from jitaccess.errors import RequestError
 from jitaccess.formatting import duration_label, moment_label
 from jitaccess.models import AccessRequest, ApprovalPolicy, ProjectAccessSettings
-from jitaccess.policies import match_approval_policy
+from jitaccess.policy.matching import match_approval_policy
 from jitaccess.selectors.requests import grants_in_force
 from jitaccess.states import State
 from masking.decisions.engine import Decision

@@ -18,7 +18,7 @@ from identity.models import ServiceAccount, User
 from identity.services import actor_for
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, Approval, NotificationKind
-from jitaccess.policies import match_approval_policy
+from jitaccess.policy.matching import match_approval_policy
 from jitaccess.selectors.approvers import can_approve, eligible_approvers
 from jitaccess.selectors.requests import live_extension_of
 from jitaccess.selectors.scopes import (

@@ -6,7 +6,7 @@ member lists, timestamps in UTC. Export, the stored versions and a parsed file a
 so two documents are equal exactly when the policies are, and a diff is a comparison of dicts.
 
 Sections register themselves: each app that owns part of the policy registers its sections at
-start-up (`masking.policy.sections` and `jitaccess.policy_sections`, imported by their app's
+start-up (`masking.policy.sections` and `jitaccess.policy.sections`, imported by their app's
 `ready()`). That is how approval policies (owned by `jitaccess`) join the document while `masking`
 never imports `jitaccess`.
 

@@ -237,7 +237,7 @@ def test_policy_history_includes_approval_policies_roles_and_project_settings(pe
 
 def test_policy_history_shows_what_the_policy_services_really_record(people, shop):
     from identity.models import Role
-    from jitaccess.approval_policies import approval_policy_delete, approval_policy_save
+    from jitaccess.policy.services import approval_policy_delete, approval_policy_save
     from masking.services.policy import project_policy_settings_save
     from masking.services.roles import role_save
 

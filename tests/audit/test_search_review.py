@@ -95,7 +95,7 @@ def policy_log(people, shop):
     """A role, an approval policy naming it, an exemption for support agents that is then changed
     to name the role and expire, and Alice's request and grant on customers.email."""
     from identity.models import Role
-    from jitaccess.approval_policies import approval_policy_save
+    from jitaccess.policy.services import approval_policy_save
     from masking.services.policy import exemption_create, exemption_update
     from masking.services.roles import role_save
 

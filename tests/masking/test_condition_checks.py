@@ -11,7 +11,7 @@ import pytest
 
 from masking.decisions.cel import RESOURCE, ConditionError, ConditionVariable, check_condition
 
-# A request-like variable, as approval policies describe theirs (jitaccess.policies.REQUEST_FIELDS).
+# A request-like variable, as approval policies describe theirs (jitaccess.policy.matching.REQUEST_FIELDS).
 REQUEST = ConditionVariable(
     "request",
     {

@@ -13,7 +13,7 @@ from django.urls import reverse
 from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import Scope, ServiceAccount, User
-from jitaccess.approval_policies import approval_policy_save
+from jitaccess.policy.services import approval_policy_save
 from masking.models import Project
 from masking.services.catalog import catalog_upsert
 from masking.services.policy import exemption_create, rule_save, semantic_type_save

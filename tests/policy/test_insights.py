@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from audit.models import Channel
 from audit.services import ANONYMOUS, SYSTEM, record_event, record_unmask_decisions
-from jitaccess import insights
 from jitaccess.models import AccessRequest
+from jitaccess.policy import insights
 from jitaccess.states import State
 from masking.insights import exemptions_never_used, rule_usage
 from masking.models import Database, Exemption, SemanticType

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from audit.models import Channel
 from audit.services import SYSTEM
-from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import ApprovalPolicy
+from jitaccess.policy.services import approval_policy_save
 from masking.policy.diff import plan_against_live
 from masking.policy.document import export_document, parse_document, section
 from masking.services.roles import role_save

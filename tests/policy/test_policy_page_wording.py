@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from audit.models import Channel
 from audit.services import SYSTEM
-from jitaccess.approval_policies import approval_policy_save
+from jitaccess.policy.services import approval_policy_save
 from masking.models import MaskingRule, PolicyVersion, SemanticType
 from masking.services.policy import semantic_type_save
 from tests.policy.conftest import confirm

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.models import Channel
 from audit.services import SYSTEM
-from jitaccess.approval_policies import approval_policy_save
+from jitaccess.policy.services import approval_policy_save
 from masking.decisions.cel import ConditionError, check_condition
 from masking.models import Project
 from masking.policy.diff import Change, FieldChange, shown_change

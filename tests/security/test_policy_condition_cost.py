@@ -19,9 +19,9 @@ from django.utils import timezone
 from audit.models import Channel
 from audit.services import SYSTEM
 from identity.models import Scope
-from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import ApprovalPolicy
-from jitaccess.policies import REQUEST_FIELDS, match_approval_policy
+from jitaccess.policy.matching import REQUEST_FIELDS, match_approval_policy
+from jitaccess.policy.services import approval_policy_save
 from masking.decisions.cel_cost import MAX_CONDITION_CHARS
 from masking.insights import rule_usage
 from masking.models import Exemption, MaskingRule, SemanticType

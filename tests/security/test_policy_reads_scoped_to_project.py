@@ -19,8 +19,8 @@ from rest_framework.test import APIClient
 from audit.models import Channel
 from audit.services import SYSTEM, record_event
 from identity.models import Scope
-from jitaccess.approval_policies import approval_policy_save
 from jitaccess.models import ApprovalPolicy
+from jitaccess.policy.services import approval_policy_save
 from masking.models import Exemption, PolicyChange
 from masking.services.policy import exemption_create
 from tests.factories import grant_project_perm, make_project, make_token, make_user

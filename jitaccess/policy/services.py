@@ -17,7 +17,7 @@ from django.db.models import Max
 from audit.services import Actor, Target, record_event
 from identity.models import Role
 from jitaccess.models import ApprovalPolicy
-from jitaccess.policies import PolicyConditionError, check_request_condition
+from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.models import Project
 from masking.services.policy import PolicyError
 from masking.services.versions import policy_change

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from identity.models import Role
-from jitaccess.approval_policies import (
+from jitaccess.models import ApprovalPolicy
+from jitaccess.policy.matching import PolicyConditionError, check_request_condition
+from jitaccess.policy.services import (
     approval_policies_reorder,
     approval_policy_delete,
     approval_policy_save,
 )
-from jitaccess.models import ApprovalPolicy
-from jitaccess.policies import PolicyConditionError, check_request_condition
 from jitaccess.selectors.scopes import access_settings
 from masking.models import Project
 from masking.policy.document import (

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from identity.models import Role
-from jitaccess.policies import PolicyConditionError, check_request_condition
+from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.policy.document import format_duration, parse_duration
 from masking.policy.forms import PolicyItemForm, set_choices
 

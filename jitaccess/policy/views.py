@@ -16,10 +16,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from jitaccess import insights
 from jitaccess.models import ApprovalPolicy
-from jitaccess.policies import PolicyConditionError, check_request_condition
-from jitaccess.policy_forms import ApprovalPolicyForm
+from jitaccess.policy import insights
+from jitaccess.policy.forms import ApprovalPolicyForm
+from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.checks import ORDINARY_PRINCIPAL
 from masking.decisions.engine import ColumnKey, Decision, Policy
 from masking.insights import exemptions_never_used, live_policy, rule_usage

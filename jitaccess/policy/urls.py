@@ -3,7 +3,7 @@ mounted by `config.urls` in the `policy:` namespace beside masking's (`masking.p
 
 from django.urls import path
 
-from jitaccess import policy_views as jit
+from jitaccess.policy import views as jit
 
 urlpatterns = [
     path("policy/approval-policies/", jit.approval_policies, name="approval-policies"),
