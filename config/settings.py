@@ -183,12 +183,6 @@ if OIDC_ENABLED and not OIDC_OP_ISSUER:
     )
 OIDC_USE_PKCE = envbool("OIDC_USE_PKCE", True)
 OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", "groups")
-# The claim a person is known by (their OIDC subject, and the SCIM externalId of a provisioned person):
-# `sub` for Okta and most IdPs; `oid` for Entra ID, whose `sub` is pairwise (one per application)
-# while `oid` is the person's object id, the one its provisioning sends as externalId.
-OIDC_SUBJECT_CLAIM = env("OIDC_SUBJECT_CLAIM", "sub").strip()
-if not OIDC_SUBJECT_CLAIM:
-    raise ImproperlyConfigured("OIDC_SUBJECT_CLAIM must name a claim (sub, or oid for Entra ID)")
 OIDC_CALLBACK_CLASS = "identity.oidc.VeilOIDCCallbackView"
 LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
 OIDC_CREATE_USER = True

@@ -27,7 +27,7 @@ from masking.models import MaskingRule
 from masking.policy.access import administered_projects, readable_items
 from masking.policy.document import export_document
 from masking.policy.edits import find_item, move_item, remove_item, upsert_item
-from masking.policy.review import can_edit_global, item_form_page, person, policy_admin_required, review
+from masking.policy.views import can_edit_global, item_form_page, person, policy_admin_required, review
 
 WINDOW_DAYS = 90
 

@@ -48,7 +48,7 @@ from jitaccess.slack.delivery import post_once
 from jitaccess.slack.linking import slack_user_id_for
 
 logger = logging.getLogger(__name__)
-REVIEW_KEEP, REVIEW_REMOVE, REVIEW_OPEN = "access_review_keep", "access_review_remove", "access_review_open"
+REVIEW_KEEP, REVIEW_REMOVE = "access_review_keep", "access_review_remove"
 ITEMS_PER_MESSAGE = 20  # two blocks each, within Block Kit's 50 with the heading and the footer
 
 

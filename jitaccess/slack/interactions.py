@@ -28,7 +28,7 @@ from identity.models import User
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, Approval
 from jitaccess.reviews import slack_interactions as reviews
-from jitaccess.reviews.slack_messages import REVIEW_KEEP, REVIEW_OPEN, REVIEW_REMOVE
+from jitaccess.reviews.slack_messages import REVIEW_KEEP, REVIEW_REMOVE
 from jitaccess.selectors.approvers import can_approve
 from jitaccess.services.requests import request_approve, request_deny
 from jitaccess.slack import policy_interactions as policy
@@ -127,7 +127,6 @@ def _handler(token: str, signing_secret: str, api_url: str) -> SlackRequestHandl
     app.view(REQUEST_MODAL)(ack=requesting.request_submitted, lazy=[requesting.dm_requester])
     app.action(REVIEW_KEEP)(ack=acknowledge, lazy=[reviews.keep_clicked])
     app.action(REVIEW_REMOVE)(ack=acknowledge, lazy=[reviews.remove_clicked])
-    app.action(REVIEW_OPEN)(acknowledge)  # a link
     app.action(re.compile(".*"))(ack=acknowledge, lazy=[unknown_action])  # last: the first match wins
     return SlackRequestHandler(app)
 
