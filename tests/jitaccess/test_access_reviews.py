@@ -37,6 +37,7 @@ from masking.models import PolicyVersion
 from tests.audit.test_exports import _pdf_pages_and_text
 from tests.factories import grant_project_perm, make_user
 from tests.jitaccess.reviews import Reviewed, email_action, make_reviewed
+from tests.test_accessibility import dangling_references, fetch, unlabelled_controls
 
 pytestmark = pytest.mark.django_db
 
@@ -494,3 +495,23 @@ def test_compliance_reads_the_outcome_on_the_audit_pages_and_exports_it_from_the
         'value="access_reviews"'
         not in client.get(reverse("jitaccess:access-review", args=[campaign.pk])).content.decode()
     )
+
+
+def test_the_review_pages_label_every_control_and_caption_every_table(reviewed, client):
+    """The checks of tests/test_accessibility.py, on the access review pages."""
+    w = reviewed.world
+    campaign = reviewed.open()
+    pages = [
+        (w.bob, reverse("jitaccess:access-reviews")),
+        (w.dave, reverse("jitaccess:access-review", args=[campaign.pk])),
+        (w.dave, reverse("jitaccess:access-review-settings-list")),
+        (w.dave, reverse("jitaccess:access-review-settings", args=["shop"])),
+    ]
+    controls = 0
+    for person, url in pages:
+        doc = fetch(client, person, url)
+        controls += len(doc.controls())
+        assert unlabelled_controls(doc) == [] and dangling_references(doc) == [], url
+        for table in doc.tables:
+            assert table["caption"] and all(a.get("scope") == "col" for a, _ in table["th"]), url
+    assert controls > 5
