@@ -31,7 +31,7 @@ from jitaccess import delivery
 from jitaccess.demo import DEMO_TOKEN, demo_persona, demo_token_live, try_the_api
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
-from jitaccess.formatting import decision_reason, duration_label, moment_label
+from jitaccess.formatting import decision_reason, directory_ending, duration_label, moment_label
 from jitaccess.forms import (
     BreakGlassForm,
     DenyForm,
@@ -42,17 +42,20 @@ from jitaccess.forms import (
 )
 from jitaccess.models import AccessRequest
 from jitaccess.selectors.approvers import (
+    ApproverPools,
     can_approve,
     can_review_breakglass,
     can_revoke,
     eligible_approvers,
     end_refusal,
 )
+from jitaccess.selectors.oncall import oncall_line
 from jitaccess.selectors.requests import (
     approval_queue,
     columns_named,
     end_reason,
     end_reason_of,
+    ended_by_directory,
     extensions_ending_with,
     grants_still_in_force_beside,
     inbox,
@@ -429,8 +432,9 @@ def _render_detail(
     user = _person(request)
     is_requester = target.requester_id == user.pk
     pending, approved = target.state == State.PENDING, target.state == State.APPROVED
+    pools: ApproverPools = {}  # the on-call provider, if the request names one, is asked once
     actions = {
-        "decide": pending and can_approve(target, user),
+        "decide": pending and can_approve(target, user, pools),
         "cancel": pending and is_requester,
         "relinquish": approved and is_requester,
         "extend": approved and not _extend_refusal(target, user) and live_extension_of(target) is None,
@@ -440,11 +444,15 @@ def _render_detail(
     }
     approvals = list(target.approvals.select_related("approver"))
     labels = BREAKGLASS_TIMELINE_LABELS if target.is_breakglass else TIMELINE_LABELS
+    if ended_by_directory(target):  # said plainly, not as an act of the directory's service account
+        ended = f"Ended: {directory_ending(target.requester)}"
+        labels = {**labels, "request.revoked": ended, "request.cancelled": ended}
     context = {
         "r": target,
         "now": timezone.now(),
         "approvals": approvals,
-        "approvers": sorted(str(p) for p in eligible_approvers(target)) if pending else [],
+        "approvers": sorted(str(p) for p in eligible_approvers(target, pools)) if pending else [],
+        "oncall": oncall_line(target),
         "timeline": [(event, labels.get(event.action, event.action)) for event in _timeline(target)],
         "end_reason": end_reason(target) if target.ended_at else "",
         "notifications": target.notifications.select_related("recipient").order_by("created_at"),

@@ -12,6 +12,7 @@ from guardian.shortcuts import get_users_with_perms
 from identity.models import User
 from identity.selectors import users_in_roles
 from jitaccess.models import AccessRequest
+from jitaccess.selectors.oncall import request_on_call
 from jitaccess.states import Action
 from masking.models import Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, codename
@@ -19,9 +20,13 @@ from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, codename
 ApproverPools = dict[tuple[object, ...], list[User]]
 
 
-def eligible_approvers(request: AccessRequest, pools: ApproverPools | None = None) -> list[User]:
+def eligible_approvers(
+    request: AccessRequest, pools: ApproverPools | None = None, *, oncall: bool = True
+) -> list[User]:
     """Who may approve: members of the policy's approver roles; without roles, people with
-    `approve_request` on the project; with no policy, the project's administrators. Never the
+    `approve_request` on the project; with no policy, the project's administrators. Also whoever
+    is on call now for the policy's on-call schedule (asked at each call; `oncall=False` leaves
+    them out where the provider may not be asked, inside Slack's 3-second window). Never the
     requester.
 
     `pools`, a dict the caller keeps across many requests (a queue), holds each distinct pool of
@@ -36,8 +41,12 @@ def eligible_approvers(request: AccessRequest, pools: ApproverPools | None = Non
             pools[key] = list(users_in_roles(request.approver_roles))
         else:
             pools[key] = list(people_with_perm(request.project, str(key[1])))
+    candidates = pools[key]
+    if oncall and request.oncall_schedule_id:
+        known = {p.pk for p in candidates}
+        candidates = candidates + [p for p in request_on_call(request, pools) if p.pk not in known]
     return [
-        p for p in pools[key] if p.is_active and p.canonical_subject != request.requester.canonical_subject
+        p for p in candidates if p.is_active and p.canonical_subject != request.requester.canonical_subject
     ]
 
 
@@ -48,10 +57,16 @@ def people_with_perm(project: Project, perm: str) -> QuerySet[User]:
     return cast("QuerySet[User]", people)
 
 
-def can_approve(request: AccessRequest, user: User, pools: ApproverPools | None = None) -> bool:
-    return user.canonical_subject != request.requester.canonical_subject and any(
-        p.pk == user.pk for p in eligible_approvers(request, pools)
-    )
+def can_approve(
+    request: AccessRequest, user: User, pools: ApproverPools | None = None, *, oncall: bool = True
+) -> bool:
+    """Whether `user` may decide the request. The on-call provider is asked only about someone
+    the approver roles or permissions do not already name."""
+    if user.canonical_subject == request.requester.canonical_subject:
+        return False
+    if any(p.pk == user.pk for p in eligible_approvers(request, pools, oncall=False)):
+        return True
+    return oncall and any(p.pk == user.pk for p in eligible_approvers(request, pools))
 
 
 def can_revoke(request: AccessRequest, user: User) -> bool:

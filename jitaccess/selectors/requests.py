@@ -29,9 +29,10 @@ def projects_overseen_by(user: User) -> QuerySet[Project]:
 
 
 def requests_visible_to(user: User) -> QuerySet[AccessRequest]:
-    """A person sees their own requests, every request of the projects they oversee, and the
-    requests whose approver roles they hold."""
-    visible = Q(requester=user) | Q(project__in=projects_overseen_by(user))
+    """A person sees their own requests, every request of the projects they oversee, the
+    requests whose approver roles they hold and those they approved (as on call, say). Someone on
+    call sees a pending request waiting for them through `request_for` and `approval_queue`."""
+    visible = Q(requester=user) | Q(project__in=projects_overseen_by(user)) | Q(approvals__approver=user)
     for role in role_names_of_user(user):
         # icontains on the JSON text works on SQLite too (JSON `contains` does not); roles are slugs.
         visible |= Q(approver_roles__icontains=f'"{role}"')
@@ -43,8 +44,25 @@ def requests_visible_to(user: User) -> QuerySet[AccessRequest]:
 
 
 def request_for(user: User, request_id: int) -> AccessRequest:
-    """The request if the person may see it; DoesNotExist otherwise (so its existence never leaks)."""
-    return requests_visible_to(user).get(pk=request_id)
+    """The request if the person may see it; DoesNotExist otherwise (so its existence never leaks).
+    A pending request is also shown to whoever is on call for its schedule now (who may approve
+    it): only then is the on-call provider asked."""
+    try:
+        return requests_visible_to(user).get(pk=request_id)
+    except AccessRequest.DoesNotExist:
+        waiting = _waiting_for_oncall().filter(pk=request_id).first()
+        if waiting is None or not can_approve(waiting, user):
+            raise
+        return waiting
+
+
+def _waiting_for_oncall() -> QuerySet[AccessRequest]:
+    """Pending requests whose policy named an on-call schedule."""
+    return (
+        AccessRequest.objects.filter(state=State.PENDING)
+        .exclude(oncall_schedule_id="")
+        .select_related("project", "requester", "database__instance", "service_account", "grant")
+    )
 
 
 def approval_queue(user: User) -> list[AccessRequest]:
@@ -54,7 +72,14 @@ def approval_queue(user: User) -> list[AccessRequest]:
     )
     pending = pending.select_related("extends").prefetch_related("approvals")
     pools: ApproverPools = {}  # each distinct set of approvers is read once, not once per request
-    return [r for r in pending if can_approve(r, user, pools)]
+    queue = [r for r in pending if can_approve(r, user, pools)]
+    if user.email_verified:  # on call (people are matched by verified email) for a schedule?
+        seen = {r.pk for r in pending}
+        waiting = _waiting_for_oncall().exclude(requester=user).exclude(pk__in=seen)
+        waiting = waiting.select_related("extends").prefetch_related("approvals")
+        queue += [r for r in waiting if can_approve(r, user, pools)]
+        queue.sort(key=lambda r: r.created_at)
+    return queue
 
 
 def grants_in_force(
@@ -141,6 +166,23 @@ def _end_events(request_id: object) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(
         action__in=["request.revoked", "request.relinquished"], target_type="request", target_id=request_id
     )
+
+
+# The reason the directory sync records when it ends a deactivated person's requests and grants.
+DIRECTORY_DEACTIVATION = "deactivated in the company directory (SCIM)"
+
+
+def ended_by_directory(request: AccessRequest) -> bool:
+    """Whether the request ended because the directory deactivated its requester: revoked or
+    cancelled by nobody (`ended_by` empty), its event giving DIRECTORY_DEACTIVATION as the reason
+    (`services.grants.requests_end_for_deactivated`). Then Slack, email and the request's page say
+    so (`formatting.directory_ending`) instead of a revocation by the directory's service account."""
+    if request.ended_by_id is not None or request.state not in (State.REVOKED, State.CANCELLED):
+        return False
+    events = AuditEvent.objects.filter(
+        action=f"request.{request.state}", target_type="request", target_id=str(request.pk)
+    )
+    return events.order_by("-seq").values_list("detail__reason", flat=True).first() == DIRECTORY_DEACTIVATION
 
 
 def unreviewed_breakglass(user: User) -> QuerySet[AccessRequest]:

@@ -19,7 +19,8 @@ from identity.services import actor_for
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, Approval, NotificationKind
 from jitaccess.policy.matching import match_approval_policy
-from jitaccess.selectors.approvers import can_approve, eligible_approvers
+from jitaccess.selectors.approvers import ApproverPools, can_approve, eligible_approvers
+from jitaccess.selectors.oncall import approver_note, responder_note
 from jitaccess.selectors.requests import live_extension_of
 from jitaccess.selectors.scopes import (
     Scope,
@@ -84,6 +85,10 @@ def request_create(
 
     policy_title = policy.title if policy else "No policy matched: a project administrator approves"
     approvals_required = policy.approvals_required if policy else 1
+    # Asked before the transaction, so no lock waits on the on-call provider.
+    oncall_note = responder_note(
+        policy=policy, requester=requester, duration=duration, for_agent=service_account is not None
+    )
     with transaction.atomic():
         request = request_open(
             requester=requester,
@@ -99,6 +104,11 @@ def request_create(
                 "approvals_required": approvals_required,
                 "extends": extends.ref if extends else None,
                 "service_account": service_account.name if service_account else None,
+                **(
+                    {"oncall_schedule": policy.oncall_schedule_id}
+                    if policy and policy.oncall_schedule_id
+                    else {}
+                ),
             },
             service_account=service_account,
             ticket_url=ticket_url,
@@ -106,10 +116,13 @@ def request_create(
             policy_title=policy_title,
             approvals_required=approvals_required,
             approver_roles=sorted(policy.approver_roles.values_list("name", flat=True)) if policy else [],
+            oncall_provider=policy.oncall_provider if policy else "",
+            oncall_schedule_id=policy.oncall_schedule_id if policy else "",
+            oncall_note=oncall_note,
             pending_until=timezone.now() + project_settings.pending_timeout,
             extends=extends,
         )
-        if policy is not None and policy.auto_approve:
+        if policy is not None and (policy.auto_approve or oncall_note):
             approve_and_grant(request, approver=None, channel=Channel.SYSTEM)
         else:
             notify(request, NotificationKind.APPROVAL_NEEDED, eligible_approvers(request))
@@ -186,7 +199,8 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
         next_state(request.state, Action.APPROVE)  # raises InvalidTransition naming the current state
     if approver.canonical_subject == request.requester.canonical_subject:
         raise NotAllowed("You cannot approve your own request.")
-    if not can_approve(request, approver):
+    pools: ApproverPools = {}  # the on-call provider, if the request names one, is asked once
+    if not can_approve(request, approver, pools):
         raise NotAllowed("You are not an approver for this request.")
     _, created = Approval.objects.get_or_create(
         request=request,
@@ -201,7 +215,11 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
             channel=channel,
             target=request_target(request),
             project=request.project.key,
-            detail={"approvals": count, "required": request.approvals_required},
+            detail={
+                "approvals": count,
+                "required": request.approvals_required,
+                **({"oncall": note} if (note := approver_note(request, approver, pools)) else {}),
+            },
         )
         if count >= request.approvals_required:
             approve_and_grant(request, approver=approver, channel=channel)
@@ -251,6 +269,7 @@ def approve_and_grant(request: AccessRequest, *, approver: User | None, channel:
         detail={
             "approvers": approvers,
             "auto_approved": approver is None,
+            **({"oncall": request.oncall_note} if request.oncall_note else {}),
             **({"starts_at": start} if start > now else {}),
             "expires_at": request.expires_at,
             "grant": request.grant.pk,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jitaccess.formatting import directory_ending
 from jitaccess.models import NotificationKind
 from jitaccess.slack.selectors import Card, level_label
 from jitaccess.states import State
@@ -121,6 +122,10 @@ def status_text(card: Card) -> str:
         State.CANCELLED: f":heavy_multiplication_x: Cancelled by {ended_by} at {ended}.",
         State.TIMED_OUT: f":zzz: Timed out: nobody decided by {ended}. The request is closed.",
     }
+    if card.deactivated:  # nobody revoked or cancelled it: the directory deactivated the requester
+        because = f"Ended at {ended}: {escape(directory_ending(card.deactivated))}"
+        endings[State.REVOKED] = f":lock: {because}; values are masked again."
+        endings[State.CANCELLED] = f":heavy_multiplication_x: {because}."
     line = endings.get(State(card.state), f"{State(card.state).label}.")
     if card.approvers and card.state in (State.EXPIRED, State.REVOKED, State.RELINQUISHED):
         line = f"Approved by {approvers}. {line}"
@@ -172,6 +177,7 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
                 SECTION_LIMIT,
             )
         ),
+        *_oncall_context(card),
         {
             "type": "context",
             "elements": [mrkdwn(f"{status_text(card)}  <{link_target(card.link)}|Open {card.ref} in Veil>")],
@@ -207,6 +213,8 @@ def notice_message(kind: str, card: Card) -> tuple[str, list[Block]]:
             "elements": [mrkdwn(f"{status_text(card)}  <{link_target(card.link)}|Open in Veil>")],
         },
     ]
+    if kind == NotificationKind.APPROVED:
+        blocks[1:1] = _oncall_context(card)
     if kind == NotificationKind.EXPIRING:
         blocks.append(
             {
@@ -215,6 +223,13 @@ def notice_message(kind: str, card: Card) -> tuple[str, list[Block]]:
             }
         )
     return f"{headline} {status_text(card)}", blocks
+
+
+def _oncall_context(card: Card) -> list[Block]:
+    """The line about the request's on-call schedule, if any (names from the provider: escaped)."""
+    if not card.oncall:
+        return []
+    return [{"type": "context", "elements": [mrkdwn(clip(f":pager: {card.oncall}", SECTION_LIMIT))]}]
 
 
 def reminder_text(card: Card) -> str:

@@ -177,13 +177,17 @@ def approve(click: Click) -> str:
 
 
 def open_deny_modal(ack: Ack, body: dict[str, Any]) -> None:
-    """Inside the 3-second window: the trigger ID dies with it. Database reads only."""
+    """Inside the 3-second window: the trigger ID dies with it. Database reads only: whether the
+    clicker is on call for the request's schedule is asked after the ack, which then replaces the
+    modal with the refusal if they are not."""
     ack()
     click = Click.from_action(body)
-    if click.request_id is None or _deny_refusal(click):
+    if click.request_id is None or _deny_refusal(click, ask_oncall=False):
         return
     view = deny_modal(card_for(click.request_id), click.metadata())
-    remember_modal(body, slack_client().views_open(trigger_id=body["trigger_id"], view=view))
+    opened = slack_client().views_open(trigger_id=body["trigger_id"], view=view)
+    oncall = AccessRequest.objects.filter(pk=click.request_id).exclude(oncall_schedule_id="").exists()
+    remember_modal(body, opened, unsettled=oncall)
 
 
 def explain_deny_refusal(body: dict[str, Any]) -> None:
@@ -214,9 +218,10 @@ def explain_deny_refusal(body: dict[str, Any]) -> None:
         reply(click, refusal)
 
 
-def _deny_refusal(click: Click) -> str:
-    """Why the clicker may not deny, or "". Database only: a clicker not linked yet is given the
-    modal, and worked out (with Slack's help) after the ack."""
+def _deny_refusal(click: Click, *, ask_oncall: bool = True) -> str:
+    """Why the clicker may not deny, or "". Database only, but for the on-call provider (not asked
+    with `ask_oncall=False`, inside the ack): a clicker not linked yet, or one who may be on call,
+    is given the modal, and worked out (with Slack's or the provider's help) after the ack."""
     request = _request(click)
     if request is None:
         return f"This request is no longer in Veil. {NOTHING_CHANGED}"
@@ -225,15 +230,18 @@ def _deny_refusal(click: Click) -> str:
     user = linked_user(click.slack_user_id)
     if user is not None and user.canonical_subject == request.requester.canonical_subject:
         return f"You cannot decide your own request; cancel it in Veil instead. {NOTHING_CHANGED}"
-    if user is not None and not can_approve(request, user):
+    if user is not None and not can_approve(request, user, oncall=ask_oncall):
+        if not ask_oncall and request.oncall_schedule_id:
+            return ""  # perhaps on call: asked after the ack
         return f"You are not an approver for this request. {NOTHING_CHANGED}"
     return ""
 
 
-def remember_modal(body: dict[str, Any], opened: Any) -> None:
+def remember_modal(body: dict[str, Any], opened: Any, *, unsettled: bool = False) -> None:
     """Keep the view ID of a reason modal opened for a clicker Veil does not know yet (inside the
-    ack, where Slack may not be asked who they are), for the lazy listener to replace if need be."""
-    if linked_user(body["user"]["id"]) is None:
+    ack, where Slack may not be asked who they are), or whose right to decide is `unsettled` until
+    the on-call provider is asked, for the lazy listener to replace if need be."""
+    if unsettled or linked_user(body["user"]["id"]) is None:
         cache.set(_modal_key(body), str(opened["view"]["id"]), MODAL_KEPT_S)
 
 
