@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from masking.classification import suggest_classification
+from masking.catalog.classification import suggest_classification
 from masking.decisions.engine import (
     CatalogColumn,
     ColumnKey,

@@ -12,9 +12,9 @@ from identity.views import LoginView
 from jitaccess import apis as jit_apis
 from jitaccess.policy import urls as jit_policy_urls
 from jitaccess.views import home
-from masking import apis as masking_apis
 from masking import datapath_apis
-from masking import views as masking_views
+from masking.catalog import apis as masking_apis
+from masking.catalog import views as masking_views
 from masking.decisions import apis as decision_apis
 from masking.policy import urls as masking_policy_urls
 from shared import api

@@ -10,11 +10,11 @@ class MaskingConfig(AppConfig):
         from audit.events import register_event_types
         from audit.reports.agents import register_column_projects
         from masking import principal_checks  # noqa: F401  registers the system check
-        from masking.column_projects import database_projects
         from masking.events import EVENT_TYPES
         from masking.models import Project
         from masking.permissions import VIEW_AUDIT
         from masking.policy import sections  # noqa: F401  registers masking's parts of the policy document
+        from masking.selectors import database_projects
 
         register_event_types(EVENT_TYPES)
         # audit scopes its readers by project without importing masking.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -387,3 +387,17 @@ def discovery_throttles(projects: set[str], *, since: datetime) -> list[AuditEve
             action="catalog.discoveries_throttled", project__in=sorted(projects), occurred_at__gte=since
         ).order_by("-seq")[:50]
     )
+
+
+def database_projects(databases: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(instance key, database name) -> project key, for those the catalog knows. One query.
+    For audit's reports: an access event names columns (`instance/database/schema.table.column`),
+    and audit scopes its readers by project without importing the catalog, so it asks this
+    (registered in `MaskingConfig.ready`)."""
+    if not databases:
+        return {}
+    wanted = Q()
+    for instance, name in databases:
+        wanted |= Q(instance__key=instance, name=name)
+    rows = Database.objects.filter(wanted).values_list("instance__key", "name", "project__key")
+    return {(instance, name): project for instance, name, project in rows}

@@ -22,12 +22,12 @@ from jitaccess.policy.forms import ApprovalPolicyForm
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.checks import ORDINARY_PRINCIPAL
 from masking.decisions.engine import ColumnKey, Decision, Policy
-from masking.insights import exemptions_never_used, live_policy, rule_usage
 from masking.models import MaskingRule
 from masking.policy.access import administered_projects, readable_items
 from masking.policy.document import export_document
 from masking.policy.edits import find_item, move_item, remove_item, upsert_item
-from masking.policy.views import can_edit_global, item_form_page, person, policy_admin_required, review
+from masking.policy.insights import exemptions_never_used, live_policy, rule_usage
+from masking.policy.review import can_edit_global, item_form_page, person, policy_admin_required, review
 
 WINDOW_DAYS = 90
 

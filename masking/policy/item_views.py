@@ -1,6 +1,6 @@
 """Policy admin pages for semantic types, masking rules and exemptions, and their live helpers.
 
-Saving any of them edits the live document and goes to review (`policy_views.review`). The two
+Saving any of them edits the live document and goes to review (`masking.policy.review`). The two
 helpers answer as the admin types and store nothing: `condition_check` compiles a CEL condition
 and lists the catalog columns it matches; `semantic_type_preview` masks sample values with an
 algorithm in Python (`veil_sdk.algorithms.apply`, the code data-access layers run; nothing is
@@ -26,13 +26,13 @@ from veil_sdk.algorithms import apply as apply_algorithm
 from identity.models import User
 from masking.decisions.cel import ConditionError, check_condition
 from masking.decisions.engine import RuleView
-from masking.insights import columns_matching, live_policy, rule_usage
 from masking.models import Column, Exemption, ExemptionKind, MaskingRule, SemanticType
 from masking.policy.access import administered_projects, columns_scope, readable_items
 from masking.policy.document import export_document
 from masking.policy.edits import find_item, move_item, remove_item
 from masking.policy.forms import ExemptionForm, RuleForm, SemanticTypeForm
-from masking.policy.views import can_edit_global, item_form_page, person, policy_admin_required, review
+from masking.policy.insights import columns_matching, live_policy, rule_usage
+from masking.policy.review import can_edit_global, item_form_page, person, policy_admin_required, review
 
 PREVIEW_MAX_SAMPLES = 20
 PREVIEW_MAX_LENGTH = 500

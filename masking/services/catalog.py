@@ -17,7 +17,7 @@ from django.db import transaction
 
 from audit.models import ActorType, Channel
 from audit.services import Actor, Target, record_event
-from masking.classification import suggest_classification
+from masking.catalog.classification import suggest_classification
 from masking.decisions.engine import ColumnKey
 from masking.models import (
     ClassificationLevel,

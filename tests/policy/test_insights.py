@@ -14,8 +14,8 @@ from audit.services import ANONYMOUS, SYSTEM, record_event, record_unmask_decisi
 from jitaccess.models import AccessRequest
 from jitaccess.policy import insights
 from jitaccess.states import State
-from masking.insights import exemptions_never_used, rule_usage
 from masking.models import Database, Exemption, SemanticType
+from masking.policy.insights import exemptions_never_used, rule_usage
 from masking.services.policy import rule_save
 from tests.factories import make_user
 

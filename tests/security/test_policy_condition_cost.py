@@ -23,8 +23,8 @@ from jitaccess.models import ApprovalPolicy
 from jitaccess.policy.matching import REQUEST_FIELDS, match_approval_policy
 from jitaccess.policy.services import approval_policy_save
 from masking.decisions.cel_cost import MAX_CONDITION_CHARS
-from masking.insights import rule_usage
 from masking.models import Exemption, MaskingRule, SemanticType
+from masking.policy.insights import rule_usage
 from masking.selectors import decision_caches
 from masking.services.policy import PolicyError, bump_epoch, exemption_create, rule_save
 from tests.factories import grant_project_perm, make_shop_policy, make_token, make_user

@@ -20,7 +20,7 @@ from identity.services import actor_for
 from masking.models import ClassificationLevel, Column, Project
 from masking.permissions import ADMINISTER_POLICY, REQUEST_UNMASK, VIEW_AUDIT
 from masking.policy.access import administered_projects, may_administer
-from masking.policy.views import forbidden
+from masking.policy.review import forbidden
 from masking.services.catalog import column_classify
 
 
