@@ -114,16 +114,29 @@ def test_unknown_arguments_are_refused_not_ignored(mcp_server):
 
 
 def test_veil_unreachable_masks_never_clear(settings_for, shop_db):
+    """Without Veil's answers every column is masked in full (reason degraded), so a query answers
+    masked rows, a query that orders or filters by any column is refused by the guard, the table
+    list says so, and no request can be filed."""
     from veil_sdk.mcp import build_server
 
     from tests.sdk.conftest import free_port
 
     server = build_server(settings_for(veil_url=f"http://127.0.0.1:{free_port()}"))
-    error, text = call(server, "query", {"sql": "SELECT id, email FROM customers ORDER BY id", "max_rows": 2})
-    if not error:  # answered: then every column is masked in full
-        assert "******" in text
-        for row_id, email in raw_rows(shop_db, EMAILS):
-            assert email not in text and f"| {row_id} |" not in text
+    error, text = call(server, "query", {"sql": "SELECT id, email FROM customers", "max_rows": 12})
+    assert not error, text
+    rows = text.splitlines()[2:14]
+    assert len(rows) == 12 and len(set(rows)) == 1, "every row the same: every value masked"
+    for row_id, email in raw_rows(shop_db, EMAILS):
+        assert email not in text and f"| {row_id} |" not in text
+    assert "masked: id (degraded); email (degraded)" in text
+
+    error, text = call(server, "query", {"sql": EMAILS})
+    assert error and "refused by Veil's inference guard" in text
+
+    error, text = call(server, "list_tables", {})
+    customers = next(line for line in text.splitlines() if "public.customers" in line)
+    assert "in clear" not in customers and "id (degraded)" in customers
+
     error, text = call(server, "request_access", {"table": "customers", "columns": ["email"], "reason": "x"})
     assert error and "Veil could not be reached: no request was filed" in text
 

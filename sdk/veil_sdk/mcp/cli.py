@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,10 @@ def _secret(name: str) -> str:
     if not value:
         raise SystemExit(f"veil-mcp: set {name} (or {name}_FILE)")
     return value
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -56,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"veil-mcp: {error}") from None
     agent = Agent(settings)
     server = build_server(settings, agent=agent)
+    # SIGTERM (a container stopped) unwinds like Ctrl-C, through the finally below. uvicorn
+    # shuts HTTP down gracefully first, then raises the signal again, which lands here.
+    signal.signal(signal.SIGTERM, _exit)
     try:
         if args.transport == "stdio":
             server.run("stdio")

@@ -140,14 +140,17 @@ class Agent:
         except StatementRefused as refusal:
             raise ToolError(str(refusal)) from None
         try:
-            with tool_call("query", {"sql": sql, "max_rows": max_rows}), veil_psycopg.connect(
-                self.settings.dsn,
-                client=self.client,
-                principal=self.principal,
-                instance=self.settings.instance,
-                database=self.settings.database,
-                options=self._options(),
-            ) as conn:
+            with (
+                tool_call("query", {"sql": sql, "max_rows": max_rows}),
+                veil_psycopg.connect(
+                    self.settings.dsn,
+                    client=self.client,
+                    principal=self.principal,
+                    instance=self.settings.instance,
+                    database=self.settings.database,
+                    options=self._options(),
+                ) as conn,
+            ):
                 cursor = conn.cursor() if explain else conn.cursor(name="veil_mcp")
                 with cursor:
                     cursor.execute(sql)
