@@ -5,5 +5,5 @@
 - `sections`: the `approval_policies` section of the policy document (registered at start-up).
 - `insights`: what requests, denials and failed sign-ins say about the policy (reads).
 - `views`, `forms`, `urls`: the approval-policy and insights pages, in masking's `policy:` namespace
-  and through its review flow.
+  and through its review flow (`masking.policy.review`).
 """

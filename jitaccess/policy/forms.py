@@ -9,7 +9,7 @@ from django import forms
 from identity.models import Role
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.policy.document import format_duration, parse_duration
-from masking.policy.forms import PolicyItemForm, set_choices
+from masking.policy.review import PolicyItemForm, set_choices
 
 
 class ApprovalPolicyForm(PolicyItemForm):

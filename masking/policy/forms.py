@@ -1,5 +1,5 @@
 """Forms of the policy pages. Each turns into one document item (`item()`); checking the item
-against the rest of the policy is the review's job (`policy_views.review`)."""
+against the rest of the policy is the review's job (`masking.policy.review`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from identity.models import Role, ServiceAccount, User
 from masking.decisions.cel import ConditionError, check_condition
 from masking.models import SemanticType, UnclassifiedAction
 from masking.policy.document import MAX_SOURCE_CHARS, canonical_mapping, format_timestamp
+from masking.policy.review import PolicyItemForm, set_choices
 from shared import strict_json
 
 
@@ -34,14 +35,6 @@ class ConditionField(forms.CharField):
             check_condition(value or "")
         except ConditionError as exc:
             raise forms.ValidationError(str(exc)) from exc
-
-
-class PolicyItemForm(forms.Form):
-    """A form for one item of a policy section; the page saves it with `policy_views.item_form_page`."""
-
-    def item(self) -> dict[str, Any]:
-        """The cleaned data as the section's document item (checked again at review)."""
-        raise NotImplementedError
 
 
 class SemanticTypeForm(PolicyItemForm):
@@ -102,12 +95,6 @@ class RuleForm(PolicyItemForm):
             "semantic_type": data["semantic_type"],
             "enabled": data["enabled"],
         }
-
-
-def set_choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> None:
-    field = form.fields[name]
-    assert isinstance(field, forms.ChoiceField)
-    field.choices = choices
 
 
 def _names(queryset: Any, field: str) -> list[tuple[str, str]]:
@@ -286,15 +273,6 @@ def parse_environment_actions(text: str) -> dict[str, str]:
             raise ValueError(f"{environment} is named twice")
         found[environment] = action
     return dict(sorted(found.items()))
-
-
-class ReviewForm(forms.Form):
-    message = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}),
-        max_length=2000,
-        help_text="Why this change: recorded on the version and in the audit log",
-    )
-    payload = forms.CharField(widget=forms.HiddenInput)
 
 
 class DecisionNoteForm(forms.Form):

@@ -4,7 +4,7 @@ the API under /api/v1/policy/."""
 
 from django.urls import path
 
-from masking.policy import apis
+from masking.policy import apis, review
 from masking.policy import item_views as items
 from masking.policy import views as pages
 
@@ -25,7 +25,7 @@ urlpatterns = [
     path("policy/exemptions/new/", items.exemption_edit, name="exemption-new"),
     path("policy/exemptions/<int:pk>/", items.exemption_edit, name="exemption"),
     path("policy/exemptions/<int:pk>/revoke/", items.exemption_revoke, name="exemption-revoke"),
-    path("policy/review/confirm", pages.review_confirm, name="review-confirm"),
+    path("policy/review/confirm", review.review_confirm, name="review-confirm"),
     path("policy/versions/", pages.versions, name="versions"),
     path("policy/versions/compare", pages.version_compare, name="compare"),
     path("policy/versions/<int:number>/", pages.version_detail, name="version"),
