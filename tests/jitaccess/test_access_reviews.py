@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -515,3 +517,66 @@ def test_the_review_pages_label_every_control_and_caption_every_table(reviewed, 
         for table in doc.tables:
             assert table["caption"] and all(a.get("scope") == "col" for a, _ in table["th"]), url
     assert controls > 5
+
+
+def _at_once(*calls) -> list[str]:
+    """Run the calls on threads released together; each outcome, or the refusal's class name."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def run(call) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(call())
+        except (AlreadyAnswered, NotYourItem) as refused:
+            outcomes.append(type(refused).__name__)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_removal_sent_twice_at_once_removes_once(reviewed):
+    w = reviewed.world
+    alice = reviewed.item(reviewed.open(), "Alice")
+
+    def remove(channel: str):
+        return lambda: (
+            "repeated"
+            if review_item_answer(item_id=alice.pk, user=w.bob, decision="remove", channel=channel).repeated
+            else "removed"
+        )
+
+    assert _at_once(remove(Channel.WEB), remove(Channel.SLACK)) == ["removed", "repeated"]
+    assert len(events("access_review.item_removed")) == 1 and len(events("exemption.updated")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_racing_the_deadline_gets_one_outcome(reviewed):
+    w = reviewed.world
+    campaign = reviewed.open(on_deadline="remove")
+    alice = reviewed.item(campaign, "Alice")
+    AccessReviewCampaign.objects.filter(pk=campaign.pk).update(deadline=timezone.now())
+
+    def keep():
+        return review_item_answer(
+            item_id=alice.pk, user=w.bob, decision="keep", channel=Channel.WEB
+        ).item.state
+
+    def deadline():
+        return "deadline" if campaigns_past_deadline() else "nothing to do"
+
+    outcome = _at_once(keep, deadline)
+    alice.refresh_from_db()
+    assert outcome in (["deadline", "kept"], ["AlreadyAnswered", "deadline"])
+    answers = [
+        e.detail["item"] for e in events("access_review.item_kept") + events("access_review.item_removed")
+    ]
+    assert answers.count(alice.pk) == 1, "kept by bob or removed at the deadline, never both"
+    assert (alice.state == ItemState.KEPT) == (outcome == ["deadline", "kept"])
