@@ -1,9 +1,11 @@
-"""Just-in-time access: requests, approvals, break-glass, notifications and Slack.
+"""Just-in-time access: requests, approvals, grants, break-glass, approval policies, access
+reviews, notifications and Slack.
 
-Writes are in `services` (create, approve, deny, cancel, revoke, relinquish, sweep, break-glass),
-the transition table in `states`, reads and object permissions in `selectors` (a person sees their
-own requests, those of projects they oversee, and those whose approver roles they hold). An approved
-request becomes a grant through `masking.services.policy.grant_create`; `masking` never imports
-`jitaccess`. Notifications go through the outbox (`models.Notification`, `delivery`, `tasks`).
-Nothing imports this app but `config`.
+Writes are in `services/` (`requests`, `grants`, `breakglass`, `notifications`), reads and the
+permission checks they enforce in `selectors/` (`requests`, `approvers`, `scopes`), the transition
+table in `states`, the refusals in `errors`. `policy/` holds approval policies (jitaccess's part of
+the policy as code) and the policy pages it owns; `slack/` the Slack app; `delivery` and `tasks`
+send the outbox. An approved request becomes a grant through `masking.services.policy.grant_create`.
+Nothing imports this app but `config` (the `layers` contract); it uses the lower apps only through
+the modules their `__init__` names.
 """

@@ -81,3 +81,24 @@ def test_the_orm_in_the_engine_breaks_its_purity(tree: Path) -> None:
     result = lint(tree)
     assert result.returncode == 1
     assert "masking.decisions.engine -> masking.models" in result.stdout
+
+
+def test_jitaccess_importing_a_masking_page_breaks_its_public_surface(tree: Path) -> None:
+    add_import(tree, "jitaccess.views", "import masking.policy.views")
+    result = lint(tree)
+    assert result.returncode == 1
+    assert "jitaccess.views -> masking.policy.views" in result.stdout
+
+
+def test_masking_importing_identitys_sign_in_breaks_its_public_surface(tree: Path) -> None:
+    add_import(tree, "masking.selectors", "import identity.oidc")
+    result = lint(tree)
+    assert result.returncode == 1
+    assert "masking.selectors -> identity.oidc" in result.stdout
+
+
+def test_identity_importing_audits_pages_breaks_its_public_surface(tree: Path) -> None:
+    add_import(tree, "identity.services", "import audit.views")
+    result = lint(tree)
+    assert result.returncode == 1
+    assert "identity.services -> audit.views" in result.stdout
