@@ -12,6 +12,7 @@ EVENT_TYPES: dict[str, str] = {
     # Access requests
     "request.created": "Access requested",
     "request.approval_recorded": "Approval recorded",
+    "request.stage_completed": "Approval stage completed",
     "request.approved": "Request approved",
     "request.denied": "Request denied",
     "request.cancelled": "Request cancelled",
@@ -41,6 +42,7 @@ EVENT_TYPES: dict[str, str] = {
 TIMELINE_LABELS: dict[str, str] = {
     "request.created": "Requested",
     "request.approval_recorded": "Approval recorded",
+    "request.stage_completed": "Stage complete",
     "request.approved": "Approved",
     "request.denied": "Denied",
     "request.cancelled": "Cancelled",

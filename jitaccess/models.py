@@ -73,6 +73,29 @@ class ApprovalPolicy(models.Model):
         return f"{self.project.key}: {self.title}"
 
 
+class ApprovalStage(models.Model):
+    """One step of a policy's approval, asked in `position` order: a stage's approvers are asked
+    only once the stage before has its quorum, and one denial at any stage ends the request. A
+    policy with stages names its approvers here, not in its own `approver_roles`; a policy without
+    any has one implicit stage, its own `approver_roles` and `approvals_required`."""
+
+    policy = models.ForeignKey(ApprovalPolicy, on_delete=models.CASCADE, related_name="stages")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100, help_text="Says who decides at this stage, e.g. Data owner")
+    approver_roles = models.ManyToManyField(Role, blank=True, related_name="+")
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["policy", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "position"], name="one_stage_per_position"),
+            models.UniqueConstraint(fields=["policy", "name"], name="stage_names_unique_in_policy"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy}: stage {self.position + 1} ({self.name})"
+
+
 class AccessRequest(models.Model):
     """A request to unmask a scope (a database, a table, or columns of a table) for a while."""
 
@@ -100,10 +123,19 @@ class AccessRequest(models.Model):
         ApprovalPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     policy_title = models.CharField(max_length=200, blank=True)
-    approvals_required = models.PositiveSmallIntegerField(default=1)
-    approver_roles = models.JSONField(
-        default=list, blank=True, help_text="Snapshot when the request was made"
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1, help_text="Of the stage waiting (the only one when the policy has no stages)"
     )
+    approver_roles = models.JSONField(
+        default=list, blank=True, help_text="Of the stage waiting; a snapshot of the policy's when it opened"
+    )
+    stages = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The policy's stages when the request was made (name, approver_roles, "
+        "approvals_required), in order; empty for a policy without stages",
+    )
+    stage = models.PositiveSmallIntegerField(default=1, help_text="Which stage waits or decided, from 1")
     oncall_provider = models.CharField(max_length=20, blank=True, help_text="Snapshot of the policy's")
     oncall_schedule_id = models.CharField(max_length=100, blank=True, help_text="Snapshot of the policy's")
     oncall_note = models.TextField(
@@ -158,6 +190,27 @@ class AccessRequest(models.Model):
         return self.location_label
 
     @property
+    def stage_count(self) -> int:
+        """How many stages the request goes through: a policy without stages has one."""
+        return len(self.stages) or 1
+
+    @property
+    def stage_name(self) -> str:
+        """The name of the stage waiting (or that decided); "" without stages."""
+        return str(self.stages[self.stage - 1]["name"]) if self.stages else ""
+
+    @property
+    def stage_label(self) -> str:
+        """ "stage 2 of 3 (Security)", or "" for a request without stages."""
+        return f"stage {self.stage} of {self.stage_count} ({self.stage_name})" if self.stages else ""
+
+    @property
+    def stage_approvals(self) -> list[Approval]:
+        """The approvals given at the stage waiting (all of them without stages). Reads through a
+        prefetched `approvals` when there is one, so a queue of requests costs no query each."""
+        return [a for a in self.approvals.all() if a.stage == self.stage]
+
+    @property
     def location_label(self) -> str:
         """The scope without its columns: the database, then the table when there is one."""
         label = str(self.database)
@@ -167,12 +220,14 @@ class AccessRequest(models.Model):
 
 
 class Approval(models.Model):
-    """One person's approval; counted once per IdP subject whatever the account or channel."""
+    """One person's approval; counted once per IdP subject whatever the account or channel, and
+    once per request whatever its stages: who approved one stage never counts for a later one."""
 
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="approvals")
     approver = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     approver_subject = models.CharField(max_length=255)
     channel = models.CharField(max_length=10)
+    stage = models.PositiveSmallIntegerField(default=1, help_text="The stage it was given at, from 1")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -226,6 +281,9 @@ class Notification(models.Model):
     )
     destination = models.CharField(max_length=255, blank=True, help_text="Email address or Slack channel")
     dedupe_key = models.CharField(max_length=255, unique=True)
+    stage = models.PositiveSmallIntegerField(
+        default=1, help_text="The request's approval stage when it was announced (whose approvers it asks)"
+    )
     state = models.CharField(max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Claimed or backing off until")

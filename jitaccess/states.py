@@ -9,6 +9,16 @@
 
 `approve` below quorum records an approval and leaves the request pending. Every other pair is
 refused with the request's current state, so a late click on a decided request changes nothing.
+
+A policy may ask for approval in ordered stages (the data owner, then security). The request stays
+`pending` through them; within it, `approval_step` says what an approval does:
+
+    pending, stage k of n --approve (below stage k's quorum)---------> pending, stage k (wait)
+                          --approve (stage k's quorum, k < n)--------> pending, stage k+1 (next_stage)
+                          --approve (stage n's quorum)---------------> approved (grant)
+                          --deny / cancel / time_out-----------------> as above, at any stage
+
+A request without stages is one stage of one (n = 1): the first and last lines, as before.
 """
 
 from __future__ import annotations
@@ -67,3 +77,21 @@ def next_state(state: str, action: str) -> str:
         return TRANSITIONS[(state, action)]
     except KeyError:
         raise InvalidTransition(state, action) from None
+
+
+class ApprovalStep(models.TextChoices):
+    """What an approval that is counted does to a pending request (see the module docstring)."""
+
+    WAIT = "wait", "Wait for more approvals at this stage"
+    NEXT_STAGE = "next_stage", "Open the next stage"
+    GRANT = "grant", "Approve: every stage is complete"
+
+
+def approval_step(*, approvals: int, required: int, stage: int, stage_count: int) -> ApprovalStep:
+    """What a pending request does once stage `stage` (of `stage_count`, from 1) has `approvals` of
+    the `required` it needs. Pure; the services call it under the request's row lock."""
+    if not 1 <= stage <= stage_count:
+        raise ValueError(f"stage {stage} of {stage_count} does not exist")
+    if approvals < required:
+        return ApprovalStep.WAIT
+    return ApprovalStep.NEXT_STAGE if stage < stage_count else ApprovalStep.GRANT

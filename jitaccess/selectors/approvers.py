@@ -45,6 +45,9 @@ def eligible_approvers(
     if oncall and request.oncall_schedule_id:
         known = {p.pk for p in candidates}
         candidates = candidates + [p for p in request_on_call(request, pools) if p.pk not in known]
+    if request.stage > 1:  # who approved an earlier stage never decides a later one (`stages`)
+        earlier = {a.approver_subject for a in request.approvals.all() if a.stage < request.stage}
+        candidates = [p for p in candidates if p.canonical_subject not in earlier]
     return [
         p for p in candidates if p.is_active and p.canonical_subject != request.requester.canonical_subject
     ]

@@ -38,6 +38,9 @@ def notify(
     elif kind == NotificationKind.STATE_CHANGED:
         # Once per visible change: the new state, and within `pending` each added approval.
         suffix = f":{request.state}:{request.approvals.count()}"
+    elif kind == NotificationKind.APPROVAL_NEEDED and request.stage > 1:
+        # Each stage asks its own approvers, someone in two stages' roles once per stage.
+        suffix = f":stage{request.stage}"
     else:
         suffix = ""
     created_ids = []
@@ -51,6 +54,7 @@ def notify(
                 "channel": channel,
                 "recipient": recipient,
                 "destination": destination,
+                "stage": request.stage,
             },
         )
         if created:

@@ -1,4 +1,5 @@
-"""Asking for access and deciding on it: create, approve, deny, cancel.
+"""Asking for access and deciding on it: create, approve (stage by stage, when the policy has
+stages), deny, cancel.
 
 `request_open`, `approve_and_grant`, `locked_request` and `request_target` are shared with
 `breakglass` and `grants` (a break-glass grant is a request approved by nobody)."""
@@ -33,8 +34,9 @@ from jitaccess.selectors.scopes import (
     policy_variables,
     scope_columns,
 )
+from jitaccess.selectors.stages import policy_stages, stage_detail, stage_refusal
 from jitaccess.services.notifications import notify
-from jitaccess.states import Action, State, next_state
+from jitaccess.states import Action, ApprovalStep, State, approval_step, next_state
 from masking.models import Column
 from masking.permissions import REQUEST_UNMASK
 from masking.services.policy import grant_condition, grant_create
@@ -84,7 +86,16 @@ def request_create(
         raise RequestError("duration", longest.refusal(duration))
 
     policy_title = policy.title if policy else "No policy matched: a project administrator approves"
-    approvals_required = policy.approvals_required if policy else 1
+    # A policy's stages are asked one after the other, the first one now; without stages, its own
+    # approvers are the one stage.
+    stages = policy_stages(policy)
+    if stages:
+        approvals_required, approver_roles = stages[0]["approvals_required"], stages[0]["approver_roles"]
+    elif policy is not None:
+        approvals_required = policy.approvals_required
+        approver_roles = sorted(policy.approver_roles.values_list("name", flat=True))
+    else:
+        approvals_required, approver_roles = 1, []
     # Asked before the transaction, so no lock waits on the on-call provider.
     oncall_note = responder_note(
         policy=policy, requester=requester, duration=duration, for_agent=service_account is not None
@@ -104,6 +115,7 @@ def request_create(
                 "approvals_required": approvals_required,
                 "extends": extends.ref if extends else None,
                 "service_account": service_account.name if service_account else None,
+                **({"stages": [stage["name"] for stage in stages]} if stages else {}),
                 **(
                     {"oncall_schedule": policy.oncall_schedule_id}
                     if policy and policy.oncall_schedule_id
@@ -115,7 +127,8 @@ def request_create(
             policy=policy,
             policy_title=policy_title,
             approvals_required=approvals_required,
-            approver_roles=sorted(policy.approver_roles.values_list("name", flat=True)) if policy else [],
+            approver_roles=approver_roles,
+            stages=stages,
             oncall_provider=policy.oncall_provider if policy else "",
             oncall_schedule_id=policy.oncall_schedule_id if policy else "",
             oncall_note=oncall_note,
@@ -189,10 +202,12 @@ def request_target(request: AccessRequest) -> Target:
 
 @transaction.atomic
 def request_approve(*, request_id: int, approver: User, channel: str) -> AccessRequest:
-    """Record one person's approval; grant when the quorum of distinct people is reached.
+    """Record one person's approval; grant when the quorum of distinct people is reached. With
+    stages, the quorum of the stage waiting opens the next stage, and only the last one grants.
 
     Locking contract: takes the request row FOR UPDATE first. Idempotent per person: a second
-    click by the same person (or their second account with the same IdP subject) adds nothing.
+    click by the same person (or their second account with the same IdP subject) at the same
+    stage adds nothing; at a later stage it is refused (one person approves one stage).
     """
     request = locked_request(request_id)
     if request.state != State.PENDING:
@@ -201,14 +216,14 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
         raise NotAllowed("You cannot approve your own request.")
     pools: ApproverPools = {}  # the on-call provider, if the request names one, is asked once
     if not can_approve(request, approver, pools):
-        raise NotAllowed("You are not an approver for this request.")
+        raise NotAllowed(stage_refusal(request, approver) or "You are not an approver for this request.")
     _, created = Approval.objects.get_or_create(
         request=request,
         approver_subject=approver.canonical_subject,
-        defaults={"approver": approver, "channel": channel},
+        defaults={"approver": approver, "channel": channel, "stage": request.stage},
     )
     if created:
-        count = request.approvals.count()
+        count = request.approvals.filter(stage=request.stage).count()
         record_event(
             action="request.approval_recorded",
             actor=actor_for(approver),
@@ -218,13 +233,54 @@ def request_approve(*, request_id: int, approver: User, channel: str) -> AccessR
             detail={
                 "approvals": count,
                 "required": request.approvals_required,
+                **stage_detail(request),
                 **({"oncall": note} if (note := approver_note(request, approver, pools)) else {}),
             },
         )
-        if count >= request.approvals_required:
+        step = approval_step(
+            approvals=count,
+            required=request.approvals_required,
+            stage=request.stage,
+            stage_count=request.stage_count,
+        )
+        if step == ApprovalStep.NEXT_STAGE:
+            stage_open_next(request, approver=approver, channel=channel)
+        elif step == ApprovalStep.GRANT:
             approve_and_grant(request, approver=approver, channel=channel)
     notify(request, NotificationKind.STATE_CHANGED, [])
     return request
+
+
+def stage_open_next(request: AccessRequest, *, approver: User, channel: str) -> None:
+    """The stage waiting has its quorum: open the next one and ask its approvers, and only them
+    (someone who approved an earlier stage is not asked again), in the caller's transaction.
+
+    Locking contract: the caller holds the request row FOR UPDATE (`request_approve`), so two
+    approvals completing a stage at once open the next stage once."""
+    completed, completed_name = request.stage, request.stage_name
+    approvers = [a.approver_subject for a in request.approvals.filter(stage=completed)]
+    request.stage = completed + 1
+    opened = request.stages[request.stage - 1]
+    request.approver_roles, request.approvals_required = (
+        list(opened["approver_roles"]),
+        int(opened["approvals_required"]),
+    )
+    request.save(update_fields=["stage", "approver_roles", "approvals_required"])
+    record_event(
+        action="request.stage_completed",
+        actor=actor_for(approver),
+        channel=channel,
+        target=request_target(request),
+        project=request.project.key,
+        detail={
+            "stage": completed,
+            "stage_name": completed_name,
+            "approvers": approvers,
+            "next_stage": request.stage,
+            "next_stage_name": request.stage_name,
+        },
+    )
+    notify(request, NotificationKind.APPROVAL_NEEDED, eligible_approvers(request))
 
 
 def approve_and_grant(request: AccessRequest, *, approver: User | None, channel: str) -> None:
@@ -288,7 +344,7 @@ def request_deny(*, request_id: int, approver: User, reason: str, channel: str) 
     if approver.canonical_subject == request.requester.canonical_subject:
         raise NotAllowed("You cannot decide your own request; cancel it instead.")
     if not can_approve(request, approver):
-        raise NotAllowed("You are not an approver for this request.")
+        raise NotAllowed(stage_refusal(request, approver) or "You are not an approver for this request.")
     request.state = next_state(request.state, Action.DENY)
     request.deny_reason, request.decided_at, request.ended_by = reason.strip(), timezone.now(), approver
     request.save(update_fields=["state", "deny_reason", "decided_at", "ended_by"])
@@ -298,7 +354,7 @@ def request_deny(*, request_id: int, approver: User, reason: str, channel: str) 
         channel=channel,
         target=request_target(request),
         project=request.project.key,
-        detail={"reason": request.deny_reason},
+        detail={"reason": request.deny_reason, **stage_detail(request)},
     )
     notify(request, NotificationKind.DENIED, [request.requester])
     notify(request, NotificationKind.STATE_CHANGED, [])

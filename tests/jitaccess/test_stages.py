@@ -1,0 +1,211 @@
+"""Approval in stages, through the services: the data owner, then security (tests.jitaccess.stages)."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AuditEvent, Channel
+from jitaccess.errors import NotAllowed
+from jitaccess.models import AccessRequest, Approval, ApprovalStage, Notification
+from jitaccess.selectors.approvers import can_approve, eligible_approvers
+from jitaccess.services.requests import request_approve, request_deny
+from jitaccess.states import InvalidTransition, State
+from masking.models import Exemption
+from tests.jitaccess.stages import DATA_OWNER, SECURITY, staged_world
+
+pytestmark = pytest.mark.django_db
+
+
+def _asked(request, stage=None) -> set[str]:
+    """Who the web inbox asked to approve (at `stage`, or at any)."""
+    asked = Notification.objects.filter(request=request, kind="approval_needed", channel="web")
+    if stage is not None:
+        asked = asked.filter(stage=stage)
+    return set(asked.values_list("recipient__username", flat=True))
+
+
+def _approve(request, person):
+    return request_approve(request_id=request.pk, approver=person, channel=Channel.WEB)
+
+
+def _events(request) -> list[str]:
+    return list(
+        AuditEvent.objects.filter(target_type="request", target_id=str(request.pk))
+        .order_by("pk")
+        .values_list("action", flat=True)
+    )
+
+
+def test_a_policy_without_stages_is_one_stage_as_before(world):
+    request = world.request("email")
+
+    assert (request.stages, request.stage, request.stage_count, request.stage_label) == ([], 1, 1, "")
+    assert request.approver_roles == ["pii-approvers"]
+    _approve(request, world.bob)
+    request.refresh_from_db()
+    assert request.state == State.APPROVED
+    assert Approval.objects.get(request=request).stage == 1
+    assert "stage" not in AuditEvent.objects.get(action="request.approval_recorded").detail
+
+
+def test_stage_two_is_asked_only_once_stage_one_is_complete_and_the_last_stage_grants(world):
+    staged = staged_world(world)
+    request = staged.request("email")
+
+    assert [s["name"] for s in request.stages] == [DATA_OWNER, SECURITY]
+    assert (request.stage, request.approver_roles, request.approvals_required) == (1, ["pii-approvers"], 1)
+    assert _asked(request) == {"bob", "carol"}, "only the first stage's approvers"
+    assert AuditEvent.objects.get(action="request.created").detail["stages"] == [DATA_OWNER, SECURITY]
+
+    _approve(request, world.bob)
+
+    request.refresh_from_db()
+    assert (request.state, request.stage, request.stage_label) == (
+        State.PENDING,
+        2,
+        "stage 2 of 2 (Security)",
+    )
+    assert request.approver_roles == ["security"]
+    assert not Exemption.objects.filter(kind="grant").exists(), "no grant before the last stage"
+    assert _asked(request, stage=2) == {"carol", "frank", "grace"}, "security, and not bob who approved"
+    completed = AuditEvent.objects.get(action="request.stage_completed")
+    assert completed.detail == {
+        "stage": 1,
+        "stage_name": DATA_OWNER,
+        "approvers": [world.bob.canonical_subject],
+        "next_stage": 2,
+        "next_stage_name": SECURITY,
+    }
+    assert completed.actor_name == "Bob"
+
+    _approve(request, staged.frank)
+
+    request.refresh_from_db()
+    assert request.state == State.APPROVED
+    assert request.grant is not None
+    assert [(a.approver.username, a.stage) for a in request.approvals.order_by("pk")] == [
+        ("bob", 1),
+        ("frank", 2),
+    ]
+    assert _events(request) == [
+        "request.created",
+        "request.approval_recorded",
+        "request.stage_completed",
+        "request.approval_recorded",
+        "request.approved",
+    ]
+    recorded = AuditEvent.objects.filter(action="request.approval_recorded").order_by("pk")
+    assert [(e.detail["stage"], e.detail["stage_name"]) for e in recorded] == [(1, DATA_OWNER), (2, SECURITY)]
+
+
+def test_an_approver_of_a_later_stage_is_refused_while_an_earlier_one_waits(world):
+    staged = staged_world(world)
+    request = staged.request("email")
+
+    with pytest.raises(
+        NotAllowed, match=r"waits for stage 1 \(Data owner\); you decide at stage 2 \(Security\)"
+    ):
+        _approve(request, staged.frank)
+    with pytest.raises(NotAllowed, match=r"waits for stage 1 \(Data owner\)"):
+        request_deny(request_id=request.pk, approver=staged.frank, reason="no", channel=Channel.WEB)
+
+    request.refresh_from_db()
+    assert (request.state, request.stage, request.approvals.count()) == (State.PENDING, 1, 0)
+    assert _events(request) == ["request.created"]
+    assert not can_approve(request, staged.frank)
+
+
+def test_who_approved_stage_one_does_not_count_for_stage_two(world):
+    staged = staged_world(world)
+    request = staged.request("email")
+    _approve(request, world.carol)  # she is in both stages' roles
+    request.refresh_from_db()
+
+    assert world.carol not in eligible_approvers(request), "not asked, not offered the buttons"
+    with pytest.raises(
+        NotAllowed, match=r"You approved REQ-\d+ at stage 1 \(Data owner\); stage 2 \(Security\) needs"
+    ):
+        _approve(request, world.carol)
+
+    request.refresh_from_db()
+    assert (request.state, request.stage, request.approvals.count()) == (State.PENDING, 2, 1)
+    assert _asked(request, stage=2) == {"frank", "grace"}
+
+
+def test_an_approver_of_a_completed_stage_is_told_it_is_complete(world):
+    staged = staged_world(world, carol_in_security=False)
+    request = staged.request("email")
+    _approve(request, world.bob)
+
+    with pytest.raises(NotAllowed, match=r"Stage 1 \(Data owner\) of REQ-\d+, where you decide, is complete"):
+        _approve(request, world.carol)
+    assert Approval.objects.filter(request=request).count() == 1
+
+
+def test_approving_twice_at_the_same_stage_counts_once(world):
+    staged = staged_world(world, security_quorum=2)
+    request = staged.request("email")
+    _approve(request, world.bob)
+
+    _approve(request, staged.frank)
+    _approve(request, staged.frank)
+
+    request.refresh_from_db()
+    assert (request.state, request.stage) == (State.PENDING, 2)
+    assert [a.approver.username for a in request.stage_approvals] == ["frank"]
+    assert AuditEvent.objects.filter(action="request.approval_recorded").count() == 2
+
+    _approve(request, staged.grace)
+    request.refresh_from_db()
+    assert request.state == State.APPROVED
+
+
+def test_a_denial_at_a_later_stage_ends_the_request(world):
+    staged = staged_world(world)
+    request = staged.request("email")
+    _approve(request, world.bob)
+
+    request_deny(
+        request_id=request.pk, approver=staged.grace, reason="not for this ticket", channel=Channel.WEB
+    )
+
+    request.refresh_from_db()
+    assert (request.state, request.grant) == (State.DENIED, None)
+    denied = AuditEvent.objects.get(action="request.denied")
+    assert denied.detail == {"reason": "not for this ticket", "stage": 2, "stage_name": SECURITY}
+    assert Notification.objects.filter(request=request, kind="denied", recipient=world.alice).exists()
+    with pytest.raises(InvalidTransition, match="denied"):
+        _approve(request, staged.frank)
+
+
+def test_a_request_keeps_the_stages_it_was_made_with(world):
+    staged = staged_world(world)
+    request = staged.request("email")
+    ApprovalStage.objects.filter(policy=world.policy, name=SECURITY).delete()
+
+    _approve(request, world.bob)
+
+    request.refresh_from_db()
+    assert (request.state, request.stage_name) == (State.PENDING, SECURITY), (
+        "the snapshot, not today's policy"
+    )
+    _approve(request, staged.grace)
+    assert AccessRequest.objects.get(pk=request.pk).state == State.APPROVED
+
+
+def test_a_stage_without_roles_is_decided_by_the_projects_approvers(world):
+    from tests.factories import grant_project_perm
+
+    staged = staged_world(world)
+    ApprovalStage.objects.get(policy=world.policy, name=SECURITY).approver_roles.clear()
+    grant_project_perm(world.dave, "approve_request", world.project)
+    request = staged.request("email")
+    _approve(request, world.bob)
+    request.refresh_from_db()
+
+    assert request.approver_roles == []
+    assert _asked(request, stage=2) == {"dave"}
+    with pytest.raises(NotAllowed, match="not an approver"):
+        _approve(request, staged.frank)
+    _approve(request, world.dave)
+    assert AccessRequest.objects.get(pk=request.pk).state == State.APPROVED
