@@ -10,42 +10,39 @@ from typing import Any
 GENESIS_HASH = "0" * 64
 
 
-def canonical_event(
-    *,
-    seq: int,
-    occurred_at: datetime | str,
-    actor_type: str,
-    actor_id: str,
-    actor_name: str,
-    action: str,
-    target_type: str,
-    target_id: str,
-    target_repr: str,
-    project: str,
-    channel: str,
-    detail: Any,
-) -> bytes:
-    """Serialise the hashed fields deterministically (sorted keys, no whitespace, UTC ISO time).
+# An event's fields, written once: those its hash covers, in the order the writer inserts them and
+# the verifier reads them, then the chain links. The export's columns and the API's are these.
+HASHED_EVENT_FIELDS = (
+    "seq",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "action",
+    "target_type",
+    "target_id",
+    "target_repr",
+    "project",
+    "channel",
+    "detail",
+)
+EVENT_FIELDS = (*HASHED_EVENT_FIELDS, "prev_hash", "hash")
+_HASHED = frozenset(HASHED_EVENT_FIELDS)
+
+
+def canonical_event(**fields: Any) -> bytes:
+    """Serialise the hashed fields (every one of `HASHED_EVENT_FIELDS`, by name) deterministically:
+    sorted keys, no whitespace, UTC ISO time.
 
     `occurred_at` may come already as that ISO text (the verifier has the database format it).
     """
-    body = {
-        "seq": seq,
-        "occurred_at": occurred_at
-        if isinstance(occurred_at, str)
-        else occurred_at.isoformat(timespec="microseconds"),
-        "actor_type": actor_type,
-        "actor_id": actor_id,
-        "actor_name": actor_name,
-        "action": action,
-        "target_type": target_type,
-        "target_id": target_id,
-        "target_repr": target_repr,
-        "project": project,
-        "channel": channel,
-        "detail": detail,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if fields.keys() != _HASHED:
+        wrong = sorted(_HASHED.symmetric_difference(fields))
+        raise TypeError(f"canonical_event needs exactly the hashed fields; wrong: {', '.join(wrong)}")
+    occurred_at = fields["occurred_at"]
+    if not isinstance(occurred_at, str):
+        fields["occurred_at"] = occurred_at.isoformat(timespec="microseconds")
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def chain_hash(prev_hash: str, canonical: bytes) -> str:

@@ -34,7 +34,9 @@ from audit import signing
 from audit.chain import (
     ACCESS_EVENT_FIELDS,
     DECISION_RECORD_FIELDS,
+    EVENT_FIELDS,
     GENESIS_HASH,
+    HASHED_EVENT_FIELDS,
     canonical_event,
     canonical_json,
     canonical_row,
@@ -51,22 +53,6 @@ SEALED_TABLES: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
     "decision_records": (DecisionRecord, DECISION_RECORD_FIELDS),
     "access_events": (AccessEvent, ACCESS_EVENT_FIELDS),
 }
-EVENT_FIELDS = (
-    "seq",
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "action",
-    "target_type",
-    "target_id",
-    "target_repr",
-    "project",
-    "channel",
-    "detail",
-    "prev_hash",
-    "hash",
-)
 
 
 @dataclass(frozen=True)
@@ -264,25 +250,8 @@ def committed_watermark(table: str) -> int:
 
 
 def _event_hash(row: tuple[Any, ...], prev_hash: str) -> str:
-    seq, occurred_at, actor_type, actor_id, actor_name, action, target_type, target_id, target_repr = row[:9]
-    project, channel, detail = row[9:12]
-    return chain_hash(
-        prev_hash,
-        canonical_event(
-            seq=seq,
-            occurred_at=occurred_at,
-            actor_type=actor_type,
-            actor_id=actor_id,
-            actor_name=actor_name,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            target_repr=target_repr,
-            project=project,
-            channel=channel,
-            detail=detail,
-        ),
-    )
+    """The chain hash of an event read as `EVENT_FIELDS` (its hashed fields lead)."""
+    return chain_hash(prev_hash, canonical_event(**dict(zip(HASHED_EVENT_FIELDS, row, strict=False))))
 
 
 def event_content_matches(event: AuditEvent) -> bool:

@@ -20,7 +20,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from audit import signing
-from audit.chain import canonical_event, chain_hash
+from audit.chain import EVENT_FIELDS, canonical_event, chain_hash
 from audit.decision_log import write_decision_record
 from audit.models import AccessEvent, ActorType, AuditEvent, ChainHead, Channel, Checkpoint
 from audit.published import publish_checkpoint
@@ -66,29 +66,15 @@ def _jsonable(detail: dict[str, Any] | None) -> dict[str, Any]:
 # Lock the head, then insert the event and move the head in one statement: two round trips. The hash
 # and the MAC are computed here, not in SQL, because the MAC's key must never reach the database.
 _LOCK_HEAD_SQL = "SELECT seq, hash FROM audit_chainhead WHERE id = 1 FOR UPDATE"
-_APPEND_SQL = """
+_APPEND_SQL = f"""
 WITH event AS (
-    INSERT INTO audit_auditevent (seq, occurred_at, actor_type, actor_id, actor_name, action, target_type,
-        target_id, target_repr, project, channel, detail, prev_hash, hash, mac)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    INSERT INTO audit_auditevent ({", ".join(EVENT_FIELDS)}, mac)
+    VALUES ({", ".join(["%s"] * (len(EVENT_FIELDS) + 1))})
     RETURNING id
 ),
 moved AS (UPDATE audit_chainhead SET seq = %s, hash = %s WHERE id = 1)
 SELECT id FROM event
-"""
-_FIELD_ORDER = (
-    "seq",
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "action",
-    "target_type",
-    "target_id",
-    "target_repr",
-    "project",
-    "channel",
-)
+"""  # noqa: S608 (the column names are `EVENT_FIELDS`, constants)
 
 
 def _append_postgresql(fields: dict[str, Any]) -> AuditEvent | None:
@@ -99,8 +85,10 @@ def _append_postgresql(fields: dict[str, Any]) -> AuditEvent | None:
         if head is None:
             return None
         event = _chained(fields, prev_seq=head[0], prev_hash=head[1])
-        params = [getattr(event, name) for name in _FIELD_ORDER]
-        params += [json.dumps(event.detail), event.prev_hash, event.hash, event.mac, event.seq, event.hash]
+        params = [
+            json.dumps(event.detail) if name == "detail" else getattr(event, name) for name in EVENT_FIELDS
+        ]
+        params += [event.mac, event.seq, event.hash]
         cursor.execute(_APPEND_SQL, params)
         event.id = cursor.fetchone()[0]
     event._state.adding, event._state.db = False, connection.alias

@@ -7,25 +7,13 @@ from typing import Any
 
 from django.db import connection
 
+from audit.chain import EVENT_FIELDS
 from audit.filters import AuditFilter, AuditScope, events_matching
 from audit.reports.common import CHUNK, Row
 
-EVENT_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "action",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "target_type",
-    "target_id",
-    "target_repr",
-    "project",
-    "channel",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+# The export leads with what happened, then the rest of the event's fields (`audit.chain`).
+_LEADING = ("seq", "occurred_at", "action")
+EVENT_COLUMNS = (*_LEADING, *(f for f in EVENT_FIELDS if f not in _LEADING))
 
 
 def event_rows(flt: AuditFilter, scope: AuditScope) -> Iterator[Row]:

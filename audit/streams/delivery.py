@@ -40,10 +40,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.apis import event_out
+from audit.chain import EVENT_FIELDS
 from audit.display import action_label
 from audit.filters import EVERYTHING, AuditFilter, events_matching
 from audit.models import AuditStream, ChainHead, StreamFormat
-from audit.selectors import EVENT_FIELDS
 from audit.streams.config import SecretUnreadable, StreamConfigError, open_secret, resolve_target, secret_key
 from audit.streams.http import DeliveryError, post
 from audit.streams.services import stream_disabled_by_veil

@@ -38,8 +38,7 @@ def rehash(exported: dict) -> str:
     """The chain hash of an event as an export wrote it, recomputed from its hashed fields."""
     from datetime import datetime
 
-    from audit.chain import canonical_event, chain_hash
-    from audit.selectors import EVENT_FIELDS
+    from audit.chain import EVENT_FIELDS, canonical_event, chain_hash
 
     fields = {k: exported[k] for k in EVENT_FIELDS if k not in ("prev_hash", "hash")}
     fields["occurred_at"] = datetime.fromisoformat(exported["occurred_at"])

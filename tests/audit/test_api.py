@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from audit.apis import AUDIT_READ_SCOPE, DEFAULT_LIMIT, MAX_LIMIT, AuditEventOut
+from audit.chain import EVENT_FIELDS
 from audit.models import ActorType, AuditEvent, Channel
-from audit.selectors import EVENT_FIELDS
 from audit.services import SYSTEM, Actor, Target, record_event
 from identity.models import Scope
 from tests.audit.conftest import CAROL, ERIN, raw_sql
