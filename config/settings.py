@@ -183,6 +183,12 @@ if OIDC_ENABLED and not OIDC_OP_ISSUER:
     )
 OIDC_USE_PKCE = envbool("OIDC_USE_PKCE", True)
 OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", "groups")
+# The claim a person is known by (their OIDC subject, and the SCIM externalId of a provisioned person):
+# `sub` for Okta and most IdPs; `oid` for Entra ID, whose `sub` is pairwise (one per application)
+# while `oid` is the person's object id, the one its provisioning sends as externalId.
+OIDC_SUBJECT_CLAIM = env("OIDC_SUBJECT_CLAIM", "sub").strip()
+if not OIDC_SUBJECT_CLAIM:
+    raise ImproperlyConfigured("OIDC_SUBJECT_CLAIM must name a claim (sub, or oid for Entra ID)")
 OIDC_CALLBACK_CLASS = "identity.oidc.VeilOIDCCallbackView"
 LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
 OIDC_CREATE_USER = True
@@ -329,14 +335,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "jitaccess.slack.tasks.sync_policy_messages",
         "schedule": float(SWEEP_INTERVAL_S),
     },
-    "jitaccess-access-reviews": {
-        "task": "jitaccess.reviews.tasks.sweep_access_reviews",
-        "schedule": float(SWEEP_INTERVAL_S),
-    },
-    "jitaccess-access-review-messages": {
-        "task": "jitaccess.reviews.tasks.sync_access_review_messages",
-        "schedule": float(SWEEP_INTERVAL_S),
-    },
 }
 # A publish that cannot reach the broker fails fast instead of stalling a web request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -371,9 +369,8 @@ SLACK_ESCALATION_MENTION = env("SLACK_ESCALATION_MENTION")
 SLACK_API_TIMEOUT_S = envint("SLACK_API_TIMEOUT_S", 5)
 # A 429 asking to wait up to this long is retried inside the call; a longer wait goes back to the outbox.
 SLACK_RATE_LIMIT_MAX_WAIT_S = envint("SLACK_RATE_LIMIT_MAX_WAIT_S", 5)
-# jitaccess/slack/tasks.py and jitaccess/reviews/tasks.py are not an app's `tasks` module, so
-# Celery's autodiscovery would miss them.
-CELERY_IMPORTS = ["jitaccess.slack.tasks", "jitaccess.reviews.tasks"]
+# jitaccess/slack/tasks.py is not an app's `tasks` module, so Celery's autodiscovery would miss it.
+CELERY_IMPORTS = ["jitaccess.slack.tasks"]
 
 # On-call approval (jitaccess/oncall.py): an approval policy may name a PagerDuty or Opsgenie schedule.
 # Off for a provider until its credential is set. Schedules are read at every decision, never cached;

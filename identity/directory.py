@@ -6,9 +6,11 @@ written here, in one transaction with its audit event, attributed to the service
 `scim` token made the call.
 
 A person the IdP provisions is an IdP person: their email is the IdP's (so verified), and their
-OIDC subject is the SCIM `externalId` (Okta's is the user id its ID tokens carry as `sub`), or the
-`userName` when the IdP sends no externalId. The subject is set once, when the person has none: a
-later externalId is kept as `scim_external_id` but never re-points who signs in as this person.
+OIDC subject is the SCIM `externalId` (Okta's is the user id its ID tokens carry as `sub`; Entra
+ID's, mapped to objectId, is the `oid` its ID tokens carry, which sign-in reads with
+`OIDC_SUBJECT_CLAIM=oid`), or the `userName` when the IdP sends no externalId. The subject is set
+once, when the person has none: a later externalId is kept as `scim_external_id` but never
+re-points who signs in as this person.
 
 Deactivation must take effect at once, and the apps that hold a person's access sit above
 identity: they register handlers here at start-up (`deactivation_handlers`: jitaccess ends the

@@ -1,4 +1,10 @@
-"""Sign-in through the company IdP with mozilla-django-oidc, keyed on the `sub` claim.
+"""Sign-in through the company IdP with mozilla-django-oidc, keyed on the person's subject claim.
+
+The subject is `sub` unless `OIDC_SUBJECT_CLAIM` names another: Entra ID's `sub` is pairwise (each
+application sees another value for the same person), so with Entra ID sign-in is keyed on `oid`,
+the person's object id, which is also the externalId its provisioning (SCIM) sends: the person the
+directory created is the person who signs in. Entra ID puts `oid` in the ID token, not in userinfo,
+so it is read from the verified ID token (userinfo may repeat it, and must then agree).
 
 mozilla-django-oidc verifies the ID token's signature against the IdP's JWKS, its expiry and nonce,
 and the `state` round trip (with PKCE). It does not check the ID token's issuer or audience, nor
@@ -44,7 +50,16 @@ class VeilOIDCBackend(OIDCAuthenticationBackend):
         claims: dict[str, Any] = super().get_userinfo(access_token, id_token, payload)
         if not payload.get("sub") or claims.get("sub") != payload["sub"]:
             self._refuse("userinfo sub does not match the ID token's sub")
-        return claims
+        name = settings.OIDC_SUBJECT_CLAIM
+        if name == "sub":
+            return claims
+        in_token, in_userinfo = payload.get(name), claims.get(name)
+        if in_token is not None and in_userinfo is not None and in_token != in_userinfo:
+            self._refuse(f"userinfo {name} does not match the ID token's {name}")
+        subject = in_token if in_token is not None else in_userinfo
+        if not isinstance(subject, str) or not subject:
+            self._refuse(f"the IdP sent no {name} claim to know the person by (OIDC_SUBJECT_CLAIM)")
+        return {**claims, name: subject}
 
     def _refuse(self, why: str) -> None:
         """mozilla-django-oidc turns this into a failed sign-in (it logs and returns None); the
@@ -55,27 +70,32 @@ class VeilOIDCBackend(OIDCAuthenticationBackend):
         raise SuspiciousOperation(why)
 
     def verify_claims(self, claims: dict[str, Any]) -> bool:
-        return bool(claims.get("sub"))
+        return bool(subject_of(claims))
 
     def filter_users_by_claims(self, claims: dict[str, Any]) -> QuerySet[User]:
-        return User.objects.filter(oidc_subject=claims.get("sub"))
+        return User.objects.filter(oidc_subject=subject_of(claims))
 
     def create_user(self, claims: dict[str, Any]) -> User:
-        username = _free_username(
-            claims.get("preferred_username") or claims.get("email") or "", claims["sub"]
-        )
+        subject = subject_of(claims)
+        username = _free_username(claims.get("preferred_username") or claims.get("email") or "", subject)
         user = User.objects.create_user(username=username)
         user.set_unusable_password()
-        return user_sync_from_claims(user=user, claims=claims)
+        return user_sync_from_claims(user=user, claims=claims, subject=subject)
 
     def update_user(self, user: User, claims: dict[str, Any]) -> User:
-        return user_sync_from_claims(user=user, claims=claims)
+        return user_sync_from_claims(user=user, claims=claims, subject=subject_of(claims))
 
     def get_user(self, user_id: Any) -> User | None:
         """The session's person, unless deactivated (mozilla-django-oidc does not check): a person
         the IdP deactivates is signed out of any session `identity.directory` did not end."""
         user: User | None = super().get_user(user_id)
         return user if user is not None and user.is_active else None
+
+
+def subject_of(claims: dict[str, Any]) -> str:
+    """The person's subject in verified claims: the `OIDC_SUBJECT_CLAIM` claim ("" if none)."""
+    subject = claims.get(settings.OIDC_SUBJECT_CLAIM)
+    return subject if isinstance(subject, str) else ""
 
 
 def _free_username(wanted: str, subject: str) -> str:

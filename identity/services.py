@@ -308,9 +308,10 @@ def _claim_groups(claims: dict[str, Any]) -> list[str]:
 
 
 @transaction.atomic
-def user_sync_from_claims(*, user: User, claims: dict[str, Any]) -> User:
-    """Make the user match the IdP: subject, email, names, and IdP groups (replaced, not merged)."""
-    user.oidc_subject = claims["sub"]
+def user_sync_from_claims(*, user: User, claims: dict[str, Any], subject: str) -> User:
+    """Make the user match the IdP: subject (the claim `identity.oidc.subject_of` reads), email,
+    names, and IdP groups (replaced, not merged)."""
+    user.oidc_subject = subject
     user.email = claims.get("email", user.email) or ""
     user.email_verified = bool(claims.get("email_verified", False))
     user.first_name = (claims.get("given_name") or user.first_name)[:150]

@@ -7,6 +7,7 @@ endpoint, verifies the ID token against the IdP's JWKS and reads userinfo — al
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,11 +20,13 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 from django.contrib.auth import SESSION_KEY
+from django.test import Client
 from django.utils import timezone
 
 from audit.failures import failure_tallies_fold
 from audit.models import AuditEvent
-from identity.models import User
+from identity.models import Scope, User
+from tests.factories import make_token
 from tests.identity.conftest import ALICE, IdP
 
 pytestmark = [
@@ -195,6 +198,90 @@ def test_user_is_matched_on_sub_not_email(live_server: Any, oidc_settings: IdP) 
     assert local.oidc_subject is None
     assert local.has_usable_password()
     assert not local.groups.exists()
+
+
+# A person as Entra ID knows them: `sub` is pairwise (this application's own value for them), `oid`
+# their object id, in the ID token only, and the externalId Entra ID's provisioning sends.
+ENTRA_OBJECT_ID = "6f2c9a51-3b1e-4d7a-9c0e-1a2b3c4d5e6f"
+ENTRA_ALICE: dict[str, Any] = {
+    **ALICE,
+    "sub": "Xk3lQ0pairwise-for-veil-9vN2sT7wYb",
+    "oid": ENTRA_OBJECT_ID,
+    "id_token_only": ["oid"],
+}
+
+
+def provision(body: dict[str, Any]) -> User:
+    """The person the directory creates (SCIM POST /Users, as the IdP sends it)."""
+    _, token = make_token([Scope.SCIM], account_name="directory")
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {token}").post(
+        "/scim/v2/Users", data=json.dumps(body), content_type="application/scim+json"
+    )
+    assert response.status_code == 201, response.content
+    return User.objects.get(scim_id=response.json()["id"])
+
+
+def scim_user(user_name: str, external_id: str) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "externalId": external_id,
+        "userName": user_name,
+        "active": True,
+        "displayName": "Alice Example",
+        "emails": [{"primary": True, "type": "work", "value": ALICE["email"]}],
+        "name": {"givenName": "Alice", "familyName": "Example"},
+    }
+
+
+def test_a_person_entra_id_provisioned_signs_in_by_oid_as_that_person(
+    live_server: Any, oidc_settings: IdP, settings: Any
+) -> None:
+    settings.OIDC_SUBJECT_CLAIM = "oid"
+    oidc_settings.set_accounts([ENTRA_ALICE])
+    provisioned = provision(scim_user("alice@contoso.com", ENTRA_OBJECT_ID))
+
+    browser = sign_in(live_server.url, oidc_settings, ENTRA_ALICE["sub"])
+
+    assert User.objects.count() == 1, "the pairwise sub made a second Veil user"
+    provisioned.refresh_from_db()
+    assert_signed_in_as(browser, provisioned)
+    assert provisioned.oidc_subject == ENTRA_OBJECT_ID
+    assert sorted(provisioned.groups.values_list("name", flat=True)) == sorted(ALICE["groups"])
+    assert AuditEvent.objects.get(action="auth.sign_in").actor_id == f"oidc:{ENTRA_OBJECT_ID}"
+
+
+def test_a_person_okta_provisioned_signs_in_by_sub_as_that_person(
+    live_server: Any, oidc_settings: IdP
+) -> None:
+    provisioned = provision(scim_user("alice@okta.example", ALICE["sub"]))
+
+    browser = sign_in(live_server.url, oidc_settings, ALICE["sub"])
+
+    assert User.objects.count() == 1
+    provisioned.refresh_from_db()
+    assert_signed_in_as(browser, provisioned)
+    assert provisioned.oidc_subject == ALICE["sub"]
+
+
+def test_a_sign_in_without_the_subject_claim_is_refused(
+    live_server: Any, oidc_settings: IdP, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.OIDC_SUBJECT_CLAIM = "oid"  # and the IdP sends none: nobody to match, nobody created
+
+    browser = sign_in(live_server.url, oidc_settings, ALICE["sub"])
+
+    assert_refused(browser, "the IdP sent no oid claim", caplog)
+
+
+def test_userinfo_naming_another_oid_than_the_id_token_is_refused(
+    live_server: Any, oidc_settings: IdP, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.OIDC_SUBJECT_CLAIM = "oid"
+    oidc_settings.set_accounts([{**ENTRA_ALICE, "id_token_only": [], "userinfo_claims": {"oid": "another"}}])
+
+    browser = sign_in(live_server.url, oidc_settings, ENTRA_ALICE["sub"])
+
+    assert_refused(browser, "userinfo oid does not match the ID token's oid", caplog)
 
 
 def test_tampered_state_is_rejected(

@@ -8,9 +8,12 @@
 //                      confidential client (authenticates at the token endpoint with
 //                      client_secret_post, as mozilla-django-oidc does by default).
 //   IDP_ACCOUNTS       JSON list of accounts: {"sub", "email", "email_verified", "name",
-//                      "given_name", "family_name", "groups": [...]}. An optional
-//                      "userinfo_sub" makes userinfo answer with that `sub` instead (to test
-//                      that the relying party refuses a subject mismatch).
+//                      "given_name", "family_name", "groups": [...]}, and "oid" for an account
+//                      that plays an Entra ID person (its object id, with the profile scope).
+//                      An optional "userinfo_sub" makes userinfo answer with that `sub` instead
+//                      (to test that the relying party refuses a subject mismatch);
+//                      "userinfo_claims" overrides other claims in userinfo only, and
+//                      "id_token_only" lists claims userinfo leaves out (Entra ID's `oid`).
 //   IDP_ACCOUNTS_FILE  path of a file holding that JSON list instead; it is re-read at every
 //                      lookup, so a test can change an account's claims between sign-ins.
 //   IDP_KEY_ID         `kid` of the signing key (default: random). The RS256 key itself is
@@ -97,7 +100,7 @@ server.listen(port, '127.0.0.1', () => {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'given_name', 'family_name'],
+      profile: ['name', 'given_name', 'family_name', 'oid'],
       groups: ['groups'],
     },
     // Also put the scope claims in the ID token (the default puts them only in userinfo when an
@@ -110,10 +113,19 @@ server.listen(port, '127.0.0.1', () => {
       return {
         accountId: account.sub,
         async claims(use) {
-          // `userinfo_sub` (tests only) makes this IdP misbehave: userinfo then names another
-          // subject than the ID token, which a relying party must refuse.
-          const { userinfo_sub: userinfoSub, ...claims } = account;
-          return use === 'userinfo' && userinfoSub ? { ...claims, sub: userinfoSub } : claims;
+          // `userinfo_sub` and `userinfo_claims` (tests only) make this IdP misbehave: userinfo
+          // then names another subject (or another `oid`) than the ID token, which a relying
+          // party must refuse. `id_token_only` claims are left out of userinfo, as Entra ID does.
+          const {
+            userinfo_sub: userinfoSub,
+            userinfo_claims: userinfoClaims = {},
+            id_token_only: idTokenOnly = [],
+            ...claims
+          } = account;
+          if (use !== 'userinfo') return claims;
+          const answered = { ...claims, ...userinfoClaims, ...(userinfoSub ? { sub: userinfoSub } : {}) };
+          for (const name of idTokenOnly) delete answered[name];
+          return answered;
         },
       };
     },
