@@ -1,4 +1,5 @@
-"""The feedback loop: what requests, denials and failed sign-ins say about the policy.
+"""The feedback loop: what requests, denials, the inference guard's refusals and failed sign-ins
+say about the policy.
 
 Reads only (requests, approvals, audit events). Everything is computed over a window (default 90
 days) in a few queries and plain Python, so the dashboard costs the same whatever the page shows.
@@ -18,13 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from audit.models import AuditEvent
-from identity.models import Role
+from audit.models import ActorType, AuditEvent
+from identity.models import Role, User
 from jitaccess.models import AccessRequest
 from jitaccess.states import State
+from masking.services.guard import GUARD_REFUSED
 from masking.services.policy import grant_condition
 
 SPIKE_MIN = 3
@@ -208,14 +210,26 @@ def role_load(since: datetime, projects: Projects = None) -> list[RoleLoad]:
 def attempts(
     since: datetime, now: datetime | None = None, limit: int = 12, projects: Projects = None
 ) -> list[PrincipalAttempts]:
-    """Denied requests and failed sign-ins per principal and day, spikes marked. Sign-ins belong to
-    no project: they are counted for a reader of every project only."""
+    """Denied requests, queries the inference guard refused and failed sign-ins per principal and
+    day, spikes marked. An agent's request and probes count for the agent, not its owner; a person
+    is named by username (the data path names them by email). Sign-ins belong to no project: they
+    are counted for a reader of every project only."""
     now = now or timezone.now()
     counts: dict[str, Counter[date]] = defaultdict(Counter)
     denied = _in(AccessRequest.objects.filter(state=State.DENIED, created_at__gte=since), projects)
-    denied = denied.select_related("requester")
+    denied = denied.select_related("requester", "service_account")
     for request in denied:
-        counts[request.requester.username][timezone.localdate(request.decided_at or request.created_at)] += 1
+        who = request.service_account.name if request.service_account else request.requester.username
+        counts[who][timezone.localdate(request.decided_at or request.created_at)] += 1
+    refusals = AuditEvent.objects.filter(action=GUARD_REFUSED, occurred_at__gte=since)
+    if projects is not None:
+        refusals = refusals.filter(project__in=sorted(projects))
+    refused = list(refusals.values_list("actor_type", "actor_id", "occurred_at"))
+    people = usernames_of({actor for kind, actor, _ in refused if kind == ActorType.USER})
+    for kind, actor, occurred_at in refused:
+        counts[people.get(actor, actor) if kind == ActorType.USER else actor][
+            timezone.localdate(occurred_at)
+        ] += 1
     sign_ins = AuditEvent.objects.filter(action="auth.sign_in_failed", occurred_at__gte=since)
     if projects is not None:
         sign_ins = sign_ins.none()
@@ -230,6 +244,17 @@ def attempts(
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     series = [PrincipalAttempts(name, _mark_spikes(days, per_day)) for name, per_day in counts.items()]
     return sorted(series, key=lambda s: (-len(s.spikes), -s.total, s.principal))[:limit]
+
+
+def usernames_of(names: Iterable[str]) -> dict[str, str]:
+    """Each of `names` that is a person's email or username, mapped to the username. One query."""
+    wanted = set(names)
+    if not wanted:
+        return {}
+    found = list(
+        User.objects.filter(Q(email__in=wanted) | Q(username__in=wanted)).values_list("email", "username")
+    )
+    return {**{username: username for _, username in found}, **dict(found)}
 
 
 def _mark_spikes(days: list[date], per_day: Counter[date]) -> list[tuple[date, int, bool]]:

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from jitaccess.models import ApprovalPolicy
 from jitaccess.policy import insights
+from jitaccess.policy.activity import principal_activity, totals_by_kind
 from jitaccess.policy.forms import ApprovalPolicyForm
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.checks import ORDINARY_PRINCIPAL
@@ -30,6 +31,7 @@ from masking.policy.insights import exemptions_never_used, live_policy, rule_usa
 from masking.policy.review import can_edit_global, item_form_page, person, policy_admin_required, review
 
 WINDOW_DAYS = 90
+ACTIVITY_SHOWN = 20  # principals listed under "People and agents"; the totals count everyone
 
 
 @policy_admin_required
@@ -154,6 +156,7 @@ def insights_dashboard(request: HttpRequest) -> HttpResponse:
             decision = _base_decision(policy, key, now)
         masked_by = decision.reason_id if decision is not None and decision.reason_kind == "rule" else None
         rows.append({"c": item, "rule": rules_by_id.get(masked_by) if masked_by else None})
+    activity = principal_activity(now - timedelta(days=28), projects=projects)
     return render(
         request,
         "masking/insights.html",
@@ -167,6 +170,9 @@ def insights_dashboard(request: HttpRequest) -> HttpResponse:
                 for series in insights.attempts(now - timedelta(days=28), now, projects=projects)
             ],
             "latency": insights.latency(since, now, projects=projects),
+            "activity": activity[:ACTIVITY_SHOWN],
+            "activity_more": max(0, len(activity) - ACTIVITY_SHOWN),
+            "activity_totals": totals_by_kind(activity),
             "rules": [u for u in rule_usage(policy) if u.status],
             "idle_exemptions": exemptions_never_used(since),
         },
