@@ -16,12 +16,13 @@ veil-proxy against pgbouncer and direct connections, all three in one run on the
 
 veil-proxy runs as people run it (`veil-proxy run --config FILE`, its own process, the real data
 path); the report says which event loop it ran on, as its start-up log line says.
-`--proxies=auto,asyncio` measures several proxies in the same run, interleaved with the others:
-each is an `event_loop` (`auto`, `uvloop`, `asyncio`). The first is the one the goals are judged
-on; memory is measured for it only. Veil is a stand-in in a process of its own, as in
-bench/datapath.py: it answers logins (any login, any token), the guard setting, and decisions
-(mask the columns the demo masks, `ttl_s` 10), so what is measured is the proxy, not Veil's
-HTTP API.
+`--proxies=auto,asyncio:pure-python` measures several proxies in the same run, interleaved with
+the others: each is an `event_loop` (`auto`, `uvloop`, `asyncio`), with `:pure-python` for the
+row rewrite's pure-Python loop (`VEIL_PROXY_PURE_PYTHON=1`) instead of the compiled one. The first
+is the one the goals are judged on; memory is measured for it only. Veil is a stand-in in a
+process of its own, as in bench/datapath.py: it answers logins (any login, any token), the guard
+setting, and decisions (mask the columns the demo masks, `ttl_s` 10), so what is measured is the
+proxy, not Veil's HTTP API.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Proxy:
     port: int
     log: Path
     runs_on: str = ""
-    """What its start-up log line says it runs on ("event loop: uvloop 0.21.0")."""
+    """What its start-up log line says it runs on ("event loop: uvloop 0.23.0, row rewrite: compiled")."""
 
     def peak_rss_kib(self) -> int:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -119,13 +120,19 @@ class Proxy:
 
 @dataclass(frozen=True)
 class Variant:
-    """How a measured proxy is started: its event loop (``veil-proxy run --event-loop``)."""
+    """How a measured proxy is started: its event loop (``veil-proxy run --event-loop``) and
+    whether its row rewrite runs the pure-Python loop (``VEIL_PROXY_PURE_PYTHON=1``)."""
 
     event_loop: str = "auto"
+    pure_python: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        return cls(event_loop=text)
+        """``auto``, ``asyncio:pure-python``..."""
+        event_loop, _, rows = text.partition(":")
+        if rows not in ("", "pure-python"):
+            raise SystemExit(f"--proxies: {text!r}: after ':' only 'pure-python'")
+        return cls(event_loop=event_loop, pure_python=rows == "pure-python")
 
 
 @contextlib.contextmanager
@@ -147,6 +154,7 @@ def _veil_proxy(veil_url: str, folder: Path, variant: Variant = Variant()) -> It
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "VEIL_PROXY_PURE_PYTHON": "1" if variant.pure_python else ""},
         )
     proxy = Proxy(process, port, log)
     try:

@@ -169,10 +169,20 @@ def test_check_rejects_an_invalid_file_naming_the_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "loop"), [([], "event loop: uvloop "), (["--event-loop", "asyncio"], "event loop: asyncio)")]
+    ("options", "pure_python", "runs_on"),
+    [
+        ([], "", "(event loop: uvloop 0.2"),
+        (["--event-loop", "asyncio"], "", "(event loop: asyncio, row rewrite: compiled)"),
+        ([], "1", ", row rewrite: pure Python)"),
+    ],
 )
-def test_run_serves_until_terminated_and_says_which_event_loop_runs(
-    tmp_path: Path, private_cluster: PrivateCluster, login_server: LoginServer, options: list[str], loop: str
+def test_run_serves_until_terminated_and_says_what_it_runs_on(
+    tmp_path: Path,
+    private_cluster: PrivateCluster,
+    login_server: LoginServer,
+    options: list[str],
+    pure_python: str,
+    runs_on: str,
 ) -> None:
     toml = cluster_toml(private_cluster, login_server.url, LoginServer.SERVICE_TOKEN)
     port = _free_port()
@@ -181,13 +191,13 @@ def test_run_serves_until_terminated_and_says_which_event_loop_runs(
         [VEIL_PROXY, "run", "--config", str(path), *options],
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ.copy(),
+        env={**os.environ, "VEIL_PROXY_PURE_PYTHON": pure_python},
     )
     try:
         assert process.stderr is not None
         line = process.stderr.readline()
         assert f"listening on 127.0.0.1:{port}" in line, line
-        assert loop in line, line
+        assert runs_on in line, line
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(
                 f"host=127.0.0.1 port={port} user=alice password=wrong dbname={private_cluster.database}"

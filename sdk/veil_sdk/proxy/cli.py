@@ -56,17 +56,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run(config: Config, loop_name: str = "asyncio") -> None:
+    from veil_sdk.proxy.rows import ROW_REWRITE
     from veil_sdk.proxy.server import ProxyServer
 
     server = ProxyServer(config)
-    port = await server.start()
-    logging.getLogger("veil_sdk.proxy").info(
-        "veil-proxy listening on %s:%s (event loop: %s)", config.listen_host, port, loop_name
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before the log line says it is up
         loop.add_signal_handler(signum, stop.set)
+    port = await server.start()
+    logging.getLogger("veil_sdk.proxy").info(
+        "veil-proxy listening on %s:%s (event loop: %s, row rewrite: %s)",
+        config.listen_host,
+        port,
+        loop_name,
+        ROW_REWRITE,
+    )
     serving = asyncio.create_task(server.serve_forever())
     await stop.wait()
     serving.cancel()

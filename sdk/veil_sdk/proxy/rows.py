@@ -10,14 +10,20 @@ never be the original bytes, so per type:
 - every other type: SQL NULL. A typed placeholder (0 for a number, an empty array...) would read
   as a real value; NULL cannot be mistaken for one. Clients wanting the masked rendering of such
   a column ask for text format (psql always does).
+
+The loop that rewrites a run of rows (``RowMasker.rewrite``) has a compiled twin,
+``veil_sdk.proxy._rows`` (C, built with the SDK when a compiler is there), used when it was built
+unless ``VEIL_PROXY_PURE_PYTHON=1``; both give the same bytes (tests/proxy/test_rows.py).
+``ROW_REWRITE`` says which one runs.
 """
 
 from __future__ import annotations
 
 import codecs
 import logging
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from veil_sdk.algorithms import FULL_MASK, Masker
@@ -49,6 +55,28 @@ def python_encoding(client_encoding: str) -> str:
 _NULL = b"\xff\xff\xff\xff"  # a field's length word for SQL NULL
 _NOTHING = object()  # no mask framed yet
 
+CompiledRewrite = Callable[..., int]
+
+
+def compiled_rewrite() -> CompiledRewrite | None:
+    """The compiled loop (``_rows.rewrite``), or None when it was not built."""
+    try:
+        from veil_sdk.proxy._rows import rewrite
+    except ImportError:
+        return None
+    return rewrite
+
+
+_COMPILED = None if os.environ.get("VEIL_PROXY_PURE_PYTHON", "") not in ("", "0") else compiled_rewrite()
+ROW_REWRITE = "compiled" if _COMPILED is not None else "pure Python"
+"""Which row rewrite loop this process runs (``veil-proxy run`` logs it)."""
+
+
+def _masker_failed(error: BaseException) -> str:
+    """A masker that fails must not let the value through: the value is masked in full."""
+    logger.error("a masker failed; the value is masked in full", exc_info=error)
+    return FULL_MASK
+
 
 class RowMasker:
     """Rewrites one result's DataRows. ``columns`` is, per field, (masker or None, binary, text_like).
@@ -57,11 +85,28 @@ class RowMasker:
     masked field: None to keep it, else its masker and whether it goes out as NULL). A row is
     rewritten by copying the untouched spans between masked fields as they are (memoryview
     slices, joined once with the rest of the batch by the caller) and framing only the masked
-    values; fields after the last masked one are not even parsed."""
+    values; fields after the last masked one are not even parsed.
 
-    __slots__ = ("_actions", "_columns", "_count", "_encoding", "_positions")
+    ``compiled``: None runs the loop ``ROW_REWRITE`` names, True the compiled one (which must have
+    been built), False the pure-Python one."""
 
-    def __init__(self, columns: Sequence[tuple[Masker | None, bool, bool]], encoding: str) -> None:
+    __slots__ = ("_actions", "_columns", "_compiled", "_count", "_encoding", "_positions")
+
+    def __init__(
+        self,
+        columns: Sequence[tuple[Masker | None, bool, bool]],
+        encoding: str,
+        *,
+        compiled: bool | None = None,
+    ) -> None:
+        if compiled is None:
+            self._compiled = _COMPILED
+        elif compiled:
+            self._compiled = compiled_rewrite()
+            if self._compiled is None:
+                raise RuntimeError("veil_sdk.proxy._rows was not built")
+        else:
+            self._compiled = None
         self._columns = tuple(columns)
         self._positions = tuple(i for i, (masker, _, _) in enumerate(columns) if masker is not None)
         self._encoding = encoding
@@ -79,22 +124,38 @@ class RowMasker:
     def rewrite(self, rows: bytes | memoryview, out: list[bytes | memoryview]) -> int:
         """Append the masked form of ``rows`` (whole DataRow messages, back to back) to ``out``,
         as pieces to be joined; the number of bytes appended. A malformed row raises
-        ``wire.ProtocolError``."""
+        ``wire.ProtocolError``, and ``out`` then holds the whole rows before it, never part of a
+        row."""
+        if self._compiled is not None:
+            try:
+                return self._compiled(
+                    rows, out, self._actions, self._count, self._encoding, self, _masker_failed
+                )
+            except struct.error:  # from a row read the careful way
+                raise wire.ProtocolError("malformed DataRow") from None
+        return self._rewrite(rows, out)
+
+    def _rewrite(self, rows: bytes | memoryview, out: list[bytes | memoryview]) -> int:
+        """``rewrite`` in Python (the compiled loop in _rows.c does the same)."""
         actions, count, encoding = self._actions, self._count, self._encoding
         unpack, unpack16, header, null = _INT32.unpack_from, _INT16.unpack_from, _HEADER.pack, _NULL
         append = out.append
         size = 0
         end = len(rows)
         start = 0
+        whole = len(out)  # where the pieces of the row being rewritten start
         try:
             while start < end:
+                whole = len(out)
                 total = start + 1 + unpack(rows, start + 1)[0]  # where this row ends
                 if total > end:
                     raise wire.ProtocolError("a DataRow runs past the data")
+                if total < start + 7:
+                    raise wire.ProtocolError("a DataRow too short for its field count")
                 if unpack16(rows, start + 5)[0] != count:  # unlike its description: the careful way
-                    whole = self(bytes(rows[start:total]))
-                    append(whole)
-                    size += len(whole)
+                    row = self(bytes(rows[start:total]))
+                    append(row)
+                    size += len(row)
                     start = total
                     continue
                 at = len(out)
@@ -117,9 +178,8 @@ class RowMasker:
                         value = None if length < 0 else str(rows[offset + 4 : stop], encoding, "replace")
                         try:
                             masked = masker(value)
-                        except Exception:  # a masker that fails must not let the value through
-                            logger.exception("a masker failed; the value is masked in full")
-                            masked = FULL_MASK
+                        except Exception as exc:
+                            masked = _masker_failed(exc)
                         if masked is last[0]:  # the same mask as the last value's: framed already
                             framed, framed_size = last[1], last[2]
                         elif masked is None:
@@ -140,7 +200,11 @@ class RowMasker:
                 size += total - start + grown
                 start = total
         except struct.error:
+            del out[whole:]
             raise wire.ProtocolError("malformed DataRow") from None
+        except wire.ProtocolError:
+            del out[whole:]
+            raise
         return size
 
     def __call__(self, raw: bytes) -> bytes:
@@ -175,7 +239,6 @@ class RowMasker:
         text = None if value is None else value.decode(self._encoding, "replace")
         try:
             masked = masker(text) if masker is not None else FULL_MASK
-        except Exception:  # a masker that fails must not let the value through
-            logger.exception("a masker failed; the value is masked in full")
-            masked = FULL_MASK
+        except Exception as exc:
+            masked = _masker_failed(exc)
         return None if masked is None else str(masked).encode(self._encoding, "replace")
