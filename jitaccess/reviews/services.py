@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -244,7 +243,7 @@ def campaigns_open_due() -> list[int]:
     for settings_id in due.values_list("pk", flat=True):
         with transaction.atomic():
             settings = (
-                AccessReviewSettings.objects.select_for_update(skip_locked=True)
+                AccessReviewSettings.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("project")
                 .filter(pk=settings_id, enabled=True, next_campaign_at__lte=timezone.now())
                 .first()
@@ -287,9 +286,13 @@ def _answer(item_id: int, user: User, decision: str, note: str, channel: str) ->
     actor = actor_for(user)
     message = f"Access review {item.campaign.ref}: {item.member_label} removed from {item.access_label}"
     removing = decision == REMOVE and item.is_open
-    with policy_change(actor=actor, channel=channel, message=message[:500]) if removing else _nothing():
+    with (
+        policy_change(actor=actor, channel=channel, message=message[:500])
+        if removing
+        else contextlib.nullcontext()
+    ):
         campaign = (
-            AccessReviewCampaign.objects.select_for_update()
+            AccessReviewCampaign.objects.select_for_update(of=("self",))
             .select_related("project")
             .get(pk=item.campaign_id)
         )
@@ -332,9 +335,14 @@ def _answer(item_id: int, user: User, decision: str, note: str, channel: str) ->
     return Answer(item, repeated=False)
 
 
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+def _policy_change_if(
+    removing: bool, *, actor: Actor, channel: str, message: str
+) -> contextlib.AbstractContextManager[Any]:
+    """`policy_change` when access may be removed (it takes the policy head first); otherwise
+    nothing: keeping access changes no policy, and need not queue behind policy writes."""
+    if removing:
+        return policy_change(actor=actor, channel=channel, message=message[:500])
+    return contextlib.nullcontext()
 
 
 @transaction.atomic
@@ -467,7 +475,11 @@ def campaign_deadline_pass(*, campaign_id: int) -> bool:
     campaign = AccessReviewCampaign.objects.select_related("project").get(pk=campaign_id)
     removing = campaign.on_deadline == OnDeadline.REMOVE
     message = f"Access review {campaign.ref}: unanswered access removed at the deadline"
-    with policy_change(actor=SYSTEM, channel=Channel.SYSTEM, message=message) if removing else _nothing():
+    with (
+        policy_change(actor=SYSTEM, channel=Channel.SYSTEM, message=message)
+        if removing
+        else contextlib.nullcontext()
+    ):
         campaign = (
             AccessReviewCampaign.objects.select_for_update(of=("self",))
             .select_related("project")
