@@ -7,9 +7,20 @@ from typing import Any
 from django import forms
 
 from identity.models import Role
+from jitaccess.oncall import OnCallProvider
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
-from masking.policy.document import format_duration, parse_duration
+from jitaccess.policy.services import OnCallRule, check_oncall_rule
+from masking.policy.document import canonical_mapping, format_duration, parse_duration
 from masking.policy.review import PolicyItemForm, set_choices
+from masking.services.policy import PolicyError
+
+# The document's `oncall` keys, and the form's fields for them.
+ONCALL_FORM_FIELDS = {
+    "provider": "oncall_provider",
+    "schedule": "oncall_schedule_id",
+    "responder_auto_approve": "oncall_responder_auto_approve",
+    "responder_max_duration": "oncall_responder_max_duration",
+}
 
 
 class ApprovalPolicyForm(PolicyItemForm):
@@ -28,8 +39,36 @@ class ApprovalPolicyForm(PolicyItemForm):
     max_duration = forms.CharField(required=False, help_text="e.g. 4h or 2d; empty: the project's cap")
     slack_channel = forms.CharField(required=False, max_length=100, help_text="Channel id or #name")
     enabled = forms.BooleanField(required=False, initial=True)
+    oncall_provider = forms.ChoiceField(
+        required=False,
+        choices=[("", "None"), *OnCallProvider.choices],
+        label="On-call provider",
+        help_text="Whoever is on call for the schedule below also approves",
+    )
+    oncall_schedule_id = forms.CharField(
+        required=False,
+        max_length=100,
+        label="On-call schedule ID",
+        help_text="The schedule's ID in PagerDuty (e.g. PABC123) or Opsgenie",
+    )
+    oncall_responder_auto_approve = forms.BooleanField(
+        required=False,
+        label="Approve the person on call at once",
+        help_text="Their own requests, up to the maximum below, with a note of their shift",
+    )
+    oncall_responder_max_duration = forms.CharField(
+        required=False,
+        label="Longest request approved at once for the person on call",
+        help_text="e.g. 1h; at most the policy's max duration",
+    )
 
     def __init__(self, *args: Any, projects: list[str], **kwargs: Any) -> None:
+        oncall = (kwargs.get("initial") or {}).get("oncall")
+        if oncall:  # the document's `oncall` mapping, as the form's own fields
+            fields = {
+                ONCALL_FORM_FIELDS[key]: value for key, value in oncall.items() if key in ONCALL_FORM_FIELDS
+            }
+            kwargs["initial"] = {**kwargs["initial"], **fields}
         super().__init__(*args, **kwargs)
         set_choices(self, "project", [(key, key) for key in projects])
         roles = Role.objects.order_by("name").values_list("name", flat=True)
@@ -52,6 +91,47 @@ class ApprovalPolicyForm(PolicyItemForm):
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
 
+    def clean_oncall_responder_max_duration(self) -> str | None:
+        raw = self.cleaned_data["oncall_responder_max_duration"].strip()
+        if not raw:
+            return None
+        try:
+            return format_duration(parse_duration(raw))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean(self) -> dict[str, Any]:
+        """The on-call fields together, refused as the service refuses them (naming the field)."""
+        data = super().clean() or {}
+        if any(name in self.errors for name in ("max_duration", "oncall_responder_max_duration")):
+            return data
+        limit, cap = data.get("oncall_responder_max_duration"), data.get("max_duration")
+        rule = OnCallRule(
+            provider=data.get("oncall_provider") or "",
+            schedule_id=(data.get("oncall_schedule_id") or "").strip(),
+            responder_auto_approve=bool(data.get("oncall_responder_auto_approve")),
+            responder_max_duration=parse_duration(limit) if limit else None,
+        )
+        try:
+            check_oncall_rule(rule, parse_duration(cap) if cap else None)
+        except PolicyError as exc:
+            self.add_error(exc.field, exc.message)
+        return data
+
+    def oncall(self) -> dict[str, Any] | None:
+        """The document's `oncall` mapping (None: no schedule)."""
+        data = self.cleaned_data
+        if not data["oncall_schedule_id"].strip():
+            return None
+        return canonical_mapping(
+            {
+                "provider": data["oncall_provider"],
+                "schedule": data["oncall_schedule_id"].strip(),
+                "responder_auto_approve": data["oncall_responder_auto_approve"],
+                "responder_max_duration": data["oncall_responder_max_duration"],
+            }
+        )
+
     def item(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
@@ -64,4 +144,5 @@ class ApprovalPolicyForm(PolicyItemForm):
             "max_duration": data["max_duration"],
             "slack_channel": data["slack_channel"].strip(),
             "enabled": data["enabled"],
+            "oncall": self.oncall(),
         }

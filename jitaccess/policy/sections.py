@@ -11,11 +11,14 @@ from typing import Any
 
 from identity.models import Role
 from jitaccess.models import ApprovalPolicy
+from jitaccess.oncall import OnCallProvider, provider_configured
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from jitaccess.policy.services import (
+    OnCallRule,
     approval_policies_reorder,
     approval_policy_delete,
     approval_policy_save,
+    check_oncall_rule,
 )
 from jitaccess.selectors.scopes import access_settings
 from masking.models import Project
@@ -25,10 +28,12 @@ from masking.policy.document import (
     Reference,
     Section,
     SectionPlan,
+    canonical_mapping,
     format_duration,
     parse_duration,
     register,
 )
+from masking.services.policy import PolicyError
 
 
 class ApprovalPoliciesSection(Section):
@@ -43,9 +48,13 @@ class ApprovalPoliciesSection(Section):
         "max_duration",
         "slack_channel",
         "enabled",
+        "oncall",
     )
 
     def warnings(self, item: Mapping[str, Any]) -> list[str]:
+        return self._cap_warnings(item) + _oncall_warnings(item)
+
+    def _cap_warnings(self, item: Mapping[str, Any]) -> list[str]:
         """A policy's cap above its project's own is never reached: the project's applies first."""
         if not item["max_duration"]:
             return []
@@ -78,6 +87,7 @@ class ApprovalPoliciesSection(Section):
                 "max_duration": format_duration(p.max_duration) if p.max_duration else None,
                 "slack_channel": p.slack_channel.strip(),
                 "enabled": p.enabled,
+                "oncall": _export_oncall(p),
             }
             for p in policies
         ]
@@ -91,7 +101,7 @@ class ApprovalPoliciesSection(Section):
             check_request_condition(condition)
         except PolicyConditionError as exc:
             raise fields.error("condition", str(exc)) from None
-        return {
+        item: dict[str, Any] = {
             "project": fields.slug("project"),
             "title": fields.string("title", required=True, max_length=200),
             "condition": condition,
@@ -102,6 +112,8 @@ class ApprovalPoliciesSection(Section):
             "slack_channel": fields.string("slack_channel", max_length=100),
             "enabled": fields.boolean("enabled", True),
         }
+        item["oncall"] = _normalize_oncall(fields, item["max_duration"])
+        return item
 
     def references(self, item: Mapping[str, Any]) -> list[Reference]:
         return [
@@ -129,6 +141,7 @@ class ApprovalPoliciesSection(Section):
                 max_duration=parse_duration(item["max_duration"]) if item["max_duration"] else None,
                 slack_channel=item["slack_channel"],
                 enabled=item["enabled"],
+                oncall=_oncall_rule(item["oncall"]),
                 actor=context.actor,
                 channel=context.channel,
             )
@@ -151,6 +164,88 @@ class ApprovalPoliciesSection(Section):
                 actor=context.actor,
                 channel=context.channel,
             )
+
+
+# An approval policy's on-call schedule is one mapping, absent (null) when it names none, so a
+# document or a stored version from before on-call approval reads, and diffs, the same.
+ONCALL_FIELDS = ("provider", "schedule", "responder_auto_approve", "responder_max_duration")
+ONCALL_KEYS = {  # the service's field -> the document's key
+    "oncall_provider": "provider",
+    "oncall_schedule_id": "schedule",
+    "oncall_responder_auto_approve": "responder_auto_approve",
+    "oncall_responder_max_duration": "responder_max_duration",
+}
+
+
+def _export_oncall(policy: ApprovalPolicy) -> dict[str, Any] | None:
+    if not policy.oncall_schedule_id:
+        return None
+    limit = policy.oncall_responder_max_duration
+    return canonical_mapping(
+        {
+            "provider": policy.oncall_provider,
+            "schedule": policy.oncall_schedule_id,
+            "responder_auto_approve": policy.oncall_responder_auto_approve,
+            "responder_max_duration": format_duration(limit) if limit else None,
+        }
+    )
+
+
+def _normalize_oncall(fields: Fields, max_duration: str | None) -> dict[str, Any] | None:
+    """The `oncall` mapping, checked as `check_oncall_rule` checks a saved one; each refusal names
+    its key (`approval_policies[2].oncall.schedule`)."""
+    raw = fields.mapping("oncall", default={})
+    if not raw:
+        return None
+    unknown = sorted(set(raw) - set(ONCALL_FIELDS))
+    if unknown:
+        raise fields.error(f"oncall.{unknown[0]}", f"unknown field (known: {', '.join(ONCALL_FIELDS)})")
+    item: dict[str, Any] = {}
+    for name in ("provider", "schedule"):
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise fields.error(f"oncall.{name}", "is required (a string)")
+        item[name] = value.strip()
+    item["responder_auto_approve"] = raw.get("responder_auto_approve", False)
+    if not isinstance(item["responder_auto_approve"], bool):
+        raise fields.error("oncall.responder_auto_approve", "must be true or false")
+    item["responder_max_duration"] = None
+    if raw.get("responder_max_duration") is not None:
+        try:
+            item["responder_max_duration"] = format_duration(
+                parse_duration(str(raw["responder_max_duration"]))
+            )
+        except ValueError as exc:
+            raise fields.error("oncall.responder_max_duration", str(exc)) from None
+    try:
+        check_oncall_rule(_oncall_rule(item), parse_duration(max_duration) if max_duration else None)
+    except PolicyError as exc:
+        raise fields.error(f"oncall.{ONCALL_KEYS[exc.field]}", exc.message) from None
+    return canonical_mapping(item)
+
+
+def _oncall_warnings(item: Mapping[str, Any]) -> list[str]:
+    """A schedule Veil has no credential for is never read: nobody counts as on call for it."""
+    oncall = item.get("oncall")
+    if not oncall or provider_configured(oncall["provider"]):
+        return []
+    setting = "PAGERDUTY_API_TOKEN" if oncall["provider"] == OnCallProvider.PAGERDUTY else "OPSGENIE_API_KEY"
+    return [
+        f"approval policy {item['project']}: {item['title']!r} names {oncall['provider']} schedule "
+        f"{oncall['schedule']}, but {setting} is not set: nobody counts as on call for it"
+    ]
+
+
+def _oncall_rule(item: Mapping[str, Any] | None) -> OnCallRule:
+    if not item:
+        return OnCallRule()
+    limit = item.get("responder_max_duration")
+    return OnCallRule(
+        provider=item["provider"],
+        schedule_id=item["schedule"],
+        responder_auto_approve=bool(item["responder_auto_approve"]),
+        responder_max_duration=parse_duration(limit) if limit else None,
+    )
 
 
 register(ApprovalPoliciesSection())

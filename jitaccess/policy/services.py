@@ -8,6 +8,7 @@ unmask answer, so the decision caches stay valid.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.db.models import Max
 from audit.services import Actor, Target, record_event
 from identity.models import Role
 from jitaccess.models import ApprovalPolicy
+from jitaccess.oncall import SCHEDULE_ID, OnCallProvider
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.models import Project
 from masking.services.policy import PolicyError
@@ -36,10 +38,12 @@ def approval_policy_save(
     max_duration: timedelta | None = None,
     slack_channel: str = "",
     enabled: bool = True,
+    oncall: OnCallRule | None = None,
     actor: Actor,
     channel: str,
 ) -> ApprovalPolicy:
-    """Create (policy=None, placed last in its project) or update an approval policy."""
+    """Create (policy=None, placed last in its project) or update an approval policy. `oncall`:
+    the on-call schedule whose people also approve (None: none)."""
     title, condition = title.strip(), (condition.strip() or "true")
     if not title:
         raise PolicyError("title", "is required")
@@ -51,6 +55,8 @@ def approval_policy_save(
         raise PolicyError("approvals_required", "at least one approval (or auto-approve)")
     if max_duration is not None and max_duration <= timedelta(0):
         raise PolicyError("max_duration", "must be positive")
+    oncall = oncall or OnCallRule()
+    check_oncall_rule(oncall, max_duration)
     clash = ApprovalPolicy.objects.filter(project=project, title=title)
     if policy is not None and policy.pk:
         clash = clash.exclude(pk=policy.pk)
@@ -70,6 +76,9 @@ def approval_policy_save(
             slack_channel.strip(),
             enabled,
         )
+        policy.oncall_provider, policy.oncall_schedule_id = oncall.provider, oncall.schedule_id
+        policy.oncall_responder_auto_approve = oncall.responder_auto_approve
+        policy.oncall_responder_max_duration = oncall.responder_max_duration
         policy.save()
         policy.approver_roles.set(list(approver_roles))
         record_event(
@@ -131,4 +140,57 @@ def _detail(policy: ApprovalPolicy) -> dict[str, Any]:
         "max_duration_s": int(policy.max_duration.total_seconds()) if policy.max_duration else None,
         "slack_channel": policy.slack_channel,
         "enabled": policy.enabled,
+        **({"oncall": oncall_rule_of(policy).as_detail()} if policy.oncall_schedule_id else {}),
     }
+
+
+@dataclass(frozen=True)
+class OnCallRule:
+    """An approval policy's on-call schedule: its people also approve; with
+    `responder_auto_approve`, the responder on call is approved at once up to the maximum."""
+
+    provider: str = ""
+    schedule_id: str = ""
+    responder_auto_approve: bool = False
+    responder_max_duration: timedelta | None = None
+
+    def as_detail(self) -> dict[str, Any]:
+        limit = self.responder_max_duration
+        return {
+            "provider": self.provider,
+            "schedule": self.schedule_id,
+            "responder_auto_approve": self.responder_auto_approve,
+            "responder_max_duration_s": int(limit.total_seconds()) if limit else None,
+        }
+
+
+def oncall_rule_of(policy: ApprovalPolicy) -> OnCallRule:
+    return OnCallRule(
+        policy.oncall_provider,
+        policy.oncall_schedule_id,
+        policy.oncall_responder_auto_approve,
+        policy.oncall_responder_max_duration,
+    )
+
+
+def check_oncall_rule(rule: OnCallRule, max_duration: timedelta | None) -> None:
+    """Refuse an on-call rule that cannot work, naming the field: a schedule without its provider
+    (or the reverse), an ID that is not one, approving the responder at once without a schedule
+    or without the shorter maximum that bounds it."""
+    if rule.provider and rule.provider not in OnCallProvider.values:
+        raise PolicyError("oncall_provider", f"must be one of {', '.join(OnCallProvider.values)}")
+    if rule.provider and not rule.schedule_id:
+        raise PolicyError("oncall_schedule_id", "name the schedule whose people approve")
+    if rule.schedule_id and not rule.provider:
+        raise PolicyError("oncall_provider", "name the provider of the schedule (pagerduty or opsgenie)")
+    if rule.schedule_id and not SCHEDULE_ID.fullmatch(rule.schedule_id):
+        raise PolicyError("oncall_schedule_id", "must be the provider's schedule ID (letters, digits, . _ -)")
+    limit = rule.responder_max_duration
+    if rule.responder_auto_approve and not rule.schedule_id:
+        raise PolicyError("oncall_responder_auto_approve", "needs an on-call schedule")
+    if rule.responder_auto_approve and limit is None:
+        raise PolicyError("oncall_responder_max_duration", "is required to approve the responder at once")
+    if limit is not None and limit <= timedelta(0):
+        raise PolicyError("oncall_responder_max_duration", "must be positive")
+    if limit is not None and max_duration is not None and limit > max_duration:
+        raise PolicyError("oncall_responder_max_duration", "must be at most the policy's max_duration")
