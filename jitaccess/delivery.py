@@ -23,9 +23,10 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from jitaccess.formatting import directory_ending
 from jitaccess.models import DeliveryState, Notification, NotificationChannel, NotificationKind
 from jitaccess.outbox import CLAIM, DeliveryFailed, NotSent
-from jitaccess.selectors.requests import end_reason
+from jitaccess.selectors.requests import end_reason, ended_by_directory
 from jitaccess.slack import delivery as slack_delivery
 
 logger = logging.getLogger(__name__)
@@ -163,10 +164,12 @@ def message_text(notification: Notification) -> tuple[str, str]:
         NotificationKind.BREAKGLASS: f"BREAK-GLASS: {request.requester} took access to {request.scope_label}",
     }
     headline = lines[NotificationKind(notification.kind)]
-    revoked = ""
+    ended = ""
     if notification.kind == NotificationKind.REVOKED:
         why = end_reason(request)
         who = request.ended_by or "an administrator"
-        revoked = f"Revoked by {who}, who wrote: {why}\n" if why else f"Revoked by {who}.\n"
-    body = f"{headline}\n\n{revoked}Reason: {request.reason}\nRequest: {request.ref}\n{link}\n"
+        ended = f"Revoked by {who}, who wrote: {why}\n" if why else f"Revoked by {who}.\n"
+    if ended_by_directory(request):  # sent after the directory ended the request: it says so
+        ended = f"Ended: {directory_ending(request.requester)}.\n"
+    body = f"{headline}\n\n{ended}Reason: {request.reason}\nRequest: {request.ref}\n{link}\n"
     return f"[Veil] {headline}"[:200], body

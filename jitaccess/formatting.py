@@ -29,6 +29,12 @@ def moment_label(moment: datetime | None) -> str:
     return date_format(timezone.localtime(moment), "H:i T, j M") if moment else ""
 
 
+def directory_ending(person: object) -> str:
+    """Why a request ended when the directory deactivated its requester, as Slack, email and the
+    request's page say it: no one revoked it, the person is gone."""
+    return f"{person} was deactivated in the directory"
+
+
 def decision_reason(decision: Decision) -> str:
     """Why a column is masked or in clear for someone, as the request form says it next to the
     column: "your grant REQ-1", "rule “Card numbers”", "semantic type “email”"."""

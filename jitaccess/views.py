@@ -31,7 +31,7 @@ from jitaccess import delivery
 from jitaccess.demo import DEMO_TOKEN, demo_persona, demo_token_live, try_the_api
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
-from jitaccess.formatting import decision_reason, duration_label, moment_label
+from jitaccess.formatting import decision_reason, directory_ending, duration_label, moment_label
 from jitaccess.forms import (
     BreakGlassForm,
     DenyForm,
@@ -55,6 +55,7 @@ from jitaccess.selectors.requests import (
     columns_named,
     end_reason,
     end_reason_of,
+    ended_by_directory,
     extensions_ending_with,
     grants_still_in_force_beside,
     inbox,
@@ -443,6 +444,9 @@ def _render_detail(
     }
     approvals = list(target.approvals.select_related("approver"))
     labels = BREAKGLASS_TIMELINE_LABELS if target.is_breakglass else TIMELINE_LABELS
+    if ended_by_directory(target):  # said plainly, not as an act of the directory's service account
+        ended = f"Ended: {directory_ending(target.requester)}"
+        labels = {**labels, "request.revoked": ended, "request.cancelled": ended}
     context = {
         "r": target,
         "now": timezone.now(),

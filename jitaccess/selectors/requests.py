@@ -168,6 +168,23 @@ def _end_events(request_id: object) -> QuerySet[AuditEvent]:
     )
 
 
+# The reason the directory sync records when it ends a deactivated person's requests and grants.
+DIRECTORY_DEACTIVATION = "deactivated in the company directory (SCIM)"
+
+
+def ended_by_directory(request: AccessRequest) -> bool:
+    """Whether the request ended because the directory deactivated its requester: revoked or
+    cancelled by nobody (`ended_by` empty), its event giving DIRECTORY_DEACTIVATION as the reason
+    (`services.grants.requests_end_for_deactivated`). Then Slack, email and the request's page say
+    so (`formatting.directory_ending`) instead of a revocation by the directory's service account."""
+    if request.ended_by_id is not None or request.state not in (State.REVOKED, State.CANCELLED):
+        return False
+    events = AuditEvent.objects.filter(
+        action=f"request.{request.state}", target_type="request", target_id=str(request.pk)
+    )
+    return events.order_by("-seq").values_list("detail__reason", flat=True).first() == DIRECTORY_DEACTIVATION
+
+
 def unreviewed_breakglass(user: User) -> QuerySet[AccessRequest]:
     return requests_visible_to(user).filter(is_breakglass=True, reviewed_at__isnull=True)
 

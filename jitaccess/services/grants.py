@@ -17,7 +17,7 @@ from identity.services import actor_for
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, NotificationKind
 from jitaccess.selectors.approvers import end_refusal
-from jitaccess.selectors.requests import live_extensions
+from jitaccess.selectors.requests import DIRECTORY_DEACTIVATION, live_extensions
 from jitaccess.services.notifications import notify
 from jitaccess.services.requests import locked_request, request_target
 from jitaccess.states import LIVE_STATES, Action, State, next_state
@@ -102,9 +102,6 @@ def _end_with_extensions(
         )
 
 
-PERSON_DEACTIVATED_REASON = "deactivated in the company directory (SCIM)"
-
-
 def requests_end_for_deactivated(person: User, actor: Actor, channel: str) -> None:
     """The IdP deactivated `person`: revoke their grants in force (and the extensions asked for
     them) and cancel their pending requests, agents' included, in the deactivation's transaction
@@ -126,7 +123,7 @@ def requests_end_for_deactivated(person: User, actor: Actor, channel: str) -> No
             action=action,
             channel=channel,
             because=None,
-            reason=PERSON_DEACTIVATED_REASON,
+            reason=DIRECTORY_DEACTIVATION,
         )
 
 

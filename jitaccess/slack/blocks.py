@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jitaccess.formatting import directory_ending
 from jitaccess.models import NotificationKind
 from jitaccess.slack.selectors import Card, level_label
 from jitaccess.states import State
@@ -121,6 +122,10 @@ def status_text(card: Card) -> str:
         State.CANCELLED: f":heavy_multiplication_x: Cancelled by {ended_by} at {ended}.",
         State.TIMED_OUT: f":zzz: Timed out: nobody decided by {ended}. The request is closed.",
     }
+    if card.deactivated:  # nobody revoked or cancelled it: the directory deactivated the requester
+        because = f"Ended at {ended}: {escape(directory_ending(card.deactivated))}"
+        endings[State.REVOKED] = f":lock: {because}; values are masked again."
+        endings[State.CANCELLED] = f":heavy_multiplication_x: {because}."
     line = endings.get(State(card.state), f"{State(card.state).label}.")
     if card.approvers and card.state in (State.EXPIRED, State.REVOKED, State.RELINQUISHED):
         line = f"Approved by {approvers}. {line}"

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from identity.models import User
 from jitaccess.models import AccessRequest, SlackUserLink
 from jitaccess.selectors.oncall import oncall_line
-from jitaccess.selectors.requests import end_reason
+from jitaccess.selectors.requests import end_reason, ended_by_directory
 from jitaccess.states import State
 from masking.models import ClassificationLevel, Column
 
@@ -58,6 +58,7 @@ class Card:
     link: str
     extend_link: str
     end_reason: str = ""  # why the grant was revoked, when the revoker said
+    deactivated: str = ""  # the requester, when the directory's deactivation of them ended it
     extends: str = ""  # the ref of the grant an extension adds time to
     extends_until: datetime | None = None  # when that grant ends, and this one would start
     column_count: int = 0  # how many columns `columns` stands for: it lists MAX_COLUMNS_SHOWN at most
@@ -144,6 +145,7 @@ def card_for(request_id: int) -> Card:
         link=request_link(request.pk),
         extend_link=f"{settings.SITE_URL}/requests/new/?extends={request.pk}",
         end_reason=end_reason(request) if request.state == State.REVOKED else "",
+        deactivated=str(request.requester) if ended_by_directory(request) else "",
         extends=request.extends.ref if request.extends else "",
         extends_until=request.extends.expires_at if request.extends else None,
         column_count=column_count,
