@@ -29,7 +29,7 @@ from jitaccess.models import (
 from jitaccess.policy.services import approval_policy_save
 from jitaccess.selectors.scopes import Scope
 from jitaccess.services.requests import request_approve, request_create, request_deny
-from masking.decisions.engine import FULL_MASK, ColumnKey
+from masking.decisions.engine import FULL_ALGORITHM, ColumnKey
 from masking.decisions.service import decide_columns
 from masking.models import ClassificationLevel as L
 from masking.models import Database, Exemption, ExemptionKind, MaskingRule, Project, SemanticType
@@ -50,7 +50,7 @@ SEMANTIC_TYPES = [
     ("person-name", "Person name", {"type": "default_partial"}),
     ("birth-date", "Birth date", {"type": "date_year"}),
     ("card-number", "Card number", {"type": "show_last", "n": 4, "substitution": "*"}),
-    ("address", "Postal address", dict(FULL_MASK)),
+    ("address", "Postal address", dict(FULL_ALGORITHM)),
     ("ip-address", "IP address", {"type": "md5", "salt": "demo-salt"}),
     # Support notes are free text with customers' emails, phone numbers and cards typed into them:
     # the data-access layer replaces those (`<EMAIL>`, `<PHONE>`...) and keeps the rest readable.

@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from veil_sdk.algorithms import FULL_MASK as FULL_MASK_TEXT
+from veil_sdk import algorithms
 
 from masking.decisions import cel
 
 logger = logging.getLogger(__name__)
 
-# The full mask as an algorithm, carried by every fail-closed answer; its text is the SDK's.
-FULL_MASK: dict[str, Any] = {"type": "full", "substitution": FULL_MASK_TEXT}
+# The SDK's full mask, carried by every fail-closed answer: a plain dict, as orjson encodes answers.
+FULL_ALGORITHM: dict[str, Any] = dict(algorithms.FULL_ALGORITHM)
 _NEVER = math.inf
 
 
@@ -230,9 +230,9 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-UNKNOWN_COLUMN = Decision("mask", None, FULL_MASK, "unknown_column")
-UNKNOWN_PRINCIPAL = Decision("mask", None, FULL_MASK, "unknown_principal")
-DEGRADED = Decision("mask", None, FULL_MASK, "degraded", valid_until=0.0)  # never cached: ttl_s 0
+UNKNOWN_COLUMN = Decision("mask", None, FULL_ALGORITHM, "unknown_column")
+UNKNOWN_PRINCIPAL = Decision("mask", None, FULL_ALGORITHM, "unknown_principal")
+DEGRADED = Decision("mask", None, FULL_ALGORITHM, "degraded", valid_until=0.0)  # never cached: ttl_s 0
 
 
 @dataclass
@@ -318,7 +318,7 @@ class Policy:
                 logger.warning(
                     "masking rule %s failed to evaluate on %s; masking in full", rule.id, column.key
                 )
-                return Decision("mask", None, FULL_MASK, "rule", rule.id, rule.title)
+                return Decision("mask", None, FULL_ALGORITHM, "rule", rule.id, rule.title)
             if matched:
                 return self._mask_with(rule.semantic_type, "rule", rule.id, rule.title)
         if column.semantic_type:
@@ -326,24 +326,31 @@ class Policy:
         threshold = self.mask_classified_from
         level = column.classification_level
         if threshold is not None and level is not None and level >= threshold:
-            return Decision("mask", None, FULL_MASK, "classification", None, f"classified at level {level}")
+            return Decision(
+                "mask", None, FULL_ALGORITHM, "classification", None, f"classified at level {level}"
+            )
         suggested = column.suggested_level
         if threshold is not None and level is None and suggested is not None and suggested >= threshold:
             # Nobody has classified it yet, but it looks sensitive: doubt means mask.
             return Decision(
-                "mask", None, FULL_MASK, "classification", None, f"unreviewed, looks like level {suggested}"
+                "mask",
+                None,
+                FULL_ALGORITHM,
+                "classification",
+                None,
+                f"unreviewed, looks like level {suggested}",
             )
         if level is None:
             masked, why = self.unclassified.masks(column.project, column.environment)
             if masked:
                 return Decision(
-                    "mask", None, FULL_MASK, "unclassified", None, f"not classified; masked by {why}"
+                    "mask", None, FULL_ALGORITHM, "unclassified", None, f"not classified; masked by {why}"
                 )
         return Decision("unmask", None, None, "not_sensitive")
 
     def _mask_with(self, semantic_type: str, kind: str, reason_id: int | None, title: str) -> Decision:
         st = self.semantic_types.get(semantic_type)
-        algorithm = st.algorithm if st is not None else FULL_MASK
+        algorithm = st.algorithm if st is not None else FULL_ALGORITHM
         return Decision("mask", semantic_type, algorithm, kind, reason_id, title)
 
     def _best_exemption(

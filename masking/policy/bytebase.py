@@ -22,12 +22,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from masking.decisions.engine import FULL_MASK
+from masking.decisions.engine import FULL_ALGORITHM
 from masking.policy.document import DocumentError, load_yaml_data
 from shared import strict_json
 
 BUILT_IN = {
-    "bb.default": ("Default", "Bytebase's default: full mask", dict(FULL_MASK)),
+    "bb.default": ("Default", "Bytebase's default: full mask", dict(FULL_ALGORITHM)),
     "bb.default-partial": ("Default partial", "Bytebase's default partial mask", {"type": "default_partial"}),
 }
 
@@ -132,7 +132,7 @@ def _semantic_type(item: Any, where: str) -> dict[str, Any]:
     if algorithm:
         converted = _algorithm(algorithm, f"bytebase semantic type {bytebase_id}")
     else:
-        converted = builtin[2] if builtin else dict(FULL_MASK)
+        converted = builtin[2] if builtin else dict(FULL_ALGORITHM)
     return {
         "key": _key(bytebase_id),
         "title": str(item.get("title") or (builtin[0] if builtin else bytebase_id)),
@@ -145,7 +145,10 @@ def _algorithm(algorithm: Mapping[str, Any], where: str) -> dict[str, Any]:
     full, ranged = _get(algorithm, "fullMask"), _get(algorithm, "rangeMask")
     md5, inner_outer = _get(algorithm, "md5Mask"), _get(algorithm, "innerOuterMask")
     if full is not None:
-        return {"type": "full", "substitution": str(_get(full, "substitution") or FULL_MASK["substitution"])}
+        return {
+            "type": "full",
+            "substitution": str(_get(full, "substitution") or FULL_ALGORITHM["substitution"]),
+        }
     if ranged is not None:
         slices = _get(ranged, "slices") or []
         if not slices:

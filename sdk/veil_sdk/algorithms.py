@@ -39,13 +39,14 @@ from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from veil_sdk import free_text
 
 __all__ = [
     "ALGORITHM_TYPES",
     "EMAIL_MASK",
+    "FULL_ALGORITHM",
     "FULL_MASK",
     "AlgorithmError",
     "Keys",
@@ -63,6 +64,10 @@ Keys: TypeAlias = Mapping[str, bytes]
 
 FULL_MASK = "******"
 """Bytebase's default full mask; also what NULL and booleans become under partial masks."""
+
+FULL_ALGORITHM: Mapping[str, Any] = MappingProxyType({"type": "full", "substitution": FULL_MASK})
+"""The full mask as an algorithm: what a column is masked with when nothing better is known (the
+client's fallback, every fail-closed answer of Veil's engine)."""
 
 EMAIL_MASK = "****"
 """Fixed-length stand-in for an email's local part, so the mask does not leak its length."""

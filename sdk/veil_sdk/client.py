@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, TypeAlias
 
 from veil_sdk import algorithms
-from veil_sdk.algorithms import FULL_MASK, Keys, Masker
+from veil_sdk.algorithms import FULL_ALGORITHM, Keys, Masker
 
 __all__ = [
     "DEGRADED",
@@ -55,9 +55,6 @@ logger = logging.getLogger("veil_sdk")
 
 # UTC spelled the Python 3.10 way: the SDK supports 3.10, where datetime.UTC does not exist.
 _UTC = timezone.utc  # noqa: UP017
-
-FULL_ALGORITHM: Mapping[str, Any] = MappingProxyType({"type": "full", "substitution": FULL_MASK})
-"""What a column is masked with when the client cannot get (or apply) Veil's answer."""
 
 DEGRADED = "degraded"
 """Reason kind of a mask the client (or Veil) chose because it could not decide properly."""
@@ -1048,12 +1045,13 @@ def _checked_tool_call(value: Mapping[str, Any]) -> dict[str, Any]:
     """A tool call as the API takes it: a tool name and its arguments' JSON types, bounded."""
     tool, arguments = value.get("tool"), value.get("arguments") or {}
     if not isinstance(tool, str) or not _TOOL_NAME.fullmatch(tool):
-        raise ValueError(f"tool_call.tool must match {_TOOL_NAME.pattern}, not {tool!r}")
+        raise ValueError(f"tool_call.tool must match {_TOOL_NAME.pattern}, not {str(tool)[:130]!r}")
     if not isinstance(arguments, Mapping) or len(arguments) > _MAX_TOOL_ARGUMENTS:
         raise ValueError(f"tool_call.arguments must map at most {_MAX_TOOL_ARGUMENTS} names to JSON types")
     for name, kind in arguments.items():
         if not isinstance(name, str) or not _ARGUMENT_NAME.fullmatch(name) or kind not in JSON_TYPES:
-            raise ValueError(f"tool_call.arguments: {name!r} must name a JSON type, not {kind!r}")
+            # The value is not quoted: it may be the argument itself (SQL, a reason), not a type.
+            raise ValueError(f"tool_call.arguments: {str(name)[:64]!r} must name a JSON type")
     return {"tool": tool, "arguments": dict(arguments)}
 
 
