@@ -104,3 +104,24 @@ def test_a_tool_call_veil_would_refuse_fails_at_once_not_in_the_event():
 
     with pytest.raises(ValueError, match=r"tool_call\.tool"), tool_call("two words", {}):
         pass
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused_because"),
+    [
+        ({"fingerprint": "SELECT 1"}, "fingerprint"),
+        ({"tool_call": {"tool": "query", "arguments": {"sql": "SELECT email FROM customers"}}}, "tool_call"),
+        ({"tool_call": {"tool": "run query", "arguments": {}}}, "tool_call.tool"),
+    ],
+)
+def test_the_client_refuses_a_value_where_a_shape_belongs_before_it_is_queued(extra, refused_because, caplog):
+    from veil_sdk import VeilClient, service_account
+
+    client = VeilClient("http://127.0.0.1:9", "veil_x_y")
+    try:
+        queued = client.report(service_account("support-agent"), "q-1", [], [], 0, **extra)
+    finally:
+        client.close(timeout=1)
+
+    assert queued is False and client.stats.events_rejected == 1 and client.stats.events_queued == 0
+    assert refused_because in caplog.text and "customers" not in caplog.text, "no argument's value logged"
