@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "Veil-OnCall/1"
 SCHEDULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_BODY_BYTES = 1024 * 1024
+MAX_NAME = 200  # a schedule's name, as the provider gives it, shown in notes and messages
 PAGERDUTY_PAGE_SIZE = 100
 PAGERDUTY_MAX_PAGES = 5  # 500 on-call entries for one schedule is not a schedule Veil understands
 
@@ -125,7 +126,7 @@ def _pagerduty(schedule_id: str) -> OnCallNow:
             schedule, user = entry.get("schedule"), entry.get("user")
             if not isinstance(schedule, dict) or schedule.get("id") != schedule_id:
                 continue  # another schedule's entry: not ours to count
-            name = name or str(schedule.get("summary") or "")
+            name = name or str(schedule.get("summary") or "")[:MAX_NAME]
             email = user.get("email") if isinstance(user, dict) else None
             if isinstance(email, str) and "@" in email:
                 shifts.append(
@@ -155,7 +156,8 @@ def _opsgenie(schedule_id: str) -> OnCallNow:
     shifts = tuple(
         Shift(r.strip().lower(), None, None) for r in recipients if isinstance(r, str) and "@" in r
     )
-    return OnCallNow(OnCallProvider.OPSGENIE, schedule_id, str(parent.get("name") or ""), shifts, checked_at)
+    name = str(parent.get("name") or "")[:MAX_NAME]
+    return OnCallNow(OnCallProvider.OPSGENIE, schedule_id, name, shifts, checked_at)
 
 
 def _get_json(url: str, headers: dict[str, str]) -> Any:

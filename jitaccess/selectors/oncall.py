@@ -117,7 +117,7 @@ def shift_label(shift: Shift, roster: OnCallNow) -> str:
         return f"shift {_utc(shift.start)} to {_utc(shift.end)} ({checked})"
     if shift.end:
         return f"shift until {_utc(shift.end)} ({checked})"
-    return f"on call when {checked}"
+    return f"as {checked}"
 
 
 def oncall_line(request: AccessRequest) -> str:

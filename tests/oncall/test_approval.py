@@ -181,9 +181,7 @@ def test_an_opsgenie_schedule_works_the_same_way(oncall_world, providers):
     request.refresh_from_db()
     assert request.state == State.APPROVED
     note = AuditEvent.objects.get(action="request.approval_recorded").detail["oncall"]
-    assert note.startswith(
-        f"on call for Opsgenie schedule “DBA on call” ({OPSGENIE_SCHEDULE}), on call when checked"
-    )
+    assert note.startswith(f"on call for Opsgenie schedule “DBA on call” ({OPSGENIE_SCHEDULE}), as checked")
 
     opsgenie.schedule(OPSGENIE_SCHEDULE, "DBA on call", OnCall(oncall_world.alice.email))
     responder = oncall_world.request("phone", duration=timedelta(minutes=30))

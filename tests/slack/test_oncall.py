@@ -201,3 +201,17 @@ def test_the_responder_on_call_is_approved_at_once_and_their_dm_says_which_shift
     [dm] = [m for m in fake_slack.in_channel("DALICE") if "is approved" in m.shown]
     assert "Approved at once: Alice Engineer is on call for PagerDuty schedule" in dm.shown
     assert "“Data platform primary” (PSCHED1), shift" in dm.shown
+
+
+def test_a_schedule_name_from_the_provider_cannot_mention_anyone(oncall_slack, pagerduty, fake_slack):
+    pagerduty.schedule(
+        SCHEDULE, "<!channel> ops <https://evil.example|login>", OnCall.for_hours(oncall_slack.alice.email)
+    )
+
+    request = oncall_slack.request("email", duration=timedelta(minutes=20))
+    deliver_outbox()
+
+    assert request.state == State.APPROVED
+    [dm] = [m for m in fake_slack.in_channel("DALICE") if "is approved" in m.shown]
+    assert "&lt;!channel&gt; ops &lt;https://evil.example|login&gt;" in dm.shown
+    assert "<!channel>" not in dm.shown and "<https://evil.example" not in dm.shown
