@@ -52,6 +52,7 @@ def server(tmp_path):
             f"127.0.0.1:{port}",
             "--workers",
             "2",
+            "--no-control-socket",  # its default path is per user: parallel servers would share it
         ],
         cwd=ROOT,  # gunicorn.conf.py is read from here, as in the image
         env=env,
