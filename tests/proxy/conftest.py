@@ -263,7 +263,8 @@ def veil_proxy(start_proxy: Callable[..., RunningProxy]) -> Callable[..., Runnin
     """Start veil-proxy with the real data path in front of ``dbname`` on the test server (instance
     ``prod-pg``), asking the live Veil at ``url`` (its service token ``token``: scopes
     ``decisions`` and ``access-events``) about logins and decisions. ``client`` options (a test's
-    clock) go to the proxy's VeilClient; ``veil`` options (``guard_mode``) to its configuration."""
+    clock) go to the proxy's VeilClient; ``veil`` options (``guard_mode``) and further tables
+    (``metrics``) to its configuration."""
 
     def start(
         url: str,
@@ -272,6 +273,7 @@ def veil_proxy(start_proxy: Callable[..., RunningProxy]) -> Callable[..., Runnin
         *,
         client: dict[str, Any] | None = None,
         veil: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> RunningProxy:
         from veil_sdk import VeilClient, datapath
 
@@ -280,7 +282,7 @@ def veil_proxy(start_proxy: Callable[..., RunningProxy]) -> Callable[..., Runnin
         with contextlib.suppress(OSError):
             urllib.request.urlopen(f"{url}/healthz", timeout=30).close()  # noqa: S310 - loopback http
         instance = {**_server(), "databases": [dbname], "sslmode": "disable"}
-        config = proxy_config(url, token, {"prod-pg": instance}, veil)
+        config = proxy_config(url, token, {"prod-pg": instance}, veil, **extra)
         veil_client = VeilClient(url, token, **{"timeout": 5, "flush_interval": 0.1, **(client or {})})
         return start_proxy(config, datapath=datapath, veil_client=veil_client)
 

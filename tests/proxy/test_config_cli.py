@@ -82,6 +82,12 @@ def test_a_yaml_file(tmp_path: Path) -> None:
         ({"bogus": 1}, "unknown key bogus"),
         ({"listen": "6432"}, "listen must be 'host:port'"),
         ({"event_loop": "trio"}, "event_loop must be one of auto, uvloop, asyncio"),
+        ({"metrics": {"listen": "9188"}}, "metrics.listen must be 'host:port'"),
+        (
+            {"metrics": {"listen": "0.0.0.0:9188"}},
+            "metrics.token .*required when metrics.listen is not loopback",
+        ),
+        ({"metrics": {"port": 9188}}, "unknown key metrics.port"),
         ({"tls": {"cert": "c.pem"}}, "tls.cert and tls.key go together"),
         ({"instances": {}}, "at least one"),
         ({"instances": {"pg": {"host": "h", "databases": [], "user": "u"}}}, "instances.pg.databases"),
@@ -109,6 +115,22 @@ def test_an_invalid_configuration_names_the_key(change: dict[str, Any], message:
 
     with pytest.raises(ConfigError, match=message):
         parse(data)
+
+
+def test_metrics_are_off_unless_listened_for_and_take_their_token_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "metrics-token").write_text("scrape-secret\n")
+    base = {
+        "veil": {"url": "http://veil", "token": "t"},
+        "instances": {"pg": {"host": "h", "databases": ["d"], "user": "u"}},
+    }
+
+    off = parse(base)
+    on = parse({**base, "metrics": {"listen": "0.0.0.0:9188", "token_file": "metrics-token"}}, base=tmp_path)
+    loopback = parse({**base, "metrics": {"listen": "127.0.0.1:9188"}})
+
+    assert off.metrics_host is None
+    assert (on.metrics_host, on.metrics_port, on.metrics_token) == ("0.0.0.0", 9188, "scrape-secret")  # noqa: S104
+    assert (loopback.metrics_host, loopback.metrics_token) == ("127.0.0.1", None)
 
 
 def cluster_toml(cluster: PrivateCluster, veil_url: str, token: str, password: str | None = None) -> str:

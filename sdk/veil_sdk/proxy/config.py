@@ -7,6 +7,7 @@ offending key.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,10 @@ class Config:
     login_max_delay: float
     event_loop: str = "auto"
     """``auto`` (uvloop when installed), ``uvloop`` or ``asyncio`` (see ``veil_sdk.proxy.loops``)."""
+    metrics_host: str | None = None
+    """Where Prometheus metrics are served (``[metrics] listen``); None: not served."""
+    metrics_port: int = 0
+    metrics_token: str | None = None
 
     def target(self, dbname: str) -> tuple[Instance, str] | None:
         """The instance and database a client's ``dbname`` names: ``shop`` when only one instance
@@ -91,7 +96,7 @@ def load(path: str | Path) -> Config:
 def parse(data: Any, base: Path = Path()) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a table of keys")
-    _known(data, "", {"listen", "event_loop", "tls", "veil", "instances", "limits", "login"})
+    _known(data, "", {"listen", "event_loop", "tls", "veil", "instances", "limits", "login", "metrics"})
     host, port = _listen(data.get("listen", "127.0.0.1:6432"))
     tls = _table(data, "tls")
     _known(tls, "tls.", {"cert", "key"})
@@ -122,6 +127,20 @@ def parse(data: Any, base: Path = Path()) -> Config:
     event_loop = data.get("event_loop", "auto")
     if event_loop not in EVENT_LOOPS:
         raise ConfigError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
+    metrics = _table(data, "metrics")
+    _known(metrics, "metrics.", {"listen", "token", "token_file"})
+    metrics_host, metrics_port, metrics_token = (
+        None,
+        0,
+        _secret(metrics, "metrics.token", base, required=False),
+    )
+    if "listen" in metrics:
+        try:
+            metrics_host, metrics_port = _listen(metrics["listen"])
+        except ConfigError:
+            raise ConfigError("metrics.listen must be 'host:port'") from None
+        if metrics_token is None and not _is_loopback(metrics_host):
+            raise ConfigError("metrics.token (or token_file) is required when metrics.listen is not loopback")
     return Config(
         listen_host=host,
         listen_port=port,
@@ -137,6 +156,9 @@ def parse(data: Any, base: Path = Path()) -> Config:
         login_failure_delay=_number(login, "login.failure_delay", 0.5),
         login_max_delay=_number(login, "login.max_delay", 10.0),
         event_loop=event_loop,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        metrics_token=metrics_token,
     )
 
 
@@ -186,6 +208,15 @@ def _listen(value: Any) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError("listen must be 'host:port'")
     return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _known(table: dict[str, Any], prefix: str, keys: set[str]) -> None:

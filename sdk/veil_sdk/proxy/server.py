@@ -23,6 +23,7 @@ from veil_sdk.client import VeilClient
 from veil_sdk.proxy import wire
 from veil_sdk.proxy.config import Config, Instance
 from veil_sdk.proxy.logins import FailureThrottle, LoginChecker
+from veil_sdk.proxy.metrics import MetricsEndpoint, ProxyStats
 from veil_sdk.proxy.session import Session
 from veil_sdk.proxy.upstream import Upstream, UpstreamError, connect
 
@@ -117,11 +118,18 @@ class ProxyServer:
         self.targets: dict[tuple[str, str], Target] = {}
         self.cancel_keys: dict[tuple[int, int], _CancelKey] = {}
         self.sessions = 0
+        self.stats = ProxyStats()
+        self.metrics: MetricsEndpoint | None = None
+        """Serving Prometheus metrics (``[metrics] listen``), once started."""
         self._tls = _server_context(config) if config.tls_cert else None
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        """Listen; the port listened on (useful with port 0)."""
+        """Listen (and serve metrics when configured); the port listened on (useful with port 0)."""
+        if self.config.metrics_host is not None and self.metrics is None:
+            self.metrics = MetricsEndpoint(
+                self, self.config.metrics_host, self.config.metrics_port, self.config.metrics_token
+            )
         self._server = await asyncio.start_server(
             self._client, self.config.listen_host, self.config.listen_port
         )
@@ -139,6 +147,8 @@ class ProxyServer:
             await self._server.wait_closed()
         for target in self.targets.values():
             target.pool.close()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
         await asyncio.to_thread(self.veil.close, 2.0)
 
     def target(self, instance: Instance, database: str) -> Target:
@@ -246,6 +256,7 @@ class ProxyServer:
         token, _ = wire.read_cstring(raw, 5)
         where = self.config.target(dbname)
         if where is None:
+            self.stats.login_failures["unknown_database"] += 1
             await asyncio.sleep(self.throttle.failed(address or "local"))
             await _refuse(writer, "3D000", f'database "{dbname}" is not served by this veil-proxy')
             return None
@@ -255,6 +266,8 @@ class ProxyServer:
         )
         del token
         if result.principal is None:
+            unreachable = result.reason.startswith("veil_")  # Veil could not be asked, or answered no JSON
+            self.stats.login_failures["veil_unreachable" if unreachable else "refused"] += 1
             await asyncio.sleep(self.throttle.failed(address or "local"))
             await _refuse(writer, "28P01", f'password authentication failed for user "{login}"')
             return None
@@ -266,8 +279,10 @@ class ProxyServer:
             upstream = await connect(instance, database, options, self.config.max_message_bytes)
         except UpstreamError as exc:
             logger.warning("upstream connection failed: %s", exc)
+            self.stats.login_failures["upstream"] += 1
             await _refuse(writer, exc.sqlstate, str(exc))
             return None
+        self.stats.logins_ok += 1
         pid, secret = secrets.randbits(31), secrets.randbits(32)
         self.cancel_keys[(pid, secret)] = _CancelKey(instance, upstream.pid, upstream.secret)
         out = [wire.authentication(0)]
@@ -284,6 +299,7 @@ class ProxyServer:
             upstream=upstream,
             target=target,
             principal=result.principal,
+            stats=self.stats,
         )
         writer.transport.set_write_buffer_limits(high=256 * 1024)
         _forget_on_close(writer, lambda: self.cancel_keys.pop((pid, secret), None))

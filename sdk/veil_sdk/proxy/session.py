@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from veil_sdk.algorithms import FULL_MASK
 from veil_sdk.client import Principal
 from veil_sdk.datapath.enforce import WITHHELD_CLASSES
 from veil_sdk.proxy import wire
+from veil_sdk.proxy.metrics import ProxyStats
 from veil_sdk.proxy.rows import TEXT_LIKE_NAMES, TEXT_LIKE_OIDS, RowMasker, python_encoding
 from veil_sdk.proxy.upstream import Upstream, UpstreamError, render
 
@@ -141,12 +143,15 @@ class Session:
         upstream: Upstream,
         target: Any,
         principal: Principal,
+        stats: ProxyStats | None = None,
     ) -> None:
         self.client_reader = client_reader
         self.client_writer = client_writer
         self.upstream = upstream
         self.target = target
         self.principal = principal
+        self.stats = stats or ProxyStats()
+        """The proxy's counters (its metrics), shared by its sessions."""
         self.pending: deque[_Item] = deque()
         self.status = upstream.status
         self.datapath = target.enforcer.session()
@@ -247,6 +252,7 @@ class Session:
         elif kind in (b"H", b"d", b"c", b"f"):  # Flush, and COPY FROM's data: relayed as is
             write(raw)
         elif kind == b"F":
+            self.stats.queries["refused"] += 1
             self.pending.append(_Query(None, _FUNCTION_CALL))
             write(wire.query(REFUSED_SQL))
         else:
@@ -267,6 +273,16 @@ class Session:
 
         In a failed transaction the server refuses everything but ROLLBACK, so the statement
         passes unguarded (``skip``); whatever comes back anyway is still planned and masked."""
+        started = time.perf_counter()
+        try:
+            check, refusal = await self._checked(sql)
+        finally:
+            self.stats.observe_check(time.perf_counter() - started)
+        if refusal is not None:
+            self.stats.queries["refused"] += 1
+        return check, refusal
+
+    async def _checked(self, sql: str) -> tuple[Any, tuple[str, str] | None]:
         check = None
         try:
             check = self.datapath.check(sql, self.principal)
@@ -287,6 +303,8 @@ class Session:
             if check is not None:
                 with contextlib.suppress(Exception):
                     check.report_refusal(exc)
+            if getattr(exc, "clause", ""):  # the guard names the clause a masked column was used in
+                self.stats.guard_refusals += 1
             return None, (sqlstate, str(getattr(exc, "message", exc)))
         return check, None
 
@@ -404,7 +422,9 @@ class Session:
                 if isinstance(head, _Query | _Execute) and head.masker is not None and not self.swallowing:
                     masker, (more, count) = head.masker, reader.data_rows()
                     head.rows += 1 + count
+                    self.stats.rows += 1 + count
                     if masker.masks_anything:
+                        self.stats.rows_masked += 1 + count
                         size += masker.rewrite(raw, out)
                         if more:
                             size += masker.rewrite(more, out)
@@ -438,8 +458,10 @@ class Session:
                 return None
             if masker is None:  # a DataRow with no plan: fail closed
                 masker = RowMasker([(_full, False, False)] * wire.unpack_int16(raw, 5), self._encoding)
+            self.stats.rows += 1
             if not masker.masks_anything:
                 return raw
+            self.stats.rows_masked += 1
             pieces: list[bytes | memoryview] = []
             masker.rewrite(raw, pieces)
             return b"".join(pieces)
@@ -503,6 +525,8 @@ class Session:
 
     def _error(self, head: _Item, raw: bytes) -> bytes | None:
         refusal = head.refusal if isinstance(head, _Query | _Step) else None
+        if refusal is None and not self.swallowing:  # a refusal was counted when it was decided
+            self.stats.queries["error"] += 1
         raw = wire.error_response(*refusal) if refusal is not None else self._withheld(head, raw)
         if isinstance(head, _Query):
             self._record(head.check, head.plan, head.rows)
@@ -556,6 +580,8 @@ class Session:
         return None if self.swallowing else raw
 
     def _complete(self, head: _Item, kind: bytes, raw: bytes) -> bytes | None:
+        if kind == b"C" and not self.swallowing:
+            self.stats.queries["ok"] += 1
         if isinstance(head, _Query):
             self._record(head.check, head.plan, head.rows)
             head.index += 1
@@ -603,6 +629,7 @@ class Session:
         if refusal is None:
             return None if self.swallowing else raw
         # The server is already sending; the client gets the refusal and nothing of the data.
+        self.stats.queries["refused"] += 1
         self.swallowing = True
         return wire.error_response(*refusal)
 
