@@ -37,7 +37,7 @@ from identity.authentication import TokenScope, bearer_token
 from identity.models import ApiToken, Scope
 from masking.decisions.engine import DEGRADED
 from masking.decisions.request import parse_decision_request
-from masking.decisions.service import DecisionResult, decide_columns
+from masking.decisions.service import DecisionResult, database_failures, decide_columns
 from shared import strict_json
 from shared.api import error_payload, validation_error_payload
 from shared.metrics import count_fail_closed_before_deciding
@@ -99,7 +99,9 @@ def answer_decisions(*, method: str, authorization: str, content_type: str, body
     except ValidationError as exc:
         return _json(400, validation_error_payload(exc.detail))
     except Exception as exc:
-        if not isinstance(exc, DatabaseError):
+        if isinstance(exc, DatabaseError):
+            database_failures.failed(exc)  # one line now and then, not a traceback each
+        else:
             logger.exception("decision request failed before the engine ran; answering mask")
         if isinstance(columns, list) and 0 < len(columns) <= settings.DECISION_MAX_COLUMNS:
             count_fail_closed_before_deciding(len(columns))

@@ -8,6 +8,7 @@ mask with reason `degraded`. Nothing here raises to the caller.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.services import record_unmask_decisions
@@ -24,6 +26,32 @@ from masking.services.catalog import DiscoveryBudget, catalog_record_discovered
 from shared.metrics import count_decision_request
 
 logger = logging.getLogger(__name__)
+DATABASE_WARNING_INTERVAL_S = 60.0
+
+
+class DatabaseFailureLog:
+    """While PostgreSQL is away every decision fails the same way, hundreds a second: a traceback
+    each would bury the log. One warning line naming the error class, at most once per
+    `interval_s` per process, saying how many more answered mask since the last one."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._next_at = 0.0
+        self._unlogged = 0
+
+    def failed(self, exc: DatabaseError) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_at:
+                self._unlogged += 1
+                return
+            unlogged, self._unlogged, self._next_at = self._unlogged, 0, now + self.interval_s
+        since = f" ({unlogged} more since the last warning)" if unlogged else ""
+        logger.warning("database error %s: a decision request answered mask%s", type(exc).__name__, since)
+
+
+database_failures = DatabaseFailureLog(DATABASE_WARNING_INTERVAL_S)
 
 
 @dataclass(frozen=True)
@@ -104,6 +132,9 @@ def decide_columns(
         )
         _report_unknown_columns(columns, decisions, budget)
         result = DecisionResult(epochs.policy, decisions, now, record_id)
+    except DatabaseError as exc:
+        database_failures.failed(exc)
+        result = DecisionResult(None, [DEGRADED] * len(columns), now)
     except Exception:
         logger.exception("decision failed; answering mask for all %d columns", len(columns))
         result = DecisionResult(None, [DEGRADED] * len(columns), now)

@@ -8,18 +8,20 @@ handling that replace Django's middleware are exercised as gunicorn would exerci
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import orjson
 import pytest
 from django.db import connection, connections
 from django.test import RequestFactory
+from prometheus_client import REGISTRY
 
 from audit.models import DecisionRecord
 from identity.models import Scope
 from masking.decisions.endpoint import DecisionEndpoint
 from masking.decisions.engine import ColumnKey
-from masking.decisions.service import decide_columns
+from masking.decisions.service import database_failures, decide_columns
 from tests.factories import make_shop_policy, make_token, make_user
 from tests.masking.test_decisions_api import URL, _col, _give_alice_a_grant
 
@@ -216,3 +218,45 @@ def test_a_dropped_database_connection_masks_once_then_reconnects(shop):
 
     assert during["degraded"] is True and during["decisions"][0]["action"] == "mask"
     assert after["decisions"][0]["action"] == "unmask", "the next request reconnected"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_while_the_database_is_unreachable_each_decision_masks_and_the_log_gets_one_line(
+    shop, settings, caplog, monkeypatch
+):
+    make_shop_policy()
+    _give_alice_a_grant(make_user("alice", email="alice@example.com"), shop)
+    warm, cold = make_token([Scope.DECISIONS])[1], make_token([Scope.DECISIONS], account_name="etl")[1]
+    assert call(_body(_col("email")), token=warm).json()["decisions"][0]["action"] == "unmask"
+    settings.DECISION_EPOCH_MAX_AGE_MS = 0  # every decision reads the database
+    monkeypatch.setattr(database_failures, "_next_at", 0.0)  # no warning from an earlier test pending
+    fail_closed = REGISTRY.get_sample_value("veil_decision_fail_closed_total")
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(_closed_port())
+    try:
+        # The warm token is cached (the engine's reads fail); the cold one is checked in the database.
+        answers = [call(_body(_col("email")), token=t).json() for t in (warm, warm, cold, warm)]
+        warned = [r for r in caplog.records if r.name == "masking.decisions.service"]
+        database_failures._next_at = 0.0  # as if the interval had passed
+        later = call(_body(_col("email")), token=warm).json()
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+
+    assert all(a["degraded"] and a["decisions"][0]["action"] == "mask" for a in [*answers, later])
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in warned] == [
+        ("WARNING", "database error OperationalError: a decision request answered mask", None)
+    ]
+    assert caplog.records[-1].getMessage() == (
+        "database error OperationalError: a decision request answered mask (3 more since the last warning)"
+    )
+    assert not [r for r in caplog.records if r.exc_info], "no traceback while the database is away"
+    assert REGISTRY.get_sample_value("veil_decision_fail_closed_total") - fail_closed == 5
