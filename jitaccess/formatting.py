@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.utils import timezone
-from django.utils.formats import date_format
-
 from masking.decisions.engine import Decision
+from shared import dates
 
 
 def duration_label(duration: timedelta | None) -> str:
@@ -26,7 +24,7 @@ def duration_label(duration: timedelta | None) -> str:
 
 def moment_label(moment: datetime | None) -> str:
     """A moment as the pages show it: "06:51 UTC, 23 Nov" (the local time zone named)."""
-    return date_format(timezone.localtime(moment), "H:i T, j M") if moment else ""
+    return dates.moment(moment)
 
 
 def directory_ending(person: object) -> str:

@@ -7,9 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from django.utils import timezone
-
 from masking.algorithms import describe
+from shared import dates
 
 
 def policy_value(value: Any) -> str:
@@ -35,11 +34,7 @@ def timestamp_value(value: str) -> str:
         return policy_value(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    local = timezone.localtime(moment)
-    seconds = ":%S" if local.second else ""
-    return local.strftime(f"%Y-%m-%d %H:%M{seconds} ") + (
-        local.tzname() or timezone.get_current_timezone_name()
-    )
+    return dates.timestamp(moment, "seconds" if moment.second else "minutes")
 
 
 def _get(change: Any, name: str) -> Any:
