@@ -12,6 +12,11 @@ asks again. ``decide`` stays on the query path, hence its short default timeout;
 off it: events are queued in memory and posted by a background thread.
 
 Only the standard library is used, so the SDK installs anywhere without dependencies.
+
+Why one module of about a thousand lines: ``VeilClient`` is one object whose parts (``decide``
+and its answer cache, the failure counters, the reporting queue and its thread) share one lock,
+one cache and one set of counters; split across modules they would reach into each other's private
+state. The value types come first, the client in the middle, the wire checks last.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ view's definition). A derived column is masked in full when any column it reads 
 column with no known source (``untraceable``) is masked in full. A masked column used anywhere
 but as a plain output refuses the query (SQLSTATE 42501) in ``refuse`` mode, or runs it masked
 and records the attempt in ``audit`` mode.
+
+Why one module over 600 lines: ``Check`` (the guard, before the query runs) and ``Planning`` (the
+masking plan of each result) are the two halves of one query's enforcement; they share
+``_Resolution`` (the catalog lookups they hand out) and the decision helpers at the end, and the
+adapter and the proxy drive both through the same few calls.
 """
 
 from __future__ import annotations
