@@ -74,6 +74,7 @@ from jitaccess.selectors.scopes import (
     column_decisions_for,
     duration_limit,
 )
+from jitaccess.selectors.stages import stage_progress
 from jitaccess.services.breakglass import breakglass_review, breakglass_take
 from jitaccess.services.grants import grant_end
 from jitaccess.services.requests import request_approve, request_cancel, request_create, request_deny
@@ -451,6 +452,7 @@ def _render_detail(
         "r": target,
         "now": timezone.now(),
         "approvals": approvals,
+        "stages": stage_progress(target),
         "approvers": sorted(str(p) for p in eligible_approvers(target, pools)) if pending else [],
         "oncall": oncall_line(target),
         "timeline": [(event, labels.get(event.action, event.action)) for event in _timeline(target)],
@@ -614,8 +616,13 @@ def _action_message(action: str, result: AccessRequest) -> str:
     if action == Action.APPROVE:
         if result.state == State.APPROVED:
             return f"{result.ref} approved: {_grant_period(result)}."
-        count, required = result.approvals.count(), result.approvals_required
+        count, required = len(result.stage_approvals), result.approvals_required
         plural = "" if required == 1 else "s"
+        if result.stages:
+            return (
+                f"Your approval of {result.ref} is recorded; it waits for {result.stage_label}: "
+                f"{count} of {required} approval{plural}."
+            )
         return f"Your approval of {result.ref} is recorded ({count} of {required} approval{plural})."
     messages_by_action: dict[str, str] = {
         Action.DENY: f"{result.ref} denied.",

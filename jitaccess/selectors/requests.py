@@ -3,6 +3,8 @@ approval queue, the inbox, grants in force and the extensions asked for them."""
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import CharField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -30,12 +32,15 @@ def projects_overseen_by(user: User) -> QuerySet[Project]:
 
 def requests_visible_to(user: User) -> QuerySet[AccessRequest]:
     """A person sees their own requests, every request of the projects they oversee, the
-    requests whose approver roles they hold and those they approved (as on call, say). Someone on
-    call sees a pending request waiting for them through `request_for` and `approval_queue`."""
+    requests whose approver roles they hold (at any of their stages, asked yet or not) and those
+    they approved (as on call, say). Someone on call sees a pending request waiting for them
+    through `request_for` and `approval_queue`."""
     visible = Q(requester=user) | Q(project__in=projects_overseen_by(user)) | Q(approvals__approver=user)
     for role in role_names_of_user(user):
         # icontains on the JSON text works on SQLite too (JSON `contains` does not); roles are slugs.
         visible |= Q(approver_roles__icontains=f'"{role}"')
+        # In a stage's role list, not just anywhere in `stages` (a stage's name is free text).
+        visible |= Q(stages__iregex=rf'"approver_roles": \[[^]]*"{re.escape(role)}"')
     return (
         AccessRequest.objects.filter(visible)
         .select_related("project", "requester", "database__instance", "service_account", "grant")

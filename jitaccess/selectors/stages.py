@@ -10,12 +10,14 @@ request): stages are there so that different people look, one after the other.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from identity.models import User
 from identity.selectors import users_in_roles
 from jitaccess.models import AccessRequest, ApprovalPolicy
 from jitaccess.selectors.approvers import people_with_perm
+from jitaccess.states import State
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST
 
 
@@ -38,6 +40,49 @@ def stage_detail(request: AccessRequest) -> dict[str, Any]:
     """What audit events say about the stage waiting: nothing for a request without stages, so
     their events read as they always have."""
     return {"stage": request.stage, "stage_name": request.stage_name} if request.stages else {}
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """One stage of a request as its page shows it."""
+
+    number: int
+    name: str
+    approver_roles: tuple[str, ...]
+    approvals_required: int
+    approvers: tuple[str, ...]  # who approved at this stage, in order
+    status: str  # complete, waiting, denied, not decided, not asked yet, not reached
+
+
+def stage_progress(request: AccessRequest) -> list[StageProgress]:
+    """Each stage of the request and where it stands; empty for a request without stages."""
+    if not request.stages:
+        return []
+    by_stage: dict[int, list[str]] = {}
+    for approval in request.approvals.select_related("approver"):
+        by_stage.setdefault(approval.stage, []).append(str(approval.approver))
+    progress = []
+    for number, stage in enumerate(request.stages, start=1):
+        given = by_stage.get(number, [])
+        if number < request.stage or len(given) >= int(stage["approvals_required"]):
+            status = "complete"  # a stage with its quorum either opened the next one or granted
+        elif number == request.stage:
+            status = {State.PENDING: "waiting", State.DENIED: "denied"}.get(
+                State(request.state), "not decided"
+            )
+        else:
+            status = "not asked yet" if request.state == State.PENDING else "not reached"
+        progress.append(
+            StageProgress(
+                number=number,
+                name=str(stage["name"]),
+                approver_roles=tuple(stage["approver_roles"]),
+                approvals_required=int(stage["approvals_required"]),
+                approvers=tuple(given),
+                status=status,
+            )
+        )
+    return progress
 
 
 def stage_refusal(request: AccessRequest, user: User) -> str:

@@ -99,7 +99,7 @@ def status_text(card: Card) -> str:
     approvers = escape(", ".join(card.approvers))
     ended_by = escape(card.ended_by)
     if card.state == State.PENDING:
-        line = f":hourglass_flowing_sand: Waiting for approval: {approval_count(card)}"
+        line = f":hourglass_flowing_sand: Waiting for {waiting_for(card)}: {approval_count(card)}"
         if card.approvers:
             line += f" ({approvers})"
         if card.web_confirm:
@@ -133,8 +133,34 @@ def status_text(card: Card) -> str:
 
 
 def approval_count(card: Card) -> str:
-    """ "1 of 2 approvals": how far the request is towards its quorum."""
-    return f"{len(card.approvers)} of {_approvals_required(card)}"
+    """ "1 of 2 approvals": how far the request (or the stage waiting) is towards its quorum."""
+    return f"{len(card.stage_approvers)} of {_approvals_required(card)}"
+
+
+def progress_text(card: Card) -> str:
+    """ "1 of 2 approvals", or with stages "stage 2 of 2 (Security) has 0 of 1 approval"."""
+    return f"{stage_text(card)} has {approval_count(card)}" if card.stages else approval_count(card)
+
+
+def waiting_for(card: Card) -> str:
+    """What a pending request waits for: "approval", or "approval at stage 2 of 2 (Security)"."""
+    return f"approval at {stage_text(card)}" if card.stages else "approval"
+
+
+def stage_text(card: Card) -> str:
+    """ "stage 2 of 2 (Security)": the stage waiting (or that decided); stage names are typed, so escaped."""
+    return f"stage {card.stage} of {len(card.stages)} ({escape(card.stages[card.stage - 1])})"
+
+
+def stage_opened_text(card: Card, mentions: list[str]) -> str:
+    """The thread reply that asks a later stage's approvers, once the stage before is complete.
+    `mentions` are Slack user IDs (from Veil's links, not typed), so they are not escaped."""
+    before = f"stage {card.stage - 1} ({escape(card.stages[card.stage - 2])})"
+    asked = f" {' '.join(f'<@{m}>' for m in mentions)}:" if mentions else ""
+    return (
+        f":arrow_forward: {card.ref}: {before} is complete, so {stage_text(card)} decides now.{asked} "
+        f"{_approvals_required(card)} needed."
+    )
 
 
 def _approvals_required(card: Card) -> str:
@@ -166,7 +192,7 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
                 mrkdwn(f"*Database*\n{escape(card.database)}"),
                 mrkdwn(f"*Table*\n{escape(card.table) or 'every table'}"),
                 mrkdwn(f"*Duration*\n{duration_text(card.duration)}"),
-                mrkdwn(f"*Policy*\n{escape(card.policy_title)} · {_approvals_required(card)} needed"),
+                mrkdwn(f"*Policy*\n{escape(card.policy_title)} · {_policy_needs(card)}"),
                 mrkdwn(f"*Ticket*\n{ticket}"),
             ],
         },
@@ -232,8 +258,14 @@ def _oncall_context(card: Card) -> list[Block]:
     return [{"type": "context", "elements": [mrkdwn(clip(f":pager: {card.oncall}", SECTION_LIMIT))]}]
 
 
+def _policy_needs(card: Card) -> str:
+    if not card.stages:
+        return f"{_approvals_required(card)} needed"
+    return f"{len(card.stages)} stages: {' → '.join(escape(name) for name in card.stages)}"
+
+
 def reminder_text(card: Card) -> str:
-    return f":bell: Reminder: {card.ref} is still waiting for approval ({approval_count(card)})."
+    return f":bell: Reminder: {card.ref} is still waiting for {waiting_for(card)} ({approval_count(card)})."
 
 
 def escalation_banner(card: Card, mention: str) -> str:

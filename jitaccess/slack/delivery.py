@@ -36,6 +36,7 @@ from jitaccess.models import (
     SlackMessage,
 )
 from jitaccess.outbox import CLAIM, DeliveryFailed, NotSent
+from jitaccess.selectors.approvers import eligible_approvers
 from jitaccess.slack import blocks
 from jitaccess.slack.client import (
     MESSAGE_GONE,
@@ -49,6 +50,7 @@ from jitaccess.slack.selectors import card_for
 from jitaccess.states import State
 
 logger = logging.getLogger(__name__)
+MAX_STAGE_MENTIONS = 20  # approvers mentioned when a stage opens in a channel; the rest see the message
 
 
 class SlackUnavailable(DeliveryFailed):
@@ -95,6 +97,8 @@ def _send(notification: Notification) -> None:
         if request.state == State.PENDING:
             banner = blocks.escalation_banner(card_for(request.pk), settings.SLACK_ESCALATION_MENTION)
             _post_request_message(request, notification.destination, banner=banner)
+    elif kind == NotificationKind.APPROVAL_NEEDED and notification.stage > 1:
+        _ask_stage(notification)
     elif kind == NotificationKind.APPROVAL_NEEDED:
         _post_request_message(request, notification.destination or _dm_destination(notification))
     else:
@@ -112,6 +116,34 @@ def _post_request_message(request: AccessRequest, destination: str, *, banner: s
 
     if not post_once(SlackMessage.objects.filter(pk=message.pk), destination, render):
         raise DeliveryFailed(f"{request.ref} is being posted to {destination} by another worker")
+
+
+def _ask_stage(notification: Notification) -> None:
+    """A later stage of the request opened: ask its approvers where the request is shown. Where
+    its message is already posted (a channel, or the DM of someone asked at an earlier stage too),
+    a reply in its thread, broadcast to the conversation, names the stage and, in a channel,
+    mentions its approvers; the message itself is updated by the state change. Elsewhere (the DM
+    of someone new at this stage) the message is posted, showing the stage waiting. Like a
+    reminder, the reply may be repeated if a retry follows a post Slack made but did not confirm.
+    Not sent once that stage no longer waits: the message shows what happened instead."""
+    request = notification.request
+    if request.state != State.PENDING or request.stage != notification.stage:
+        raise NotSent(f"stage {notification.stage} of {request.ref} no longer waits for approval")
+    destination = notification.destination or _dm_destination(notification)
+    message = SlackMessage.objects.filter(request=request, destination=destination).exclude(ts="").first()
+    if message is None:
+        _post_request_message(request, destination)
+        return
+    mentions = []
+    if notification.recipient is None:  # a channel: its members are not all this stage's approvers
+        approvers = eligible_approvers(request)[:MAX_STAGE_MENTIONS]
+        mentions = [slack_id for person in approvers if (slack_id := slack_user_id_for(person))]
+    slack_client().chat_postMessage(
+        channel=message.channel,
+        thread_ts=message.ts,
+        reply_broadcast=True,
+        text=blocks.stage_opened_text(card_for(request.pk), mentions),
+    )
 
 
 def _link_requester(request: AccessRequest) -> None:

@@ -30,6 +30,7 @@ from jitaccess.models import AccessRequest, Approval
 from jitaccess.reviews import slack_interactions as reviews
 from jitaccess.reviews.slack_messages import REVIEW_KEEP, REVIEW_REMOVE
 from jitaccess.selectors.approvers import can_approve
+from jitaccess.selectors.stages import stage_refusal
 from jitaccess.services.requests import request_approve, request_deny
 from jitaccess.slack import policy_interactions as policy
 from jitaccess.slack import requesting
@@ -41,10 +42,10 @@ from jitaccess.slack.blocks import (
     EXTEND,
     NOTHING_CHANGED,
     OPEN_IN_WEB,
-    approval_count,
     deny_modal,
     escape,
     notice_modal,
+    progress_text,
     reason_modal_value,
     when,
 )
@@ -172,8 +173,8 @@ def approve(click: Click) -> str:
         return f":white_check_mark: You approved {request.ref}: access until {when(request.expires_at)}."
     card = card_for(request.pk)
     if repeated:
-        return f"You already approved {request.ref}: {approval_count(card)}. {NOTHING_CHANGED}"
-    return f":white_check_mark: Your approval of {request.ref} is recorded: {approval_count(card)}."
+        return f"You already approved {request.ref}: {progress_text(card)}. {NOTHING_CHANGED}"
+    return f":white_check_mark: Your approval of {request.ref} is recorded: {progress_text(card)}."
 
 
 def open_deny_modal(ack: Ack, body: dict[str, Any]) -> None:
@@ -233,7 +234,8 @@ def _deny_refusal(click: Click, *, ask_oncall: bool = True) -> str:
     if user is not None and not can_approve(request, user, oncall=ask_oncall):
         if not ask_oncall and request.oncall_schedule_id:
             return ""  # perhaps on call: asked after the ack
-        return f"You are not an approver for this request. {NOTHING_CHANGED}"
+        refusal = stage_refusal(request, user) or "You are not an approver for this request."
+        return f"{refusal} {NOTHING_CHANGED}"
     return ""
 
 

@@ -213,7 +213,8 @@ def status_text(
         lines.append(f"*Pending requests* ({len(pending)})")
         lines += [
             f"• <{link(r.pk)}|{r.ref}> {escape(r.scope_label)}, asked {when(r.created_at)}: "
-            f"{r.approvals.count()} of {r.approvals_required} approval(s)"
+            f"{escape(r.stage_label) + ', ' if r.stages else ''}"
+            f"{len(r.stage_approvals)} of {r.approvals_required} approval(s)"
             for r in pending
         ]
     if live:

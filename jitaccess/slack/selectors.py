@@ -63,6 +63,9 @@ class Card:
     extends_until: datetime | None = None  # when that grant ends, and this one would start
     column_count: int = 0  # how many columns `columns` stands for: it lists MAX_COLUMNS_SHOWN at most
     oncall: str = ""  # who on call may approve, or which on-call shift approved it at once
+    stages: tuple[str, ...] = ()  # the names of the request's approval stages, in order; () without
+    stage: int = 1  # the stage waiting (or that decided), from 1
+    stage_approvers: tuple[str, ...] = ()  # who approved at that stage (everyone, without stages)
 
     @property
     def level_label(self) -> str:
@@ -113,7 +116,8 @@ def card_for(request_id: int) -> Card:
         shown = columns.order_by("name").values_list("name", "classification_level")[:MAX_COLUMNS_SHOWN]
         lines = tuple(ColumnLine(name, level) for name, level in shown)
         column_count = len(lines) if len(lines) < MAX_COLUMNS_SHOWN else columns.count()
-    approvers = tuple(str(a.approver) for a in request.approvals.select_related("approver"))
+    given = list(request.approvals.select_related("approver"))
+    approvers = tuple(str(a.approver) for a in given)
     return Card(
         pk=request.pk,
         ref=request.ref,
@@ -150,6 +154,9 @@ def card_for(request_id: int) -> Card:
         extends_until=request.extends.expires_at if request.extends else None,
         column_count=column_count,
         oncall=oncall_line(request),
+        stages=tuple(str(stage["name"]) for stage in request.stages),
+        stage=request.stage,
+        stage_approvers=tuple(str(a.approver) for a in given if a.stage == request.stage),
     )
 
 

@@ -209,3 +209,69 @@ def test_a_stage_without_roles_is_decided_by_the_projects_approvers(world):
         _approve(request, staged.frank)
     _approve(request, world.dave)
     assert AccessRequest.objects.get(pk=request.pk).state == State.APPROVED
+
+
+# --- The pages ------------------------------------------------------------------------------------
+
+
+def _page(client, person, url: str) -> str:
+    client.force_login(person)
+    response = client.get(url)
+    assert response.status_code == 200
+    return " ".join(response.content.decode().split())
+
+
+def test_the_request_page_shows_each_stage_and_which_one_waits(world, client):
+    staged = staged_world(world)
+    request = staged.request("email")
+    _approve(request, world.bob)
+
+    page = _page(client, staged.frank, f"/requests/{request.pk}/")
+
+    assert "Waiting for stage 2 of 2 (Security)</strong>: 0 of 1 approval" in page
+    assert (
+        '<strong>Data owner</strong>: 1 of pii-approvers · <span class="stage-status">complete</span>, '
+        "approved by Bob" in page
+    )
+    assert '<strong>Security</strong>: 1 of security · <span class="stage-status">waiting</span>' in page
+    assert "Who can approve at stage 2 of 2 (Security): Carol, Frank, Grace" in page
+    assert "Stage complete</strong> (stage 1, Data owner; next: stage 2, Security) by Bob" in page
+    assert "Approval recorded</strong> (stage 1, Data owner: 1 of 1 approval) by Bob" in page
+    assert f'action="/requests/{request.pk}/approve/"' in page, "frank decides now"
+    bob_page = _page(client, world.bob, f"/requests/{request.pk}/")
+    assert f'action="/requests/{request.pk}/approve/"' not in bob_page, "bob approved stage 1"
+
+
+def test_a_denial_at_stage_two_shows_on_the_page(world, client):
+    staged = staged_world(world)
+    request = staged.request("email")
+    _approve(request, world.bob)
+    request_deny(request_id=request.pk, approver=staged.grace, reason="no ticket", channel=Channel.WEB)
+
+    page = _page(client, world.alice, f"/requests/{request.pk}/")
+
+    assert '<span class="stage-status">denied</span>' in page
+    assert "Denied</strong> at stage 2 (Security) by Grace" in page
+
+
+def test_the_approval_queue_names_the_stage_and_approving_there_says_what_waits_next(world, client):
+    staged = staged_world(world)
+    request = staged.request("email")
+
+    queue = _page(client, world.carol, "/approvals/")
+    assert "<dt>Stage</dt><dd>Stage 1 of 2 (Data owner)</dd>" in queue
+    assert request.ref in _page(client, world.bob, "/approvals/")
+    assert request.ref not in _page(client, staged.frank, "/approvals/"), "security is not asked yet"
+
+    response = client.post(f"/requests/{request.pk}/approve/", follow=True)  # as frank: refused
+    assert response.status_code == 403
+    assert "waits for stage 1 (Data owner)" in response.content.decode()
+
+    client.force_login(world.carol)
+    response = client.post(f"/requests/{request.pk}/approve/", follow=True)
+    assert (
+        f"Your approval of {request.ref} is recorded; it waits for stage 2 of 2 (Security): 0 of 1 approval."
+        in response.content.decode()
+    )
+    assert request.ref in _page(client, staged.frank, "/approvals/")
+    assert request.ref not in _page(client, world.carol, "/approvals/"), "carol approved stage 1"
