@@ -5,17 +5,22 @@ tables, reads emails masked, is refused a probe by the inference guard, asks for
 posts the request to Slack (the fake Slack on loopback, through slack-sdk), bob approves it with
 a signed click, the agent's next query shows the emails, and once the grant has expired, with no
 worker running, its next query is masked again. Every query is an agent's access event naming
-the tool call and the statement's fingerprint, never the SQL's values."""
+the tool call and the statement's fingerprint, never the SQL's values. Over HTTP the client sends
+the server's bearer token; one without it, or with another, is answered 401 and runs nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +45,7 @@ pytestmark = [db, pytest.mark.timeout(180)]
 EMAILS = "SELECT id, email FROM customers ORDER BY id"
 PROBE = "SELECT id FROM customers WHERE email LIKE 'customer1%'"
 REASON = "Ticket 42: the customer's email bounces"
+HTTP_TOKEN = "mcp-http-token-0123456789abcdef"
 
 
 @pytest.fixture
@@ -287,18 +293,29 @@ def http_server(settings_for: Callable[..., Any], agent_token: str) -> Iterator[
     port = free_port()
     server = HttpServer(
         _command(settings, "--transport", "streamable-http", "--port", str(port)),
-        _environment(settings, agent_token),
+        {**_environment(settings, agent_token), "VEIL_MCP_HTTP_TOKEN": HTTP_TOKEN},
         port,
     )
     yield server
     server.stop()
 
 
-def test_over_streamable_http_the_same_journey(http_server: HttpServer, journey: Journey) -> None:
+@contextlib.asynccontextmanager
+async def _http_client(server: HttpServer, token: str | None = HTTP_TOKEN) -> AsyncIterator[Any]:
+    """The SDK's client over streamable HTTP, sending `Authorization: Bearer <token>` (none: no header)."""
+    import httpx2
     from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
 
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
+    async with http, Client(streamable_http_client(server.url, http_client=http)) as mcp:
+        yield mcp
+
+
+def test_over_streamable_http_the_same_journey(http_server: HttpServer, journey: Journey) -> None:
     async def conversation() -> None:
-        async with Client(http_server.url) as mcp:
+        async with _http_client(http_server) as mcp:
             await _walk(mcp, journey, list_tables=False)
 
     anyio.run(conversation)
@@ -321,10 +338,8 @@ def test_over_streamable_http_the_same_journey(http_server: HttpServer, journey:
 def test_over_streamable_http_bad_input_is_an_error_the_model_reads(
     http_server: HttpServer, shop_db: str, tool: str, arguments: dict[str, Any], why: str
 ) -> None:
-    from mcp import Client
-
     async def conversation() -> tuple[bool, str]:
-        async with Client(http_server.url) as mcp:
+        async with _http_client(http_server) as mcp:
             return await _text(mcp, tool, arguments)
 
     error, text = anyio.run(conversation)
@@ -334,10 +349,8 @@ def test_over_streamable_http_bad_input_is_an_error_the_model_reads(
 
 
 def test_over_streamable_http_a_huge_result_answers_max_rows(http_server: HttpServer) -> None:
-    from mcp import Client
-
     async def conversation() -> tuple[bool, str]:
-        async with Client(http_server.url) as mcp:
+        async with _http_client(http_server) as mcp:
             return await _text(
                 mcp, "query", {"sql": "SELECT g FROM generate_series(1, 5000000) g", "max_rows": 3}
             )
@@ -346,3 +359,52 @@ def test_over_streamable_http_a_huge_result_answers_max_rows(http_server: HttpSe
 
     assert not error and text.splitlines()[2:5] == ["| 1 |", "| 2 |", "| 3 |"]
     assert "first 3 rows shown (max_rows 3; the result has more)" in text
+
+
+@pytest.mark.parametrize("token", [None, "not-the-token-0123456789abcdef"], ids=["no token", "wrong token"])
+def test_over_streamable_http_a_client_without_the_token_gets_401_and_nothing_runs(
+    http_server: HttpServer, token: str | None
+) -> None:
+    from mcp import MCPError
+
+    from audit.models import AccessEvent
+
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "query"}}
+    call["params"]["arguments"] = {"sql": EMAILS}
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(http_server.url, json.dumps(call).encode(), headers)  # noqa: S310
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310 - loopback
+
+    async def conversation() -> None:
+        async with _http_client(http_server, token) as mcp:
+            await mcp.call_tool("query", {"sql": EMAILS})
+
+    with pytest.raises(ExceptionGroup) as client_failed:  # from the client's task group
+        anyio.run(conversation)
+
+    assert refused.value.code == 401
+    assert refused.value.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert client_failed.group_contains(MCPError, match="Server returned an error response"), client_failed
+    assert http_server.stop() == 0  # flushes the access events of any query that ran: none did
+    assert not AccessEvent.objects.filter(principal=AGENT).exists()
+
+
+def test_streamable_http_off_loopback_refuses_to_start_without_a_token(
+    settings_for: Callable[..., Any], agent_token: str
+) -> None:
+    from tests.sdk.conftest import free_port
+
+    settings = settings_for()
+    anywhere = "0.0.0.0"  # noqa: S104 - never listened on: that is the point
+    command = _command(
+        settings, "--transport", "streamable-http", "--host", anywhere, "--port", str(free_port())
+    )
+    started = subprocess.run(
+        command, env=_environment(settings, agent_token), capture_output=True, text=True, timeout=60
+    )
+
+    assert started.returncode != 0
+    assert "set VEIL_MCP_HTTP_TOKEN (or VEIL_MCP_HTTP_TOKEN_FILE) to listen on 0.0.0.0" in started.stderr

@@ -2,30 +2,63 @@
 
 Configuration comes from the environment so that the token is never on a command line (where
 ``ps`` shows it): ``VEIL_URL``, ``VEIL_TOKEN`` (or ``VEIL_TOKEN_FILE``), ``VEIL_MCP_DSN`` (the
-source database, libpq form or URL; or ``VEIL_MCP_DSN_FILE``). The rest are options.
+source database, libpq form or URL; or ``VEIL_MCP_DSN_FILE``), and for streamable HTTP
+``VEIL_MCP_HTTP_TOKEN`` (or ``VEIL_MCP_HTTP_TOKEN_FILE``): the bearer token its clients send,
+required unless it listens on loopback only. The rest are options.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from veil_sdk.mcp.server import Agent, Settings, build_server
+from veil_sdk.mcp.server import Agent, HttpToken, Settings, build_server
 
 __all__ = ["main"]
 
 
-def _secret(name: str) -> str:
+def _secret(name: str, *, required: bool = True) -> str:
     if path := os.environ.get(f"{name}_FILE"):
         return Path(path).read_text().strip()
     value = os.environ.get(name, "")
-    if not value:
+    if not value and required:
         raise SystemExit(f"veil-mcp: set {name} (or {name}_FILE)")
     return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name may resolve to anything
+
+
+def _http_token(host: str) -> HttpToken | None:
+    """The bearer token HTTP clients must send; none only on a loopback address, said on stderr."""
+    token = _secret("VEIL_MCP_HTTP_TOKEN", required=False)
+    if not token:
+        if not _loopback(host):
+            raise SystemExit(
+                f"veil-mcp: set VEIL_MCP_HTTP_TOKEN (or VEIL_MCP_HTTP_TOKEN_FILE) to listen on {host}: "
+                "off loopback, streamable HTTP answers only clients that send it"
+            )
+        print(
+            "veil-mcp: no VEIL_MCP_HTTP_TOKEN: anyone on this machine who reaches the port queries "
+            "as the agent",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        return HttpToken(token)
+    except ValueError as error:
+        raise SystemExit(f"veil-mcp: VEIL_MCP_HTTP_TOKEN: {error}") from None
 
 
 def _exit(signum: int, frame: object) -> None:
@@ -59,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ValueError as error:
         raise SystemExit(f"veil-mcp: {error}") from None
+    http_token = _http_token(args.host) if args.transport == "streamable-http" else None
     agent = Agent(settings)
-    server = build_server(settings, agent=agent)
+    server = build_server(settings, agent=agent, http_token=http_token)
     # SIGTERM (a container stopped) unwinds like Ctrl-C, through the finally below. uvicorn
     # shuts HTTP down gracefully first, then raises the signal again, which lands here.
     signal.signal(signal.SIGTERM, _exit)

@@ -13,17 +13,20 @@ an error the model can act on; it never returns a value Veil did not clear, and 
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import ToolAnnotations
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import ConfigDict
+from pydantic import AnyHttpUrl, ConfigDict
 
 from veil_sdk import psycopg as veil_psycopg
 from veil_sdk.client import Column, ColumnDecision, VeilClient, service_account
@@ -31,7 +34,7 @@ from veil_sdk.datapath.origin import tool_call
 from veil_sdk.mcp.statements import StatementRefused, check_read_only
 from veil_sdk.mcp.tables import format_table
 
-__all__ = ["Agent", "Settings", "build_server"]
+__all__ = ["Agent", "HttpToken", "Settings", "build_server"]
 
 _INSTRUCTIONS = """\
 Read-only SQL over a PostgreSQL database, as the service account {account}. Veil decides per \
@@ -296,12 +299,42 @@ _FILES_A_REQUEST = ToolAnnotations(read_only_hint=False, destructive_hint=False,
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
-def build_server(settings: Settings, *, agent: Agent | None = None) -> MCPServer:
-    """The MCP server for ``settings``; run it with ``.run("stdio")`` or ``.run("streamable-http")``."""
+MIN_HTTP_TOKEN_CHARS = 16
+# The SDK's AuthSettings requires an issuer URL; with no authorization server provider and no
+# resource_server_url it serves no metadata and names it nowhere: a static token has no issuer.
+_NO_ISSUER = AnyHttpUrl("http://127.0.0.1")
+
+
+class HttpToken:
+    """The one bearer token the streamable HTTP transport answers (the SDK's ``TokenVerifier``
+    hook): the SDK's middleware answers any request without it 401 with ``WWW-Authenticate:
+    Bearer`` before a tool runs. Compared in constant time."""
+
+    def __init__(self, token: str) -> None:
+        if len(token) < MIN_HTTP_TOKEN_CHARS:
+            raise ValueError(f"the HTTP token must be at least {MIN_HTTP_TOKEN_CHARS} characters")
+        self._token = token.encode()
+
+    def __repr__(self) -> str:
+        return "HttpToken(...)"
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not hmac.compare_digest(token.encode(), self._token):
+            return None
+        return AccessToken(token="", client_id="veil-mcp-http", scopes=[])
+
+
+def build_server(
+    settings: Settings, *, agent: Agent | None = None, http_token: HttpToken | None = None
+) -> MCPServer:
+    """The MCP server for ``settings``; run it with ``.run("stdio")`` or ``.run("streamable-http")``.
+    With ``http_token``, streamable HTTP answers only requests bearing it (stdio is unaffected)."""
     worker = agent or Agent(settings)
     server = MCPServer(
         name="veil-mcp",
         instructions=_INSTRUCTIONS.format(account=settings.service_account, max_rows=settings.max_rows),
+        token_verifier=http_token,
+        auth=AuthSettings(issuer_url=_NO_ISSUER, resource_server_url=None) if http_token else None,
     )
 
     @server.tool(annotations=_READ_ONLY)
