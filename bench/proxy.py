@@ -14,6 +14,11 @@ veil-proxy against pgbouncer and direct connections, all three in one run on the
    after 1M rows (the same table read ten times by a CROSS JOIN), read by psycopg as they arrive.
    Constant memory means both peaks are about the same.
 
+With point queries, the CPU time the proxy and pgbouncer processes used (/proc/PID/stat) per
+transaction they relayed: on a machine others load, tx/s moves with whoever else runs, CPU per
+transaction much less, and pgbouncer's over the proxy's is the point ratio each would reach with
+a core of its own.
+
 veil-proxy runs as people run it (`veil-proxy run --config FILE`, its own process, the real data
 path); the report says which event loop it ran on, as its start-up log line says.
 `--proxies=auto,asyncio:pure-python` measures several proxies in the same run, interleaved with
@@ -237,6 +242,26 @@ def _pgbench(dsn: dict[str, str], script: Path, seconds: int, logs: Path) -> tup
     return float(match.group(1)), latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process (all its threads) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _listening_pid(port: int) -> int:
+    """The process listening on 127.0.0.1:port (pgbouncer runs as another user, behind runuser)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state, inode = line.split()[1], line.split()[3], line.split()[9]
+        if state == "0A" and int(local.split(":")[1], 16) == port:  # 0A: LISTEN
+            inodes.add(f"socket:[{inode}]")
+    for fd in glob.glob("/proc/[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                return int(fd.split("/")[2])
+    raise RuntimeError(f"no process listens on port {port}")
+
+
 def _p99(latencies: list[int]) -> float:
     ordered = sorted(latencies)
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] / 1e6
@@ -331,8 +356,12 @@ def main(argv: list[str]) -> dict[str, Any]:
             # 1. Point queries, the targets interleaved round by round.
             tps: dict[str, list[float]] = {name: [] for name in targets}
             latencies: dict[str, list[int]] = {name: [] for name in targets}
+            pids = {name: proxy.process.pid for name, proxy in proxies.items()}
+            pids["pgbouncer"] = _listening_pid(bouncer_port)
+            cpu: dict[str, list[float]] = {name: [0.0, 0] for name in pids}  # seconds, transactions
             for r in range(rounds):
                 for name, dsn in list(targets.items()):
+                    used = _cpu_seconds(pids[name]) if name in pids else 0.0
                     try:
                         rate, times = _pgbench(dsn, script, seconds, folder / f"{name}-{r}")
                     except RuntimeError as exc:
@@ -343,6 +372,10 @@ def main(argv: list[str]) -> dict[str, Any]:
                         continue
                     tps[name].append(rate)
                     latencies[name] += times
+                    if name in pids:
+                        cpu[name][0] += _cpu_seconds(pids[name]) - used
+                        cpu[name][1] += len(times)
+            results["cpu_per_tx"] = {name: used / max(count, 1) for name, (used, count) in cpu.items()}
             results["point"] = {
                 name: (statistics.median(tps[name]), _p99(latencies[name]), tps[name]) for name in targets
             }
@@ -425,6 +458,13 @@ def report(results: dict[str, Any], *, markdown: bool = False) -> str:
         f"{name} " + "/".join(f"{t:.0f}" for t in figures[2]) for name, figures in results["point"].items()
     )
     text += f"\npoint tx/s per round ({results['rounds']} x {results['seconds']} s): {rounds}"
+    cpu = dict(results["cpu_per_tx"])
+    bouncer_cpu = cpu.pop("pgbouncer")
+    text += f"\nCPU per point transaction: pgbouncer {bouncer_cpu * 1e6:.0f} µs; " + ", ".join(
+        f"{name} {used * 1e6:.0f} µs ({bouncer_cpu / used:.2f}x pgbouncer with a core each)"
+        for name, used in cpu.items()
+        if used
+    )
     for name, why in results["blocked"].items():
         text += f"\n{name} blocked: {why}"
     return text
