@@ -393,6 +393,28 @@ for _name in ("PAGERDUTY_API_URL", "OPSGENIE_API_URL"):
     if _url.scheme != "https" and not (_url.scheme == "http" and _local):
         raise ImproperlyConfigured(f"{_name} must use https (http only to localhost), not {_url.geturl()!r}")
 
+# Tickets checked in Jira Cloud (jitaccess/jira.py): a project may require that a request names an
+# open Jira issue. Off until all three are set. The issue is read once, when the request is made;
+# Jira not answering within the timeout (or answering an error) refuses the request's ticket.
+JIRA_URL = env("JIRA_URL").rstrip("/")  # the site, e.g. https://acme.atlassian.net
+JIRA_EMAIL = env("JIRA_EMAIL")
+JIRA_API_TOKEN = env("JIRA_API_TOKEN")
+JIRA_API_TIMEOUT_S = envint("JIRA_API_TIMEOUT_S", 2)
+if JIRA_API_TIMEOUT_S < 1:
+    raise ImproperlyConfigured("JIRA_API_TIMEOUT_S must be at least 1")
+if any((JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN)) and not all((JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN)):
+    raise ImproperlyConfigured("JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN go together: set all three or none")
+if JIRA_URL:
+    _url = urlsplit(JIRA_URL)
+    # The API token goes with every request: in clear only to this machine (a fake or a local relay).
+    _local = _url.hostname in ("localhost", "127.0.0.1", "::1")
+    if not _url.hostname or _url.username or _url.password or _url.query or _url.fragment:
+        raise ImproperlyConfigured(
+            f"JIRA_URL must be a plain site URL such as https://acme.atlassian.net, not {JIRA_URL!r}"
+        )
+    if _url.scheme != "https" and not (_url.scheme == "http" and _local):
+        raise ImproperlyConfigured(f"JIRA_URL must use https (http only to localhost), not {JIRA_URL!r}")
+
 NOTIFY_BY_EMAIL = envbool("NOTIFY_BY_EMAIL", False)
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))

@@ -24,6 +24,7 @@ from jitaccess.services.breakglass import breakglass_review, breakglass_take
 from jitaccess.services.grants import grant_end
 from jitaccess.services.requests import request_approve, request_cancel, request_create, request_deny
 from jitaccess.states import Action, InvalidTransition
+from jitaccess.tickets import TICKET_MAX_CHARS
 from masking.models import Database
 from shared.api import StrictSerializer
 
@@ -62,7 +63,10 @@ class RequestOut(serializers.ModelSerializer):
             "classification_level",
             "duration_minutes",
             "reason",
+            "ticket",
             "ticket_url",
+            "ticket_title",
+            "ticket_status",
             "state",
             "policy_title",
             "approvals_required",
@@ -153,8 +157,23 @@ class JitApiView(APIView):
 
 class RequestListCreateApi(JitApiView):
     class RequestCreateInputSerializer(ScopeIn):
-        ticket_url = serializers.URLField(required=False, allow_blank=True, default="")
+        ticket = serializers.CharField(
+            max_length=TICKET_MAX_CHARS,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="A link to the ticket, its issue key (OPS-123), or what the project's pattern accepts",
+        )
+        ticket_url = serializers.URLField(
+            required=False, allow_blank=True, default="", help_text="Older name of `ticket`, for a link"
+        )
         extends = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if attrs["ticket"] and attrs["ticket_url"]:
+                raise ValidationError({"ticket": ["give the ticket once: ticket or ticket_url, not both"]})
+            attrs["ticket"] = attrs["ticket"] or attrs["ticket_url"]
+            return attrs
 
     @extend_schema(operation_id="requests_list", responses={200: RequestOut(many=True)})
     def get(self, request: Request) -> Response:
@@ -184,7 +203,7 @@ class RequestListCreateApi(JitApiView):
             scope=_scope_from(data),
             duration=timedelta(minutes=data["duration_minutes"]),
             reason=data["reason"],
-            ticket_url=data["ticket_url"],
+            ticket=data["ticket"],
             service_account=agent,
             extends=extends,
             channel=Channel.API,

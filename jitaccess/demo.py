@@ -237,7 +237,7 @@ def _load_requests(shop: Project) -> None:
         scope=customers,
         duration=timedelta(hours=2),
         reason="INC-4711 refund mismatch",
-        ticket_url="https://tickets.example.com/INC-4711",
+        ticket="https://tickets.example.com/INC-4711",
         channel=Channel.WEB,
     )
     request_approve(request_id=granted.pk, approver=bob, channel=Channel.WEB)

@@ -15,8 +15,11 @@ from django import forms
 
 from jitaccess.errors import RequestError
 from jitaccess.formatting import duration_label
-from jitaccess.selectors.scopes import DurationLimit, Scope
+from jitaccess.models import ProjectAccessSettings
+from jitaccess.selectors.scopes import DurationLimit, Scope, access_settings
+from jitaccess.selectors.tickets import ticket_field_help, ticket_hint
 from jitaccess.services.grants import END_REASON_LIMIT
+from jitaccess.tickets import TICKET_MAX_CHARS
 from masking.models import Column, Database, Table
 
 WHOLE_DATABASE = "database"
@@ -209,14 +212,20 @@ class UnmaskRequestForm(ScopeForm):
         help_text="Say why you need to see these values; approvers and auditors read this.",
         error_messages={"required": "Say why you need to see these values."},
     )
-    ticket_url = forms.URLField(
-        label="Ticket link", required=False, max_length=200, assume_scheme="https", help_text="Optional."
-    )
+    ticket = forms.CharField(label="Ticket", required=False, max_length=TICKET_MAX_CHARS)
 
     def __init__(self, *args: Any, limit: DurationLimit, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.limit = limit
         self.show_limit(limit)
+        self.show_ticket_rules(access_settings(self.database.project))
+
+    def show_ticket_rules(self, rules: ProjectAccessSettings) -> None:
+        """Ask for the ticket as the project wants it (the service checks it again, and Jira)."""
+        field = self.fields["ticket"]
+        field.required = rules.ticket_required
+        field.error_messages["required"] = f"Name the ticket this request is for ({ticket_hint(rules)})."
+        field.help_text = ticket_field_help(rules)
 
     def show_limit(self, limit: DurationLimit) -> None:
         """Offer only the presets within `limit` (the custom field stays for anything else)."""

@@ -9,6 +9,7 @@ from django.db import models
 from identity.models import Role, ServiceAccount, User
 from jitaccess.oncall import OnCallProvider
 from jitaccess.states import State
+from jitaccess.tickets import HINT_MAX_CHARS, PATTERN_MAX_CHARS, TICKET_MAX_CHARS, validate_ticket_pattern
 from masking.models import Database, Exemption, PolicyChange, Project
 
 
@@ -24,6 +25,23 @@ class ProjectAccessSettings(models.Model):
     breakglass_max_duration = models.DurationField(default=timedelta(hours=1))
     security_emails = models.TextField(
         blank=True, help_text="Comma-separated addresses alerted on break-glass"
+    )
+
+    # What a request's ticket must be (jitaccess.selectors.tickets); break-glass asks for none.
+    ticket_required = models.BooleanField(default=False, help_text="Every request names a ticket")
+    ticket_pattern = models.CharField(
+        max_length=PATTERN_MAX_CHARS,
+        blank=True,
+        validators=[validate_ticket_pattern],
+        help_text="A regular expression the whole ticket must match (RE2 syntax), e.g. OPS-[0-9]+",
+    )
+    ticket_hint = models.CharField(
+        max_length=HINT_MAX_CHARS,
+        blank=True,
+        help_text="What a ticket looks like, in words: shown with the field",
+    )
+    ticket_in_jira = models.BooleanField(
+        default=False, help_text="The ticket must be an open issue in Jira (checked when the request is made)"
     )
 
     class Meta:
@@ -117,7 +135,18 @@ class AccessRequest(models.Model):
     classification_level = models.SmallIntegerField(default=-1, help_text="Highest level in scope")
     duration = models.DurationField()
     reason = models.TextField()
-    ticket_url = models.URLField(blank=True)
+    ticket = models.CharField(
+        max_length=TICKET_MAX_CHARS,
+        blank=True,
+        help_text="As the requester gave it: a link, a key or a reference",
+    )
+    ticket_url = models.URLField(blank=True, help_text="The ticket's page, when Veil knows it")
+    ticket_title = models.CharField(
+        max_length=255, blank=True, help_text="The Jira issue's title when the request was made"
+    )
+    ticket_status = models.CharField(
+        max_length=100, blank=True, help_text="The Jira issue's status when the request was made"
+    )
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
     policy = models.ForeignKey(
         ApprovalPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -226,7 +226,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
                     scope=data["scope"],
                     duration=data["duration"],
                     reason=data["reason"],
-                    ticket_url=data["ticket_url"],
+                    ticket=data["ticket"],
                     extends=extended,
                     channel=Channel.WEB,
                 )

@@ -65,6 +65,10 @@ def access_settings_state(settings: ProjectAccessSettings) -> dict[str, Any]:
         if settings.pk
         else [],
         "security_emails": settings.security_emails,
+        "ticket_required": settings.ticket_required,
+        "ticket_pattern": settings.ticket_pattern,
+        "ticket_hint": settings.ticket_hint,
+        "ticket_in_jira": settings.ticket_in_jira,
     }
 
 

@@ -35,6 +35,7 @@ from jitaccess.selectors.scopes import (
     scope_columns,
 )
 from jitaccess.selectors.stages import policy_stages, stage_detail, stage_refusal
+from jitaccess.selectors.tickets import ticket_checked, ticket_format
 from jitaccess.services.notifications import notify
 from jitaccess.states import Action, ApprovalStep, State, approval_step, next_state
 from masking.models import Column
@@ -48,12 +49,14 @@ def request_create(
     scope: Scope,
     duration: timedelta,
     reason: str,
-    ticket_url: str = "",
+    ticket: str = "",
     service_account: ServiceAccount | None = None,
     extends: AccessRequest | None = None,
     channel: str,
 ) -> AccessRequest:
-    """Ask to unmask a scope. Auto-approved when the matching policy says so."""
+    """Ask to unmask a scope. Auto-approved when the matching policy says so. `ticket` must be
+    one the project accepts (`selectors.tickets`); Jira is asked about it last, outside the
+    transaction."""
     project = scope.database.project
     if not requester.has_perm(REQUEST_UNMASK, project):
         raise NotAllowed(f"You cannot request unmask in project {project.key}.")
@@ -63,6 +66,8 @@ def request_create(
         raise RequestError("reason", "is required: say why you need to see these values")
     if duration <= timedelta(0):
         raise RequestError("duration", "must be positive")
+    project_settings = access_settings(project)
+    given_ticket = ticket_format(project_settings, ticket)
     columns = scope_columns(scope)
     if extends is not None and (refusal := extension_refusal(extends, requester, service_account, scope)):
         raise RequestError("extends", refusal)
@@ -80,7 +85,6 @@ def request_create(
             "duration_hours": duration.total_seconds() / 3600,
         },
     )
-    project_settings = access_settings(project)
     if duration > limit_under(project_settings, policy).duration:
         longest = longest_allowed(requester, scope, level, project_settings)
         raise RequestError("duration", longest.refusal(duration))
@@ -96,7 +100,8 @@ def request_create(
         approver_roles = sorted(policy.approver_roles.values_list("name", flat=True))
     else:
         approvals_required, approver_roles = 1, []
-    # Asked before the transaction, so no lock waits on the on-call provider.
+    # Asked before the transaction, so no lock waits on Jira or the on-call provider.
+    checked_ticket = ticket_checked(project_settings, given_ticket)
     oncall_note = responder_note(
         policy=policy, requester=requester, duration=duration, for_agent=service_account is not None
     )
@@ -110,7 +115,12 @@ def request_create(
             action="request.created",
             channel=channel,
             detail={
-                "ticket": ticket_url,
+                "ticket": checked_ticket.given,
+                **(
+                    {"ticket_title": checked_ticket.title, "ticket_status": checked_ticket.status}
+                    if checked_ticket.status
+                    else {}
+                ),
                 "policy": policy_title,
                 "approvals_required": approvals_required,
                 "extends": extends.ref if extends else None,
@@ -123,7 +133,10 @@ def request_create(
                 ),
             },
             service_account=service_account,
-            ticket_url=ticket_url,
+            ticket=checked_ticket.given,
+            ticket_url=checked_ticket.url,
+            ticket_title=checked_ticket.title,
+            ticket_status=checked_ticket.status,
             policy=policy,
             policy_title=policy_title,
             approvals_required=approvals_required,

@@ -33,6 +33,7 @@ REASON_LIMIT = 1500  # characters of a typed reason shown inside a longer line, 
 SECTION_LIMIT = 3000  # Block Kit: the text of a section or of a context element
 CONFIRM_TEXT_LIMIT = 300  # Block Kit: the text of a confirm dialog
 NAMED_COLUMNS_LIMIT = 5  # a scope names its columns up to this many, else counts them
+TICKET_LIMIT = 300  # characters of each part of the ticket line (given, Jira title, status), escaped
 NOTHING_CHANGED = "Nothing changed."  # how every refused or stale click's reply ends
 
 
@@ -172,7 +173,6 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
     above the web-confirmation level Approve is a link to the request in Veil."""
     for_agent = f" for agent `{escape(card.service_account)}`" if card.service_account else ""
     mention = f" (<@{card.requester_slack_id}>)" if card.requester_slack_id else ""
-    ticket = f"<{link_target(card.ticket_url)}|{escape(card.ticket_url)}>" if card.ticket_url else "none"
     heading = "Extension request" if card.extends else "Unmask request"
     asks = (
         f"asks for {duration_text(card.duration)} more on {card.extends}"
@@ -193,7 +193,6 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
                 mrkdwn(f"*Table*\n{escape(card.table) or 'every table'}"),
                 mrkdwn(f"*Duration*\n{duration_text(card.duration)}"),
                 mrkdwn(f"*Policy*\n{escape(card.policy_title)} · {_policy_needs(card)}"),
-                mrkdwn(f"*Ticket*\n{ticket}"),
             ],
         },
         section(f"*Columns*\n{_columns_text(card)}"),
@@ -203,6 +202,7 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
                 SECTION_LIMIT,
             )
         ),
+        section(f"*Ticket*\n{ticket_text(card)}"),
         *_oncall_context(card),
         {
             "type": "context",
@@ -213,6 +213,25 @@ def request_message(card: Card, *, banner: str = "") -> tuple[str, list[Block]]:
         blocks.append({"type": "actions", "block_id": f"request:{card.pk}", "elements": _buttons(card)})
     text = f"{card.ref}: {escape(card.requester)} {asks_text(card)}. {status_text(card)}"
     return text, blocks
+
+
+def ticket_text(card: Card) -> str:
+    """The ticket as approvers read it under the reason: its link (or what was given), then, when
+    Veil checked it in Jira, the issue's title and status as they were when the request was made.
+    Typed or written in Jira, every part is escaped and cut to its budget."""
+    given = card.ticket or card.ticket_url
+    if not given:
+        return "none"
+    text = (
+        f"<{link_target(card.ticket_url)}|{clip(given, TICKET_LIMIT)}>"
+        if card.ticket_url
+        else clip(given, TICKET_LIMIT)
+    )
+    if card.ticket_title:
+        text += f" · {clip(card.ticket_title, TICKET_LIMIT)}"
+    if card.ticket_status:
+        text += f" ({clip(card.ticket_status, TICKET_LIMIT)} in Jira when requested)"
+    return text
 
 
 def notice_message(kind: str, card: Card) -> tuple[str, list[Block]]:

@@ -15,6 +15,7 @@ from typing import Any
 from jitaccess.forms import DURATION_PRESETS
 from jitaccess.models import AccessRequest
 from jitaccess.slack.blocks import Block, escape, notice_modal, section, when
+from jitaccess.tickets import TICKET_MAX_CHARS
 from masking.models import Column, Database, Project, Table
 
 REQUEST_MODAL = "request_modal"
@@ -35,6 +36,7 @@ MAX_OPTIONS = 100  # Block Kit: options of one select
 OPTION_TEXT = 75  # Block Kit: characters of an option's text
 VISIBLE_MARK = " (in clear for you)"
 REASON_MAX = 2000  # as the web form
+HINT_MAX = 2000  # Block Kit: the text of an input's hint
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,10 @@ class ModalInput:
         )
 
 
-def request_modal(projects: Sequence[Project]) -> Block:
+def request_modal(projects: Sequence[Project], *, ticket_hint: str = "") -> Block:
     """The form: project, database, table, columns (suggested as the person types), duration,
-    reason, ticket. The selects' options are catalog IDs, checked again on submission."""
+    reason, ticket (`ticket_hint` says what the projects accept). The selects' options are catalog
+    IDs, checked again on submission."""
     project_element: Block = {
         "type": "static_select",
         "action_id": PROJECT,
@@ -128,9 +131,10 @@ def request_modal(projects: Sequence[Project]) -> Block:
             ),
             _input(
                 TICKET,
-                "Ticket link",
-                {"type": "url_text_input", "action_id": TICKET},
+                "Ticket",
+                {"type": "plain_text_input", "action_id": TICKET, "max_length": TICKET_MAX_CHARS},
                 optional=True,
+                hint=ticket_hint[:HINT_MAX],
             ),
         ],
     }

@@ -2,8 +2,9 @@
 
 Slack gives 3 seconds, and a trigger ID that dies with them. So, inside the ack (database only):
 the modal is opened for a person whose Slack account is linked; suggestions are served; a
-submission is validated by the web form's own `UnmaskRequestForm` and `request_create`, and its
-errors are answered with `response_action: errors` (only the ack can do that). After the ack:
+submission is validated by the web form's own `UnmaskRequestForm` and `request_create` (which
+asks Jira about the ticket when the project wants an open issue: JIRA_API_TIMEOUT_S at most), and
+its errors are answered with `response_action: errors` (only the ack can do that). After the ack:
 someone Veil does not know yet is worked out with Slack's help (the modal they got says "checking"
 until then), `/veil status` is answered through the command's response URL, and the requester is
 sent a DM with the link. Every ID the modal sends back is checked again against what the person
@@ -31,6 +32,7 @@ from jitaccess.forms import CUSTOM, UnmaskRequestForm
 from jitaccess.models import AccessRequest
 from jitaccess.selectors.requests import requestable_databases, requests_in_progress
 from jitaccess.selectors.scopes import columns_unmasked_for, duration_limit
+from jitaccess.selectors.tickets import modal_ticket_hint
 from jitaccess.services.requests import request_create
 from jitaccess.slack.blocks import Block, notice_modal
 from jitaccess.slack.client import slack_client
@@ -140,7 +142,7 @@ def modal_for(user: User) -> Block:
             text="You may not ask for unmask in any project that has a database in Veil's catalog. "
             "A project administrator can let you (the request_unmask permission).",
         )
-    return request_modal(projects)
+    return request_modal(projects, ticket_hint=modal_ticket_hint(projects))
 
 
 def status_for(slack_user_id: str) -> str:
@@ -290,7 +292,7 @@ def submit(slack_user_id: str, view: dict[str, Any]) -> Submitted:
             "duration": CUSTOM,
             "custom_hours": given.duration_hours,
             "reason": given.reason,
-            "ticket_url": given.ticket,
+            "ticket": given.ticket,
         },
         database=database,
         limit=duration_limit(requester=user, database=database),
@@ -302,7 +304,7 @@ def submit(slack_user_id: str, view: dict[str, Any]) -> Submitted:
                 scope=form.cleaned_data["scope"],
                 duration=form.cleaned_data["duration"],
                 reason=form.cleaned_data["reason"],
-                ticket_url=form.cleaned_data["ticket_url"],
+                ticket=form.cleaned_data["ticket"],
                 channel=Channel.SLACK,
             )
         except RequestError as error:
@@ -317,7 +319,7 @@ def submit(slack_user_id: str, view: dict[str, Any]) -> Submitted:
             return Submitted(request)
     scope_block = COLUMNS if given.columns else TABLE
     blocks = {"scope": scope_block, "duration": DURATION, "custom_hours": DURATION, "reason": REASON}
-    blocks |= {"ticket_url": TICKET, "__all__": scope_block}
+    blocks |= {"ticket": TICKET, "__all__": scope_block}
     errors: dict[str, str] = {}
     for name, messages in form.errors.items():
         block = blocks.get(name, scope_block)

@@ -43,7 +43,10 @@ class Card:
     level: int
     duration: timedelta
     reason: str
+    ticket: str  # as the requester gave it
     ticket_url: str
+    ticket_title: str  # the Jira issue's title when the request was made, when Veil checked it
+    ticket_status: str
     policy_title: str
     approvals_required: int
     approvers: tuple[str, ...]
@@ -134,7 +137,10 @@ def card_for(request_id: int) -> Card:
         level=request.classification_level,
         duration=request.duration,
         reason=request.reason,
+        ticket=request.ticket,
         ticket_url=request.ticket_url,
+        ticket_title=request.ticket_title,
+        ticket_status=request.ticket_status,
         policy_title=request.policy_title,
         approvals_required=request.approvals_required,
         approvers=approvers,

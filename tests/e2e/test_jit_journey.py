@@ -46,7 +46,7 @@ def test_request_approve_countdown_expiry_and_denial(page, bob_page, world, tmp_
     page.get_by_label("Custom", exact=True).check()
     page.get_by_label("Custom duration in hours").fill("2")
     page.get_by_label("Reason").fill("INC-4711 refund mismatch")
-    page.get_by_label("Ticket link").fill("https://tickets.example.com/INC-4711")
+    page.get_by_label("Ticket", exact=True).fill("https://tickets.example.com/INC-4711")
     page.screenshot(path=str(tmp_path / "request-new.png"), full_page=True)
     page.get_by_role("button", name="Send request").click()
 

@@ -140,7 +140,7 @@ def test_requesting_columns_creates_a_pending_request_and_shows_who_can_approve(
             f"column:{_column('phone').pk}",
             duration="custom",
             custom_hours="2",
-            ticket_url="https://tickets.example.com/INC-4711",
+            ticket="https://tickets.example.com/INC-4711",
         ),
         follow=True,
     )
@@ -186,7 +186,7 @@ def test_a_whole_table_or_the_whole_database_can_be_requested(world, client, pic
         ({"scope": ["column:ID"]}, "Nothing in this scope is masked for you"),
         ({"scope": ["database", "column:EMAIL"]}, "The whole database already covers every table"),
         ({"scope": ["column:999999"]}, "column:999999 is not a table or column of this database"),
-        ({"ticket_url": "not a url"}, "Enter a valid URL."),
+        ({"ticket": "not a url"}, "&#x27;not a url&#x27; is neither a link (https://…) nor an issue key"),
     ],
 )
 def test_bad_input_shows_the_error_next_to_the_field_and_writes_nothing(world, client, overrides, message):

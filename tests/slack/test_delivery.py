@@ -35,7 +35,7 @@ def dm(fake_slack, username):
 
 
 def test_a_request_is_posted_to_the_channel_with_what_an_approver_needs_to_decide(slack, fake_slack):
-    request = slack.request("email", ticket_url="https://tickets.example/INC-4711?a=1&b=2")
+    request = slack.request("email", ticket="https://tickets.example/INC-4711?a=1&b=2")
 
     deliver_outbox()
 

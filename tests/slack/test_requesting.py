@@ -334,7 +334,7 @@ def test_the_same_submission_replayed_files_one_request(slack, client, after_ack
         ({"database": "999999"}, "database", "Choose a database from the list."),
         ({"duration": "168"}, "duration", "At most 1 day in this project (you asked 7 days)."),
         ({"reason": "   "}, "reason", "Say why you need to see these values."),
-        ({"ticket": "not a link"}, "ticket", "Enter a valid URL."),
+        ({"ticket": "not a link"}, "ticket", "'not a link' is neither a link (https://…) nor an issue key"),
     ],
 )
 def test_an_invalid_submission_is_answered_in_the_modal_fields(slack, client, change, block, message):
