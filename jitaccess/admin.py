@@ -19,6 +19,7 @@ from jitaccess.models import (
     AccessRequest,
     Approval,
     ApprovalPolicy,
+    ApprovalStage,
     Notification,
     ProjectAccessSettings,
     SlackMessage,
@@ -30,6 +31,14 @@ from jitaccess.services.access_settings import record_access_settings_change
 from jitaccess.services.notifications import enqueue_deliveries
 from jitaccess.slack.services import slack_route_set, slack_user_unlink
 from masking.policy.access import needs_second_person
+
+
+class ApprovalStageInline(admin.TabularInline):
+    model = ApprovalStage
+    extra = 0
+    can_delete = False
+    fields = ("position", "name", "approver_roles", "approvals_required")
+    readonly_fields = fields
 
 
 @admin.register(ApprovalPolicy)
@@ -47,6 +56,7 @@ class ApprovalPolicyAdmin(ReadOnlyAdmin):
         "enabled",
     ]
     list_filter = ["project", "enabled"]
+    inlines = [ApprovalStageInline]
 
 
 @admin.register(ProjectAccessSettings)
@@ -80,7 +90,7 @@ class ApprovalInline(admin.TabularInline):
     model = Approval
     extra = 0
     can_delete = False
-    readonly_fields = ["approver", "approver_subject", "channel", "created_at"]
+    readonly_fields = ["approver", "approver_subject", "channel", "stage", "created_at"]
 
 
 @admin.register(AccessRequest)

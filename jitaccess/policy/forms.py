@@ -9,8 +9,15 @@ from django import forms
 from identity.models import Role
 from jitaccess.oncall import OnCallProvider
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
-from jitaccess.policy.services import OnCallRule, check_oncall_rule
-from masking.policy.document import canonical_mapping, format_duration, parse_duration
+from jitaccess.policy.services import (
+    MAX_STAGES,
+    STAGE_NAME_MAX_CHARS,
+    OnCallRule,
+    StageRule,
+    check_oncall_rule,
+    check_stages,
+)
+from masking.policy.document import MAX_INTEGER, canonical_mapping, format_duration, parse_duration
 from masking.policy.review import PolicyItemForm, set_choices
 from masking.services.policy import PolicyError
 
@@ -69,10 +76,43 @@ class ApprovalPolicyForm(PolicyItemForm):
                 ONCALL_FORM_FIELDS[key]: value for key, value in oncall.items() if key in ONCALL_FORM_FIELDS
             }
             kwargs["initial"] = {**kwargs["initial"], **fields}
+        for number, stage in enumerate((kwargs.get("initial") or {}).get("stages") or [], start=1):
+            kwargs["initial"] = {  # the document's `stages`, as the form's rows
+                **kwargs["initial"],
+                f"stage_{number}_name": stage["name"],
+                f"stage_{number}_approver_roles": stage["approver_roles"],
+                f"stage_{number}_approvals_required": stage["approvals_required"],
+            }
         super().__init__(*args, **kwargs)
         set_choices(self, "project", [(key, key) for key in projects])
-        roles = Role.objects.order_by("name").values_list("name", flat=True)
-        set_choices(self, "approver_roles", [(name, name) for name in roles])
+        roles = [(name, name) for name in Role.objects.order_by("name").values_list("name", flat=True)]
+        set_choices(self, "approver_roles", roles)
+        for number in range(1, MAX_STAGES + 1):
+            self.fields[f"stage_{number}_name"] = forms.CharField(
+                required=False,
+                max_length=STAGE_NAME_MAX_CHARS,
+                label=f"Stage {number}: name",
+                help_text=(
+                    "To approve in stages, name each in the order they are asked, e.g. Data owner, then "
+                    "Security; each stage's approvers are asked once the one before has approved. "
+                    "No names: no stages"
+                    if number == 1
+                    else ""
+                ),
+            )
+            self.fields[f"stage_{number}_approver_roles"] = forms.MultipleChoiceField(
+                required=False,
+                choices=roles,
+                label=f"Stage {number}: approver roles",
+                help_text="Empty: people with approve permission on the project",
+            )
+            self.fields[f"stage_{number}_approvals_required"] = forms.IntegerField(
+                required=False,
+                min_value=1,
+                max_value=MAX_INTEGER,
+                label=f"Stage {number}: approvals required",
+                help_text="Empty: 1",
+            )
 
     def clean_condition(self) -> str:
         condition = self.cleaned_data["condition"].strip() or "true"
@@ -116,7 +156,43 @@ class ApprovalPolicyForm(PolicyItemForm):
             check_oncall_rule(rule, parse_duration(cap) if cap else None)
         except PolicyError as exc:
             self.add_error(exc.field, exc.message)
+        self._clean_stages(data, rule)
         return data
+
+    def _clean_stages(self, data: dict[str, Any], oncall: OnCallRule) -> None:
+        """The stage rows together, refused as the service refuses them: a row with roles or a
+        quorum but no name next to its name, the rest next to the field at fault."""
+        for number in range(1, MAX_STAGES + 1):
+            named = (data.get(f"stage_{number}_name") or "").strip()
+            if not named and (
+                data.get(f"stage_{number}_approver_roles") or data.get(f"stage_{number}_approvals_required")
+            ):
+                self.add_error(f"stage_{number}_name", "Name this stage, or clear its roles and approvals.")
+        if self.errors:
+            return
+        try:
+            check_stages(
+                [StageRule(stage["name"], (), stage["approvals_required"]) for stage in self.stages()],
+                approver_roles=data.get("approver_roles") or [],
+                approvals_required=data.get("approvals_required") or 1,
+                auto_approve=bool(data.get("auto_approve")),
+                oncall=oncall,
+            )
+        except PolicyError as exc:
+            self.add_error(None if exc.field == "stages" else exc.field, f"Stages: {exc.message}")
+
+    def stages(self) -> list[dict[str, Any]]:
+        """The document's `stages`: the rows with a name, in order."""
+        data = self.cleaned_data
+        return [
+            {
+                "name": data[f"stage_{number}_name"].strip(),
+                "approver_roles": sorted(data[f"stage_{number}_approver_roles"]),
+                "approvals_required": data[f"stage_{number}_approvals_required"] or 1,
+            }
+            for number in range(1, MAX_STAGES + 1)
+            if (data.get(f"stage_{number}_name") or "").strip()
+        ]
 
     def oncall(self) -> dict[str, Any] | None:
         """The document's `oncall` mapping (None: no schedule)."""
@@ -145,4 +221,5 @@ class ApprovalPolicyForm(PolicyItemForm):
             "slack_channel": data["slack_channel"].strip(),
             "enabled": data["enabled"],
             "oncall": self.oncall(),
+            **({"stages": stages} if (stages := self.stages()) else {}),
         }

@@ -2,6 +2,10 @@
 `masking` exports and applies them without importing `jitaccess`).
 
 Identity: project and title. Order within a project is policy (first match wins).
+
+A policy's `stages` (a list of mappings: name, approver_roles, approvals_required, in the order
+they are asked) appear only on a policy that has stages, so a policy without them, and a document
+or a stored version from before stages, reads and diffs as it always did.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from jitaccess.models import ApprovalPolicy
 from jitaccess.oncall import OnCallProvider, provider_configured
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from jitaccess.policy.services import (
+    STAGE_NAME_MAX_CHARS,
     OnCallRule,
+    StageRule,
     approval_policies_reorder,
     approval_policy_delete,
     approval_policy_save,
     check_oncall_rule,
+    check_stages,
 )
 from jitaccess.selectors.scopes import access_settings
 from masking.models import Project
@@ -49,6 +56,7 @@ class ApprovalPoliciesSection(Section):
         "slack_channel",
         "enabled",
         "oncall",
+        "stages",
     )
 
     def warnings(self, item: Mapping[str, Any]) -> list[str]:
@@ -73,7 +81,7 @@ class ApprovalPoliciesSection(Section):
     def export(self) -> list[dict[str, Any]]:
         policies = (
             ApprovalPolicy.objects.select_related("project")
-            .prefetch_related("approver_roles")
+            .prefetch_related("approver_roles", "stages__approver_roles")
             .order_by("project__key", "position", "id")
         )
         return [
@@ -88,6 +96,7 @@ class ApprovalPoliciesSection(Section):
                 "slack_channel": p.slack_channel.strip(),
                 "enabled": p.enabled,
                 "oncall": _export_oncall(p),
+                **_export_stages(p),
             }
             for p in policies
         ]
@@ -113,12 +122,19 @@ class ApprovalPoliciesSection(Section):
             "enabled": fields.boolean("enabled", True),
         }
         item["oncall"] = _normalize_oncall(fields, item["max_duration"])
+        if stages := _normalize_stages(fields, item):
+            item["stages"] = stages
         return item
 
     def references(self, item: Mapping[str, Any]) -> list[Reference]:
         return [
             Reference("project", "project", (item["project"],)),
             Reference("approver_roles", "role", tuple(item["approver_roles"])),
+            Reference(
+                "stages",
+                "role",
+                tuple(sorted({r for s in item.get("stages", []) for r in s["approver_roles"]})),
+            ),
         ]
 
     def project_of(self, item: Mapping[str, Any]) -> str | None:
@@ -142,6 +158,14 @@ class ApprovalPoliciesSection(Section):
                 slack_channel=item["slack_channel"],
                 enabled=item["enabled"],
                 oncall=_oncall_rule(item["oncall"]),
+                stages=[
+                    StageRule(
+                        stage["name"],
+                        tuple(Role.objects.filter(name__in=stage["approver_roles"])),
+                        stage["approvals_required"],
+                    )
+                    for stage in item.get("stages", [])
+                ],
                 actor=context.actor,
                 channel=context.channel,
             )
@@ -234,6 +258,50 @@ def _oncall_warnings(item: Mapping[str, Any]) -> list[str]:
         f"approval policy {item['project']}: {item['title']!r} names {oncall['provider']} schedule "
         f"{oncall['schedule']}, but {setting} is not set: nobody counts as on call for it"
     ]
+
+
+def _export_stages(policy: ApprovalPolicy) -> dict[str, Any]:
+    """`{"stages": [...]}` for a policy with stages, `{}` without (see the module docstring). Reads
+    the prefetched stages and their roles."""
+    stages = sorted(policy.stages.all(), key=lambda stage: stage.position)
+    if not stages:
+        return {}
+    return {
+        "stages": [
+            {
+                "name": stage.name,
+                "approver_roles": sorted(role.name for role in stage.approver_roles.all()),
+                "approvals_required": stage.approvals_required,
+            }
+            for stage in stages
+        ]
+    }
+
+
+def _normalize_stages(fields: Fields, item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `stages` list, each stage read with its own path (`approval_policies[2].stages[1].name`)
+    and the whole checked as `check_stages` checks a saved one; [] when absent or empty."""
+    stages: list[dict[str, Any]] = []
+    for stage_fields in fields.mappings("stages"):
+        stages.append(
+            {
+                "name": stage_fields.string("name", required=True, max_length=STAGE_NAME_MAX_CHARS),
+                "approver_roles": stage_fields.names("approver_roles"),
+                "approvals_required": stage_fields.integer("approvals_required", 1, minimum=1),
+            }
+        )
+        stage_fields.done()
+    try:
+        check_stages(
+            [StageRule(s["name"], (), s["approvals_required"]) for s in stages],
+            approver_roles=item["approver_roles"],
+            approvals_required=item["approvals_required"],
+            auto_approve=item["auto_approve"],
+            oncall=_oncall_rule(item["oncall"]),
+        )
+    except PolicyError as exc:
+        raise fields.error(exc.field, exc.message) from None
+    return stages
 
 
 def _oncall_rule(item: Mapping[str, Any] | None) -> OnCallRule:

@@ -7,8 +7,8 @@ unmask answer, so the decision caches stay valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from django.db.models import Max
 
 from audit.services import Actor, Target, record_event
 from identity.models import Role
-from jitaccess.models import ApprovalPolicy
+from jitaccess.models import ApprovalPolicy, ApprovalStage
 from jitaccess.oncall import SCHEDULE_ID, OnCallProvider
 from jitaccess.policy.matching import PolicyConditionError, check_request_condition
 from masking.models import Project
@@ -39,11 +39,13 @@ def approval_policy_save(
     slack_channel: str = "",
     enabled: bool = True,
     oncall: OnCallRule | None = None,
+    stages: Sequence[StageRule] = (),
     actor: Actor,
     channel: str,
 ) -> ApprovalPolicy:
     """Create (policy=None, placed last in its project) or update an approval policy. `oncall`:
-    the on-call schedule whose people also approve (None: none)."""
+    the on-call schedule whose people also approve (None: none). `stages`: the approvers asked one
+    stage after the other (none: the policy's own approver roles and quorum are the one stage)."""
     title, condition = title.strip(), (condition.strip() or "true")
     if not title:
         raise PolicyError("title", "is required")
@@ -57,6 +59,14 @@ def approval_policy_save(
         raise PolicyError("max_duration", "must be positive")
     oncall = oncall or OnCallRule()
     check_oncall_rule(oncall, max_duration)
+    approver_roles = list(approver_roles)
+    check_stages(
+        stages,
+        approver_roles=[role.name for role in approver_roles],
+        approvals_required=approvals_required,
+        auto_approve=auto_approve,
+        oncall=oncall,
+    )
     clash = ApprovalPolicy.objects.filter(project=project, title=title)
     if policy is not None and policy.pk:
         clash = clash.exclude(pk=policy.pk)
@@ -80,7 +90,8 @@ def approval_policy_save(
         policy.oncall_responder_auto_approve = oncall.responder_auto_approve
         policy.oncall_responder_max_duration = oncall.responder_max_duration
         policy.save()
-        policy.approver_roles.set(list(approver_roles))
+        policy.approver_roles.set(approver_roles)
+        _stages_set(policy, stages)
         record_event(
             action="approval_policy.updated" if before else "approval_policy.created",
             actor=actor,
@@ -141,7 +152,90 @@ def _detail(policy: ApprovalPolicy) -> dict[str, Any]:
         "slack_channel": policy.slack_channel,
         "enabled": policy.enabled,
         **({"oncall": oncall_rule_of(policy).as_detail()} if policy.oncall_schedule_id else {}),
+        **({"stages": stages} if (stages := [s.as_detail() for s in stage_rules_of(policy)]) else {}),
     }
+
+
+MAX_STAGES = 4
+STAGE_NAME_MAX_CHARS = 100  # ApprovalStage.name
+
+
+@dataclass(frozen=True)
+class StageRule:
+    """One stage of an approval policy: its name, approver roles (empty: the people with approve
+    permission on the project) and how many of them must approve before the next stage is asked."""
+
+    name: str
+    approver_roles: Sequence[Role] = field(default_factory=tuple)
+    approvals_required: int = 1
+
+    def as_detail(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "approver_roles": sorted(role.name for role in self.approver_roles),
+            "approvals_required": self.approvals_required,
+        }
+
+
+def stage_rules_of(policy: ApprovalPolicy) -> list[StageRule]:
+    return [
+        StageRule(stage.name, tuple(stage.approver_roles.all()), stage.approvals_required)
+        for stage in policy.stages.prefetch_related("approver_roles").order_by("position")
+    ]
+
+
+def check_stages(
+    stages: Sequence[StageRule],
+    *,
+    approver_roles: Sequence[str],
+    approvals_required: int,
+    auto_approve: bool,
+    oncall: OnCallRule,
+) -> None:
+    """Refuse stages that cannot work, naming the field: too many, a stage without a name or a
+    name given twice, a quorum below one; and beside them what a policy with stages leaves to its
+    stages (its own approver roles and quorum) or cannot have (approval at once; an on-call
+    schedule, whose people would count at every stage)."""
+    if not stages:
+        return
+    if len(stages) > MAX_STAGES:
+        raise PolicyError("stages", f"at most {MAX_STAGES} stages")
+    seen: set[str] = set()
+    for number, stage in enumerate(stages, start=1):
+        name = stage.name.strip()
+        if not name:
+            raise PolicyError("stages", f"stage {number} needs a name (who decides there, e.g. Security)")
+        if len(name) > STAGE_NAME_MAX_CHARS:
+            raise PolicyError("stages", f"stage {number}'s name is over {STAGE_NAME_MAX_CHARS} characters")
+        if name.lower() in seen:
+            raise PolicyError("stages", f"two stages are named {name!r}")
+        seen.add(name.lower())
+        if stage.approvals_required < 1:
+            raise PolicyError("stages", f"stage {number} ({name}) needs at least one approval")
+    if approver_roles:
+        raise PolicyError("approver_roles", "a policy with stages names its approver roles in each stage")
+    if approvals_required != 1:
+        raise PolicyError("approvals_required", "a policy with stages sets how many approve in each stage")
+    if auto_approve:
+        raise PolicyError("auto_approve", "a policy with stages is approved stage by stage, not at once")
+    if oncall.schedule_id:
+        raise PolicyError(
+            "stages",
+            "a policy with an on-call schedule has no stages (its people would approve at every stage)",
+        )
+
+
+def _stages_set(policy: ApprovalPolicy, stages: Sequence[StageRule]) -> None:
+    """Replace the policy's stages. Requests already made keep the stages they were made with."""
+    policy.stages.all().delete()
+    for position, rule in enumerate(stages):
+        stage = ApprovalStage.objects.create(
+            policy=policy,
+            position=position,
+            name=rule.name.strip(),
+            approvals_required=rule.approvals_required,
+        )
+        stage.approver_roles.set(rule.approver_roles)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def approval_policies(request: HttpRequest) -> HttpResponse:
     policies = (
         readable_items(ApprovalPolicy.objects.all(), user)
         .select_related("project")
-        .prefetch_related("approver_roles")
+        .prefetch_related("approver_roles", "stages__approver_roles")
         .order_by("project__key", "position", "id")
     )
     rows = list(policies)

@@ -206,6 +206,14 @@ class Fields:
             raise self.error(name, "must be a list of names")
         return sorted({v.strip() for v in value})
 
+    def mappings(self, name: str) -> list[Fields]:
+        """A list of mappings (absent: none), each read with its own `Fields` at `name[i]`; the
+        caller reads each one's fields and calls its `done()`."""
+        value = self._get(name, [])
+        if not isinstance(value, list):
+            raise self.error(name, "must be a list of mappings")
+        return [Fields(entry, f"{self.path}.{name}[{index}]") for index, entry in enumerate(value)]
+
     def mapping(self, name: str, default: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A mapping, required unless a `default` is given."""
         value = self._get(name, _REQUIRED if default is None else default)

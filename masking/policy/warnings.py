@@ -3,9 +3,9 @@
 They are shown with the plan (review page, `policy plan`, the plan API) and never refuse it: a
 role may gain members after the change is applied.
 
-- An approval policy needing more approvals than there are active people who could give them:
-  requests it matches would wait until they time out. Checked for the approval policies a plan
-  creates or updates, and for those whose approver roles it changes.
+- An approval policy (or a stage of one) needing more approvals than there are active people who
+  could give them: requests it matches would wait until they time out. Checked for the approval
+  policies a plan creates or updates, and for those whose approver roles it changes.
 - Whatever a section says about the items a plan creates or updates (`Section.warnings`), for
   limits that the app owning the section holds (`masking` reads no other app's models).
 
@@ -56,8 +56,9 @@ def approval_warnings(
     target: Document, current: Document, changed_policies: Iterable[str], changed_roles: Iterable[str]
 ) -> list[str]:
     """Approval policies (created or updated, or whose approver roles changed) that need more
-    approvals than there are active people who could approve. Auto-approving and disabled
-    policies route no request to approvers, so they are left out."""
+    approvals than there are active people who could approve; for a policy in stages, each stage
+    that does. Auto-approving and disabled policies route no request to approvers, so they are
+    left out."""
     policies = target.get("approval_policies", current.get("approval_policies", []))
     roles = {r["name"]: r for r in target.get("roles", current.get("roles", []))}
     changed_policies, changed_roles = set(changed_policies), set(changed_roles)
@@ -66,34 +67,45 @@ def approval_warnings(
         key = f"{item['project']}: {item['title']}"
         if item.get("auto_approve") or not item.get("enabled", True):
             continue
-        approver_roles = sorted(item.get("approver_roles") or [])
-        if key not in changed_policies and not changed_roles & set(approver_roles):
-            continue
-        needed = int(item.get("approvals_required") or 1)
-        if approver_roles:
-            if any(name not in roles for name in approver_roles):
-                continue  # refused by the reference check, or named by no document
-            available = _role_members(roles[name] for name in approver_roles)
-            names = ", ".join(repr(name) for name in approver_roles)
-            several = len(approver_roles) > 1
-            members = "no active member" if available == 0 else f"only {_people(available, 'member')}"
-            who = (
-                f"its approver role{'s' if several else ''} {names} {'have' if several else 'has'} {members}"
-            )
-            who += " between them" if several and available else ""
-        else:
-            project = Project.objects.filter(key=item["project"]).first()
-            if project is None:
+        # A policy's stages each need their approvals; without stages, the policy is the one stage.
+        parts = [(f" at stage {s['name']!r}", s) for s in item.get("stages") or []] or [("", item)]
+        for where, part in parts:
+            approver_roles = sorted(part.get("approver_roles") or [])
+            if key not in changed_policies and not changed_roles & set(approver_roles):
                 continue
-            available = _project_approvers(project)
-            anyone = "no active person" if available == 0 else f"only {_people(available, 'person')}"
-            who = f"{anyone} may approve requests in project {item['project']!r}"
-        if needed > available:
-            warnings.append(
-                f"approval policy {key!r} needs {needed} approval{'s' if needed != 1 else ''}, but {who}: "
-                "requests it matches cannot be approved until more people can approve them"
-            )
+            needed = int(part.get("approvals_required") or 1)
+            shortfall = _shortfall(item["project"], approver_roles, needed, roles)
+            if shortfall:
+                warnings.append(
+                    f"approval policy {key!r} needs {needed} approval{'s' if needed != 1 else ''}{where}, "
+                    f"but {shortfall}: requests it matches cannot be approved until more people can "
+                    "approve them"
+                )
     return warnings
+
+
+def _shortfall(
+    project_key: str, approver_roles: list[str], needed: int, roles: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """Who could give `needed` approvals, said when too few can ("" when enough can, or when the
+    roles are not all defined: the reference check speaks to that)."""
+    if approver_roles:
+        if any(name not in roles for name in approver_roles):
+            return ""  # refused by the reference check, or named by no document
+        available = _role_members(roles[name] for name in approver_roles)
+        names = ", ".join(repr(name) for name in approver_roles)
+        several = len(approver_roles) > 1
+        members = "no active member" if available == 0 else f"only {_people(available, 'member')}"
+        who = f"its approver role{'s' if several else ''} {names} {'have' if several else 'has'} {members}"
+        who += " between them" if several and available else ""
+    else:
+        project = Project.objects.filter(key=project_key).first()
+        if project is None:
+            return ""
+        available = _project_approvers(project)
+        anyone = "no active person" if available == 0 else f"only {_people(available, 'person')}"
+        who = f"{anyone} may approve requests in project {project_key!r}"
+    return who if needed > available else ""
 
 
 def _people(count: int, noun: str) -> str:
