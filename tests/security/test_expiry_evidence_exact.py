@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.urls import reverse
-from django.utils import dateformat, timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.filters import EVERYTHING, AuditFilter
@@ -20,6 +19,7 @@ from jitaccess.services.requests import request_approve
 from jitaccess.slack.blocks import status_text
 from jitaccess.slack.selectors import card_for
 from jitaccess.states import State
+from shared import dates
 from tests.jitaccess.conftest import world  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def test_the_request_page_shows_the_end_and_when_the_expiry_was_processed(expire
     html = client.get(reverse("jitaccess:request-detail", args=[expired_late.pk])).content.decode()
 
     def shown(moment):
-        return dateformat.format(timezone.localtime(moment), "j M Y H:i:s T")
+        return dates.timestamp(moment, "seconds")
 
     assert f"<dt>Ended</dt><dd>{shown(expired_late.expires_at)}" in html
     assert f"<dt>Expiry processed</dt><dd>{shown(expired_late.expiry_processed_at)}" in html
