@@ -182,7 +182,7 @@ def people_whose_access(key: str) -> set[int]:
 
 def last_unmasks(exemption_ids: Iterable[int], since: datetime) -> dict[tuple[int, Principal], datetime]:
     """When each principal last had an unmask answered through each of these exemptions, since
-    `since`. Reads the decision records of the period once (as `masking.insights` does): their
+    `since`. Reads the decision records of the period once (as `masking.policy.insights` does): their
     only index is the time, and a campaign opens a few times a year."""
     wanted = set(exemption_ids)
     last: dict[tuple[int, Principal], datetime] = {}
