@@ -156,10 +156,10 @@ class ApprovalPolicyForm(PolicyItemForm):
             check_oncall_rule(rule, parse_duration(cap) if cap else None)
         except PolicyError as exc:
             self.add_error(exc.field, exc.message)
-        self._clean_stages(data, rule)
+        self._clean_stages(data)
         return data
 
-    def _clean_stages(self, data: dict[str, Any], oncall: OnCallRule) -> None:
+    def _clean_stages(self, data: dict[str, Any]) -> None:
         """The stage rows together, refused as the service refuses them: a row with roles or a
         quorum but no name next to its name, the rest next to the field at fault."""
         for number in range(1, MAX_STAGES + 1):
@@ -176,7 +176,6 @@ class ApprovalPolicyForm(PolicyItemForm):
                 approver_roles=data.get("approver_roles") or [],
                 approvals_required=data.get("approvals_required") or 1,
                 auto_approve=bool(data.get("auto_approve")),
-                oncall=oncall,
             )
         except PolicyError as exc:
             self.add_error(None if exc.field == "stages" else exc.field, f"Stages: {exc.message}")

@@ -297,7 +297,6 @@ def _normalize_stages(fields: Fields, item: Mapping[str, Any]) -> list[dict[str,
             approver_roles=item["approver_roles"],
             approvals_required=item["approvals_required"],
             auto_approve=item["auto_approve"],
-            oncall=_oncall_rule(item["oncall"]),
         )
     except PolicyError as exc:
         raise fields.error(exc.field, exc.message) from None

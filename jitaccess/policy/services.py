@@ -65,7 +65,6 @@ def approval_policy_save(
         approver_roles=[role.name for role in approver_roles],
         approvals_required=approvals_required,
         auto_approve=auto_approve,
-        oncall=oncall,
     )
     clash = ApprovalPolicy.objects.filter(project=project, title=title)
     if policy is not None and policy.pk:
@@ -190,12 +189,11 @@ def check_stages(
     approver_roles: Sequence[str],
     approvals_required: int,
     auto_approve: bool,
-    oncall: OnCallRule,
 ) -> None:
     """Refuse stages that cannot work, naming the field: too many, a stage without a name or a
     name given twice, a quorum below one; and beside them what a policy with stages leaves to its
-    stages (its own approver roles and quorum) or cannot have (approval at once; an on-call
-    schedule, whose people would count at every stage)."""
+    stages (its own approver roles and quorum) or cannot have (approval at once). An on-call
+    schedule may go with stages: whoever is on call counts at the stage waiting."""
     if not stages:
         return
     if len(stages) > MAX_STAGES:
@@ -218,11 +216,6 @@ def check_stages(
         raise PolicyError("approvals_required", "a policy with stages sets how many approve in each stage")
     if auto_approve:
         raise PolicyError("auto_approve", "a policy with stages is approved stage by stage, not at once")
-    if oncall.schedule_id:
-        raise PolicyError(
-            "stages",
-            "a policy with an on-call schedule has no stages (its people would approve at every stage)",
-        )
 
 
 def _stages_set(policy: ApprovalPolicy, stages: Sequence[StageRule]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from audit.models import AuditEvent, Channel
@@ -12,6 +14,8 @@ from jitaccess.services.requests import request_approve, request_deny
 from jitaccess.states import InvalidTransition, State
 from masking.models import Exemption
 from tests.jitaccess.stages import DATA_OWNER, SECURITY, staged_world
+from tests.oncall.conftest import SCHEDULE, fake_opsgenie, fake_pagerduty, oncall_world, providers  # noqa: F401
+from tests.oncall.fake_oncall import OnCall
 
 pytestmark = pytest.mark.django_db
 
@@ -275,3 +279,34 @@ def test_the_approval_queue_names_the_stage_and_approving_there_says_what_waits_
     )
     assert request.ref in _page(client, staged.frank, "/approvals/")
     assert request.ref not in _page(client, world.carol, "/approvals/"), "carol approved stage 1"
+
+
+# --- With an on-call schedule -------------------------------------------------------------------
+
+
+def test_whoever_is_on_call_counts_at_the_stage_waiting_but_only_once(oncall_world, providers):  # noqa: F811
+    staged = staged_world(oncall_world)
+    pagerduty, _ = providers
+    pagerduty.schedule(SCHEDULE, "Data platform primary", OnCall.for_hours(oncall_world.eve.email))
+    request = staged.request("email", duration=timedelta(hours=2))
+
+    _approve(request, oncall_world.eve)  # no role: the schedule makes her an approver of stage 1
+    request.refresh_from_db()
+    assert (request.state, request.stage) == (State.PENDING, 2)
+    assert oncall_world.eve not in eligible_approvers(request), "she approved stage 1"
+    with pytest.raises(NotAllowed, match=r"You approved REQ-\d+ at stage 1 \(Data owner\)"):
+        _approve(request, oncall_world.eve)
+    _approve(request, staged.frank)
+
+    assert AccessRequest.objects.get(pk=request.pk).state == State.APPROVED
+
+
+def test_the_responder_on_call_is_approved_at_once_whatever_the_stages(oncall_world, providers):  # noqa: F811
+    staged = staged_world(oncall_world)
+    pagerduty, _ = providers
+    pagerduty.schedule(SCHEDULE, "Data platform primary", OnCall.for_hours(oncall_world.alice.email))
+
+    request = staged.request("email", duration=timedelta(minutes=30))
+
+    assert (request.state, request.stage, request.approvals.count()) == (State.APPROVED, 1, 0)
+    assert "Approved at once" in request.oncall_note

@@ -156,12 +156,6 @@ STAGE = {"name": "Security", "approver_roles": ["security"], "approvals_required
         ),
         ([STAGE], {"approvals_required": 2}, "approvals_required", "sets how many approve in each stage"),
         ([STAGE], {"auto_approve": True}, "auto_approve", "approved stage by stage"),
-        (
-            [STAGE],
-            {"oncall": {"provider": "pagerduty", "schedule": "PSCHED1"}},
-            "stages",
-            "has no stages (its people would approve at every stage)",
-        ),
     ],
 )
 def test_a_document_with_stages_that_cannot_work_is_refused_naming_the_field(
@@ -191,10 +185,16 @@ def test_the_service_refuses_the_same_rules(roles):
     with pytest.raises(PolicyError) as refused:
         save(stages=[StageRule("Data owner", (agents,)), StageRule("data owner")])
     assert (refused.value.field, refused.value.message) == ("stages", "two stages are named 'data owner'")
-    with pytest.raises(PolicyError) as refused:
-        save(stages=[StageRule("Data owner")], oncall=OnCallRule(provider="pagerduty", schedule_id="PSCHED1"))
-    assert refused.value.field == "stages"
     assert not ApprovalPolicy.objects.filter(title="Card data").exists()
+
+
+def test_an_on_call_schedule_may_go_with_stages(roles):
+    """Whoever is on call counts at the stage waiting (docs/jit.md, on-call approval)."""
+    save(stages=two_stages(roles), oncall=OnCallRule(provider="pagerduty", schedule_id="PSCHED1"))
+
+    [item] = [i for i in export_document()["approval_policies"] if i["title"] == "Card data"]
+    assert (item["oncall"]["schedule"], len(item["stages"])) == ("PSCHED1", 2)
+    assert not plan_against_live(parse_document(copy.deepcopy(export_document()))).has_changes
 
 
 # --- The edit page -----------------------------------------------------------------------------
