@@ -80,6 +80,7 @@ NAVIGATION: list[tuple[str, list[tuple[str, str, Check]]]] = [
             ("Policy insights", "policy:insights", policy_admin),
             ("Break-glass review", "jitaccess:breakglass-reviews", policy_admin),
             ("Access review settings", "jitaccess:access-review-settings-list", policy_admin),
+            ("Request settings", "jitaccess:request-settings-list", policy_admin),
             ("Admin site", "admin:index", admin_site_user),
         ],
     ),

@@ -19,7 +19,7 @@ from jitaccess.models import ProjectAccessSettings
 from jitaccess.selectors.scopes import DurationLimit, Scope, access_settings
 from jitaccess.selectors.tickets import ticket_field_help, ticket_hint
 from jitaccess.services.grants import END_REASON_LIMIT
-from jitaccess.tickets import TICKET_MAX_CHARS
+from jitaccess.tickets import HINT_MAX_CHARS, PATTERN_MAX_CHARS, TICKET_MAX_CHARS, pattern_problem
 from masking.models import Column, Database, Table
 
 WHOLE_DATABASE = "database"
@@ -288,6 +288,50 @@ class BreakGlassForm(ScopeForm):
 
     def clean_duration(self) -> timedelta:
         return timedelta(minutes=self.cleaned_data["duration"])
+
+
+class TicketRulesForm(PlainForm):
+    """What a project's requests must name as their ticket (`services.access_settings.ticket_rules_save`
+    checks it again and names the field at fault)."""
+
+    required = forms.BooleanField(required=False, label="Every request names a ticket")
+    pattern = forms.CharField(
+        required=False,
+        max_length=PATTERN_MAX_CHARS,
+        label="Pattern",
+        help_text="A regular expression the whole ticket must match, such as OPS-[0-9]+ (RE2 syntax: no "
+        "look-around or back-references). Empty: a link or an issue key.",
+    )
+    hint = forms.CharField(
+        required=False,
+        max_length=HINT_MAX_CHARS,
+        label="Hint",
+        help_text="What a ticket looks like, in words, such as “an OPS issue key, e.g. OPS-123”: shown "
+        "with the ticket field and when a ticket is refused.",
+    )
+    in_jira = forms.BooleanField(
+        required=False,
+        label="The ticket must be an open Jira issue",
+        help_text="Veil reads the issue in Jira when the request is made, refuses one that does not exist, "
+        "is done, or cannot be read, and shows approvers its title next to the reason.",
+    )
+
+    def clean_pattern(self) -> str:
+        pattern: str = self.cleaned_data["pattern"].strip()
+        if pattern and (problem := pattern_problem(pattern)):
+            raise forms.ValidationError(_sentence(f"the pattern {problem}"))
+        return pattern
+
+    @classmethod
+    def for_rules(cls, rules: ProjectAccessSettings) -> TicketRulesForm:
+        return cls(
+            initial={
+                "required": rules.ticket_required,
+                "pattern": rules.ticket_pattern,
+                "hint": rules.ticket_hint,
+                "in_jira": rules.ticket_in_jira,
+            }
+        )
 
 
 class DenyForm(PlainForm):

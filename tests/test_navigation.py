@@ -31,6 +31,7 @@ POLICY = {
     "Policy insights",
     "Break-glass review",
     "Access review settings",
+    "Request settings",
 }
 AUDIT = {"Audit", "Audit events", "Audit exports"}
 ADMIN = {"Admin site"}

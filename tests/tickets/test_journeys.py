@@ -132,7 +132,7 @@ def test_the_request_form_says_what_a_ticket_looks_like_in_the_project(slack, ji
 
 
 def test_the_modal_files_a_request_with_a_jira_ticket_and_its_title_is_posted(
-    slack, jira, client, fake_slack
+    slack, jira, client, fake_slack, after_ack
 ):
     require_tickets(slack)
     link(slack.alice, "UALICE")
@@ -147,6 +147,8 @@ def test_the_modal_files_a_request_with_a_jira_ticket_and_its_title_is_posted(
     deliver_outbox()
     [message] = fake_slack.in_channel(APPROVALS)
     assert OPEN_TITLE in ticket_section(message)
+    after_ack.run()
+    assert [m.channel for m in fake_slack.posts() if m.channel == "DALICE"] == ["DALICE"], "the link in a DM"
 
 
 @pytest.mark.parametrize(
@@ -161,7 +163,7 @@ def test_the_modal_files_a_request_with_a_jira_ticket_and_its_title_is_posted(
     ],
 )
 def test_a_bad_ticket_in_the_modal_is_answered_in_the_ticket_field(
-    slack, jira, client, ticket, fault, message
+    slack, jira, client, after_ack, ticket, fault, message
 ):
     require_tickets(slack)
     link(slack.alice, "UALICE")
@@ -179,7 +181,7 @@ def test_a_bad_ticket_in_the_modal_is_answered_in_the_ticket_field(
     assert not AccessRequest.objects.exists()
 
 
-def test_a_replayed_modal_submission_files_one_request_and_asks_jira_once(slack, jira, client):
+def test_a_replayed_modal_submission_files_one_request_and_asks_jira_once(slack, jira, client, after_ack):
     require_tickets(slack)
     link(slack.alice, "UALICE")
     body = payload_body(submission(**valid(slack, ticket=OPEN_KEY)))
@@ -193,7 +195,9 @@ def test_a_replayed_modal_submission_files_one_request_and_asks_jira_once(slack,
     assert len(jira.calls) == 1
 
 
-def test_the_modal_says_under_its_ticket_field_what_the_project_accepts(slack, jira, client, fake_slack):
+def test_the_modal_says_under_its_ticket_field_what_the_project_accepts(
+    slack, jira, client, fake_slack, after_ack
+):
     require_tickets(slack, hint=HINT)
     link(slack.alice, "UALICE")
 
