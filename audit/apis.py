@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import permissions, serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -47,7 +47,8 @@ from audit.filters import (
 )
 from audit.models import ActorType, Channel
 from audit.selectors import EVENT_FIELDS
-from shared.api import StrictSerializer
+from shared.api import QuerySerializer
+from shared.schema import error_response
 
 AUDIT_READ_SCOPE = "audit:read"
 DEFAULT_LIMIT = 100
@@ -90,11 +91,34 @@ def reader_scope(request: Request) -> AuditScope:
 
 
 def _text_filter(max_length: int, help_text: str) -> serializers.CharField:
-    """An optional filter of the event search, as text (parsed and checked by `_filter`)."""
-    return serializers.CharField(required=False, allow_blank=True, max_length=max_length, help_text=help_text)
+    """An optional filter of the event search, as text (parsed and checked by `_filter`): no
+    control character anywhere (the search refuses them, and would between words once it strips
+    the ends), so that the schema's pattern says exactly what is refused."""
+    return serializers.RegexField(
+        r"^[^\x00-\x08\x0b-\x1f\x7f]+\Z",
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=max_length,
+        help_text=help_text,
+        error_messages={"invalid": "contains a control character; type the value as plain text"},
+    )
 
 
-class AuditEventsQuery(StrictSerializer):
+@extend_schema_field(
+    {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}, {"maxLength": 0}]}
+)
+class MomentFilterField(serializers.CharField):
+    """An optional date or date-time filter, as text (parsed by `audit.filters`, which also refuses
+    a period that ends before it starts, and moments outside 1970-01-01..8999-12-31)."""
+
+    def __init__(self, help_text: str) -> None:
+        super().__init__(
+            required=False, allow_blank=True, max_length=40, trim_whitespace=False, help_text=help_text
+        )
+
+
+class AuditEventsQuery(QuerySerializer):
     """The query string. Unknown parameters are refused, so a misspelt filter is not ignored."""
 
     after_seq = serializers.IntegerField(
@@ -111,10 +135,8 @@ class AuditEventsQuery(StrictSerializer):
         help_text=f"At most this many events (default {DEFAULT_LIMIT}, maximum {MAX_LIMIT}).",
     )
     # `from` is declared below the class: it is a Python keyword.
-    to = _text_filter(
-        40,
-        "Events before this moment: an ISO date-time, or a date (YYYY-MM-DD) to include "
-        "that whole day (UTC).",
+    to = MomentFilterField(
+        "Events before this moment: an ISO date-time, or a date (YYYY-MM-DD) to include that whole day (UTC)."
     )
     person = _text_filter(
         255, "An actor or principal id (`local:3`, `user:alice`), or part of a person's name."
@@ -130,8 +152,8 @@ class AuditEventsQuery(StrictSerializer):
 
 
 # `from` is a Python keyword, so it cannot be a class attribute; DRF reads `_declared_fields`.
-AuditEventsQuery._declared_fields["from"] = _text_filter(
-    40, "Events at or after this moment: an ISO date-time, or a date (YYYY-MM-DD, from 00:00 UTC)."
+AuditEventsQuery._declared_fields["from"] = MomentFilterField(
+    "Events at or after this moment: an ISO date-time, or a date (YYYY-MM-DD, from 00:00 UTC)."
 )
 
 
@@ -177,10 +199,7 @@ class AuditEventsOut(serializers.Serializer):
 
 
 def _query(request: Request) -> dict[str, Any]:
-    repeated = sorted(name for name in request.query_params if len(request.query_params.getlist(name)) > 1)
-    if repeated:
-        raise ValidationError({name: ["Given more than once; give it once."] for name in repeated})
-    query = AuditEventsQuery(data=request.query_params.dict())
+    query = AuditEventsQuery(data=request.query_params)
     query.is_valid(raise_exception=True)
     return dict(query.validated_data)
 
@@ -225,6 +244,7 @@ class AuditEventsApi(APIView):
     """Read the audit log in chain order, a page at a time, for SIEMs and compliance tooling."""
 
     permission_classes = [AuditReader]
+    token_scope = AUDIT_READ_SCOPE  # for the schema: `AuditReader` checks it
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -245,13 +265,12 @@ class AuditEventsApi(APIView):
         parameters=[AuditEventsQuery],
         responses={
             200: AuditEventsOut,
-            400: OpenApiResponse(description="A parameter is invalid; `error.fields` names it"),
-            401: OpenApiResponse(
-                description="No credentials, or a token that is invalid, expired or revoked"
+            400: error_response(
+                "A parameter is invalid, given twice or unknown, or a filter cannot match (a project "
+                "outside your scope, a period that ends before it starts, an unknown event type); "
+                "`error.fields` names it"
             ),
-            403: OpenApiResponse(
-                description="A token without `audit:read`, or a person who may not read the audit log"
-            ),
+            403: error_response("A token without `audit:read`, or a person who may not read the audit log"),
         },
         examples=[
             OpenApiExample(

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -23,10 +23,11 @@ from jitaccess.selectors.scopes import Scope as RequestScope
 from jitaccess.services.breakglass import breakglass_review, breakglass_take
 from jitaccess.services.grants import grant_end
 from jitaccess.services.requests import request_approve, request_cancel, request_create, request_deny
-from jitaccess.states import Action, InvalidTransition
+from jitaccess.states import Action, InvalidTransition, State
 from jitaccess.tickets import TICKET_MAX_CHARS
 from masking.models import Database
-from shared.api import StrictSerializer
+from shared.api import QuerySerializer, StrictSerializer
+from shared.schema import error_response
 
 
 class Conflict(APIException):
@@ -175,10 +176,17 @@ class RequestListCreateApi(JitApiView):
             attrs["ticket"] = attrs["ticket"] or attrs["ticket_url"]
             return attrs
 
-    @extend_schema(operation_id="requests_list", responses={200: RequestOut(many=True)})
+    class RequestListQuery(QuerySerializer):
+        state = serializers.ChoiceField(choices=State.choices, required=False, allow_blank=True)
+
+    @extend_schema(
+        operation_id="requests_list", parameters=[RequestListQuery], responses={200: RequestOut(many=True)}
+    )
     def get(self, request: Request) -> Response:
+        query = self.RequestListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         queryset = self.visible(request).prefetch_related("approvals__approver")
-        if state := request.query_params.get("state"):
+        if state := query.validated_data.get("state"):
             queryset = queryset.filter(state=state)
         return Response(RequestOut(queryset[:200], many=True).data)
 
@@ -217,6 +225,9 @@ class RequestDetailApi(JitApiView):
         return Response(RequestOut(self.visible(request).get(pk=request_id)).data)
 
 
+API_ACTIONS = ["approve", "deny", "cancel", Action.REVOKE.value, Action.RELINQUISH.value, "review"]
+
+
 class RequestActionApi(JitApiView):
     """approve, deny (reason), cancel, revoke (optional reason), relinquish, review (break-glass, notes)."""
 
@@ -225,7 +236,16 @@ class RequestActionApi(JitApiView):
         notes = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     @extend_schema(
-        operation_id="requests_action", request=RequestActionInputSerializer, responses={200: RequestOut}
+        operation_id="requests_action",
+        parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH, enum=API_ACTIONS)],
+        request=RequestActionInputSerializer,
+        responses={
+            200: RequestOut,
+            404: error_response("No such request that you can see, or no such action."),
+            409: error_response(
+                "The request's state does not allow this action (`message` names the state)."
+            ),
+        },
     )
     def post(self, request: Request, request_id: int, action: str) -> Response:
         serializer = self.RequestActionInputSerializer(data=request.data or {})

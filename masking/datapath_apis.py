@@ -7,16 +7,16 @@ read it once a minute per target; any failure, or a database Veil does not know,
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from identity.authentication import ServiceTokenOnly
+from identity.authentication import ServiceTokenAuthentication, ServiceTokenOnly
 from identity.models import Scope
 from masking.models import Database, Project
-from shared.api import StrictSerializer
+from shared.api import QuerySerializer
 
 SETTINGS_TTL_S = 60
 
@@ -24,12 +24,13 @@ SETTINGS_TTL_S = 60
 class DataPathSettingsApi(APIView):
     """The settings a data-access layer applies to one database of Veil's catalog."""
 
+    authentication_classes = [ServiceTokenAuthentication]
     permission_classes = [ServiceTokenOnly]
     token_scope = Scope.DECISIONS
 
-    class InputSerializer(StrictSerializer):
-        instance = serializers.CharField(max_length=128)
-        database = serializers.CharField(max_length=128)
+    class InputSerializer(QuerySerializer):
+        instance = serializers.CharField(max_length=128, help_text="The instance's key, e.g. prod-pg")
+        database = serializers.CharField(max_length=128, help_text="The database's name, e.g. shop")
 
     class OutputSerializer(serializers.Serializer):
         instance = serializers.CharField()
@@ -42,14 +43,11 @@ class DataPathSettingsApi(APIView):
 
     @extend_schema(
         operation_id="data_path_settings",
-        parameters=[
-            OpenApiParameter("instance", str, required=True, description="The instance's key, e.g. prod-pg"),
-            OpenApiParameter("database", str, required=True, description="The database's name, e.g. shop"),
-        ],
+        parameters=[InputSerializer],
         responses={200: OutputSerializer},
     )
     def get(self, request: Request) -> Response:
-        query = self.InputSerializer(data=request.query_params.dict())
+        query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         instance, name = query.validated_data["instance"], query.validated_data["database"]
         database = (

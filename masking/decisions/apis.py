@@ -24,14 +24,24 @@ from masking.decisions.endpoint import answer_decisions
 from masking.decisions.engine import ColumnKey
 from masking.services.guard import record_guard_outcomes
 from shared.api import StrictSerializer
+from shared.schema import error_response
 
 
 class PrincipalIn(StrictSerializer):
     user = serializers.CharField(max_length=254, required=False)
     service_account = serializers.SlugField(max_length=64, required=False)
     groups = serializers.ListField(
-        child=serializers.CharField(max_length=150), required=False, max_length=200
+        child=serializers.CharField(max_length=150, trim_whitespace=False), required=False, max_length=200
     )
+    schema_constraints = {
+        "oneOf": [
+            {"required": ["user"], "not": {"required": ["service_account"]}},
+            {
+                "required": ["service_account"],
+                "not": {"anyOf": [{"required": ["user"]}, {"required": ["groups"]}]},
+            },
+        ]
+    }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("user" in attrs) == ("service_account" in attrs):
@@ -42,11 +52,13 @@ class PrincipalIn(StrictSerializer):
 
 
 class ColumnRefIn(StrictSerializer):
-    instance = serializers.CharField(max_length=128)
-    database = serializers.CharField(max_length=128)
-    schema = serializers.CharField(max_length=128, allow_blank=True, default="")
-    table = serializers.CharField(max_length=128)
-    column = serializers.CharField(max_length=128)
+    """Names as the data path gives them: kept as they are, surrounding spaces included."""
+
+    instance = serializers.CharField(max_length=128, trim_whitespace=False)
+    database = serializers.CharField(max_length=128, trim_whitespace=False)
+    schema = serializers.CharField(max_length=128, allow_blank=True, default="", trim_whitespace=False)
+    table = serializers.CharField(max_length=128, trim_whitespace=False)
+    column = serializers.CharField(max_length=128, trim_whitespace=False)
 
 
 class ReasonOut(serializers.Serializer):
@@ -91,6 +103,7 @@ class DecisionsApi(APIView):
 
     authentication_classes = [ServiceTokenAuthentication]
     permission_classes: list[type] = []
+    token_scope = Scope.DECISIONS  # checked by `answer_decisions`; named here for the schema
 
     def perform_authentication(self, request: Request) -> None:
         """`answer_decisions` authenticates (DRF's classes stay declared for the schema)."""
@@ -100,8 +113,15 @@ class DecisionsApi(APIView):
         `parse_decision_request`, which a test keeps in agreement with this serializer."""
 
         principal = PrincipalIn()
-        query_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        query_id = serializers.CharField(
+            max_length=200, required=False, allow_blank=True, default="", trim_whitespace=False
+        )
         columns = ColumnRefIn(many=True, allow_empty=False)
+
+        def get_fields(self) -> dict[str, serializers.Field]:
+            fields = super().get_fields()
+            fields["columns"].max_length = settings.DECISION_MAX_COLUMNS  # type: ignore[attr-defined]
+            return fields
 
     class DecisionsOutputSerializer(serializers.Serializer):
         policy_version = serializers.IntegerField(allow_null=True)
@@ -112,7 +132,14 @@ class DecisionsApi(APIView):
     @extend_schema(
         operation_id="decisions_create",
         request=DecisionsInputSerializer,
-        responses={200: DecisionsOutputSerializer},
+        responses={
+            200: DecisionsOutputSerializer,
+            413: error_response("The body is over `DATA_UPLOAD_MAX_MEMORY_SIZE`."),
+            503: error_response(
+                "Veil failed before it could count the columns to mask: mask them all. (A readable "
+                "request gets a 200 masking every column, `degraded: true`, instead.)"
+            ),
+        },
         examples=[
             OpenApiExample(
                 "Two columns",
@@ -205,18 +232,17 @@ class AccessEventIn(StrictSerializer):
 class AccessEventsApi(APIView):
     """Report what was actually returned (a batch of queries). Stored append-only for audit."""
 
+    authentication_classes = [ServiceTokenAuthentication]
     permission_classes = [ServiceTokenOnly]
     token_scope = Scope.ACCESS_EVENTS
 
     class AccessEventsInputSerializer(StrictSerializer):
         events = AccessEventIn(many=True, allow_empty=False)
 
-        def validate_events(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            if len(value) > settings.ACCESS_EVENTS_MAX_BATCH:
-                raise ValidationError(
-                    f"{len(value)} events; at most {settings.ACCESS_EVENTS_MAX_BATCH} per request"
-                )
-            return value
+        def get_fields(self) -> dict[str, serializers.Field]:
+            fields = super().get_fields()
+            fields["events"].max_length = settings.ACCESS_EVENTS_MAX_BATCH  # type: ignore[attr-defined]
+            return fields
 
     class AccessEventsOutputSerializer(serializers.Serializer):
         accepted = serializers.IntegerField()

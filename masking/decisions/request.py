@@ -3,7 +3,10 @@
 DRF's nested serializers spent a third of a decision request validating twenty column references
 (measured in `bench/http.py`). This parser checks exactly what `DecisionsInputSerializer`
 declares (which still documents the endpoint in the OpenAPI schema) and raises DRF's
-`ValidationError` with the same field paths, so clients see the one error shape either way.
+`ValidationError` with the same field paths, so clients see the one error shape either way. Like
+every Veil API it takes strings only where the schema says string (no number read as text) and
+no string holding NUL (PostgreSQL text cannot: a principal's lookup would fail, and the answer
+would be a degraded mask rather than a 400 naming the field).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def parse_decision_request(data: Any, *, max_columns: int) -> DecisionRequest:
     errors: dict[str, list[str]] = {name: ["Unknown field."] for name in sorted(set(data) - _TOP_FIELDS)}
     principal, groups = _principal(data.get("principal"), errors)
     query_id = data.get("query_id", "")
-    if not isinstance(query_id, str) or len(query_id) > 200:
-        errors["query_id"] = ["Must be a string of at most 200 characters."]
+    if not isinstance(query_id, str) or len(query_id) > 200 or "\x00" in query_id:
+        errors["query_id"] = ["Must be a string of at most 200 characters, without NUL."]
     columns = _columns(data.get("columns"), errors, max_columns)
     if errors:
         raise ValidationError(errors)
@@ -59,8 +62,8 @@ def _principal(raw: Any, errors: dict[str, list[str]]) -> tuple[dict[str, str], 
         return {}, []
     if "user" in raw:
         user = raw["user"]
-        if not isinstance(user, str) or not user.strip() or len(user) > 254:
-            errors["principal.user"] = ["Must be a non-empty string of at most 254 characters."]
+        if not isinstance(user, str) or not user.strip() or len(user) > 254 or "\x00" in user:
+            errors["principal.user"] = ["Must be a non-blank string of at most 254 characters, without NUL."]
         spec = {"user": user}
     else:
         account = raw["service_account"]
@@ -75,9 +78,9 @@ def _principal(raw: Any, errors: dict[str, list[str]]) -> tuple[dict[str, str], 
     elif (
         not isinstance(groups, list)
         or len(groups) > 200
-        or not all(isinstance(g, str) and 0 < len(g) <= 150 for g in groups)
+        or not all(isinstance(g, str) and 0 < len(g) <= 150 and "\x00" not in g for g in groups)
     ):
-        errors["principal.groups"] = ["Must be a list of at most 200 group names."]
+        errors["principal.groups"] = ["Must be a list of at most 200 group names (1 to 150 characters)."]
     return spec, groups if isinstance(groups, list) else []
 
 
@@ -106,12 +109,17 @@ def _columns(raw: Any, errors: dict[str, list[str]], max_columns: int) -> list[C
         values: list[str] = []
         for name in _COLUMN_FIELDS:
             value = column.get(name, "" if name == "schema" else None)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = str(value)  # as DRF's CharField does
             if value is None:
                 errors[f"{path}.{name}"] = ["This field is required."]
-            elif not isinstance(value, str) or len(value) > 128 or (name != "schema" and not value):
-                errors[f"{path}.{name}"] = ["Must be a non-empty string of at most 128 characters."]
+            elif (
+                not isinstance(value, str)
+                or len(value) > 128
+                or (name != "schema" and not value)
+                or "\x00" in value
+            ):
+                errors[f"{path}.{name}"] = [
+                    "Must be a non-empty string of at most 128 characters, without NUL."
+                ]
             else:
                 values.append(value)
         if len(values) == len(_COLUMN_FIELDS):
@@ -121,7 +129,7 @@ def _columns(raw: Any, errors: dict[str, list[str]], max_columns: int) -> list[C
 
 def _well_formed_column(column: Any) -> ColumnKey | None:
     """The column key when the reference is exactly what a client normally sends (five non-empty
-    strings of at most 128 characters, `schema` possibly empty); None sends it through the
+    strings of at most 128 characters without NUL, `schema` possibly empty); None sends it through the
     detailed checks above, which name what is wrong. Written out flat: a request may carry a
     thousand columns, and this is the hot path."""
     if type(column) is not dict or len(column) != 5:
@@ -142,6 +150,11 @@ def _well_formed_column(column: Any) -> ColumnKey | None:
         and len(schema) <= 128
         and 0 < len(table) <= 128
         and 0 < len(name) <= 128
+        and "\x00" not in instance
+        and "\x00" not in database
+        and "\x00" not in schema
+        and "\x00" not in table
+        and "\x00" not in name
     ):
         return ColumnKey(instance, database, schema, table, name)
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from identity.authentication import TokenScope
 from identity.models import ApiToken, Scope, ServiceAccount, User
 from identity.services import actor_for
 from masking.checks import DEFAULT_SENSITIVE_TAGS, CoverageReport, coverage, default_min_level, drift
+from masking.models import ClassificationLevel
 from masking.policy.access import administers_any, columns_scope
 from masking.policy.diff import plan_against_live
 from masking.policy.document import (
@@ -39,7 +40,8 @@ from masking.policy.scope import confined_document, scoped_document
 from masking.selectors import load_policy, read_epochs
 from masking.services.policy_changes import NotAllowed, StalePolicy, policy_submit
 from masking.services.versions import current_version
-from shared.api import StrictSerializer
+from shared.api import QuerySerializer, StrictSerializer
+from shared.schema import error_response
 
 
 class PolicyConflict(APIException):
@@ -137,7 +139,11 @@ class PolicyApplyApi(PolicyApi):
     @extend_schema(
         operation_id="policy_apply",
         request=PolicyApplyInputSerializer,
-        responses={200: PolicyApplyOutputSerializer, 202: PolicyApplyOutputSerializer},
+        responses={
+            200: PolicyApplyOutputSerializer,
+            202: PolicyApplyOutputSerializer,
+            409: error_response("The live policy is no longer at `expected_version`: plan again."),
+        },
     )
     def post(self, request: Request) -> Response:
         """Apply the file in one transaction as one version, or hold it for a second person (202)."""
@@ -173,7 +179,22 @@ class PolicyApplyApi(PolicyApi):
         return Response(body, status=status.HTTP_202_ACCEPTED if submission.status == "pending" else 200)
 
 
+def _csv_filter(help_text: str) -> serializers.CharField:
+    return serializers.CharField(required=False, allow_blank=True, max_length=1000, help_text=help_text)
+
+
 class PolicyCoverageApi(PolicyApi):
+    class PolicyCoverageQuery(QuerySerializer):
+        min_level = serializers.IntegerField(
+            required=False,
+            min_value=min(ClassificationLevel.values),
+            max_value=max(ClassificationLevel.values),
+            help_text="Hold columns classified at this level or above. Default: MASK_CLASSIFIED_FROM_LEVEL",
+        )
+        sensitive_tags = _csv_filter("Comma-separated; default sensitive,pii")
+        require_rule = serializers.BooleanField(required=False, default=False)
+        environment = _csv_filter("Comma-separated environments; default all")
+
     class PolicyCoverageOutputSerializer(serializers.Serializer):
         ok = serializers.BooleanField()
         uncovered = serializers.ListField(child=serializers.DictField())
@@ -181,27 +202,20 @@ class PolicyCoverageApi(PolicyApi):
 
     @extend_schema(
         operation_id="policy_coverage",
-        parameters=[
-            OpenApiParameter("min_level", int, description="Default: MASK_CLASSIFIED_FROM_LEVEL"),
-            OpenApiParameter("sensitive_tags", str, description="Comma-separated; default sensitive,pii"),
-            OpenApiParameter("require_rule", bool),
-            OpenApiParameter("environment", str, description="Comma-separated environments"),
-        ],
+        parameters=[PolicyCoverageQuery],
         responses={200: PolicyCoverageOutputSerializer},
     )
     def get(self, request: Request) -> Response:
         """`manage.py masking check` over HTTP; `ok` is false when a sensitive column is unmasked."""
-        params = request.query_params
+        query = self.PolicyCoverageQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
         policy = load_policy(read_epochs().policy)
-        try:
-            min_level = int(params.get("min_level", default_min_level(policy)))
-        except ValueError as exc:
-            raise ValidationError({"min_level": ["must be an integer"]}) from exc
         found = coverage(
             policy,
-            min_level=min_level,
+            min_level=params.get("min_level", default_min_level(policy)),
             sensitive_tags=_csv(params.get("sensitive_tags")) or DEFAULT_SENSITIVE_TAGS,
-            require_rule=params.get("require_rule", "").lower() in ("1", "true", "yes"),
+            require_rule=params["require_rule"],
             environments=_csv(params.get("environment")),
             now=timezone.now().timestamp(),
         )
@@ -214,20 +228,25 @@ class PolicyCoverageApi(PolicyApi):
 
 
 class PolicyDriftApi(PolicyApi):
+    class PolicyDriftQuery(QuerySerializer):
+        environments = _csv_filter("Comma-separated; default all")
+
     class PolicyDriftOutputSerializer(serializers.Serializer):
         ok = serializers.BooleanField()
         drift = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(
         operation_id="policy_drift",
-        parameters=[OpenApiParameter("environments", str, description="Comma-separated; default all")],
+        parameters=[PolicyDriftQuery],
         responses={200: PolicyDriftOutputSerializer},
     )
     def get(self, request: Request) -> Response:
         """`manage.py masking drift` over HTTP; `ok` is false when environments disagree."""
+        query = self.PolicyDriftQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         found = drift(
             load_policy(read_epochs().policy),
-            environments=_csv(request.query_params.get("environments")),
+            environments=_csv(query.validated_data.get("environments")),
             now=timezone.now().timestamp(),
         )
         mine = _visible_projects(request)
