@@ -181,9 +181,10 @@ def _shown(raw: Any) -> str:
 
 
 def _in_range(name: str, moment: datetime) -> datetime:
+    """The moment in UTC: an ISO offset may be up to ±23:59, PostgreSQL takes at most ±15:59."""
     if not EARLIEST <= moment < LATEST:
         raise FilterError(name, _OUT_OF_RANGE)
-    return moment
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)

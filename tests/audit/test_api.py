@@ -208,6 +208,17 @@ def test_filters_are_those_of_the_event_search(api_client, log):
     assert seqs(action="breakglass.reviewed") == []
 
 
+def test_a_moment_with_any_offset_iso_8601_allows_is_read(api_client, log):
+    """ISO 8601 allows offsets up to ±23:59, PostgreSQL's timestamps ±15:59: the filter compares
+    in UTC rather than answer a 500."""
+    client = as_token(api_client)
+
+    for moment in ("2546-12-09T17:42:35.845333+20:54", "2000-01-01T00:00:00-23:59"):
+        response = client.get(URL, {"from": moment})
+        assert response.status_code == 200, response.content
+        assert client.get(URL, {"to": moment}).status_code == 200
+
+
 def test_a_person_reads_the_projects_they_audit(client, log, people):
     client.force_login(people["dave"])  # audits shop only
 
