@@ -335,6 +335,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "jitaccess.slack.tasks.sync_policy_messages",
         "schedule": float(SWEEP_INTERVAL_S),
     },
+    "jitaccess-slack-clicks": {
+        "task": "jitaccess.slack.tasks.apply_slack_clicks",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
 }
 # A publish that cannot reach the broker fails fast instead of stalling a web request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

@@ -422,3 +422,4 @@ from jitaccess.reviews.models import (  # noqa: E402, F401
     AccessReviewMessage,
     AccessReviewSettings,
 )
+from jitaccess.slack.models import SlackClick  # noqa: E402, F401  (likewise, Slack's recorded clicks)

@@ -1,5 +1,6 @@
 """Keep and Remove clicks in a reviewer's DM (registered in `jitaccess.slack.interactions`, so they
-take the same signed, workspace-checked, replay-filtered path as every other click).
+take the same signed, workspace-checked, replay-filtered path as every other click, and are
+recorded in the acknowledgement and applied from the record: `jitaccess.slack.clicks`).
 
 The click is attributed through the clicker's Slack link (`linking.clicker`), then answered by
 `review_item_answer`, which locks the item and refuses anyone but the person it is for (recorded
@@ -9,13 +10,9 @@ answer by the same person changes nothing, and is said so. The DM itself is upda
 
 from __future__ import annotations
 
-from typing import Any
-
 from audit.models import Channel
 from jitaccess.reviews.models import AccessReviewItem, ItemState
 from jitaccess.reviews.services import (
-    KEEP,
-    REMOVE,
     AlreadyAnswered,
     NotYourItem,
     ReviewError,
@@ -25,21 +22,6 @@ from jitaccess.reviews.services import (
 from jitaccess.reviews.slack_messages import campaign_link
 from jitaccess.slack.blocks import NOTHING_CHANGED, escape, link_target
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
-
-
-def keep_clicked(body: dict[str, Any]) -> None:
-    _clicked(body, KEEP)
-
-
-def remove_clicked(body: dict[str, Any]) -> None:
-    _clicked(body, REMOVE)
-
-
-def _clicked(body: dict[str, Any], decision: str) -> None:
-    from jitaccess.slack.interactions import Click, reply
-
-    click = Click.from_action(body)
-    reply(click, answer(click.slack_user_id, click.request_id, decision))
 
 
 def answer(slack_user_id: str, item_id: int | None, decision: str) -> str:

@@ -2,10 +2,13 @@
 
 Slack wants an answer within 3 seconds, so every listener acknowledges first and decides after,
 in a lazy listener (the Django adapter runs it on a worker thread with its own database
-connection). Only the deny modal is opened inside the window, because its trigger ID expires
-with it. Decisions go through `jitaccess.services`, which locks the request row: double clicks,
-Slack retries, replayed payloads and two approvers at once serialise there, and the second one
-is told the outcome of the first. Messages are updated through the outbox, not from here.
+connection). A decision (Approve, a deny or reject modal submitted, a policy change's Approve,
+an access review's Keep or Remove) is committed as a `SlackClick` inside the acknowledgement and
+applied from that row (`clicks`): by the lazy listener, or by the sweep if the node died first.
+Only the deny modal is opened inside the window, because its trigger ID expires with it.
+Decisions go through `jitaccess.services`, which locks the request row: double clicks, Slack
+retries, replayed payloads and two approvers at once serialise there, and the second one is
+told the outcome of the first. Messages are updated through the outbox, not from here.
 Asking for access from Slack (`/veil`, the shortcut, the request modal) is in `requesting`.
 """
 
@@ -15,6 +18,7 @@ import functools
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,7 @@ from identity.models import User
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.models import AccessRequest, Approval
 from jitaccess.reviews import slack_interactions as reviews
+from jitaccess.reviews.services import KEEP, REMOVE
 from jitaccess.reviews.slack_messages import REVIEW_KEEP, REVIEW_REMOVE
 from jitaccess.selectors.approvers import can_approve
 from jitaccess.selectors.stages import stage_refusal
@@ -49,8 +54,10 @@ from jitaccess.slack.blocks import (
     reason_modal_value,
     when,
 )
+from jitaccess.slack.clicks import click_apply, click_key, click_record, clicks_waiting
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker, people_on
+from jitaccess.slack.models import SlackClick, SlackClickKind
 from jitaccess.slack.policy_messages import POLICY_APPROVE, POLICY_OPEN, POLICY_REJECT, POLICY_REJECT_MODAL
 from jitaccess.slack.request_modal import COMMAND, REQUEST_MODAL, SHORTCUT, SUGGESTED
 from jitaccess.slack.selectors import card_for, linked_user, needs_web_confirmation, request_link
@@ -94,8 +101,24 @@ class Click:
             message_ts=str(meta.get("ts", "")),
         )
 
+    @classmethod
+    def recorded(cls, click: SlackClick) -> Click:
+        return cls(click.slack_user_id, click.target_id, click.channel_id, click.message_ts)
+
     def metadata(self) -> str:
         return json.dumps({"request": self.request_id, "channel": self.channel_id, "ts": self.message_ts})
+
+    def record(self, body: dict[str, Any], kind: str, text: str = "") -> None:
+        """Commit this click for `apply_recorded` (inside the acknowledgement)."""
+        click_record(
+            body=body,
+            kind=kind,
+            slack_user_id=self.slack_user_id,
+            target_id=self.request_id,
+            channel_id=self.channel_id,
+            message_ts=self.message_ts,
+            text=text,
+        )
 
 
 def request_handler() -> SlackRequestHandler:
@@ -114,20 +137,20 @@ def _handler(token: str, signing_secret: str, api_url: str) -> SlackRequestHandl
         request_verification_enabled=False,
         token_verification_enabled=False,
     )
-    app.action(APPROVE)(ack=acknowledge, lazy=[approve_clicked])
+    app.action(APPROVE)(ack=record_click(SlackClickKind.APPROVE), lazy=[apply_recorded])
     app.action(DENY)(ack=open_deny_modal, lazy=[explain_deny_refusal])
     app.action(re.compile(f"^({APPROVE_IN_WEB}|{OPEN_IN_WEB}|{EXTEND})$"))(acknowledge)  # links
-    app.view(DENY_MODAL)(ack=check_deny_reason, lazy=[deny_submitted])
-    app.action(POLICY_APPROVE)(ack=acknowledge, lazy=[policy.approve_clicked])
+    app.view(DENY_MODAL)(ack=check_deny_reason, lazy=[apply_recorded])
+    app.action(POLICY_APPROVE)(ack=record_click(SlackClickKind.POLICY_APPROVE), lazy=[apply_recorded])
     app.action(POLICY_REJECT)(ack=policy.open_reject_modal, lazy=[policy.explain_reject_refusal])
     app.action(POLICY_OPEN)(acknowledge)  # a link
-    app.view(POLICY_REJECT_MODAL)(ack=policy.check_note, lazy=[policy.reject_submitted])
+    app.view(POLICY_REJECT_MODAL)(ack=policy.check_note, lazy=[apply_recorded])
     app.command(COMMAND)(ack=requesting.command_received, lazy=[requesting.command_after_ack])
     app.shortcut(SHORTCUT)(ack=requesting.shortcut_received, lazy=[requesting.shortcut_after_ack])
     app.options(re.compile(f"^({'|'.join(SUGGESTED)})$"))(requesting.suggest)
     app.view(REQUEST_MODAL)(ack=requesting.request_submitted, lazy=[requesting.dm_requester])
-    app.action(REVIEW_KEEP)(ack=acknowledge, lazy=[reviews.keep_clicked])
-    app.action(REVIEW_REMOVE)(ack=acknowledge, lazy=[reviews.remove_clicked])
+    app.action(REVIEW_KEEP)(ack=record_click(SlackClickKind.REVIEW_KEEP), lazy=[apply_recorded])
+    app.action(REVIEW_REMOVE)(ack=record_click(SlackClickKind.REVIEW_REMOVE), lazy=[apply_recorded])
     app.action(re.compile(".*"))(ack=acknowledge, lazy=[unknown_action])  # last: the first match wins
     return SlackRequestHandler(app)
 
@@ -136,9 +159,52 @@ def acknowledge(ack: Ack) -> None:
     ack()
 
 
-def approve_clicked(body: dict[str, Any]) -> None:
-    click = Click.from_action(body)
-    reply(click, approve(click))
+def record_click(kind: str) -> Callable[[Ack, dict[str, Any]], None]:
+    """The acknowledgement of a decision's button: the click is committed before Slack's 200."""
+
+    def record(ack: Ack, body: dict[str, Any]) -> None:
+        Click.from_action(body).record(body, kind)
+        ack()
+
+    return record
+
+
+def apply_recorded(body: dict[str, Any]) -> None:
+    """After the acknowledgement: apply the click it recorded, unless it is applied already."""
+    _apply(click_key(body))
+
+
+def apply_waiting_clicks() -> int:
+    """The sweep: apply clicks their node did not (it died after Slack's 200, say)."""
+    waiting = clicks_waiting()
+    for key in waiting:
+        _apply(key)
+    return len(waiting)
+
+
+def _apply(key: str) -> None:
+    applied = click_apply(key, _decision)
+    if applied is not None:
+        click, text = applied
+        reply(Click.recorded(click), text)
+
+
+def _decision(recorded: SlackClick) -> str:
+    """Make the recorded decision; the clicker's reply says what happened."""
+    click = Click.recorded(recorded)
+    match recorded.kind:
+        case SlackClickKind.APPROVE:
+            return approve(click)
+        case SlackClickKind.DENY:
+            return deny(click, recorded.text)
+        case SlackClickKind.POLICY_APPROVE:
+            return policy.approve(click.slack_user_id, click.request_id)
+        case SlackClickKind.POLICY_REJECT:
+            return policy.reject(click.slack_user_id, click.request_id, recorded.text)
+        case SlackClickKind.REVIEW_KEEP | SlackClickKind.REVIEW_REMOVE:
+            decision = KEEP if recorded.kind == SlackClickKind.REVIEW_KEEP else REMOVE
+            return reviews.answer(click.slack_user_id, click.request_id, decision)
+    raise ValueError(f"unknown Slack click kind {recorded.kind!r}")
 
 
 def approve(click: Click) -> str:
@@ -267,17 +333,13 @@ def _modal_key(body: dict[str, Any]) -> str:
 
 
 def check_deny_reason(ack: Ack, body: dict[str, Any]) -> None:
-    if not reason_modal_value(body, "reason"):
+    """A reason keeps the modal open; with one, the denial is recorded before the modal closes."""
+    reason = reason_modal_value(body, "reason")
+    if not reason:
         ack(response_action="errors", errors={"reason": "Say why the request is denied."})
         return
+    Click.from_submission(body).record(body, SlackClickKind.DENY, reason)
     ack()
-
-
-def deny_submitted(body: dict[str, Any]) -> None:
-    reason = reason_modal_value(body, "reason")
-    if reason:
-        click = Click.from_submission(body)
-        reply(click, deny(click, reason))
 
 
 def deny(click: Click, reason: str) -> str:

@@ -1,5 +1,6 @@
 """Approve and Reject clicks on policy-change messages (registered in `interactions._handler`, so
-they take the same verified, replay-filtered path as request clicks).
+they take the same verified, replay-filtered path as request clicks, and are recorded in the
+acknowledgement and applied from the record as they are).
 
 Decisions go through `policy_change_approve` / `policy_change_reject`, which lock the change and
 refuse the author (by IdP subject) and anyone who may not change what it touches; the clicker
@@ -19,6 +20,7 @@ from identity.models import User
 from jitaccess.slack.blocks import NOTHING_CHANGED, reason_modal_value
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
+from jitaccess.slack.models import SlackClickKind
 from jitaccess.slack.policy_messages import change_link, reject_modal
 from jitaccess.slack.selectors import linked_user
 from jitaccess.slack.services import policy_click_refused_record
@@ -32,13 +34,6 @@ from masking.services.policy_changes import (
 )
 
 MAX_CANDIDATES = 50  # email lookups per unlinked click, each cached (see linking.py)
-
-
-def approve_clicked(body: dict[str, Any]) -> None:
-    from jitaccess.slack.interactions import Click, reply
-
-    click = Click.from_action(body)
-    reply(click, approve(click.slack_user_id, click.request_id))
 
 
 def approve(slack_user_id: str, change_id: int | None) -> str:
@@ -119,20 +114,15 @@ def reject_refusal(slack_user_id: str, change_id: int | None) -> str:
 
 
 def check_note(ack: Ack, body: dict[str, Any]) -> None:
-    if not reason_modal_value(body, "note"):
-        ack(response_action="errors", errors={"note": "Say why the change is rejected."})
-        return
-    ack()
-
-
-def reject_submitted(body: dict[str, Any]) -> None:
-    from jitaccess.slack.interactions import Click, reply
+    """A note keeps the modal open; with one, the rejection is recorded before the modal closes."""
+    from jitaccess.slack.interactions import Click
 
     note = reason_modal_value(body, "note")
     if not note:
+        ack(response_action="errors", errors={"note": "Say why the change is rejected."})
         return
-    click = Click.from_submission(body)
-    reply(click, reject(click.slack_user_id, click.request_id, note))
+    Click.from_submission(body).record(body, SlackClickKind.POLICY_REJECT, note)
+    ack()
 
 
 def reject(slack_user_id: str, change_id: int | None, note: str) -> str:

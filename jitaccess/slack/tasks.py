@@ -8,6 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from jitaccess.slack.delivery import resume_after_outage
+from jitaccess.slack.interactions import apply_waiting_clicks
 from jitaccess.slack.policy_messages import (
     policy_message_sync,
     policy_messages_sweep,
@@ -23,6 +24,13 @@ def remind_pending_requests() -> dict[str, int]:
     """Every minute: remind and escalate pending requests (idempotent: outbox dedupe keys)."""
     nudges = reminders_announce()
     return {"reminders": nudges.reminders, "escalations": nudges.escalations}
+
+
+@shared_task(ignore_result=True)
+def apply_slack_clicks() -> int:
+    """Every minute: apply decisions clicked in Slack that their node acknowledged but did not
+    apply (it died after Slack's 200). Idempotency key: the click's row, taken under its lock."""
+    return apply_waiting_clicks()
 
 
 @shared_task(ignore_result=True)
