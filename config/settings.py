@@ -339,6 +339,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "jitaccess.slack.tasks.apply_slack_clicks",
         "schedule": float(SWEEP_INTERVAL_S),
     },
+    "jitaccess-access-reviews": {
+        "task": "jitaccess.reviews.tasks.sweep_access_reviews",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
+    "jitaccess-access-review-messages": {
+        "task": "jitaccess.reviews.tasks.sync_access_review_messages",
+        "schedule": float(SWEEP_INTERVAL_S),
+    },
 }
 # A publish that cannot reach the broker fails fast instead of stalling a web request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -373,8 +381,9 @@ SLACK_ESCALATION_MENTION = env("SLACK_ESCALATION_MENTION")
 SLACK_API_TIMEOUT_S = envint("SLACK_API_TIMEOUT_S", 5)
 # A 429 asking to wait up to this long is retried inside the call; a longer wait goes back to the outbox.
 SLACK_RATE_LIMIT_MAX_WAIT_S = envint("SLACK_RATE_LIMIT_MAX_WAIT_S", 5)
-# jitaccess/slack/tasks.py is not an app's `tasks` module, so Celery's autodiscovery would miss it.
-CELERY_IMPORTS = ["jitaccess.slack.tasks"]
+# jitaccess/slack/tasks.py and jitaccess/reviews/tasks.py are not an app's `tasks` module, so
+# Celery's autodiscovery would miss them.
+CELERY_IMPORTS = ["jitaccess.slack.tasks", "jitaccess.reviews.tasks"]
 
 # On-call approval (jitaccess/oncall.py): an approval policy may name a PagerDuty or Opsgenie schedule.
 # Off for a provider until its credential is set. Schedules are read at every decision, never cached;
