@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from masking.decisions.engine import Decision
 from shared import dates
 
 
@@ -31,19 +30,3 @@ def directory_ending(person: object) -> str:
     """Why a request ended when the directory deactivated its requester, as Slack, email and the
     request's page say it: no one revoked it, the person is gone."""
     return f"{person} was deactivated in the directory"
-
-
-def decision_reason(decision: Decision) -> str:
-    """Why a column is masked or in clear for someone, as the request form says it next to the
-    column: "your grant REQ-1", "rule “Card numbers”", "semantic type “email”"."""
-    kind, title = decision.reason_kind, decision.reason_title
-    if decision.unmask:
-        if decision.request_ref:
-            return f"your grant {decision.request_ref}"
-        said = {"exemption": "an exemption", "not_sensitive": "not sensitive"}
-        return said.get(kind, kind.replace("_", " "))
-    if kind == "rule":
-        return f"rule “{title}”"
-    if kind == "semantic_type":
-        return f"semantic type “{title}”"
-    return title or kind.replace("_", " ")

@@ -16,6 +16,7 @@ from django import forms
 from jitaccess.errors import RequestError
 from jitaccess.formatting import duration_label
 from jitaccess.models import ProjectAccessSettings
+from jitaccess.selectors.column_access import ColumnAccess
 from jitaccess.selectors.scopes import DurationLimit, Scope, access_settings
 from jitaccess.selectors.tickets import ticket_field_help, ticket_hint
 from jitaccess.services.grants import END_REASON_LIMIT
@@ -23,7 +24,8 @@ from jitaccess.tickets import HINT_MAX_CHARS, PATTERN_MAX_CHARS, TICKET_MAX_CHAR
 from masking.models import Column, Database, Table
 
 WHOLE_DATABASE = "database"
-PICKER_LIMIT = 500  # columns listed at once; a filter narrows bigger databases
+ALL_TABLES = "all"  # the table list's entry for the whole database (`?table=all`)
+TABLES_LISTED = 200  # tables listed at once; the filter narrows bigger databases
 DURATION_PRESETS = [("1", "1 hour"), ("4", "4 hours"), ("24", "1 day"), ("168", "7 days")]
 CUSTOM = "custom"
 ABSURD_HOURS = 24 * 366 * 100  # beyond this a duration is not worth repeating back (nor a timedelta)
@@ -40,23 +42,36 @@ class PickerColumn:
 
 @dataclass(frozen=True)
 class PickerTable:
+    """A table of the list, with its columns as the person sees them."""
+
+    pk: int
     value: str
     label: str
-    checked: bool
+    checked: bool  # ticked whole
     columns: list[PickerColumn]
+
+    @property
+    def masked(self) -> int:
+        return sum(not c.visible for c in self.columns)
+
+    @property
+    def filter_text(self) -> str:
+        """What the list's filter matches: the table's name and its columns' (lower case)."""
+        return " ".join([self.label, *(c.column.name for c in self.columns)]).lower()
 
 
 @dataclass(frozen=True)
 class Picker:
-    """What the scope picker lists: `shown` of the `matched` columns, grouped by table."""
+    """The scope picker, table first: `tables` lists those matching the filter (`matched` in all,
+    at most TABLES_LISTED), each with how much of it is masked for the person; `chosen` is the
+    table whose columns are shown to tick, None until one is chosen or when the whole database is."""
 
     whole_database: bool
     tables: list[PickerTable]
     matched: int
-
-    @property
-    def shown(self) -> int:
-        return sum(len(t.columns) for t in self.tables)
+    chosen: PickerTable | None
+    column_count: int  # in the whole database
+    masked_count: int  # of those, masked for the person
 
 
 class PlainForm(forms.Form):
@@ -151,34 +166,50 @@ class ScopeForm(PlainForm):
             self.add_error(None, _sentence(f"{error.field} {error.message}"))
 
     def picker(
-        self, query: str = "", visible: frozenset[int] = frozenset(), why: Mapping[int, str] | None = None
+        self, query: str = "", access: Mapping[int, ColumnAccess] | None = None, table: str = ""
     ) -> Picker:
-        """The tables and columns to list: those matching `query`, at most PICKER_LIMIT columns;
-        `visible`, the ids of columns the person already sees in clear, marks them; `why` says, by
-        column id, why each is masked or in clear for them.
-
-        A table whose name matches lists all its columns; chosen columns are always listed."""
+        """The tables to list (their name or a column's matching `query`), each column marked
+        with `access`, by column id (`selectors.column_access`: in clear or masked for the person,
+        and why). The chosen table is the one ticked, else `table` (an id from the list, or
+        ALL_TABLES for the whole database), else the only table there is."""
         query = query.strip().lower()
         picked = set(self["scope"].value() or ())
+        access = access or {}
         tables: dict[int, PickerTable] = {}
-        matched = 0
         for column in self.columns:
-            label = _table_label(column.table)
             value, table_value = f"column:{column.pk}", f"table:{column.table_id}"
-            shown = not query or query in label.lower() or query in column.name.lower()
-            if not (shown or value in picked or table_value in picked):
-                continue
-            matched += 1
-            if matched > PICKER_LIMIT:
-                continue
             if column.table_id not in tables:
-                tables[column.table_id] = PickerTable(table_value, label, table_value in picked, [])
+                label = _table_label(column.table)
+                tables[column.table_id] = PickerTable(
+                    column.table_id, table_value, label, table_value in picked, []
+                )
+            seen = access.get(column.pk)
             tables[column.table_id].columns.append(
                 PickerColumn(
-                    value, column, value in picked, column.pk in visible, (why or {}).get(column.pk, "")
+                    value, column, value in picked, bool(seen and seen.visible), seen.why if seen else ""
                 )
             )
-        return Picker(WHOLE_DATABASE in picked, list(tables.values()), matched)
+        whole = WHOLE_DATABASE in picked or (table == ALL_TABLES and not picked)
+        ticked = [t for t in tables.values() if t.checked or any(c.checked for c in t.columns)]
+        chosen = None
+        if whole:
+            pass
+        elif ticked:
+            chosen = ticked[0]
+        elif table.isdigit():
+            chosen = tables.get(int(table))
+        elif len(tables) == 1:
+            chosen = next(iter(tables.values()))
+        matching = [t for t in tables.values() if query in t.filter_text or t is chosen]
+        every_column = [c for t in tables.values() for c in t.columns]
+        return Picker(
+            whole_database=whole,
+            tables=matching[:TABLES_LISTED],
+            matched=len(matching),
+            chosen=chosen,
+            column_count=len(every_column),
+            masked_count=sum(not c.visible for c in every_column),
+        )
 
     def _table(self, value: str) -> Table:
         pk = int(value.removeprefix("table:"))
@@ -363,6 +394,45 @@ class ReviewForm(PlainForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         error_messages={"required": "Say what the review found."},
     )
+
+
+class ApprovalPreviewForm(ScopeForm):
+    """What the request form's approval preview reads: the scope and the duration as the form has
+    them so far, both optional (the preview says what is missing), not the reason or the ticket,
+    which no policy reads. Every preset is accepted: a duration over the limit is the preview's to
+    point out. `cleaned_data["scope"]` is a `Scope` or None, `["duration"]` a timedelta or None."""
+
+    duration = forms.ChoiceField(
+        required=False,
+        choices=[*DURATION_PRESETS, (CUSTOM, "Custom")],
+        error_messages={"invalid_choice": "Choose one of the durations offered."},
+    )
+    custom_hours = forms.IntegerField(
+        label="Custom duration in hours",
+        required=False,
+        min_value=1,
+        max_value=ABSURD_HOURS,
+        error_messages={
+            "min_value": "Ask for at least 1 hour.",
+            "max_value": "Ask for a duration a request can last, in hours.",
+            "invalid": "Enter a whole number of hours, such as 2 or 36.",
+        },
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if "scope" in self.fields and not self["scope"].value():
+            del self.fields["scope"]  # nothing ticked yet: no scope to judge
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        cleaned.setdefault("scope", None)
+        preset, hours = cleaned.get("duration"), cleaned.get("custom_hours")
+        if preset == CUSTOM:
+            cleaned["duration"] = timedelta(hours=hours) if hours else None
+        else:
+            cleaned["duration"] = timedelta(hours=int(preset)) if preset else None
+        return cleaned
 
 
 def _table_label(table: Table) -> str:

@@ -8,6 +8,7 @@ app_name = "jitaccess"
 urlpatterns = [
     path("requests/", views.request_list, name="requests"),
     path("requests/new/", views.request_new, name="request-new"),
+    path("requests/new/preview/", views.request_preview, name="request-preview"),
     path("requests/settings/", settings_views.request_settings_list, name="request-settings-list"),
     path("requests/settings/<slug:key>/", settings_views.request_settings, name="request-settings"),
     path("requests/<int:pk>/", views.request_detail, name="request-detail"),

@@ -8,13 +8,14 @@ Every write is one service call; its errors become something a person can read: 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -31,8 +32,9 @@ from jitaccess import delivery
 from jitaccess.demo import DEMO_TOKEN, demo_persona, demo_token_live, try_the_api
 from jitaccess.errors import NotAllowed, RequestError
 from jitaccess.events import BREAKGLASS_TIMELINE_LABELS, TIMELINE_LABELS
-from jitaccess.formatting import decision_reason, directory_ending, duration_label, moment_label
+from jitaccess.formatting import directory_ending, duration_label, moment_label
 from jitaccess.forms import (
+    ApprovalPreviewForm,
     BreakGlassForm,
     DenyForm,
     EndGrantForm,
@@ -41,6 +43,7 @@ from jitaccess.forms import (
     UnmaskRequestForm,
 )
 from jitaccess.models import AccessRequest
+from jitaccess.selectors.approval_preview import approval_preview
 from jitaccess.selectors.approvers import (
     ApproverPools,
     can_approve,
@@ -49,6 +52,7 @@ from jitaccess.selectors.approvers import (
     eligible_approvers,
     end_refusal,
 )
+from jitaccess.selectors.column_access import column_access
 from jitaccess.selectors.oncall import oncall_line
 from jitaccess.selectors.requests import (
     approval_queue,
@@ -71,7 +75,6 @@ from jitaccess.selectors.scopes import (
     DurationLimit,
     Scope,
     access_settings,
-    column_decisions_for,
     duration_limit,
 )
 from jitaccess.selectors.stages import stage_progress
@@ -178,9 +181,11 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def request_new(request: HttpRequest) -> HttpResponse:
-    """Ask to unmask: pick a database (GET), then a scope, a duration and a reason (POST).
+    """Ask to unmask: pick a database and a table (GET), then columns, a duration and a reason
+    (POST), seeing which approval policy applies and who will be asked before sending.
 
-    `?extends=<id>` asks for more time on one of the person's active grants, same scope."""
+    `?extends=<id>` asks for more time on one of the person's active grants, same scope. A POST
+    with `preview` (the form's button without JavaScript) only shows the approval preview."""
     user = _person(request)
     databases = _databases_with(user, REQUEST_UNMASK)
     extended = None
@@ -207,18 +212,19 @@ def request_new(request: HttpRequest) -> HttpResponse:
     if database is None and len(named) == 1:
         database = next(iter(named))  # the data path's refusal links here with the column it refused
     form, limit = None, None
+    picked = [f"column:{column.pk}" for column in named.get(database, [])] if database else []
     if database is not None:
         fixed_scope = _scope_of(extended) if extended else None
         limit = _duration_limit(user, database, fixed_scope)
-        picked = [f"column:{column.pk}" for column in named.get(database, [])]
+        previewing = request.method == "POST" and "preview" in request.POST
         form = UnmaskRequestForm(
-            request.POST or None,
+            None if previewing else request.POST or None,
             database=database,
             fixed_scope=fixed_scope,
             limit=limit,
-            initial={"scope": picked} if picked else None,
+            initial=_as_initial(request.POST) if previewing else {"scope": picked} if picked else None,
         )
-        if request.method == "POST" and form.is_valid():
+        if request.method == "POST" and not previewing and form.is_valid():
             data = form.cleaned_data
             try:
                 created = request_create(
@@ -245,11 +251,43 @@ def request_new(request: HttpRequest) -> HttpResponse:
         "jitaccess/request_new.html",
         {
             **_picker_context(request, form, databases, database),
+            **_preview_context(
+                user, database, request.POST if request.method == "POST" else {"scope": picked}, extended
+            ),
             "extended": extended,
             "duration_help": _duration_help(database, limit),
             "can_break_glass": _breakglass_databases(user).exists(),
         },
     )
+
+
+@login_required
+@require_GET
+def request_preview(request: HttpRequest) -> HttpResponse:
+    """The request form's approval preview for its fields so far (`database`, `scope`, `duration`,
+    `custom_hours`; `extends` for an extension), as the fragment the page's script puts in place.
+
+    A read that changes nothing, so a GET, and only this site's pages can read its answer (no
+    CORS). A database outside the projects the person may request in is a 404, as for the form, so
+    no other project's policies or approvers show; bad input is a 400 naming the field."""
+    user = _person(request)
+    raw_database = request.GET.get("database", "")
+    if not raw_database.isdigit():
+        context = {"preview_problem": "Choose a database from the list.", "preview_field": "database"}
+        return render(request, "jitaccess/_approval_preview.html", context, status=400)
+    database = _databases_with(user, REQUEST_UNMASK).filter(pk=int(raw_database)).first()
+    if database is None:
+        raise Http404("No such database among those you may request in.")
+    extended = None
+    if raw_extends := request.GET.get("extends"):
+        extended = _visible(user, raw_extends)
+        if extended.database_id != database.pk:
+            raise Http404("No such grant on this database.")
+        if refusal := _extend_refusal(extended, user):
+            return _forbidden(request, refusal)
+    context = _preview_context(user, database, request.GET, extended)
+    status = 400 if context["preview_problem"] else 200
+    return render(request, "jitaccess/_approval_preview.html", context, status=status)
 
 
 @login_required
@@ -471,9 +509,8 @@ def _picker_context(
     query = request.GET.get("q", "")
     picker = None
     if form is not None and form.fixed_scope is None and database is not None:
-        decisions = column_decisions_for(_person(request), database, form.columns)
-        visible = frozenset(pk for pk, decision in decisions.items() if decision.unmask)
-        picker = form.picker(query, visible, {pk: decision_reason(d) for pk, d in decisions.items()})
+        access = column_access(_person(request), database, form.columns)
+        picker = form.picker(query, access, request.GET.get("table", ""))
     return {
         "form": form,
         "databases": databases,
@@ -481,6 +518,34 @@ def _picker_context(
         "query": query,
         "picker": picker,
     }
+
+
+def _preview_context(
+    user: User, database: Database | None, data: Mapping[str, Any], extended: AccessRequest | None
+) -> dict[str, Any]:
+    """The approval preview for the request form's fields so far (`data`): `preview` (None until a
+    scope is ticked), or `preview_problem` naming the field at fault (`preview_field`)."""
+    context: dict[str, Any] = {"preview": None, "preview_problem": "", "preview_field": ""}
+    if database is None:
+        return context
+    fixed_scope = _scope_of(extended) if extended else None
+    form = ApprovalPreviewForm(data, database=database, fixed_scope=fixed_scope)
+    if form.is_valid() and (scope := form.cleaned_data["scope"]) is not None:
+        try:
+            context["preview"] = approval_preview(
+                requester=user, scope=scope, duration=form.cleaned_data["duration"], extends=extended
+            )
+        except RequestError as error:
+            form.add_service_error(error)
+    if form.errors:
+        field, errors = next(iter(form.errors.items()))
+        context.update(preview_problem=errors[0], preview_field=field)
+    return context
+
+
+def _as_initial(posted: QueryDict) -> dict[str, Any]:
+    """A posted request form as the initial values of an unbound one (shown again, not judged)."""
+    return {**posted.dict(), "scope": posted.getlist("scope")}
 
 
 def _timeline(target: AccessRequest) -> list[AuditEvent]:

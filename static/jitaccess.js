@@ -22,37 +22,75 @@
     setInterval(tick, 1000);
   }
 
-  // Column picker: the filter box narrows the list as one types (without JS the server filters).
+  // Table list: the filter box narrows the tiles as one types, by table and column names (without
+  // JS the server filters).
   const filter = document.querySelector("[data-picker-filter]");
-  const picker = document.querySelector("[data-picker]");
-  if (filter && picker) {
-    const empty = picker.querySelector("[data-picker-empty]");
-    const status = picker.querySelector("[data-picker-status]");
+  const list = document.querySelector("[data-table-list]");
+  if (filter && list) {
+    const section = list.closest("section");
+    const empty = section.querySelector("[data-picker-empty]");
+    const status = section.querySelector("[data-picker-status]");
     const apply = () => {
       const query = filter.value.trim().toLowerCase();
-      let anyShown = false;
-      for (const table of picker.querySelectorAll("[data-table]")) {
-        const tableMatches = table.dataset.filterText.includes(query);
-        let shown = 0;
-        for (const column of table.querySelectorAll("[data-column]")) {
-          const show =
-            tableMatches || column.dataset.filterText.includes(query) || column.querySelector("input").checked;
-          column.hidden = !show;
-          shown += show ? 1 : 0;
-        }
-        table.hidden = shown === 0 && !table.querySelector("input").checked;
-        anyShown ||= !table.hidden;
+      let shown = 0;
+      for (const table of list.querySelectorAll("[data-table]")) {
+        table.hidden = !table.dataset.filterText.includes(query);
+        shown += table.hidden ? 0 : 1;
       }
-      empty.hidden = anyShown;
+      empty.hidden = shown > 0;
       // Screen readers hear how far the list narrowed (WCAG 4.1.3), not only sighted users.
-      if (status) {
-        const tables = picker.querySelectorAll("[data-table]:not([hidden])").length;
-        const columns = picker.querySelectorAll("[data-table]:not([hidden]) [data-column]:not([hidden])").length;
-        status.textContent = anyShown
-          ? `${tables} ${tables === 1 ? "table" : "tables"}, ${columns} ${columns === 1 ? "column" : "columns"} shown.`
-          : empty.textContent;
-      }
+      if (status) status.textContent = shown ? `${shown} ${shown === 1 ? "table" : "tables"} shown.` : empty.textContent;
     };
     filter.addEventListener("input", apply);
+  }
+
+  // Request form: the approval preview follows the ticks and the duration, asked of the server
+  // (the same code that decides at submission). Without JS its button asks on a click instead.
+  const form = document.querySelector("form[data-request-form]");
+  const preview = form && form.querySelector("[data-preview]");
+  if (form && preview) {
+    form.querySelector("[data-preview-button]")?.remove();
+    const read = ["scope", "duration", "custom_hours"];
+    let asking = null;
+    let typing = null;
+    const unavailable = "The preview is not available now; the request's page will say who is asked.";
+    const refresh = async () => {
+      const params = new URLSearchParams();
+      for (const [name, value] of new FormData(form)) {
+        if (read.includes(name)) params.append(name, value);
+      }
+      asking?.abort();
+      const mine = (asking = new AbortController());
+      preview.setAttribute("aria-busy", "true");
+      try {
+        const response = await fetch(`${form.dataset.previewUrl}&${params}`, {
+          signal: mine.signal,
+          headers: { Accept: "text/html" },
+          credentials: "same-origin",
+        });
+        // 400 is a preview too: it names what is wrong with the form so far.
+        const fragment = !response.redirected && (response.ok || response.status === 400);
+        const html = fragment ? await response.text() : "";
+        if (mine !== asking) return;
+        if (fragment) preview.innerHTML = html;
+        else preview.textContent = unavailable;
+      } catch (error) {
+        if (error.name !== "AbortError" && mine === asking) preview.textContent = unavailable;
+      } finally {
+        if (mine === asking) preview.removeAttribute("aria-busy");
+      }
+    };
+    form.addEventListener("change", (event) => {
+      if (read.includes(event.target.name)) refresh();
+    });
+    form.addEventListener("input", (event) => {
+      if (event.target.name !== "custom_hours") return;
+      clearTimeout(typing);
+      typing = setTimeout(refresh, 300);
+    });
+    // A page shown again from the history keeps its ticks but not its preview: ask again.
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted) refresh();
+    });
   }
 })();

@@ -7,4 +7,8 @@
   the stage waiting.
 - `scopes`: what a scope covers, what of it is masked for the person now, how long a request for it
   may last, whether an extension may be asked.
+- `column_access`: each column masked or in clear for the person now, and why, in words (the
+  request form).
+- `approval_preview`: which approval policy a request would fall under, who would be asked and for
+  how long at most, before it is sent (the request form).
 """
