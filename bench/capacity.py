@@ -176,7 +176,7 @@ def grow(company: Company, *, people: int, records: int) -> dict[str, float]:
             scope=Scope(company.database, "public", "customers", GRANTED),
             duration=timedelta(hours=2),
             reason="INC-4711 refund mismatch between the ledger and the shop",
-            ticket_url="https://tickets.example.com/INC-4711",
+            ticket="https://tickets.example.com/INC-4711",
             channel=Channel.WEB,
         )
         request_approve(request_id=request.pk, approver=bob, channel=Channel.SLACK)

@@ -7,7 +7,7 @@ removal is a policy version with the usual before/after event, beside this app's
 away, and the reviewer's answer is the decision the campaign exists to get.
 
 Locking contract, in this order: the policy head (only when something may be removed), the
-campaign row, then the item row. Slack messages follow on commit (`tasks.announce`).
+campaign row, then the item row. Slack messages follow on commit (`services._announce`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -52,6 +54,7 @@ logger = logging.getLogger(__name__)
 KEEP, REMOVE = "keep", "remove"
 DEADLINE_NOTE = "No answer by the deadline"
 NOTE_LIMIT = 2000
+SYNC_MESSAGE_TASK = "jitaccess.reviews.tasks.sync_access_review_message"
 
 
 class ReviewError(ValueError):
@@ -591,7 +594,19 @@ def _item_detail(item: AccessReviewItem) -> dict[str, Any]:
 def _announce_on_commit(campaign_id: int, reviewer_ids: set[int], *, escalation: bool = False) -> None:
     """Bring the reviewers' Slack DMs (and the escalation post) in line once this commits. The
     periodic sync catches up on anything lost on the way."""
-    from jitaccess.reviews.tasks import announce
-
     ids = sorted(reviewer_ids)
-    transaction.on_commit(lambda: announce(campaign_id, ids, escalation=escalation))
+    transaction.on_commit(lambda: _announce(campaign_id, ids, escalation=escalation))
+
+
+def _announce(campaign_id: int, reviewer_ids: list[int], *, escalation: bool) -> None:
+    """Hand each reviewer's DM (and the escalation post) to the workers, by task name: the tasks
+    module imports this one. A broker outage loses nothing: the periodic sync does it."""
+    if not settings.SLACK_ENABLED:
+        return
+    targets: list[int | None] = [*reviewer_ids, *([None] if escalation else [])]
+    for reviewer_id in targets:
+        try:
+            current_app.send_task(SYNC_MESSAGE_TASK, (campaign_id, reviewer_id), retry=False)
+        except Exception:
+            logger.warning("broker unavailable; the Slack messages of access review %s wait", campaign_id)
+            return

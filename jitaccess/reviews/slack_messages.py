@@ -4,7 +4,7 @@
 messages: it posts a reviewer's DM while the campaign is open and they have none yet, and updates a
 posted one whose campaign has moved on (`shown` holds the answered count and state it showed).
 With `reviewer_id` None it does the same for the escalation post in the project's escalation
-channel. It runs on commit after every opening, answer and deadline (`tasks.announce`) and for
+channel. It runs on commit after every opening, answer and deadline (`services._announce`) and for
 every live campaign from `review_messages_sweep` each minute, so a lost task or a Slack outage only
 delays a message. The message row is claimed before chat.postMessage (`post_once`), so a
 redelivered task or a sweep racing it posts nothing twice.

@@ -3,15 +3,10 @@ settings (`CELERY_BEAT_SCHEDULE`)."""
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
-from django.conf import settings
 
 from jitaccess.reviews.services import campaigns_open_due, campaigns_past_deadline
 from jitaccess.reviews.slack_messages import review_message_sync, review_messages_sweep
-
-logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -31,17 +26,3 @@ def sync_access_review_messages() -> int:
 def sync_access_review_message(campaign_id: int, reviewer_id: int | None) -> str:
     """Idempotency key: the `AccessReviewMessage` row, claimed before posting."""
     return review_message_sync(campaign_id, reviewer_id)
-
-
-def announce(campaign_id: int, reviewer_ids: list[int], *, escalation: bool = False) -> None:
-    """After a campaign opens, an item is answered or a deadline passes (on commit): sync the DMs
-    of these reviewers, and the escalation post. A broker outage loses nothing: the sweep does it."""
-    if not settings.SLACK_ENABLED:
-        return
-    targets: list[int | None] = [*reviewer_ids, *([None] if escalation else [])]
-    for reviewer_id in targets:
-        try:
-            sync_access_review_message.apply_async((campaign_id, reviewer_id), retry=False)
-        except Exception:
-            logger.warning("broker unavailable; the Slack messages of access review %s wait", campaign_id)
-            return

@@ -27,13 +27,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def reviewed(slack, monkeypatch, django_capture_on_commit_callbacks) -> Reviewed:
-    """The review world with Slack on; what `tasks.announce` hands the workers runs in-process."""
+    """The review world with Slack on; what `services._announce` hands the workers runs in-process."""
 
-    def announce(campaign_id: int, reviewer_ids: list[int], *, escalation: bool = False) -> None:
+    def announce(campaign_id: int, reviewer_ids: list[int], *, escalation: bool) -> None:
         for reviewer_id in [*reviewer_ids, *([None] if escalation else [])]:
             review_message_sync(campaign_id, reviewer_id)
 
-    monkeypatch.setattr("jitaccess.reviews.tasks.announce", announce)
+    monkeypatch.setattr("jitaccess.reviews.services._announce", announce)
     return make_reviewed(slack)
 
 
@@ -196,7 +196,7 @@ def test_at_the_deadline_the_escalation_channel_is_told_and_the_dms_lose_their_b
 def test_the_sweep_posts_what_a_lost_task_did_not(
     reviewed, fake_slack, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("jitaccess.reviews.tasks.announce", lambda *args, **kwargs: None)
+    monkeypatch.setattr("jitaccess.reviews.services._announce", lambda *args, **kwargs: None)
     open_campaign(reviewed, django_capture_on_commit_callbacks)
     assert fake_slack.messages == []
 
