@@ -17,6 +17,7 @@ from slack_bolt import Ack
 
 from audit.models import Channel
 from identity.models import User
+from jitaccess.slack.answers import Click, remember_modal, replace_modal, reply, unlinked_modal
 from jitaccess.slack.blocks import NOTHING_CHANGED, reason_modal_value
 from jitaccess.slack.client import slack_client
 from jitaccess.slack.linking import UNLINKED_EXPLANATION, clicker
@@ -59,7 +60,6 @@ def approve(slack_user_id: str, change_id: int | None) -> str:
 
 def open_reject_modal(ack: Ack, body: dict[str, Any]) -> None:
     """Inside the 3-second window (the trigger ID dies with it): database reads only."""
-    from jitaccess.slack.interactions import Click, remember_modal
 
     ack()
     click = Click.from_action(body)
@@ -73,7 +73,6 @@ def open_reject_modal(ack: Ack, body: dict[str, Any]) -> None:
 def explain_reject_refusal(body: dict[str, Any]) -> None:
     """As for a request's Deny: a refused clicker is told why (privately, or in place of the
     reason in a modal opened before Veil knew who they were) and the attempt is audited."""
-    from jitaccess.slack.interactions import Click, replace_modal, reply, unlinked_modal
 
     click = Click.from_action(body)
     modal = unlinked_modal(body)
@@ -115,7 +114,6 @@ def reject_refusal(slack_user_id: str, change_id: int | None) -> str:
 
 def check_note(ack: Ack, body: dict[str, Any]) -> None:
     """A note keeps the modal open; with one, the rejection is recorded before the modal closes."""
-    from jitaccess.slack.interactions import Click
 
     note = reason_modal_value(body, "note")
     if not note:
