@@ -1,4 +1,7 @@
 """Web pages for engineers, approvers and admins: thin views over `services` and `selectors`.
+One module over 600 lines because the request pages (form, preview, detail, actions, extension,
+break glass) share the scope, duration-limit, timeline and message helpers at its end; half of it
+is those helpers, each a few lines.
 
 Every request is read through `selectors`, so one the person may not see is a 404, never a 403.
 Every write is one service call; its errors become something a person can read: a

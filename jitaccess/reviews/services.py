@@ -1,4 +1,5 @@
-"""Writes for access reviews: settings, opening a campaign, answering an item, the deadline.
+"""Writes for access reviews: settings, opening a campaign, answering an item, the deadline. One
+module (a little over 600 lines) because the three writes share one locking contract, below.
 
 Each writes its audit event in its own transaction. Removing access goes through masking's own
 services (`exemption_update`, `exemption_revoke`, `role_save`), inside one `policy_change`, so a

@@ -1,5 +1,7 @@
 """One client's session: its messages checked and relayed to its upstream connection, and the
-upstream's answers masked and relayed back.
+upstream's answers masked and relayed back. One module over 600 lines on purpose: the two tasks
+share the queue of pending answers and the session's transaction state, and reading them side by
+side is how the pairing is checked.
 
 Two tasks run per session. The frontend task reads the client's messages, checks every statement
 with the data path before it reaches the server, and forwards it; for each message that will be
