@@ -26,9 +26,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback_http import LoopbackServer
 
 PAGERDUTY_TOKEN = "pd-test-token"
 OPSGENIE_KEY = "og-test-key"
@@ -58,7 +60,7 @@ class Call:
 
 
 @dataclass
-class _FakeServer:
+class _FakeServer(LoopbackServer):
     """What both fakes share: a threaded server on loopback, the calls, the scripted faults."""
 
     schedule_names: dict[str, str] = field(default_factory=dict)  # schedule ID -> name
@@ -69,35 +71,10 @@ class _FakeServer:
         self._faults: deque[tuple[str, Any]] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> _FakeServer:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()  # releases hanging calls
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.root
 
     # --- scripting -----------------------------------------------------------------------------
 

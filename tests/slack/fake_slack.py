@@ -13,9 +13,11 @@ import json
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.loopback_http import LoopbackServer
 
 TOKEN = "xoxb-test-token"
 BOT_USER_ID = "UVEILBOT"
@@ -57,7 +59,7 @@ class Fault:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     users: dict[str, str] = field(default_factory=dict)  # email -> Slack user ID
     profiles: dict[str, str] = field(default_factory=dict)  # Slack user ID -> email, beyond `users`
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)  # ID -> name, is_member, is_archived
@@ -75,39 +77,12 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ts = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FakeSlack:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            do_GET = do_POST
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()  # releases hanging calls
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+        return f"{self.root}/api/"
 
     # --- scripting -----------------------------------------------------------------------------
 

@@ -20,9 +20,11 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback_http import LoopbackServer
 
 JIRA_EMAIL = "veil-bot@acme.example"
 JIRA_TOKEN = "jira-test-api-token"
@@ -50,7 +52,7 @@ class Call:
 
 
 @dataclass
-class FakeJira:
+class FakeJira(LoopbackServer):
     email: str = JIRA_EMAIL
     token: str = JIRA_TOKEN
     issues: dict[str, Issue] = field(default_factory=dict)
@@ -61,35 +63,10 @@ class FakeJira:
         self._faults: deque[tuple[str, Any]] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeJira:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()  # releases hanging calls
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.root
 
     # --- scripting -----------------------------------------------------------------------------
 
