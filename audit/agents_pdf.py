@@ -10,7 +10,6 @@ one more query counts the guard's refusals from the log.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,15 +17,13 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from django.db.models import Count
-from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
-from reportlab.platypus import CondPageBreak, Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import Paragraph, Spacer
 
-from audit import signing
 from audit.display import Cell, tool_call_text
-from audit.filters import AuditFilter, AuditScope, describe
+from audit.filters import AuditFilter, AuditScope
 from audit.models import ActorType, AuditEvent, PrincipalKind
-from audit.pdf import MAX_ROWS, _projects_text, _styles, _table, _text
+from audit.pdf import MAX_ROWS, _section, _styles, _table, cover, render
 from audit.reports import AGENT_COLUMNS, agent_rows
 from audit.selectors import ChainVerification
 
@@ -132,36 +129,19 @@ def render_agents(
 ) -> tuple[bytes, int]:
     """Render the agents report's PDF; returns its bytes and its number of pages."""
     styles = _styles()
-    buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=landscape(A4),
-        leftMargin=12 * mm,
-        rightMargin=12 * mm,
-        topMargin=12 * mm,
-        bottomMargin=14 * mm,
-        title=f"Veil: {TITLE}",
-        author="Veil",
-        invariant=1,
-    )
     agents, shown, more = summarize(agent_rows(flt, scope))
     count_refusals(agents, flt, scope)
-    period = f"{_text(flt.date_from) or 'the beginning'} to {_text(flt.date_to) or 'now'}"
     story: list[Any] = [
-        Paragraph(escape(TITLE), styles["title"]),
-        Paragraph(
-            "Each query a data-access layer reported for a service account: an AI agent through "
+        *cover(
+            TITLE,
+            flt,
+            scope,
+            generated_at,
+            generated_by,
+            styles,
+            intro="Each query a data-access layer reported for a service account: an AI agent through "
             "veil-mcp (kind Agent, with the tool call: its arguments' types, never their values) "
             "or a job. The statement fingerprint is the same for the same query with other values.",
-            styles["body"],
-        ),
-        Paragraph(f"<b>Period:</b> {escape(period)}", styles["body"]),
-        Paragraph(f"<b>Filters:</b> {escape(describe(flt))}", styles["body"]),
-        Paragraph(f"<b>Projects:</b> {escape(_projects_text(flt, scope))}", styles["body"]),
-        Paragraph(
-            f"<b>Generated:</b> {generated_at:%Y-%m-%d %H:%M:%S} UTC by {escape(generated_by)}; "
-            f"signing key {signing.current_key().key_id}",
-            styles["body"],
         ),
         Paragraph(
             f"<b>Chain verification: {'INTACT' if verification.ok else 'BROKEN'}</b>: "
@@ -185,7 +165,7 @@ def render_agents(
         (agent.cells() for agent in agents),
         styles,
     )
-    story += [Spacer(1, 6 * mm), CondPageBreak(45 * mm), Paragraph("Queries", styles["h2"])]
+    story += _section("Queries", styles)
     story += _table(
         ["When (UTC)", "Agent", "Kind", "Tool call", "Statement fingerprint", "In clear", "Masked", "Rows"],
         (_query_cells(row) for row in shown),
@@ -195,15 +175,4 @@ def render_agents(
         story.append(
             Paragraph(f"… and {more} more queries: see the CSV or JSON Lines export.", styles["small"])
         )
-    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
-    return buffer.getvalue(), doc.page
-
-
-def _footer(canvas: Any, doc: Any) -> None:
-    canvas.saveState()
-    canvas.setFont("Helvetica", 7)
-    canvas.drawString(
-        12 * mm, 7 * mm, f"Veil: {TITLE}. The signed manifest next to this file holds its SHA-256."
-    )
-    canvas.drawRightString(doc.pagesize[0] - 12 * mm, 7 * mm, f"Page {doc.page}")
-    canvas.restoreState()
+    return render(f"Veil: {TITLE}", story)

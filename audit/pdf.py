@@ -48,6 +48,7 @@ from audit.reports.in_force import IN_FORCE_COLUMNS
 from audit.selectors import ChainVerification
 
 MAX_ROWS = 60
+SUMMARY_NAME = "Veil audit summary"
 SECTIONS = (
     "Who saw unmasked data",
     "Grants and exemptions in force",
@@ -133,29 +134,8 @@ def render_summary(
 ) -> tuple[bytes, int]:
     """Render the summary PDF; returns its bytes and its number of pages."""
     styles = _styles()
-    buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=landscape(A4),
-        leftMargin=12 * mm,
-        rightMargin=12 * mm,
-        topMargin=12 * mm,
-        bottomMargin=14 * mm,
-        title="Veil audit summary",
-        author="Veil",
-        invariant=1,
-    )
-    period = f"{_text(flt.date_from) or 'the beginning'} to {_text(flt.date_to) or 'now'}"
     story: list[Any] = [
-        Paragraph("Veil audit summary", styles["title"]),
-        Paragraph(f"<b>Period:</b> {escape(period)}", styles["body"]),
-        Paragraph(f"<b>Filters:</b> {escape(describe(flt))}", styles["body"]),
-        Paragraph(f"<b>Projects:</b> {escape(_projects_text(flt, scope))}", styles["body"]),
-        Paragraph(
-            f"<b>Generated:</b> {generated_at:%Y-%m-%d %H:%M:%S} UTC by {escape(generated_by)}; "
-            f"signing key {signing.current_key().key_id}",
-            styles["body"],
-        ),
+        *cover(SUMMARY_NAME, flt, scope, generated_at, generated_by, styles),
         Spacer(1, 4 * mm),
         Paragraph("Chain verification", styles["h2"]),
         Paragraph(
@@ -226,7 +206,61 @@ def render_summary(
         ),
         styles,
     )
-    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    return render(SUMMARY_NAME, story)
+
+
+def cover(
+    heading: str,
+    flt: AuditFilter,
+    scope: AuditScope,
+    generated_at: datetime,
+    generated_by: str,
+    styles: dict[str, ParagraphStyle],
+    intro: str = "",
+) -> list[Any]:
+    """A report's first lines: its heading, what it covers (period, filters, projects) and who
+    made it with which signing key."""
+    period = f"{_text(flt.date_from) or 'the beginning'} to {_text(flt.date_to) or 'now'}"
+    return [
+        Paragraph(escape(heading), styles["title"]),
+        *([Paragraph(intro, styles["body"])] if intro else []),
+        Paragraph(f"<b>Period:</b> {escape(period)}", styles["body"]),
+        Paragraph(f"<b>Filters:</b> {escape(describe(flt))}", styles["body"]),
+        Paragraph(f"<b>Projects:</b> {escape(_projects_text(flt, scope))}", styles["body"]),
+        Paragraph(
+            f"<b>Generated:</b> {generated_at:%Y-%m-%d %H:%M:%S} UTC by {escape(generated_by)}; "
+            f"signing key {signing.current_key().key_id}",
+            styles["body"],
+        ),
+    ]
+
+
+def render(name: str, story: list[Any]) -> tuple[bytes, int]:
+    """Lay out a report named `name` (its PDF title and its footer) on landscape A4; returns its
+    bytes and its number of pages. `invariant=1`: the same story gives the same bytes."""
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=landscape(A4),
+        leftMargin=12 * mm,
+        rightMargin=12 * mm,
+        topMargin=12 * mm,
+        bottomMargin=14 * mm,
+        title=name,
+        author="Veil",
+        invariant=1,
+    )
+
+    def footer(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.drawString(
+            12 * mm, 7 * mm, f"{name}. The signed manifest next to this file holds its SHA-256."
+        )
+        canvas.drawRightString(doc.pagesize[0] - 12 * mm, 7 * mm, f"Page {doc.page}")
+        canvas.restoreState()
+
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue(), doc.page
 
 
@@ -300,13 +334,3 @@ def _access_reviews(flt: AuditFilter, scope: AuditScope, styles: dict[str, Parag
         headers = ["Review", "Member", "Access", "Reviewer", "Last unmask", "Outcome", "Decided", "By"]
         flowables += [Spacer(1, 3 * mm), *_table(headers, items, styles)]
     return flowables
-
-
-def _footer(canvas: Any, doc: Any) -> None:
-    canvas.saveState()
-    canvas.setFont("Helvetica", 7)
-    canvas.drawString(
-        12 * mm, 7 * mm, "Veil audit summary. The signed manifest next to this file holds its SHA-256."
-    )
-    canvas.drawRightString(doc.pagesize[0] - 12 * mm, 7 * mm, f"Page {doc.page}")
-    canvas.restoreState()
