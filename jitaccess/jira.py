@@ -30,6 +30,8 @@ import urllib3
 from django.conf import settings
 from urllib3.exceptions import HTTPError
 
+from jitaccess import outside_apis
+
 USER_AGENT = "Veil-Tickets/1"
 # A project key (an upper-case letter, then letters, digits or underscores), a dash, the number.
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,14}")
@@ -113,25 +115,18 @@ def _get_json(url: str) -> tuple[int, Any]:
     timeout_s = float(settings.JIRA_API_TIMEOUT_S)
     headers = urllib3.make_headers(basic_auth=f"{settings.JIRA_EMAIL}:{settings.JIRA_API_TOKEN}")
     try:
-        response = urllib3.request(
-            "GET",
+        status, raw = outside_apis.get(
             url,
-            headers={**headers, "Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=urllib3.Timeout(total=timeout_s),
-            retries=False,
-            redirect=False,
-            preload_content=False,
+            {**headers, "Accept": "application/json", "User-Agent": USER_AGENT},
+            timeout_s=timeout_s,
+            max_bytes=MAX_BODY_BYTES,
         )
-        try:
-            raw = response.read(MAX_BODY_BYTES + 1)
-        finally:
-            response.release_conn()
     except (HTTPError, OSError) as exc:
-        if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+        if outside_apis.timed_out(exc):
             raise JiraUnavailable(f"no answer within {timeout_s:g} s") from exc
         raise JiraUnavailable(f"no connection ({type(exc).__name__})") from exc
-    if response.status != 200:
-        return response.status, None
+    if status != 200:
+        return status, None
     if len(raw) > MAX_BODY_BYTES:
         raise JiraUnavailable(f"the answer is larger than {MAX_BODY_BYTES} bytes")
     try:

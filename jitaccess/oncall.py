@@ -30,11 +30,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import urllib3
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from urllib3.exceptions import HTTPError
+
+from jitaccess import outside_apis
 
 logger = logging.getLogger(__name__)
 
@@ -164,28 +165,17 @@ def _get_json(url: str, headers: dict[str, str]) -> Any:
     """GET `url` and parse its JSON; OnCallUnavailable for anything but a 200 with JSON."""
     timeout_s = float(settings.ONCALL_API_TIMEOUT_S)
     try:
-        response = urllib3.request(
-            "GET",
-            url,
-            headers={"User-Agent": USER_AGENT, **headers},
-            timeout=urllib3.Timeout(total=timeout_s),
-            retries=False,
-            redirect=False,
-            preload_content=False,
+        status, raw = outside_apis.get(
+            url, {"User-Agent": USER_AGENT, **headers}, timeout_s=timeout_s, max_bytes=MAX_BODY_BYTES
         )
-        try:
-            raw = response.read(MAX_BODY_BYTES + 1)
-        finally:
-            response.release_conn()
     except HTTPError as exc:
-        text = f"{type(exc).__name__}: {exc}"
-        if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+        if outside_apis.timed_out(exc):
             raise OnCallUnavailable(f"no answer within {timeout_s:g} s") from exc
-        raise OnCallUnavailable(text[:300]) from exc
+        raise OnCallUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
     except OSError as exc:
         raise OnCallUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
-    if response.status != 200:
-        raise OnCallUnavailable(f"HTTP {response.status}")
+    if status != 200:
+        raise OnCallUnavailable(f"HTTP {status}")
     if len(raw) > MAX_BODY_BYTES:
         raise OnCallUnavailable(f"the answer is larger than {MAX_BODY_BYTES} bytes")
     try:
