@@ -24,6 +24,7 @@ from jitaccess.selectors.scopes import access_settings
 from jitaccess.selectors.tickets import ticket_hint
 from jitaccess.services.access_settings import ticket_rules_save
 from masking.models import Project
+from masking.policy.review import forbidden
 from masking.services.policy import PolicyError
 
 
@@ -46,12 +47,7 @@ def request_settings(request: HttpRequest, key: str) -> HttpResponse:
     user = cast(User, request.user)
     project = get_object_or_404(Project, key=key)
     if not administers(user, project):
-        return render(
-            request,
-            "masking/forbidden.html",
-            {"reason": "Request settings are for the project's policy administrators."},
-            status=403,
-        )
+        return forbidden(request, "Request settings are for the project's policy administrators.")
     form = TicketRulesForm.for_rules(access_settings(project))
     status = 200
     if request.method == "POST":

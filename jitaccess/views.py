@@ -88,13 +88,14 @@ from jitaccess.states import Action, InvalidTransition, State
 from masking.models import Database, Project
 from masking.permissions import ADMINISTER_POLICY, APPROVE_REQUEST, REQUEST_UNMASK, VIEW_AUDIT
 from masking.policy.access import administers_any
+from masking.policy.review import forbidden, person
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """The landing page: what waits for the person, their live grants, and a card for each thing
     they can do (request, approve, administer policy, audit), none for what they cannot."""
-    user = _person(request)
+    user = person(request)
     perms = {
         "request": REQUEST_UNMASK,
         "approve": APPROVE_REQUEST,
@@ -162,7 +163,7 @@ def _project_cards(projects: dict[str, QuerySet[Project]]) -> list[dict[str, Any
 @login_required
 def request_list(request: HttpRequest) -> HttpResponse:
     """The person's own requests and grants, and their web inbox."""
-    user = _person(request)
+    user = person(request)
     mine = (
         requests_visible_to(user)
         .filter(requester=user)
@@ -189,13 +190,13 @@ def request_new(request: HttpRequest) -> HttpResponse:
 
     `?extends=<id>` asks for more time on one of the person's active grants, same scope. A POST
     with `preview` (the form's button without JavaScript) only shows the approval preview."""
-    user = _person(request)
+    user = person(request)
     databases = _databases_with(user, REQUEST_UNMASK)
     extended = None
     if raw_extends := request.GET.get("extends"):
         extended = _visible(user, raw_extends)
         if refusal := _extend_refusal(extended, user):
-            return _forbidden(request, refusal)
+            return forbidden(request, refusal)
         if extended.state != State.APPROVED:
             messages.error(
                 request,
@@ -242,7 +243,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
             except RequestError as error:
                 form.add_service_error(error)
             except NotAllowed as error:
-                return _forbidden(request, str(error))
+                return forbidden(request, str(error))
             else:
                 messages.success(request, _created_message(created))
                 return redirect("jitaccess:request-detail", pk=created.pk)
@@ -273,7 +274,7 @@ def request_preview(request: HttpRequest) -> HttpResponse:
     A read that changes nothing, so a GET, and only this site's pages can read its answer (no
     CORS). A database outside the projects the person may request in is a 404, as for the form, so
     no other project's policies or approvers show; bad input is a 400 naming the field."""
-    user = _person(request)
+    user = person(request)
     raw_database = request.GET.get("database", "")
     if not raw_database.isdigit():
         context = {"preview_problem": "Choose a database from the list.", "preview_field": "database"}
@@ -287,7 +288,7 @@ def request_preview(request: HttpRequest) -> HttpResponse:
         if extended.database_id != database.pk:
             raise Http404("No such grant on this database.")
         if refusal := _extend_refusal(extended, user):
-            return _forbidden(request, refusal)
+            return forbidden(request, refusal)
     context = _preview_context(user, database, request.GET, extended)
     status = 400 if context["preview_problem"] else 200
     return render(request, "jitaccess/_approval_preview.html", context, status=status)
@@ -295,14 +296,14 @@ def request_preview(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return _render_detail(request, _visible(_person(request), pk))
+    return _render_detail(request, _visible(person(request), pk))
 
 
 @login_required
 @require_POST
 def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """approve, deny (reason), cancel, relinquish, revoke, review (break-glass notes)."""
-    user = _person(request)
+    user = person(request)
     target = _visible(user, pk)
     deny_form = DenyForm(request.POST) if action == Action.DENY else None
     review_form = ReviewForm(request.POST) if action == "review" else None
@@ -344,7 +345,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         else:
             raise Http404(f"Unknown action {action!r}.")
     except NotAllowed as error:
-        return _forbidden(request, str(error))
+        return forbidden(request, str(error))
     except InvalidTransition as error:
         messages.error(request, f"{target.ref}: {error}.")
         return redirect("jitaccess:request-detail", pk=target.pk)
@@ -358,7 +359,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.error(request, f"{target.ref}: {error.field} {error.message}.")
         return redirect("jitaccess:request-detail", pk=target.pk)
     messages.success(request, _action_message(action, result))
-    return _redirect_back(request, reverse("jitaccess:request-detail", args=[target.pk]))
+    return redirect_back(request, reverse("jitaccess:request-detail", args=[target.pk]))
 
 
 @login_required
@@ -367,10 +368,10 @@ def request_end_confirm(request: HttpRequest, pk: int, action: str) -> HttpRespo
     """Revoke or relinquish, step one: what ending the grant does, and (to revoke) a reason."""
     if action not in (Action.RELINQUISH, Action.REVOKE):
         raise Http404(f"Unknown action {action!r}.")
-    user = _person(request)
+    user = person(request)
     target = _visible(user, pk)
     if refusal := end_refusal(target, user, action):
-        return _forbidden(request, refusal)
+        return forbidden(request, refusal)
     if target.state != State.APPROVED:
         messages.error(request, f"{target.ref}: {InvalidTransition(target.state, action)}.")
         return redirect("jitaccess:request-detail", pk=target.pk)
@@ -380,14 +381,14 @@ def request_end_confirm(request: HttpRequest, pk: int, action: str) -> HttpRespo
 @login_required
 def approvals(request: HttpRequest) -> HttpResponse:
     """The approver's queue. Deciding here never needs Slack."""
-    queue = approval_queue(_person(request))
+    queue = approval_queue(person(request))
     return render(request, "jitaccess/approvals.html", {"queue": queue, "now": timezone.now()})
 
 
 @login_required
 def breakglass_new(request: HttpRequest) -> HttpResponse:
     """Immediate access in an incident, for the project's break-glass roles; security is alerted."""
-    user = _person(request)
+    user = person(request)
     databases = _breakglass_databases(user)
     database = _chosen_database(databases, request.GET.get("database"))
     form = None
@@ -407,7 +408,7 @@ def breakglass_new(request: HttpRequest) -> HttpResponse:
             except RequestError as error:
                 form.add_service_error(error)
             except NotAllowed as error:
-                return _forbidden(request, str(error))
+                return forbidden(request, str(error))
             else:
                 messages.warning(
                     request,
@@ -428,9 +429,9 @@ def breakglass_new(request: HttpRequest) -> HttpResponse:
 @login_required
 def breakglass_reviews(request: HttpRequest) -> HttpResponse:
     """Break-glass grants nobody has reviewed yet, oldest first: for project administrators."""
-    user = _person(request)
+    user = person(request)
     if not administers_any(user):
-        return _forbidden(request, "Break-glass reviews are for project administrators.")
+        return forbidden(request, "Break-glass reviews are for project administrators.")
     pending = list(unreviewed_breakglass(user).order_by("created_at"))
     perms = _project_perms(user, pending)
     reviewable = {r.pk for r in pending if can_review_breakglass(r, user, perms)}
@@ -471,7 +472,7 @@ def _render_detail(
     deny_form: DenyForm | None = None,
     review_form: ReviewForm | None = None,
 ) -> HttpResponse:
-    user = _person(request)
+    user = person(request)
     is_requester = target.requester_id == user.pk
     pending, approved = target.state == State.PENDING, target.state == State.APPROVED
     pools: ApproverPools = {}  # the on-call provider, if the request names one, is asked once
@@ -512,7 +513,7 @@ def _picker_context(
     query = request.GET.get("q", "")
     picker = None
     if form is not None and form.fixed_scope is None and database is not None:
-        access = column_access(_person(request), database, form.columns)
+        access = column_access(person(request), database, form.columns)
         picker = form.picker(query, access, request.GET.get("table", ""))
     return {
         "form": form,
@@ -661,11 +662,7 @@ def _visible(user: User, pk: int | str) -> AccessRequest:
         raise Http404("No such request.") from None
 
 
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
-
-
-def _redirect_back(request: HttpRequest, default: str) -> HttpResponse:
+def redirect_back(request: HttpRequest, default: str) -> HttpResponse:
     """To the page the form came from (`next`, same site only), else to `default`."""
     target = request.POST.get("next", "")
     safe = url_has_allowed_host_and_scheme(
@@ -717,8 +714,3 @@ def _still_in_force(ended: AccessRequest) -> str:
         return " It no longer unmasks anything (an exemption may still cover some columns)."
     listed = ", ".join(f"{r.ref} ({r.scope_label}, until {moment_label(r.expires_at)})" for r in others)
     return f" Still in force on {ended.database}: {listed}."
-
-
-def _person(request: HttpRequest) -> User:
-    """The signed-in person (every view here is `login_required`)."""
-    return cast(User, request.user)

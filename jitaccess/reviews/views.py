@@ -7,19 +7,15 @@ the attempt is in the audit log); a bad answer is a 400 naming the field.
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from audit.access import audit_scope_for
 from audit.models import Channel
-from identity.models import User
 from identity.services import actor_for
 from jitaccess.formatting import moment_label
 from jitaccess.reviews import selectors
@@ -33,14 +29,16 @@ from jitaccess.reviews.services import (
     review_item_answer,
     review_settings_save,
 )
+from jitaccess.views import redirect_back
 from masking.models import Project
+from masking.policy.review import forbidden, person
 
 
 @login_required
 def review_list(request: HttpRequest) -> HttpResponse:
     """What waits for the person's answer, the campaigns they may see, and (for policy
     administrators) their projects' schedules."""
-    user = _person(request)
+    user = person(request)
     waiting = selectors.items_waiting_for(user)
     campaigns = list(selectors.campaigns_visible_to(user).order_by("-opened_at")[:30])
     return render(
@@ -56,7 +54,7 @@ def review_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def review_campaign(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _person(request)
+    user = person(request)
     try:
         campaign = selectors.campaign_for(user, pk)
     except AccessReviewCampaign.DoesNotExist:
@@ -67,7 +65,7 @@ def review_campaign(request: HttpRequest, pk: int) -> HttpResponse:
 def _render_campaign(
     request: HttpRequest, campaign: AccessReviewCampaign, *, error: str = "", status: int = 200
 ) -> HttpResponse:
-    user = _person(request)
+    user = person(request)
     items = list(selectors.items_visible_in(campaign, user))
     scope = audit_scope_for(user)
     return render(
@@ -96,7 +94,7 @@ def _render_campaign(
 @login_required
 @require_POST
 def review_item_answer_view(request: HttpRequest, pk: int) -> HttpResponse:
-    user = _person(request)
+    user = person(request)
     try:
         item = selectors.item_for(user, pk)
     except AccessReviewItem.DoesNotExist:
@@ -115,7 +113,7 @@ def review_item_answer_view(request: HttpRequest, pk: int) -> HttpResponse:
             channel=Channel.WEB,
         )
     except NotYourItem as refusal:
-        return render(request, "masking/forbidden.html", {"reason": str(refusal)}, status=403)
+        return forbidden(request, str(refusal))
     except AlreadyAnswered as stale:
         messages.info(request, str(stale))
     except ReviewError as error:
@@ -126,13 +124,13 @@ def review_item_answer_view(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(
                 request, f"{done.get_state_display()}: {done.member_label}, {done.access_label}."
             )
-    return _redirect_back(request, reverse("jitaccess:access-review", kwargs={"pk": item.campaign_id}))
+    return redirect_back(request, reverse("jitaccess:access-review", kwargs={"pk": item.campaign_id}))
 
 
 @login_required
 def review_settings_list(request: HttpRequest) -> HttpResponse:
     """The projects the person administers, with their review schedule."""
-    user = _person(request)
+    user = person(request)
     projects = list(selectors.projects_administered_by(user))
     rows = [(project, selectors.review_settings_for(project)) for project in projects]
     return render(request, "jitaccess/reviews/settings_list.html", {"rows": rows})
@@ -140,10 +138,10 @@ def review_settings_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def review_settings(request: HttpRequest, key: str) -> HttpResponse:
-    user = _person(request)
+    user = person(request)
     project = get_object_or_404(Project, key=key)
     if not selectors.administers(user, project):
-        return _forbidden(request, "Access review settings are for the project's policy administrators.")
+        return forbidden(request, "Access review settings are for the project's policy administrators.")
     settings = selectors.review_settings_for(project)
     form = ReviewSettingsForm.for_settings(settings)
     status = 200
@@ -172,10 +170,10 @@ def review_settings(request: HttpRequest, key: str) -> HttpResponse:
 @require_POST
 def review_open_now(request: HttpRequest, key: str) -> HttpResponse:
     """Open a campaign now, whatever the schedule (it then moves on from today)."""
-    user = _person(request)
+    user = person(request)
     project = get_object_or_404(Project, key=key)
     if not selectors.administers(user, project):
-        return _forbidden(request, "Opening an access review is for the project's policy administrators.")
+        return forbidden(request, "Opening an access review is for the project's policy administrators.")
     try:
         campaign = campaign_open(project=project, actor=actor_for(user), channel=Channel.WEB)
     except ReviewError as error:
@@ -194,20 +192,3 @@ def _usage(item: AccessReviewItem, unused_days: int) -> str:
     if item.proposed_removal:
         return f"No unmask recorded in {unused_days} days: proposed for removal."
     return f"No unmask recorded in the last {unused_days} days." if unused_days else "Use not checked."
-
-
-def _forbidden(request: HttpRequest, reason: str) -> HttpResponse:
-    return render(request, "masking/forbidden.html", {"reason": reason}, status=403)
-
-
-def _redirect_back(request: HttpRequest, default: str) -> HttpResponse:
-    """To the page the form came from (`next`, same site only), else to `default`."""
-    target = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return redirect(target if safe else default)
-
-
-def _person(request: HttpRequest) -> User:
-    return cast(User, request.user)
