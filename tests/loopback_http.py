@@ -41,6 +41,24 @@ class LoopbackServer:
             self._server.shutdown()
             self._server.server_close()
 
+    @staticmethod
+    def send(
+        http: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "application/json; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer one call: the status, the body with its type and length, and any other headers."""
+        http.send_response(status)
+        http.send_header("Content-Type", content_type)
+        http.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            http.send_header(name, value)
+        http.end_headers()
+        http.wfile.write(body)
+
     @property
     def root(self) -> str:
         assert self._server is not None

@@ -113,13 +113,7 @@ class _FakeServer(LoopbackServer):
         if kind == "hang":
             self._stop.wait(float(value or 5))
             return  # no answer: the client times out
-        http.send_response(status)
-        http.send_header("Content-Type", "application/json; charset=utf-8")
-        http.send_header("Content-Length", str(len(body)))
-        for name, header in extra.items():
-            http.send_header(name, header)
-        http.end_headers()
-        http.wfile.write(body)
+        self.send(http, status, body, headers=extra)
 
     def _answer(
         self, path: str, query: dict[str, list[str]], headers: dict[str, str], *, ignore_filter: bool

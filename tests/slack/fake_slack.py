@@ -151,25 +151,14 @@ class FakeSlack(LoopbackServer):
         if fault is not None and fault.kind == "hang":
             self._stop.wait(fault.seconds)
             return  # no answer: the client times out
-        payload = json.dumps(body).encode()
-        http.send_response(status)
-        http.send_header("Content-Type", "application/json; charset=utf-8")
-        http.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            http.send_header(name, value)
-        http.end_headers()
-        http.wfile.write(payload)
+        self.send(http, status, json.dumps(body).encode(), headers=headers)
 
     def _respond(self, http: BaseHTTPRequestHandler, path: str) -> None:
         """A command's response_url (hooks.slack.com in Slack): the JSON message, answered "ok"."""
         raw = http.rfile.read(int(http.headers.get("Content-Length") or 0)).decode()
         with self._lock:
             self.responses.append({"path": path, **json.loads(raw or "{}")})
-        http.send_response(200)
-        http.send_header("Content-Type", "text/plain")
-        http.send_header("Content-Length", "2")
-        http.end_headers()
-        http.wfile.write(b"ok")
+        self.send(http, 200, b"ok", content_type="text/plain")
 
     def hook_url(self, name: str = "1") -> str:
         """A response_url this fake answers, as Slack gives one with each command."""

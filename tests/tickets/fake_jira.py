@@ -113,13 +113,7 @@ class FakeJira(LoopbackServer):
         if kind == "hang":
             self._stop.wait(float(value or 5))
             return  # no answer: the client times out
-        http.send_response(status)
-        http.send_header("Content-Type", "application/json;charset=UTF-8")
-        http.send_header("Content-Length", str(len(body)))
-        for name, header in extra.items():
-            http.send_header(name, header)
-        http.end_headers()
-        http.wfile.write(body)
+        self.send(http, status, body, content_type="application/json;charset=UTF-8", headers=extra)
 
     def _answer(self, path: str, query: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, Any]:
         expected = "Basic " + base64.b64encode(f"{self.email}:{self.token}".encode()).decode()
